@@ -1,0 +1,74 @@
+"""Greedy decoding speed: explorer's `generate` vs transformers' `generate` on the same model, side by side.
+
+Same prompt, same number of new tokens, fp32 on CPU, both in this one process, alternating runs so that machine
+noise hits both alike. Prints a Markdown table and the ratio (the issue requires >= 1.5x on the demo target).
+
+    python benchmarks/bench_generate.py [--model DIR] [--new-tokens 128] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from explorer.checkpoint import default_model_dirs, load_model
+from explorer.generate import generate
+
+PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    "
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(default_model_dirs()["target"]))
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import transformers
+
+    lm = load_model(args.model, dtype="float32", device="cpu")
+    ref = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    ids = lm.encode(PROMPT)
+    n = args.new_tokens
+    input_ids = torch.tensor([ids])
+
+    def ours() -> list[int]:
+        return generate(lm, ids, n, stop_at_eos=False)
+
+    @torch.inference_mode()
+    def theirs() -> list[int]:
+        out = ref.generate(input_ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return out[0, len(ids) :].tolist()
+
+    a, b = ours(), theirs()  # warm-up, and the tokens must agree
+    same = a == b
+    t_ours, t_theirs = [], []
+    for _ in range(args.repeats):
+        for fn, times in ((ours, t_ours), (theirs, t_theirs)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    tps_ours = n / statistics.median(t_ours)
+    tps_theirs = n / statistics.median(t_theirs)
+    print(
+        f"model: {args.model}  prompt: {len(ids)} tokens  new tokens: {n}  fp32 CPU  "
+        f"threads: {torch.get_num_threads()}  repeats: {args.repeats} (median)"
+    )
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}; identical tokens: {same}")
+    print()
+    print("| implementation | tokens/s | ms/token |")
+    print("|---|---:|---:|")
+    print(f"| explorer generate | {tps_ours:.1f} | {1000 / tps_ours:.2f} |")
+    print(f"| transformers generate | {tps_theirs:.1f} | {1000 / tps_theirs:.2f} |")
+    print()
+    print(f"ratio explorer / transformers: {tps_ours / tps_theirs:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

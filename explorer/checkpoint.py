@@ -1,0 +1,210 @@
+"""Load a Hugging Face layout model directory: config.json, safetensors weights (single or sharded), tokenizer.json.
+
+Weights are memory-mapped by safetensors and moved straight into the requested dtype and device; nothing is
+unpickled. Every problem a user can cause becomes an :class:`ExplorerError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from tokenizers import Tokenizer
+
+from .errors import ExplorerError
+from .model import CausalLM, ModelConfig, rope_inv_freq
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def default_model_dirs() -> dict[str, Path]:
+    """The shipped demo pair (trained by ``explorer train-demo``)."""
+    return {"target": ASSETS / "models" / "demo-target", "draft": ASSETS / "models" / "demo-draft"}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def parse_dtype(name: str | torch.dtype | None, device: str) -> torch.dtype:
+    if name is None:
+        return default_dtype(device)
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ExplorerError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with what is needed to talk to it."""
+
+    model: CausalLM
+    tokenizer: Tokenizer
+    config: ModelConfig
+    path: Path
+    eos_token_ids: tuple[int, ...]
+    bos_token_id: int | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.lm_head.weight.dtype
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ExplorerError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ExplorerError(f"{what} is not valid JSON ({path}): {exc}") from None
+    if not isinstance(data, dict):
+        raise ExplorerError(f"{what} must hold a JSON object: {path}")
+    return data
+
+
+def check_model_dir(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ExplorerError(f"model directory not found: {path}")
+    if not path.is_dir():
+        raise ExplorerError(f"not a model directory: {path}")
+    return path
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    return ModelConfig.from_hf(read_json(check_model_dir(path) / "config.json", "config.json"))
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    file = check_model_dir(path) / "tokenizer.json"
+    if not file.is_file():
+        raise ExplorerError(f"no tokenizer.json in {file.parent} (the explorer needs a fast tokenizer file)")
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as exc:  # tokenizers raises a plain Exception on bad files
+        raise ExplorerError(f"cannot read tokenizer {file}: {str(exc).splitlines()[0]}") from None
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a checkpoint: one ``model.safetensors`` or the shards an index names."""
+    single = path / "model.safetensors"
+    index = path / "model.safetensors.index.json"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        weight_map = read_json(index, "model.safetensors.index.json").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ExplorerError(f"{index} has no weight_map")
+        files = [path / name for name in dict.fromkeys(weight_map.values())]
+        for f in files:
+            if not f.is_file():
+                raise ExplorerError(f"shard {f.name} named in {index.name} is missing from {path}")
+        return files
+    if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+        raise ExplorerError(f"{path} has only pickle weights (.bin/.pt); the explorer loads safetensors only")
+    raise ExplorerError(f"no model.safetensors or model.safetensors.index.json in {path}")
+
+
+def read_weights(files: list[Path], dtype: torch.dtype, device: str) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    t = f.get_tensor(key)  # memory-mapped; .to() copies only when dtype/device differ
+                    tensors[key] = t.to(device=device, dtype=dtype) if t.is_floating_point() else t
+        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ExplorerError(f"corrupt or truncated safetensors file {file}: {reason}") from None
+    return tensors
+
+
+def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> CausalLM:
+    """Put loaded tensors into a model built on the meta device (no memory is allocated twice)."""
+    names = set(tensors)
+    # Biases are decided by what the checkpoint holds (Qwen2 ships q/k/v biases without saying so in config).
+    cfg = replace(
+        cfg,
+        qkv_bias=cfg.qkv_bias or "model.layers.0.self_attn.q_proj.bias" in names,
+        o_bias=cfg.o_bias or "model.layers.0.self_attn.o_proj.bias" in names,
+        mlp_bias=cfg.mlp_bias or "model.layers.0.mlp.gate_proj.bias" in names,
+    )
+    with torch.device("meta"):
+        model = CausalLM(cfg)
+    expected = dict(model.state_dict())
+    if cfg.tie_word_embeddings:
+        expected.pop("lm_head.weight", None)
+        tensors.pop("lm_head.weight", None)  # some tied checkpoints still store a copy
+    for key in [k for k in tensors if k.endswith("rotary_emb.inv_freq")]:
+        tensors.pop(key)
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise ExplorerError(f"weights missing from {path}: {', '.join(missing[:3])}{more}")
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        more = f" (and {len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
+        raise ExplorerError(f"unexpected weights in {path}: {', '.join(unexpected[:3])}{more}")
+    for key, ref in expected.items():
+        if tuple(tensors[key].shape) != tuple(ref.shape):
+            raise ExplorerError(
+                f"weight {key} in {path} has shape {tuple(tensors[key].shape)}, config says {tuple(ref.shape)}"
+            )
+    model.load_state_dict(tensors, strict=False, assign=True)
+    if cfg.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.inv_freq = rope_inv_freq(cfg).to(model.lm_head.weight.device)  # the meta buffer, made real
+    return model.eval().requires_grad_(False)
+
+
+def special_ids(path: Path, raw_cfg: dict[str, Any]) -> tuple[tuple[int, ...], int | None]:
+    gen_file = path / "generation_config.json"
+    gen = read_json(gen_file, "generation_config.json") if gen_file.is_file() else {}
+    eos = gen.get("eos_token_id", raw_cfg.get("eos_token_id"))
+    bos = gen.get("bos_token_id", raw_cfg.get("bos_token_id"))
+    eos_ids = tuple(eos) if isinstance(eos, list) else ((eos,) if isinstance(eos, int) else ())
+    return eos_ids, bos if isinstance(bos, int) else None
+
+
+def load_model(
+    path: str | Path, dtype: str | torch.dtype | None = None, device: str | None = None, tokenizer: bool = True
+) -> LoadedModel:
+    """Load a Hugging Face layout directory for inference (eval mode, no grads)."""
+    path = check_model_dir(path)
+    raw = read_json(path / "config.json", "config.json")
+    cfg = ModelConfig.from_hf(raw)
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ExplorerError("CUDA was requested but torch sees no CUDA device")
+    dt = parse_dtype(dtype, device)
+    tok = load_tokenizer(path) if tokenizer else None
+    model = build_model(cfg, read_weights(weight_files(path), dt, device), path)
+    eos, bos = special_ids(path, raw)
+    return LoadedModel(model, tok, model.config, path, eos, bos)

@@ -1,0 +1,161 @@
+"""The ``explorer`` command. Every computation a view shows is reachable here too, with ``--json`` output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import ExplorerError
+
+
+def versions() -> dict:
+    import platform
+
+    import torch
+
+    out = {"explorer": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    try:
+        import triton
+
+        out["triton"] = triton.__version__
+    except ImportError:  # Windows / macOS: the Triton kernel's torch fallback is used instead
+        out["triton"] = None
+    try:
+        import PySide6
+        from PySide6 import QtCore
+
+        out["pyside6"] = PySide6.__version__
+        out["qt"] = QtCore.qVersion()
+    except ImportError:
+        out["pyside6"] = out["qt"] = None
+    return out
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .attention import available_backends
+    from .checkpoint import default_device, default_dtype, default_model_dirs
+
+    device = default_device()
+    info = {
+        "versions": versions(),
+        "device": device,
+        "device_name": torch.cuda.get_device_name(0) if device == "cuda" else "CPU",
+        "default_dtype": str(default_dtype(device)).removeprefix("torch."),
+        "attention_backends": available_backends(),
+        "default_models": {role: str(path) for role, path in default_model_dirs().items()},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    v = info["versions"]
+    print(
+        f"explorer {v['explorer']}  python {v['python']}  torch {v['torch']}  "
+        f"triton {v['triton'] or 'not installed (the Triton kernel will run through its torch fallback)'}  "
+        f"Qt {v['qt'] or 'not installed'}"
+    )
+    print(f"device: {info['device']} ({info['device_name']}), default dtype {info['default_dtype']}")
+    print(f"attention backends: {', '.join(info['attention_backends'])}")
+    for role, path in info["default_models"].items():
+        print(f"default {role}: {path}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .checkpoint import default_model_dirs, load_model
+    from .generate import generate
+
+    lm = load_model(args.model or default_model_dirs()["target"], dtype=args.dtype, device=args.device)
+    prompt_ids = lm.encode(args.prompt)
+    t0 = time.perf_counter()
+    new = generate(lm, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.seed)
+    seconds = time.perf_counter() - t0
+    text = lm.decode(new)
+    result = {
+        "model": str(lm.path),
+        "device": str(lm.device),
+        "dtype": str(lm.dtype).removeprefix("torch."),
+        "prompt": args.prompt,
+        "prompt_ids": prompt_ids,
+        "token_ids": new,
+        "text": text,
+        "tokens_per_s": len(new) / seconds if seconds > 0 else None,
+        "seconds": seconds,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(args.prompt + text)
+        print(
+            f"[{len(new)} tokens, {result['tokens_per_s']:.1f} tokens/s, {lm.name}, "
+            f"{result['device']} {result['dtype']}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    from . import train_demo
+
+    command = "explorer train-demo " + shlex.join(sys.argv[2:])
+    train_demo.run(Path(args.out), args.target_steps, args.draft_steps, args.batch, args.seq_len, args.seed, command)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="explorer", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("info", help="versions, device, attention backends and default models")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("generate", help="decode from a model (greedy unless --temperature > 0)")
+    p.add_argument("--model", help="Hugging Face layout model directory (default: the shipped demo target)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train-demo", help="train the shipped demo target/draft pair (about 45 min on 2 CPU cores)")
+    p.add_argument("--out", default="assets/models")
+    p.add_argument("--target-steps", type=int, default=1200)
+    p.add_argument("--draft-steps", type=int, default=800)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        print("explorer: the GUI is not built yet; try `explorer info` or `explorer generate --help`.")
+        return 0
+    try:
+        return args.func(args)
+    except ExplorerError as exc:
+        print(f"explorer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except MemoryError:
+        print("explorer: error: out of memory; try a smaller model, dtype or prompt", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Plain autoregressive decoding with the static KV cache: greedy by default, or sampled with temperature / top-k.
+
+``iter_generate`` yields one record per new token (with the full next-token distribution) so that views can
+step through decoding; ``generate`` just collects the tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .errors import ExplorerError
+
+
+@dataclass
+class TokenStep:
+    """One decoding step: the distribution the model produced and the token taken from it."""
+
+    index: int  # 0 for the first new token
+    token_id: int
+    logits: np.ndarray | None  # float32 [vocab], raw (before temperature / top-k); None when not recorded
+    probs: np.ndarray | None  # float32 [vocab], the distribution sampled from (softmax at T=1 when greedy)
+    seconds: float  # wall time of the forward pass that produced these logits
+
+
+def check_length(lm: LoadedModel, n_prompt: int, max_new_tokens: int) -> None:
+    ctx = lm.config.max_position_embeddings
+    if n_prompt == 0:
+        raise ExplorerError("the prompt is empty")
+    if n_prompt >= ctx:
+        raise ExplorerError(f"prompt is {n_prompt} tokens, longer than {lm.name}'s context of {ctx} tokens")
+    if n_prompt + max_new_tokens > ctx:
+        raise ExplorerError(
+            f"prompt ({n_prompt} tokens) + {max_new_tokens} new tokens exceeds {lm.name}'s context of {ctx}; "
+            f"ask for at most {ctx - n_prompt} new tokens"
+        )
+
+
+def next_token_probs(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+    """The distribution sampling draws from: softmax(logits / T) restricted to the top k (greedy: T = 0)."""
+    logits = logits.float()
+    if temperature <= 0:
+        return torch.softmax(logits, dim=-1)
+    logits = logits / temperature
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k).values[..., -1, None]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+@torch.inference_mode()
+def iter_generate(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    stop_at_eos: bool = True,
+    record: bool = True,
+) -> Iterator[TokenStep]:
+    """One :class:`TokenStep` per new token; ``record=False`` skips copying the distributions (fast path)."""
+    check_length(lm, len(prompt_ids), max_new_tokens)
+    gen = torch.Generator(device=lm.device)
+    gen.manual_seed(0 if seed is None else seed)
+    cache = lm.model.new_cache(len(prompt_ids) + max_new_tokens)
+    ids = torch.tensor([prompt_ids], device=lm.device)
+    for i in range(max_new_tokens):
+        t0 = time.perf_counter()
+        logits = lm.model(ids, cache=cache, last_only=True)[0, -1]
+        probs = next_token_probs(logits, temperature, top_k) if (record or temperature > 0) else None
+        if temperature <= 0:
+            token = int(torch.argmax(logits))
+        else:
+            token = int(torch.multinomial(probs, 1, generator=gen))
+        seconds = time.perf_counter() - t0
+        if record:
+            yield TokenStep(i, token, logits.float().cpu().numpy(), probs.cpu().numpy(), seconds)
+        else:
+            yield TokenStep(i, token, None, None, seconds)
+        if stop_at_eos and token in lm.eos_token_ids:
+            return
+        ids = ids.new_tensor([[token]])
+
+
+def generate(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    stop_at_eos: bool = True,
+) -> list[int]:
+    """New token ids only. Greedy unless ``temperature`` > 0; stops after an end-of-sequence token."""
+    steps = iter_generate(lm, prompt_ids, max_new_tokens, temperature, top_k, seed, stop_at_eos, record=False)
+    return [step.token_id for step in steps]

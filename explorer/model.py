@@ -1,0 +1,362 @@
+"""The Llama-family decoder in one readable file (Llama 2/3.x, Mistral, Qwen2/2.5, Qwen3, SmolLM2, TinyLlama).
+
+Module names mirror Hugging Face's (``model.layers.0.self_attn.q_proj``...) so a checkpoint's tensors load by name.
+The model never decides *how* attention is computed: it calls one pluggable function (torch SDPA by default) with
+queries and keys after RoPE, so the Triton kernel and the instrumented paths can be swapped in without touching
+the rest. The KV cache is preallocated and indexed by slot; positions (for RoPE) are passed explicitly, which is
+what speculative tree verification needs (many slots share one position).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ExplorerError
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: dict[str, Any] = field(default_factory=dict)  # always holds "rope_type"
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+
+    @classmethod
+    def from_hf(cls, raw: dict[str, Any]) -> ModelConfig:
+        """Read a Hugging Face ``config.json`` dict; refuse (by name) what this decoder does not implement."""
+        model_type = raw.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            archs = ", ".join(raw.get("architectures") or []) or "unknown"
+            raise ExplorerError(
+                f"unsupported architecture {model_type!r} ({archs}); supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        act = raw.get("hidden_act", "silu")
+        if act != "silu":
+            raise ExplorerError(f"unsupported activation {act!r}; Llama-family models use 'silu'")
+        try:
+            hidden = int(raw["hidden_size"])
+            heads = int(raw["num_attention_heads"])
+            cfg = dict(
+                model_type=model_type,
+                vocab_size=int(raw["vocab_size"]),
+                hidden_size=hidden,
+                intermediate_size=int(raw["intermediate_size"]),
+                num_layers=int(raw["num_hidden_layers"]),
+                num_heads=heads,
+                num_kv_heads=int(raw.get("num_key_value_heads") or heads),
+                head_dim=int(raw.get("head_dim") or hidden // heads),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ExplorerError(f"config.json is missing or has a bad value for {exc}") from None
+        theta, scaling = _read_rope(raw)
+        attention_bias = bool(raw.get("attention_bias", False))
+        window = raw.get("sliding_window")
+        if model_type in ("qwen2", "qwen3") and not raw.get("use_sliding_window", False):
+            window = None  # Qwen configs carry a window size but leave it switched off
+        return cls(
+            **cfg,
+            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+            rope_theta=theta,
+            rope_scaling=scaling,
+            max_position_embeddings=int(raw.get("max_position_embeddings", 2048)),
+            tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+            qkv_bias=attention_bias or model_type == "qwen2",
+            o_bias=attention_bias,
+            mlp_bias=bool(raw.get("mlp_bias", False)),
+            qk_norm=model_type == "qwen3",
+            sliding_window=int(window) if window else None,
+        )
+
+
+def _read_rope(raw: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """RoPE settings come in two spellings: ``rope_theta`` + ``rope_scaling`` (published checkpoints, older files
+    say ``type``) and ``rope_parameters`` (transformers >= 5). Return (theta, scaling dict with ``rope_type``)."""
+    params = raw.get("rope_parameters")
+    if isinstance(params, dict) and params:
+        scaling = dict(params)
+        theta = float(scaling.pop("rope_theta", raw.get("rope_theta", 10000.0)))
+    else:
+        scaling = dict(raw.get("rope_scaling") or {})
+        theta = float(raw.get("rope_theta", 10000.0))
+    rope_type = scaling.pop("rope_type", None) or scaling.pop("type", None) or "default"
+    scaling.pop("type", None)
+    if rope_type not in SUPPORTED_ROPE_TYPES:
+        raise ExplorerError(f"unsupported rope type {rope_type!r}; supported: {', '.join(SUPPORTED_ROPE_TYPES)}")
+    scaling["rope_type"] = rope_type
+    return theta, scaling
+
+
+def rope_inv_freq(cfg: ModelConfig) -> Tensor:
+    """Inverse frequencies (float32) for RoPE, with linear or Llama-3 frequency scaling applied."""
+    dim = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    kind = cfg.rope_scaling["rope_type"]
+    if kind == "linear":
+        inv_freq = inv_freq / float(cfg.rope_scaling["factor"])
+    elif kind == "llama3":
+        s = cfg.rope_scaling
+        factor, low, high = float(s["factor"]), float(s["low_freq_factor"]), float(s["high_freq_factor"])
+        old_ctx = float(s["original_max_position_embeddings"])
+        wavelen = 2 * math.pi / inv_freq
+        # Long wavelengths are slowed by `factor`, short ones kept, the band between blended smoothly.
+        scaled = torch.where(wavelen > old_ctx / low, inv_freq / factor, inv_freq)
+        smooth = (old_ctx / wavelen - low) / (high - low)
+        blended = (1 - smooth) * scaled / factor + smooth * scaled
+        is_medium = ~(wavelen < old_ctx / high) & ~(wavelen > old_ctx / low)
+        inv_freq = torch.where(is_medium, blended, scaled)
+    return inv_freq
+
+
+def rope_cos_sin(inv_freq: Tensor, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos/sin tables [B, T, head_dim] for explicit (possibly repeated, as in a token tree) positions."""
+    freqs = position_ids[..., None].float() * inv_freq  # [B, T, D/2], in float32 like the reference
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate [B, H, T, D] by the (half-split) RoPE convention Hugging Face checkpoints are stored in."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos[:, None] + rotated * sin[:, None]
+
+
+class AttentionFn(Protocol):
+    """Computes attention for one layer. q: [B, H, T, D]; k, v: [B, Hkv, S, D] (GQA: H is a multiple of Hkv).
+
+    ``causal`` means query i sees keys 0 .. S - T + i (bottom-right aligned, the case of a growing cache).
+    ``mask`` (bool, True = may attend, broadcastable to [B, H, T, S]) is given instead of ``causal`` for custom
+    patterns such as a speculative token tree or a sliding window. Returns [B, H, T, D].
+    """
+
+    def __call__(
+        self, q: Tensor, k: Tensor, v: Tensor, *, causal: bool, mask: Tensor | None, scale: float, layer: int
+    ) -> Tensor: ...
+
+
+def sdpa_attention(
+    q: Tensor, k: Tensor, v: Tensor, *, causal: bool, mask: Tensor | None, scale: float, layer: int
+) -> Tensor:
+    """Default backend: torch's scaled_dot_product_attention."""
+    T, S = q.shape[-2], k.shape[-2]
+    if causal and T > 1 and T != S:
+        mask = causal_mask(T, S, q.device)
+    is_causal = causal and T > 1 and T == S
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[1] != k.shape[1]
+    )
+
+
+def causal_mask(T: int, S: int, device: torch.device | str = "cpu") -> Tensor:
+    """[T, S] bool: query i (at slot S - T + i) sees slots <= S - T + i."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+class KVCache:
+    """Preallocated keys and values for every layer, [L, B, Hkv, max_len, D], filled slot by slot.
+
+    Slots are storage, positions are meaning: ``truncate`` rolls back by forgetting slots (they are simply
+    overwritten later) and ``keep`` compacts a chosen list of slots to the front, in order, as after a
+    speculative tree verification that accepted one path.
+    """
+
+    def __init__(self, cfg: ModelConfig, max_len: int, batch: int = 1, dtype=torch.float32, device="cpu"):
+        shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.max_len = max_len
+        self.length = 0
+
+    def truncate(self, length: int) -> None:
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} slots to {length}")
+        self.length = length
+
+    def keep(self, slots: Sequence[int]) -> None:
+        """Keep exactly ``slots`` (strictly increasing, all < length), moved to the front in order."""
+        slots = list(slots)
+        increasing = all(a < b for a, b in zip(slots, slots[1:], strict=False))
+        if not increasing or (slots and not 0 <= slots[0] <= slots[-1] < self.length):
+            raise ValueError("slots to keep must be strictly increasing and inside the cache")
+        start = 0  # the untouched prefix needs no copy
+        while start < len(slots) and slots[start] == start:
+            start += 1
+        if start < len(slots):
+            idx = torch.tensor(slots[start:], device=self.k.device)
+            end = len(slots)
+            self.k[:, :, :, start:end] = self.k.index_select(3, idx)
+            self.v[:, :, :, start:end] = self.v.index_select(3, idx)
+        self.length = len(slots)
+
+    def write(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = start + k.shape[-2]
+        if end > self.max_len:
+            raise ExplorerError(f"KV cache is full ({self.max_len} slots); use a shorter prompt or fewer new tokens")
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.float()  # normalize in float32 whatever the weights' dtype
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.layer, self.cfg = layer, cfg
+        d, hd = cfg.hidden_size, cfg.head_dim
+        self.q_proj = nn.Linear(d, cfg.num_heads * hd, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(d, cfg.num_kv_heads * hd, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(d, cfg.num_kv_heads * hd, bias=cfg.qkv_bias)
+        self.o_proj = nn.Linear(cfg.num_heads * hd, d, bias=cfg.o_bias)
+        if cfg.qk_norm:  # Qwen3: RMSNorm over each head's q and k, before RoPE
+            self.q_norm = RMSNorm(hd, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(hd, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, attn: AttentionFn, cache: KVCache | None, start: int, mask: Tensor | None):
+        B, T, _ = x.shape
+        hd = self.cfg.head_dim
+        q = self.q_proj(x).view(B, T, -1, hd)
+        k = self.k_proj(x).view(B, T, -1, hd)
+        v = self.v_proj(x).view(B, T, -1, hd).transpose(1, 2)
+        if self.cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = apply_rope(q.transpose(1, 2), cos, sin)
+        k = apply_rope(k.transpose(1, 2), cos, sin)
+        if cache is not None:
+            k, v = cache.write(self.layer, start, k, v)
+        out = attn(q, k, v, causal=mask is None, mask=mask, scale=hd**-0.5, layer=self.layer)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, f, b = cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias
+        self.gate_proj = nn.Linear(d, f, bias=b)
+        self.up_proj = nn.Linear(d, f, bias=b)
+        self.down_proj = nn.Linear(f, d, bias=b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg, layer)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, attn, cache, start, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn, cache, start, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class CausalLM(nn.Module):
+    """Decoder + LM head. ``attention`` is the pluggable attention function (see :class:`AttentionFn`)."""
+
+    def __init__(self, cfg: ModelConfig, attention: AttentionFn = sdpa_attention):
+        super().__init__()
+        self.config = cfg
+        self.attention = attention
+        self.model = Backbone(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+
+    def new_cache(self, max_len: int | None = None, batch: int = 1) -> KVCache:
+        w = self.model.embed_tokens.weight
+        return KVCache(self.config, max_len or self.config.max_position_embeddings, batch, w.dtype, w.device)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+        mask: Tensor | None = None,
+        last_only: bool = False,
+    ) -> Tensor:
+        """Logits [B, T, V] (or [B, 1, V] with ``last_only``) for ``input_ids`` [B, T].
+
+        With a cache, the new keys/values go to slots ``cache.length ..`` and the tokens attend to every earlier
+        slot. ``position_ids`` default to the slot numbers. ``mask`` (bool) is either [.., T, T] among the new
+        tokens (every cached slot stays visible: a token tree) or [.., T, cached + T]; without it, attention is causal.
+        """
+        B, T = input_ids.shape
+        start = cache.length if cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(start, start + T, device=input_ids.device)
+        position_ids = position_ids.expand(B, T) if position_ids.dim() == 1 else position_ids
+        mask = self._full_mask(mask, T, start, input_ids.device)
+        x = self.model.embed_tokens(input_ids)
+        cos, sin = rope_cos_sin(self.inv_freq, position_ids, x.dtype)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, self.attention, cache, start, mask)
+        if cache is not None:
+            cache.length = start + T
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.model.norm(x))
+
+    def _full_mask(self, mask: Tensor | None, T: int, start: int, device) -> Tensor | None:
+        S = start + T
+        if mask is not None:
+            if mask.shape[-1] == T and S != T:  # tree mask among new tokens: the cached prefix stays visible
+                prefix = torch.ones(*mask.shape[:-1], start, dtype=torch.bool, device=mask.device)
+                mask = torch.cat([prefix, mask], dim=-1)
+            if mask.shape[-2:] != (T, S):
+                raise ValueError(f"attention mask must be [.., {T}, {T}] or [.., {T}, {S}], got {tuple(mask.shape)}")
+            mask = mask.to(device=device, dtype=torch.bool)
+            while mask.dim() < 4:
+                mask = mask.unsqueeze(0)
+            return mask
+        window = self.config.sliding_window
+        if window is not None and S > window:  # Mistral: each query sees at most `window` most recent slots
+            q_slot = torch.arange(start, S, device=device)[:, None]
+            k_slot = torch.arange(S, device=device)[None, :]
+            return ((k_slot <= q_slot) & (k_slot > q_slot - window))[None, None]
+        return None

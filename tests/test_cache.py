@@ -1,0 +1,112 @@
+"""The static KV cache: generation with it equals generation without it; rollback and compaction are exact."""
+
+import pytest
+import torch
+
+from explorer.model import CausalLM, ModelConfig
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        model_type="llama",
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=128,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=16,
+        rope_scaling={"rope_type": "default"},
+        max_position_embeddings=128,
+    )
+    m = CausalLM(cfg)
+    for p in m.parameters():
+        p.data.normal_(0, 0.2)
+    return m.eval()
+
+
+def greedy_without_cache(model, ids, n):
+    ids = list(ids)
+    for _ in range(n):
+        ids.append(int(model(torch.tensor([ids]))[0, -1].argmax()))
+    return ids
+
+
+def greedy_with_cache(model, ids, n):
+    cache = model.new_cache(64)
+    x, out = torch.tensor([ids]), list(ids)
+    for _ in range(n):
+        out.append(int(model(x, cache=cache)[0, -1].argmax()))
+        x = torch.tensor([[out[-1]]])
+    return out
+
+
+@torch.no_grad()
+def test_greedy_with_cache_equals_without(model):
+    prompt = [5, 17, 3, 44, 8]
+    assert greedy_with_cache(model, prompt, 20) == greedy_without_cache(model, prompt, 20)
+
+
+@torch.no_grad()
+def test_cached_logits_match_full_forward(model):
+    ids = torch.randint(0, 97, (1, 30))
+    full = model(ids)
+    cache = model.new_cache(64)
+    parts = [model(ids[:, :12], cache=cache)] + [model(ids[:, i : i + 1], cache=cache) for i in range(12, 30)]
+    assert cache.length == 30
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_truncate_rolls_back(model):
+    ids = torch.randint(0, 97, (1, 20))
+    cache = model.new_cache(64)
+    model(ids[:, :10], cache=cache)
+    model(torch.randint(0, 97, (1, 6)), cache=cache)  # speculative tokens, then rejected
+    cache.truncate(10)
+    again = model(ids[:, 10:], cache=cache)
+    torch.testing.assert_close(again, model(ids)[:, 10:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError):
+        cache.truncate(99)
+
+
+@torch.no_grad()
+def test_keep_compacts_a_tree_path(model):
+    """Verify a tiny token tree with a tree mask, keep one root-to-leaf path, continue: equals the plain chain."""
+    prefix = torch.randint(0, 97, (1, 8))
+    # Tree: node0 (root child) -> node1, node0 -> node2 -> node3. Depths 0,1,1,2 after the prefix.
+    tokens = torch.tensor([[11, 22, 33, 44]])
+    parent = [-1, 0, 0, 2]
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    for i in range(4):
+        j = i
+        while j >= 0:
+            mask[i, j] = True
+            j = parent[j]
+    depth = torch.tensor([0, 1, 1, 2])
+    cache = model.new_cache(64)
+    model(prefix, cache=cache)
+    tree_logits = model(tokens, position_ids=8 + depth, cache=cache, mask=mask)
+    path = [0, 2, 3]
+    chain = torch.cat([prefix, tokens[:, path]], dim=1)
+    chain_logits = model(chain)
+    # Every path node's logits equal the chain's at the same position.
+    torch.testing.assert_close(tree_logits[:, path], chain_logits[:, 8:], atol=1e-5, rtol=0)
+    cache.keep(list(range(8)) + [8 + i for i in path])
+    assert cache.length == 11
+    nxt = torch.tensor([[7]])
+    after = model(nxt, cache=cache)
+    torch.testing.assert_close(after, model(torch.cat([chain, nxt], dim=1))[:, -1:], atol=1e-5, rtol=0)
+
+
+def test_keep_rejects_bad_slots(model):
+    cache = model.new_cache(16)
+    cache.length = 5
+    with pytest.raises(ValueError):
+        cache.keep([0, 2, 1])
+    with pytest.raises(ValueError):
+        cache.keep([0, 7])
+    cache.keep([0, 1, 2])  # a pure prefix copies nothing
+    assert cache.length == 3

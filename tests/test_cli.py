@@ -1,0 +1,37 @@
+"""The CLI: info, generate and the no-argument start, as a user's script would call them."""
+
+import json
+import subprocess
+import sys
+
+from explorer.checkpoint import default_model_dirs
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "explorer", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_info_json():
+    r = run("info", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["versions"]["torch"]
+    assert "triton" in info["versions"]  # a version string, or null where triton is missing
+    assert info["device"] in ("cpu", "cuda")
+    assert "sdpa" in info["attention_backends"]
+    assert info["default_models"] == {k: str(v) for k, v in default_model_dirs().items()}
+
+
+def test_generate_json_is_greedy_and_repeatable():
+    args = ("generate", "--prompt", "def add(a, b):\n", "--max-new-tokens", "12", "--json")
+    first, second = run(*args), run(*args)
+    assert first.returncode == 0, first.stderr
+    a, b = json.loads(first.stdout), json.loads(second.stdout)
+    assert a["token_ids"] == b["token_ids"]
+    assert 1 <= len(a["token_ids"]) <= 12
+    assert a["prompt_ids"] and a["text"] and a["tokens_per_s"] > 0
+
+
+def test_no_arguments_exits_cleanly():
+    r = run()
+    assert r.returncode == 0
