@@ -100,6 +100,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from .ui.app import make_session, parse_size, screenshot
+
+    size = parse_size(args.size)
+    session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
+    out = screenshot(session, args.view, args.out, size, step=args.step, theme=args.theme)
+    print(out)
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    try:
+        from .ui.app import make_session, run_gui
+    except ImportError as exc:
+        raise ExplorerError(f"the GUI needs PySide6 and pyqtgraph ({exc})") from None
+    return run_gui(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), theme=args.theme)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="target model directory (default: the shipped demo target)")
+    p.add_argument("--draft", help="draft model directory (default: the demo draft with the demo target)")
+    p.add_argument("--prompt", default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--theme", default="light", choices=["light", "dark"])
+
+
 def cmd_train_demo(args: argparse.Namespace) -> int:
     from . import train_demo
 
@@ -110,6 +137,7 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="explorer", description=__doc__)
+    add_model_options(parser)
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("info", help="versions, device, attention backends and default models")
@@ -128,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
+    p.add_argument("--view", required=True, help="generate")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", default="1920x1080", help="WxH (default 1920x1080)")
+    p.add_argument("--step", type=int, default=None, help="step to show (default: the last)")
+    add_model_options(p)
+    p.set_defaults(func=cmd_screenshot)
+
     p = sub.add_parser("train-demo", help="train the shipped demo target/draft pair (about 45 min on 2 CPU cores)")
     p.add_argument("--out", default="assets/models")
     p.add_argument("--target-steps", type=int, default=1200)
@@ -143,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        print("explorer: the GUI is not built yet; try `explorer info` or `explorer generate --help`.")
-        return 0
+        args.func = cmd_gui
     try:
         return args.func(args)
     except ExplorerError as exc:

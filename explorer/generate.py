@@ -100,3 +100,79 @@ def generate(
     """New token ids only. Greedy unless ``temperature`` > 0; stops after an end-of-sequence token."""
     steps = iter_generate(lm, prompt_ids, max_new_tokens, temperature, top_k, seed, stop_at_eos, record=False)
     return [step.token_id for step in steps]
+
+
+@dataclass
+class GenerateRecord:
+    """Everything the `generate` view shows for one decoding step (plain data: safe to keep, export and replay)."""
+
+    step: int
+    context_ids: list[int]  # prompt + tokens chosen before this step
+    n_prompt: int
+    token_id: int
+    token_text: str
+    top_ids: np.ndarray  # int64 [k], most probable first
+    top_probs: np.ndarray  # float32 [k], under the distribution the token was drawn from
+    top_texts: list[str]
+    chosen_prob: float
+    chosen_rank: int  # 0 = the most probable token
+    entropy_bits: float  # of the distribution the token was drawn from
+    temperature: float
+    top_k: int | None
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "token_id": self.token_id,
+            "token_text": self.token_text,
+            "chosen_prob": self.chosen_prob,
+            "chosen_rank": self.chosen_rank,
+            "entropy_bits": self.entropy_bits,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "seconds": self.seconds,
+            "top": [
+                {"id": int(i), "text": t, "prob": float(p)}
+                for i, t, p in zip(self.top_ids, self.top_texts, self.top_probs, strict=True)
+            ],
+        }
+
+
+def entropy_bits(probs: np.ndarray) -> float:
+    p = probs[probs > 0].astype(np.float64)
+    return float(-(p * np.log2(p)).sum())
+
+
+def generate_records(
+    lm: LoadedModel,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    seed: int | None = None,
+    show: int = 10,
+) -> Iterator[GenerateRecord]:
+    """Decode and describe every step: the top-``show`` candidates, the chosen token, the entropy."""
+    context = list(prompt_ids)
+    for s in iter_generate(lm, prompt_ids, max_new_tokens, temperature, top_k, seed):
+        probs = s.probs
+        top = np.argsort(-probs, kind="stable")[:show]
+        rank = int((probs > probs[s.token_id]).sum())
+        yield GenerateRecord(
+            step=s.index,
+            context_ids=list(context),
+            n_prompt=len(prompt_ids),
+            token_id=s.token_id,
+            token_text=lm.decode([s.token_id]),
+            top_ids=top.astype(np.int64),
+            top_probs=probs[top].astype(np.float32),
+            top_texts=[lm.decode([int(i)]) for i in top],
+            chosen_prob=float(probs[s.token_id]),
+            chosen_rank=rank,
+            entropy_bits=entropy_bits(probs),
+            temperature=temperature,
+            top_k=top_k,
+            seconds=s.seconds,
+        )
+        context.append(s.token_id)

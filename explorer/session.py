@@ -1,0 +1,47 @@
+"""What is loaded and asked for: the models, the prompt, device and dtype. Qt-free; the GUI edits one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import LoadedModel, default_device, default_model_dirs, load_model
+from .errors import ExplorerError
+
+DEFAULT_PROMPT = "def fibonacci(n):\n    "
+
+
+@dataclass
+class Session:
+    target_dir: Path = field(default_factory=lambda: default_model_dirs()["target"])
+    draft_dir: Path | None = field(default_factory=lambda: default_model_dirs()["draft"])
+    prompt: str = DEFAULT_PROMPT
+    device: str = field(default_factory=default_device)
+    dtype: str | None = None  # None: float32 on CPU, bf16/fp16 on CUDA
+    attention_backend: str = "sdpa"
+    target: LoadedModel | None = None
+    draft: LoadedModel | None = None
+
+    def load(self) -> None:
+        """Load (or reload) the target and, if one is named, the draft; refuses a draft with another tokenizer."""
+        target = load_model(self.target_dir, dtype=self.dtype, device=self.device)
+        draft = None
+        if self.draft_dir is not None:
+            draft = load_model(self.draft_dir, dtype=self.dtype, device=self.device)
+            check_same_tokenizer(target, draft)
+        self.target, self.draft = target, draft
+
+    def prompt_ids(self) -> list[int]:
+        if self.target is None:
+            raise ExplorerError("no model is loaded")
+        return self.target.encode(self.prompt)
+
+
+def check_same_tokenizer(target: LoadedModel, draft: LoadedModel) -> None:
+    """A draft can serve a target only if both tokenize identically; vocab sizes alone say nothing (padding)."""
+    if target.tokenizer.get_vocab() != draft.tokenizer.get_vocab():
+        raise ExplorerError(
+            f"draft {draft.name} and target {target.name} use different tokenizers "
+            f"({draft.tokenizer.get_vocab_size()} vs {target.tokenizer.get_vocab_size()} tokens); "
+            "speculative decoding needs one shared tokenizer"
+        )

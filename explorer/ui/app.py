@@ -1,0 +1,124 @@
+"""Start the GUI, or render a view headless to an image of an exact size."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ExplorerError
+from ..session import Session
+
+
+def ensure_app(offscreen: bool = False):
+    """The one QApplication (created on first use). ``offscreen`` forces Qt's offscreen platform: no display needed."""
+    if offscreen:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
+        app = QApplication(sys.argv[:1])
+        app.setApplicationName("explorer")
+        app.setOrganizationName("explorer")
+    return app
+
+
+def make_session(
+    model: str | None, draft: str | None, prompt: str | None, device: str | None, dtype: str | None
+) -> Session:
+    s = Session()
+    if model:
+        s.target_dir = Path(model).expanduser()
+        s.draft_dir = None  # a user's own target gets the demo draft only if they ask for it
+    if draft:
+        s.draft_dir = Path(draft).expanduser()
+    if prompt is not None:
+        s.prompt = prompt
+    if device:
+        s.device = device
+    s.dtype = dtype
+    return s
+
+
+def run_gui(session: Session, theme: str = "light") -> int:
+    app = ensure_app()
+    from .main_window import MainWindow
+
+    win = MainWindow(session, theme=theme)
+    win.resize(1440, 900)
+    win.show()
+    win.load_models(then_run=True)  # the demo pair (or --model/--draft) loads and runs at once
+    return app.exec()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ExplorerError(f"size must look like 1920x1080, got {text!r}") from None
+    if not (320 <= w <= 7680 and 240 <= h <= 4320):
+        raise ExplorerError(f"size {w}x{h} is outside 320x240 .. 7680x4320")
+    return w, h
+
+
+def render_view(
+    session: Session,
+    view: str,
+    size: tuple[int, int],
+    step: int | None = None,
+    theme: str = "light",
+    settings: dict | None = None,
+):
+    """Run ``view`` synchronously on the session's models and return the window rendered at exactly ``size``."""
+    from PySide6.QtCore import QSettings
+
+    from .main_window import MainWindow
+    from .views import VIEWS
+
+    if view not in VIEWS:
+        raise ExplorerError(f"unknown view {view!r}; available: {', '.join(VIEWS)}")
+    app = ensure_app(offscreen=True)
+    if session.target is None:
+        session.load()
+    win = MainWindow(
+        session,
+        theme=theme,
+        settings=QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "explorer", "screenshot"),
+    )
+    win.select_view(view)
+    v = win.views[view]
+    for key, value in (settings or {}).items():
+        getattr(v, key).setValue(value)
+    win._update_status()
+    v.clear()
+    win.player.reset()
+    win._job_view = v
+    for record in v.make_job(session)():
+        win._on_record(record)
+    win.progress_label.setText(f"{view}: done, {len(v.records)} steps")
+    if step is not None:
+        win.player.go(step)
+    win.resize(*size)
+    win.show()
+    app.processEvents()
+    return win
+
+
+def screenshot(
+    session: Session, view: str, out: str | Path, size: tuple[int, int], step: int | None = None, theme: str = "light"
+) -> Path:
+    win = render_view(session, view, size, step, theme)
+    image = win.grab().toImage()
+    win.close()
+    win.deleteLater()
+    if (image.width(), image.height()) != size:
+        raise ExplorerError(f"rendered {image.width()}x{image.height()}, not {size[0]}x{size[1]}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not image.save(str(out), "PNG"):
+        raise ExplorerError(f"could not write {out}")
+    return out

@@ -1,0 +1,481 @@
+"""The main window: model panel, view switcher, the shared player, status bar, menus.
+
+All model work goes through one :class:`Worker`; records stream into the view that asked for them and the player
+follows the newest step unless the user has scrubbed back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QTabBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..checkpoint import DTYPES, default_dtype, load_model
+from ..session import Session, check_same_tokenizer
+from .player import Player
+from .theme import THEMES, apply_theme, set_font_scale
+from .views import VIEWS
+from .worker import Worker, reserve_gui_core
+
+MAX_RECENT = 8
+PRESENTATION_SCALE = 1.6
+
+
+class ModelsLoaded:
+    """What the loading job yields: the loaded pair (plain data, handed to the GUI thread)."""
+
+    def __init__(self, target, draft):
+        self.target, self.draft = target, draft
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, session: Session | None = None, theme: str = "light", settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("explorer")
+        self.setMinimumSize(640, 420)
+        self.session = session or Session()
+        self.settings = settings or QSettings("explorer", "explorer")
+        self.theme = THEMES[theme]
+        self.font_scale = 1.0
+        self.presenting = False
+        self.error_box: QMessageBox | None = None
+        self.last_error: str | None = None
+        self._job_view = None
+        self._pending_run = False
+
+        reserve_gui_core()
+        self.worker = Worker(self)
+        self.worker.record.connect(self._on_record)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.busy.connect(self._on_busy)
+
+        self.views = {name: cls(self.theme) for name, cls in VIEWS.items()}
+        self.tabs = QTabBar(self)
+        self.tabs.setExpanding(False)
+        self.stack = QStackedWidget(self)
+        for view in self.views.values():
+            self.tabs.addTab(view.title)
+            self.stack.addWidget(view)
+        self.tabs.currentChanged.connect(self._on_tab)
+        self.player = Player(self)
+        self.player.step_changed.connect(self._on_step)
+
+        central = QWidget(self)
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 4, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.tabs)
+        lay.addWidget(self.stack, 1)
+        lay.addWidget(self.player)
+        self.setCentralWidget(central)
+
+        self._build_panel()
+        self._build_status()
+        self._build_menus()
+        self._build_shortcuts()
+        apply_theme(QApplication.instance(), self.theme)
+        self._apply_font()
+        self._sync_panel_from_session()
+        self._update_status()
+
+    # ------------------------------------------------------------------ building
+    def _build_panel(self) -> None:
+        panel = QWidget()
+        v = QVBoxLayout(panel)
+        models = QGroupBox("Models")
+        form = QFormLayout(models)
+        self.target_edit = QLineEdit()
+        self.draft_edit = QLineEdit()
+        self.draft_edit.setPlaceholderText("none")
+        form.addRow("Target", self._with_browse(self.target_edit, "target"))
+        form.addRow("Draft", self._with_browse(self.draft_edit, "draft"))
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["cpu"] + (["cuda"] if _cuda_available() else []))
+        self.dtype_combo = QComboBox()
+        self.dtype_combo.addItems(["auto", *DTYPES])
+        form.addRow("Device", self.device_combo)
+        form.addRow("Dtype", self.dtype_combo)
+        self.load_button = QPushButton("Load models")
+        self.load_button.clicked.connect(self.load_models)
+        form.addRow(self.load_button)
+        v.addWidget(models)
+
+        prompt_box = QGroupBox("Prompt")
+        pv = QVBoxLayout(prompt_box)
+        self.prompt_edit = QPlainTextEdit()
+        self.prompt_edit.setMaximumHeight(140)
+        pv.addWidget(self.prompt_edit)
+        v.addWidget(prompt_box)
+
+        self.settings_box = QGroupBox("Settings")
+        sv = QVBoxLayout(self.settings_box)
+        self.settings_stack = QStackedWidget()
+        for view in self.views.values():
+            self.settings_stack.addWidget(view.settings_widget() or QWidget())
+        sv.addWidget(self.settings_stack)
+        v.addWidget(self.settings_box)
+
+        row = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.run_view)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.worker.cancel)
+        self.cancel_button.setEnabled(False)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        v.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+        self.progress_label = QLabel("")
+        self.progress_label.setWordWrap(True)
+        v.addWidget(self.progress)
+        v.addWidget(self.progress_label)
+        v.addStretch(1)
+
+        self.dock = QDockWidget("Model", self)
+        self.dock.setObjectName("model-panel")
+        self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.dock.setWidget(panel)
+        self.dock.setMinimumWidth(260)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+
+    def _with_browse(self, edit: QLineEdit, role: str) -> QWidget:
+        w = QWidget()
+        h = QHBoxLayout(w)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(edit, 1)
+        b = QToolButton()
+        b.setText("…")
+        b.setToolTip(f"Choose the {role} model directory")
+        b.clicked.connect(lambda: self.open_model_dialog(role))
+        h.addWidget(b)
+        return w
+
+    def _build_status(self) -> None:
+        self.status_models = QLabel()
+        self.status_device = QLabel()
+        self.statusBar().addWidget(self.status_models, 1)
+        self.statusBar().addPermanentWidget(self.status_device)
+        self.statusBar().setSizeGripEnabled(False)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        file.addAction("Open model…", QKeySequence.StandardKey.Open, lambda: self.open_model_dialog("target"))
+        file.addAction("Open draft model…", lambda: self.open_model_dialog("draft"))
+        self.recent_menu = file.addMenu("Recent models")
+        self._rebuild_recent()
+        file.addSeparator()
+        file.addAction("Export view as PNG…", QKeySequence("Ctrl+E"), self._export_png_dialog)
+        file.addAction("Export data (JSON/CSV)…", QKeySequence("Ctrl+Shift+E"), self._export_data_dialog)
+        file.addSeparator()
+        file.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
+
+        view = bar.addMenu("&View")
+        themes = QActionGroup(self)
+        for name in THEMES:
+            act = QAction(name.capitalize() + " theme", self, checkable=True)
+            act.setChecked(name == self.theme.name)
+            act.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            themes.addAction(act)
+            view.addAction(act)
+        view.addSeparator()
+        view.addAction("Larger text", QKeySequence.StandardKey.ZoomIn, lambda: self.zoom(1.15))
+        zoom_in_alt = QShortcut(QKeySequence("Ctrl+="), self)
+        zoom_in_alt.activated.connect(lambda: self.zoom(1.15))
+        view.addAction("Smaller text", QKeySequence.StandardKey.ZoomOut, lambda: self.zoom(1 / 1.15))
+        view.addAction("Normal text size", QKeySequence("Ctrl+0"), lambda: self.zoom(None))
+        self.present_action = QAction("Presentation mode", self, checkable=True)
+        self.present_action.setShortcut(QKeySequence("F11"))
+        self.present_action.triggered.connect(self.set_presentation)
+        view.addAction(self.present_action)
+
+        run = bar.addMenu("&Run")
+        run.addAction("Run view", QKeySequence("Ctrl+R"), self.run_view)
+        run.addAction("Cancel", QKeySequence("Esc"), self.worker.cancel)
+
+    def _build_shortcuts(self) -> None:
+        for key, slot in (
+            (Qt.Key.Key_Space, self.player.toggle_play),
+            (Qt.Key.Key_Left, self.player.back),
+            (Qt.Key.Key_Right, self.player.forward),
+            (Qt.Key.Key_Home, self.player.first),
+            (Qt.Key.Key_End, self.player.last),
+        ):
+            sc = QShortcut(QKeySequence(key), self)
+            sc.activated.connect(slot)
+
+    # ------------------------------------------------------------------ models
+    def _sync_panel_from_session(self) -> None:
+        s = self.session
+        self.target_edit.setText(str(s.target_dir))
+        self.draft_edit.setText(str(s.draft_dir) if s.draft_dir else "")
+        self.prompt_edit.setPlainText(s.prompt)
+        self.device_combo.setCurrentText(s.device)
+        self.dtype_combo.setCurrentText(s.dtype or "auto")
+
+    def _sync_session_from_panel(self) -> None:
+        s = self.session
+        s.target_dir = Path(self.target_edit.text().strip()).expanduser()
+        draft = self.draft_edit.text().strip()
+        s.draft_dir = Path(draft).expanduser() if draft else None
+        s.prompt = self.prompt_edit.toPlainText()
+        s.device = self.device_combo.currentText()
+        s.dtype = None if self.dtype_combo.currentText() == "auto" else self.dtype_combo.currentText()
+
+    def open_model_dialog(self, role: str) -> None:
+        start = self.target_edit.text() if role == "target" else self.draft_edit.text()
+        path = QFileDialog.getExistingDirectory(self, f"Open {role} model directory", start)
+        if path:
+            (self.target_edit if role == "target" else self.draft_edit).setText(path)
+            self.load_models()
+
+    def load_models(self, then_run: bool = False) -> None:
+        """Load target (and draft) in the worker; the GUI keeps running. Optionally run the view afterwards."""
+        self._sync_session_from_panel()
+        s = self.session
+        target_dir, draft_dir, dtype, device = s.target_dir, s.draft_dir, s.dtype, s.device
+
+        def job():
+            target = load_model(target_dir, dtype=dtype, device=device)
+            draft = None
+            if draft_dir is not None:
+                draft = load_model(draft_dir, dtype=dtype, device=device)
+                check_same_tokenizer(target, draft)
+            yield ModelsLoaded(target, draft)
+
+        self._pending_run = then_run
+        self._job_view = None
+        self.progress_label.setText(f"loading {target_dir.name}" + (f" + {draft_dir.name}" if draft_dir else "") + "…")
+        self.worker.start(job)
+
+    def _remember(self, path: Path) -> None:
+        recent = [p for p in (self.settings.value("recent_models") or []) if p != str(path)]
+        recent.insert(0, str(path))
+        self.settings.setValue("recent_models", recent[:MAX_RECENT])
+        self._rebuild_recent()
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.value("recent_models") or []
+        if isinstance(recent, str):
+            recent = [recent]
+        for p in recent:
+            self.recent_menu.addAction(p, lambda p=p: (self.target_edit.setText(p), self.load_models()))
+        self.recent_menu.setEnabled(bool(recent))
+
+    # ------------------------------------------------------------------ running views
+    @property
+    def active_view(self):
+        return self.stack.currentWidget()
+
+    def select_view(self, name: str) -> None:
+        self.tabs.setCurrentIndex(list(self.views).index(name))
+
+    def run_view(self) -> None:
+        """Run the active view's computation on the loaded models (loading them first if needed)."""
+        self._sync_session_from_panel()
+        if self.session.target is None or self._models_changed():
+            self.load_models(then_run=True)
+            return
+        view = self.active_view
+        try:
+            job = view.make_job(self.session)
+        except Exception as exc:  # noqa: BLE001 - e.g. prompt too long: shown, never raised
+            self._show_error(str(exc))
+            return
+        view.clear()
+        self.player.reset()
+        self._job_view = view
+        self.progress_label.setText(f"running {view.name}…")
+        self.worker.start(job)
+
+    def _models_changed(self) -> bool:
+        s = self.session
+        loaded_dtype = str(s.target.dtype).removeprefix("torch.")
+        want_dtype = s.dtype or str(default_dtype(s.device)).removeprefix("torch.")
+        draft_path = s.draft.path if s.draft is not None else None
+        return (
+            s.target.path != s.target_dir
+            or draft_path != s.draft_dir
+            or s.target.device.type != s.device
+            or loaded_dtype != want_dtype
+        )
+
+    def _on_record(self, rec: Any) -> None:
+        if isinstance(rec, ModelsLoaded):
+            self.session.target, self.session.draft = rec.target, rec.draft
+            self._remember(rec.target.path)
+            self._update_status()
+            return
+        view = self._job_view
+        if view is None:
+            return
+        view.add_record(rec)
+        if view is self.active_view:
+            self.player.set_count(len(view.records))
+        self.progress_label.setText(f"{view.name}: {len(view.records)} steps")
+
+    def _on_finished(self) -> None:
+        if self._job_view is None:
+            self.progress_label.setText("models loaded")
+            if self._pending_run:
+                self._pending_run = False
+                self.run_view()
+        else:
+            self.progress_label.setText(f"{self._job_view.name}: done, {len(self._job_view.records)} steps")
+
+    def _on_failed(self, message: str) -> None:
+        self._pending_run = False
+        self.progress_label.setText("failed")
+        self._show_error(message)
+
+    def _show_error(self, message: str) -> None:
+        """A non-blocking dialog: the app keeps running."""
+        self.last_error = message
+        box = QMessageBox(QMessageBox.Icon.Warning, "explorer", message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.error_box = box
+
+    def _on_busy(self, busy: bool) -> None:
+        self.progress.setRange(0, 0 if busy else 1)
+        self.cancel_button.setEnabled(busy)
+        self.run_button.setEnabled(not busy)
+        self.load_button.setEnabled(not busy)
+
+    def _on_tab(self, index: int) -> None:
+        self.stack.setCurrentIndex(index)
+        self.settings_stack.setCurrentIndex(index)
+        view = self.active_view
+        self.player.pause()
+        self.player.count = len(view.records)
+        self.player.step = -1
+        self.player.go(view.current if view.current >= 0 else len(view.records) - 1)
+
+    def _on_step(self, step: int) -> None:
+        self.active_view.show_step(step)
+
+    def _update_status(self) -> None:
+        s = self.session
+        if s.target is None:
+            self.status_models.setText("no model loaded")
+            device, dtype = s.device, s.dtype or str(default_dtype(s.device)).removeprefix("torch.")
+        else:
+            names = s.target.name + (f"  ·  draft {s.draft.name}" if s.draft else "")
+            self.status_models.setText(f"target {names}")
+            device, dtype = str(s.target.device), str(s.target.dtype).removeprefix("torch.")
+        text = f"device {device}  ·  {dtype}  ·  attention {s.attention_backend}"
+        self.status_device.setText(text)
+        self.status_device.setMinimumWidth(self.status_device.fontMetrics().horizontalAdvance(text) + 16)
+
+    # ------------------------------------------------------------------ comfort
+    def set_theme(self, name: str) -> None:
+        self.theme = THEMES[name]
+        apply_theme(QApplication.instance(), self.theme)
+        for view in self.views.values():
+            view.set_theme(self.theme)
+
+    def zoom(self, factor: float | None) -> None:
+        self.font_scale = 1.0 if factor is None else max(0.6, min(3.0, self.font_scale * factor))
+        self._apply_font()
+
+    def set_presentation(self, on: bool) -> None:
+        """Projector mode: bigger text, no chrome, full screen."""
+        self.presenting = on
+        self.present_action.setChecked(on)
+        for w in (self.dock, self.statusBar()):
+            w.setVisible(not on)
+        self.menuBar().setVisible(not on)
+        self._apply_font()
+        if on and QApplication.platformName() != "offscreen":
+            self.showFullScreen()
+        elif not on and self.isFullScreen():
+            self.showNormal()
+
+    def _apply_font(self) -> None:
+        app = QApplication.instance()
+        scale = self.font_scale * (PRESENTATION_SCALE if self.presenting else 1.0)
+        set_font_scale(app, scale)
+        font = app.font()
+        for view in self.views.values():
+            if hasattr(view, "apply_font"):
+                view.apply_font(font)
+        self._update_status()
+
+    # ------------------------------------------------------------------ export
+    def export_png(self, path: str | Path) -> Path:
+        path = Path(path)
+        if not self.active_view.grab().save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+        return path
+
+    def export_data(self, path: str | Path) -> Path:
+        path = Path(path)
+        view = self.active_view
+        if path.suffix.lower() == ".csv":
+            header, rows = view.export_rows()
+            with path.open("w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows(rows)
+        else:
+            path.write_text(json.dumps(view.export_data(), indent=1), encoding="utf-8")
+        return path
+
+    def _export_png_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export view", f"{self.active_view.name}.png", "PNG (*.png)")
+        if path:
+            self._guard(lambda: self.export_png(path))
+
+    def _export_data_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export data", f"{self.active_view.name}.json", "JSON (*.json);;CSV (*.csv)"
+        )
+        if path:
+            self._guard(lambda: self.export_data(path))
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except OSError as exc:
+            self._show_error(f"export failed: {exc}")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.worker.cancel_and_wait(5000)
+        super().closeEvent(event)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

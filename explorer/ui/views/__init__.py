@@ -1,0 +1,8 @@
+"""View registry: each instrument view registers its class here under its CLI name."""
+
+from __future__ import annotations
+
+from .base import View
+from .generate_view import GenerateView
+
+VIEWS: dict[str, type[View]] = {GenerateView.name: GenerateView}

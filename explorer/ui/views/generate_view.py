@@ -1,0 +1,264 @@
+"""View `generate`: step through decoding — the text so far with the current token marked, the top-k next-token
+distribution with the chosen token highlighted, and entropy / chosen probability over all steps."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QSplitter,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...generate import GenerateRecord, generate_records
+from ...session import Session
+from ...text import visible_token
+from ..theme import Theme
+from .base import View
+
+SHOW_TOP = 10
+
+
+class GenerateView(View):
+    name = "generate"
+    title = "Generate"
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None):
+        super().__init__(theme, parent)
+        self.meta: dict = {}
+        self.header = QLabel(self)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
+        self.text = QTextBrowser(self)
+        self.text.setOpenLinks(False)
+        self.text.setLineWrapMode(QTextBrowser.LineWrapMode.WidgetWidth)
+
+        self.bars_plot = pg.PlotWidget(self)
+        self.bars_plot.setMenuEnabled(False)
+        self.bars_plot.setMouseEnabled(False, False)
+        self.bars_plot.hideButtons()
+        self.bars_plot.invertY(True)
+        self.bars_plot.setXRange(0, 1.0, padding=0.02)
+        self.bars_plot.setYRange(-0.6, SHOW_TOP - 0.4, padding=0)
+        self.bars_plot.setLabel("bottom", "probability")
+        self.bars_plot.setTitle("next-token distribution (top 10)")
+        self.bars = pg.BarGraphItem(x0=np.zeros(0), y=np.zeros(0), height=0.72, width=np.zeros(0))
+        self.bars_plot.addItem(self.bars)
+        self.bar_texts = [pg.TextItem(anchor=(0, 0.5)) for _ in range(SHOW_TOP)]
+        for t in self.bar_texts:
+            self.bars_plot.addItem(t)
+
+        self.trend_plot = pg.PlotWidget(self)
+        self.trend_plot.setMenuEnabled(False)
+        self.trend_plot.setMouseEnabled(False, False)
+        self.trend_plot.hideButtons()
+        self.trend_plot.setLabel("bottom", "step")
+        self.trend_plot.setTitle("entropy (bits) and p(chosen) per step")
+        self.trend_plot.addLegend(offset=(-10, 10))
+        self.entropy_curve = self.trend_plot.plot([], [], name="entropy (bits)")
+        self.chosen_curve = self.trend_plot.plot([], [], name="p(chosen) × 10")
+        self.step_line = pg.InfiniteLine(angle=90, movable=False)
+        self.trend_plot.addItem(self.step_line)
+
+        right = QSplitter(Qt.Orientation.Vertical, self)
+        right.addWidget(self.bars_plot)
+        right.addWidget(self.trend_plot)
+        right.setSizes([640, 300])
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split.addWidget(self.text)
+        split.addWidget(right)
+        split.setSizes([450, 550])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.addWidget(self.header)
+        lay.addWidget(split, 1)
+
+        self._settings: QWidget | None = None
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setSpecialValueText("0 (greedy)")
+        self.top_k = QSpinBox()
+        self.top_k.setRange(0, 1000)
+        self.top_k.setSpecialValueText("off")
+        self.max_new = QSpinBox()
+        self.max_new.setRange(1, 4096)
+        self.max_new.setValue(48)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.set_theme(theme)
+
+    # ---- computation (Qt-free job)
+    def settings_widget(self) -> QWidget:
+        if self._settings is None:
+            w = QWidget()
+            form = QFormLayout(w)
+            form.setContentsMargins(0, 0, 0, 0)
+            form.addRow("Temperature", self.temperature)
+            form.addRow("Top-k", self.top_k)
+            form.addRow("New tokens", self.max_new)
+            form.addRow("Seed", self.seed)
+            self._settings = w
+        return self._settings
+
+    def make_job(self, session: Session) -> Callable[[], Iterator[GenerateRecord]]:
+        lm, prompt_ids = session.target, session.prompt_ids()
+        temperature, top_k = self.temperature.value(), self.top_k.value() or None
+        max_new, seed = self.max_new.value(), self.seed.value()
+        self.meta = {
+            "model": str(lm.path),
+            "prompt": session.prompt,
+            "prompt_ids": prompt_ids,
+            "temperature": temperature,
+            "top_k": top_k,
+            "seed": seed,
+            "device": str(lm.device),
+            "dtype": str(lm.dtype).removeprefix("torch."),
+            "decode": lm.decode,
+        }
+        return lambda: generate_records(lm, prompt_ids, max_new, temperature, top_k, seed, show=SHOW_TOP)
+
+    # ---- rendering
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        for plot in (self.bars_plot, self.trend_plot):
+            plot.setBackground(theme.base)
+            for axis in ("left", "bottom"):
+                ax = plot.getAxis(axis)
+                ax.setPen(theme.muted)
+                ax.setTextPen(theme.text)
+            plot.getPlotItem().titleLabel.setAttr("color", theme.text)
+        self.entropy_curve.setPen(pg.mkPen(theme.bar, width=2))
+        self.chosen_curve.setPen(pg.mkPen(theme.accent, width=2))
+        self.step_line.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
+        for t in self.bar_texts:
+            t.setColor(theme.text)
+        super().set_theme(theme)
+
+    def apply_font(self, font: QFont) -> None:
+        """Plots do not inherit the application font: push it (font scaling, presentation mode)."""
+        mono = QFont("DejaVu Sans Mono")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSizeF(font.pointSizeF() * 1.15)
+        self.text.setFont(mono)
+        small = QFont(font)
+        for plot in (self.bars_plot, self.trend_plot):
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).setStyle(tickFont=small)
+                plot.getAxis(axis).label.setFont(small)
+            plot.getPlotItem().titleLabel.setText(plot.getPlotItem().titleLabel.text, size=f"{font.pointSizeF():.0f}pt")
+        tick_font = QFont(mono)
+        tick_font.setPointSizeF(font.pointSizeF())
+        self.bars_plot.getAxis("left").setStyle(tickFont=tick_font)
+        for t in self.bar_texts:
+            t.setFont(small)
+        self.show_step(self.current)
+
+    def render(self, r: GenerateRecord | None) -> None:
+        th = self.theme
+        if r is None:
+            self.header.setText(f"<span style='color:{th.muted}'>Load a model and press Run to decode.</span>")
+            self.text.setHtml("")
+            self.bars.setOpts(x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0), brushes=[])
+            for t in self.bar_texts:
+                t.setText("")
+            self.bars_plot.getAxis("left").setTicks([[]])
+            self.entropy_curve.setData([], [])
+            self.chosen_curve.setData([], [])
+            return
+        mode = "greedy" if r.temperature <= 0 else f"T = {r.temperature:g}" + (f", top-k {r.top_k}" if r.top_k else "")
+        self.header.setText(
+            f"<b style='font-size:125%'>step {r.step + 1} of {len(self.records)}</b>"
+            f"&nbsp;&nbsp; chosen <b style='color:{th.accent}'>{html.escape(visible_token(r.token_text, 24))}</b>"
+            f" (id {r.token_id}) &nbsp; p = <b>{r.chosen_prob:.3f}</b> &nbsp; rank {r.chosen_rank + 1}"
+            f" &nbsp; entropy <b>{r.entropy_bits:.2f}</b> bits &nbsp; {mode}"
+            f" &nbsp; <span style='color:{th.muted}'>{r.seconds * 1000:.1f} ms</span>"
+        )
+        self.text.setHtml(self._text_html(r))
+        sb = self.text.verticalScrollBar()
+        sb.setValue(sb.maximum())
+
+        k = len(r.top_ids)
+        ys = np.arange(k, dtype=float)
+        chosen = r.top_ids == r.token_id
+        brushes = [pg.mkBrush(th.accent if c else th.bar) for c in chosen]
+        self.bars.setOpts(x0=np.zeros(k), y=ys, width=r.top_probs.astype(float), brushes=brushes, pens=[None] * k)
+        self.bars_plot.getAxis("left").setTicks([[(i, visible_token(t)) for i, t in enumerate(r.top_texts)]])
+        for i, t in enumerate(self.bar_texts):
+            if i < k:
+                p = float(r.top_probs[i])
+                t.setText(f"{p:.3f}")
+                t.setAnchor((1.05, 0.5) if p > 0.85 else (-0.05, 0.5))
+                t.setColor(th.accent_text if p > 0.85 else th.text)
+                t.setPos(p, i)
+            else:
+                t.setText("")
+        steps = np.arange(1, r.step + 2, dtype=float)
+        upto = self.records[: r.step + 1]
+        self.entropy_curve.setData(steps, np.array([x.entropy_bits for x in upto]))
+        self.chosen_curve.setData(steps, np.array([10 * x.chosen_prob for x in upto]))
+        self.trend_plot.setXRange(0.5, max(len(self.records), 2) + 0.5, padding=0)
+        self.step_line.setValue(r.step + 1)
+
+    def _text_html(self, r: GenerateRecord) -> str:
+        th = self.theme
+        ids = r.context_ids
+        prompt = self._decode(ids[: r.n_prompt])
+        before = self._decode(ids[r.n_prompt :])
+        token = r.token_text
+        shown = html.escape(token).replace("\n", "⏎\n") if token.strip() == "" else html.escape(token)
+        return (
+            f"<pre style='white-space:pre-wrap; margin:0'>"
+            f"<span style='color:{th.muted}'>{html.escape(prompt)}</span>"
+            f"<span style='color:{th.text}'>{html.escape(before)}</span>"
+            f"<span style='background-color:{th.highlight_bg}; color:{th.text}; font-weight:bold'>{shown}</span>"
+            f"</pre>"
+        )
+
+    def _decode(self, ids: list[int]) -> str:
+        decode = self.meta.get("decode")
+        return decode(ids) if decode else ""
+
+    # ---- export
+    def export_data(self) -> dict:
+        meta = {k: v for k, v in self.meta.items() if k != "decode"}
+        return {"view": self.name, **meta, "steps": [r.as_dict() for r in self.records]}
+
+    def export_rows(self) -> tuple[list[str], list[list]]:
+        header = [
+            "step",
+            "token_id",
+            "token_text",
+            "chosen_prob",
+            "chosen_rank",
+            "entropy_bits",
+            "top1_text",
+            "top1_prob",
+            "seconds",
+        ]
+        rows = [
+            [
+                r.step,
+                r.token_id,
+                r.token_text,
+                r.chosen_prob,
+                r.chosen_rank + 1,
+                r.entropy_bits,
+                r.top_texts[0],
+                float(r.top_probs[0]),
+                r.seconds,
+            ]
+            for r in self.records
+        ]
+        return header, rows
