@@ -26,11 +26,9 @@ def versions() -> dict:
     except ImportError:  # Windows / macOS: the Triton kernel's torch fallback is used instead
         out["triton"] = None
     try:
-        import PySide6
-        from PySide6 import QtCore
+        from .ui.versions import qt_versions
 
-        out["pyside6"] = PySide6.__version__
-        out["qt"] = QtCore.qVersion()
+        out.update(qt_versions())
     except ImportError:
         out["pyside6"] = out["qt"] = None
     return out
