@@ -181,7 +181,7 @@ def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) 
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.inv_freq = rope_inv_freq(cfg).to(model.lm_head.weight.device)  # the meta buffer, made real
-    return model.eval().requires_grad_(False)
+    return model.eval().requires_grad_(False).fuse_for_inference()
 
 
 def special_ids(path: Path, raw_cfg: dict[str, Any]) -> tuple[tuple[int, ...], int | None]:

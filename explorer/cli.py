@@ -162,10 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.set_defaults(func=cmd_screenshot)
 
-    p = sub.add_parser("train-demo", help="train the shipped demo target/draft pair (about 45 min on 2 CPU cores)")
+    p = sub.add_parser(
+        "train-demo", help="train the shipped demo target/draft pair (about 40 min, under 90 CPU-minutes, on 2 cores)"
+    )
     p.add_argument("--out", default="assets/models")
-    p.add_argument("--target-steps", type=int, default=1200)
-    p.add_argument("--draft-steps", type=int, default=800)
+    p.add_argument("--target-steps", type=int, default=1000)
+    p.add_argument("--draft-steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)

@@ -132,17 +132,22 @@ def rope_inv_freq(cfg: ModelConfig) -> Tensor:
 
 
 def rope_cos_sin(inv_freq: Tensor, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """cos/sin tables [B, T, head_dim] for explicit (possibly repeated, as in a token tree) positions."""
+    """cos and *signed* sin tables [B, 1, T, head_dim] for explicit (possibly repeated, as in a token tree) positions.
+
+    The signed sin has its first half negated, so that :func:`apply_rope` needs a single roll instead of the
+    slice-negate-concatenate of ``rotate_half`` (negation is exact: the numbers are identical).
+    """
     freqs = position_ids[..., None].float() * inv_freq  # [B, T, D/2], in float32 like the reference
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    sin = emb.sin()
+    sin[..., : sin.shape[-1] // 2].neg_()
+    return emb.cos().to(dtype)[:, None], sin.to(dtype)[:, None]
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate [B, H, T, D] by the (half-split) RoPE convention Hugging Face checkpoints are stored in."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos[:, None] + rotated * sin[:, None]
+def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    """Rotate [B, H, T, D] by the half-split RoPE convention of Hugging Face checkpoints:
+    x·cos + rotate_half(x)·sin, where rotate_half(x) = [-x2, x1] = roll(x, D/2)·[-1, +1]."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 class AttentionFn(Protocol):
@@ -228,8 +233,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        h = x.float()  # normalize in float32 whatever the weights' dtype
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        """weight · x / rms(x), normalized in float32 whatever the weights' dtype (as the reference does)."""
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused op, the same numbers
+        h = F.rms_norm(x.float(), self.weight.shape, None, self.eps)
         return self.weight * h.to(x.dtype)
 
 
@@ -245,17 +252,29 @@ class Attention(nn.Module):
         if cfg.qk_norm:  # Qwen3: RMSNorm over each head's q and k, before RoPE
             self.q_norm = RMSNorm(hd, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(hd, cfg.rms_norm_eps)
+        self.qkv: tuple[Tensor, Tensor | None] | None = None  # fused weights, see fuse()
+
+    def fuse(self) -> None:
+        """Inference only: q, k and v from one matmul (fewer, larger GEMVs decode faster). The three weights
+        become views into the fused one, so nothing is stored twice and state_dict() is unchanged."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        self.qkv = _fuse_linears(projs)
 
     def forward(self, x, cos, sin, attn: AttentionFn, cache: KVCache | None, start: int, mask: Tensor | None):
         B, T, _ = x.shape
-        hd = self.cfg.head_dim
-        q = self.q_proj(x).view(B, T, -1, hd)
-        k = self.k_proj(x).view(B, T, -1, hd)
-        v = self.v_proj(x).view(B, T, -1, hd).transpose(1, 2)
-        if self.cfg.qk_norm:
+        cfg, hd = self.cfg, self.cfg.head_dim
+        if self.qkv is not None:
+            qkv = F.linear(x, *self.qkv).view(B, T, -1, hd)
+            q, k, v = qkv.split([cfg.num_heads, cfg.num_kv_heads, cfg.num_kv_heads], dim=2)
+        else:
+            q = self.q_proj(x).view(B, T, -1, hd)
+            k = self.k_proj(x).view(B, T, -1, hd)
+            v = self.v_proj(x).view(B, T, -1, hd)
+        if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(q.transpose(1, 2), cos, sin)
         k = apply_rope(k.transpose(1, 2), cos, sin)
+        v = v.transpose(1, 2)
         if cache is not None:
             k, v = cache.write(self.layer, start, k, v)
         out = attn(q, k, v, causal=mask is None, mask=mask, scale=hd**-0.5, layer=self.layer)
@@ -269,9 +288,34 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(d, f, bias=b)
         self.up_proj = nn.Linear(d, f, bias=b)
         self.down_proj = nn.Linear(f, d, bias=b)
+        self.gate_up: tuple[Tensor, Tensor | None] | None = None  # fused weights, see fuse()
+
+    def fuse(self) -> None:
+        """Inference only: gate and up projections from one matmul (see Attention.fuse)."""
+        self.gate_up = _fuse_linears((self.gate_proj, self.up_proj))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up is not None:
+            gate, up = F.linear(x, *self.gate_up).chunk(2, dim=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
+
+
+def _fuse_linears(linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None]:
+    """Concatenate the weights (and biases) of linears that read the same input; re-point each linear's
+    parameters at its slice of the fused tensor."""
+    weight = torch.cat([lin.weight.detach() for lin in linears])
+    has_bias = linears[0].bias is not None
+    bias = torch.cat([lin.bias.detach() for lin in linears]) if has_bias else None
+    row = 0
+    for lin in linears:
+        n = lin.weight.shape[0]
+        lin.weight = nn.Parameter(weight[row : row + n], requires_grad=False)
+        if has_bias:
+            lin.bias = nn.Parameter(bias[row : row + n], requires_grad=False)
+        row += n
+    return weight, bias
 
 
 class DecoderLayer(nn.Module):
@@ -307,6 +351,13 @@ class CausalLM(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+
+    def fuse_for_inference(self) -> CausalLM:
+        """Fuse q/k/v and gate/up projections (call once, after the weights are on their final device)."""
+        for layer in self.model.layers:
+            layer.self_attn.fuse()
+            layer.mlp.fuse()
+        return self
 
     def new_cache(self, max_len: int | None = None, batch: int = 1) -> KVCache:
         w = self.model.embed_tokens.weight

@@ -304,3 +304,18 @@ def test_cli_prompt_plus_new_tokens_longer_than_context(short_context_dir):
     proc = run_cli("generate", "--model", str(short_context_dir), "--prompt", prompt, "--device", "cpu",
                    "--max-new-tokens", str(32 - n + 1))
     assert_one_line_error(proc, "context")
+
+
+def test_draft_with_another_tokenizer_is_refused(base_dir, tmp_path):
+    """Tokenizers are compared, not vocab sizes: the demo draft cannot serve this tiny target."""
+    from explorer.checkpoint import default_model_dirs
+    from explorer.session import Session
+
+    s = Session(target_dir=base_dir, draft_dir=default_model_dirs()["draft"])
+    with pytest.raises(ExplorerError, match="different tokenizers"):
+        s.load()
+    same = tmp_path / "same-tokenizer-draft"
+    shutil.copytree(base_dir, same)
+    s = Session(target_dir=base_dir, draft_dir=same)
+    s.load()
+    assert s.draft is not None and s.target.encode("hello world") == s.draft.encode("hello world")

@@ -32,6 +32,17 @@ def test_generate_json_is_greedy_and_repeatable():
     assert a["prompt_ids"] and a["text"] and a["tokens_per_s"] > 0
 
 
-def test_no_arguments_exits_cleanly():
-    r = run()
-    assert r.returncode == 0
+def test_screenshot_writes_exact_size(tmp_path):
+    out = tmp_path / "gen.png"
+    r = run("screenshot", "--view", "generate", "--out", str(out), "--size", "960x600", "--prompt", "import os\n")
+    assert r.returncode == 0, r.stderr
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (960, 600)
+
+
+def test_screenshot_unknown_view_is_one_line_error(tmp_path):
+    r = run("screenshot", "--view", "nope", "--out", str(tmp_path / "x.png"))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "unknown view 'nope'" in r.stderr

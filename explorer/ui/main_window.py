@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_shortcuts()
         apply_theme(QApplication.instance(), self.theme)
+        self.player.set_color(self.theme.text)
         self._apply_font()
         self._sync_panel_from_session()
         self._update_status()
@@ -186,6 +187,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status_models, 1)
         self.statusBar().addPermanentWidget(self.status_device)
         self.statusBar().setSizeGripEnabled(False)
+        self.status_device.setContentsMargins(0, 0, 10, 0)
+        self.status_models.setContentsMargins(6, 0, 0, 0)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -396,12 +399,13 @@ class MainWindow(QMainWindow):
             device, dtype = str(s.target.device), str(s.target.dtype).removeprefix("torch.")
         text = f"device {device}  ·  {dtype}  ·  attention {s.attention_backend}"
         self.status_device.setText(text)
-        self.status_device.setMinimumWidth(self.status_device.fontMetrics().horizontalAdvance(text) + 16)
+        self.status_device.setMinimumWidth(self.status_device.fontMetrics().horizontalAdvance(text) + 26)
 
     # ------------------------------------------------------------------ comfort
     def set_theme(self, name: str) -> None:
         self.theme = THEMES[name]
         apply_theme(QApplication.instance(), self.theme)
+        self.player.set_color(self.theme.text)
         for view in self.views.values():
             view.set_theme(self.theme)
 

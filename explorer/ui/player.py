@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QStyle, QToolButton, QWidget
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap, QPolygonF
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSlider, QToolButton, QWidget
 
 SPEEDS = {"0.5×": 0.5, "1×": 1.0, "2×": 2.0, "4×": 4.0, "8×": 8.0}
 BASE_STEPS_PER_SECOND = 2.0
@@ -26,24 +27,22 @@ class Player(QWidget):
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._tick)
 
-        icon = self.style().standardIcon
-        self._play_icon = icon(QStyle.StandardPixmap.SP_MediaPlay)
-        self._pause_icon = icon(QStyle.StandardPixmap.SP_MediaPause)
+        self._color = "#1d2129"
 
-        def button(pixmap: QStyle.StandardPixmap, tip: str, slot) -> QToolButton:
+        def button(kind: str, tip: str, slot) -> QToolButton:
             b = QToolButton(self)
-            b.setIcon(icon(pixmap))
+            b.setProperty("icon_kind", kind)
+            b.setIconSize(QSize(20, 20))
             b.setToolTip(tip)
             b.setAutoRaise(True)
             b.clicked.connect(slot)
             return b
 
-        sp = QStyle.StandardPixmap
-        self.first_button = button(sp.SP_MediaSkipBackward, "First step (Home)", self.first)
-        self.back_button = button(sp.SP_MediaSeekBackward, "Step back (←)", self.back)
-        self.play_button = button(sp.SP_MediaPlay, "Play / pause (Space)", self.toggle_play)
-        self.forward_button = button(sp.SP_MediaSeekForward, "Step forward (→)", self.forward)
-        self.last_button = button(sp.SP_MediaSkipForward, "Newest step (End): follow live", self.last)
+        self.first_button = button("first", "First step (Home)", self.first)
+        self.back_button = button("back", "Step back (←)", self.back)
+        self.play_button = button("play", "Play / pause (Space)", self.toggle_play)
+        self.forward_button = button("forward", "Step forward (→)", self.forward)
+        self.last_button = button("last", "Newest step (End): follow live", self.last)
         self.slider = QSlider(Qt.Orientation.Horizontal, self)
         self.slider.setRange(0, 0)
         self.slider.valueChanged.connect(self._slider_moved)
@@ -55,6 +54,7 @@ class Player(QWidget):
         self.label = QLabel("no steps", self)
         self.label.setMinimumWidth(150)
         self.live = QLabel("", self)
+        self.live.setMinimumWidth(self.live.fontMetrics().horizontalAdvance("● live") + 12)
         self.live.setToolTip("Following the newest step as it is computed")
         lay = QHBoxLayout(self)
         lay.setContentsMargins(6, 2, 6, 2)
@@ -131,7 +131,16 @@ class Player(QWidget):
     def playing(self) -> bool:
         return self._timer.isActive()
 
+    def set_color(self, color: str) -> None:
+        """Icons are drawn in the theme's text colour (the stock ones vanish on a dark theme)."""
+        self._color = color
+        self._paint_icons()
+
     # ---- internals
+    def _paint_icons(self) -> None:
+        for b in (self.first_button, self.back_button, self.play_button, self.forward_button, self.last_button):
+            b.setIcon(media_icon(b.property("icon_kind"), self._color))
+
     def _tick(self) -> None:
         if self.step >= self.count - 1:
             self.pause()
@@ -151,8 +160,44 @@ class Player(QWidget):
         self.slider.setRange(0, max(0, self.count - 1))
         self.slider.setValue(max(0, self.step))
         self.slider.blockSignals(False)
-        self.play_button.setIcon(self._pause_icon if self.playing else self._play_icon)
+        self.play_button.setProperty("icon_kind", "pause" if self.playing else "play")
+        self._paint_icons()
         self.label.setText(f"step {self.step + 1} / {self.count}" if self.count else "no steps")
         self.live.setText("● live" if self.follow and self.count else "")
         for b in (self.first_button, self.back_button, self.play_button, self.forward_button, self.last_button):
             b.setEnabled(self.count > 0)
+
+
+def media_icon(kind: str, color: str, size: int = 40) -> QIcon:
+    """Transport icons drawn as vector shapes (crisp at any scale, in any theme colour)."""
+    pix = QPixmap(size, size)
+    pix.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pix)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(QColor(color))
+    u = size / 10.0
+
+    def tri(x0: float, x1: float) -> None:  # a triangle pointing from x0 towards x1
+        p.drawPolygon(QPolygonF([QPointF(x0 * u, 2 * u), QPointF(x0 * u, 8 * u), QPointF(x1 * u, 5 * u)]))
+
+    def bar(x: float) -> None:
+        p.drawRect(QRectF(x * u, 2 * u, 1.2 * u, 6 * u))
+
+    if kind == "play":
+        tri(3, 8)
+    elif kind == "pause":
+        bar(3)
+        bar(5.8)
+    elif kind == "back":
+        tri(7, 2.5)
+    elif kind == "forward":
+        tri(3, 7.5)
+    elif kind == "first":
+        bar(2)
+        tri(8, 3.4)
+    elif kind == "last":
+        tri(2, 6.6)
+        bar(6.8)
+    p.end()
+    return QIcon(pix)
