@@ -66,6 +66,7 @@ CASES = [
     ("mask-TS", 1, 2, 2, 33, 47, 16, False, "ts", 16, 16),
     ("mask-B1TS", 2, 2, 2, 19, 19, 40, False, "b1ts", 32, 16),
     ("gqa-odd", 1, 6, 2, 45, 61, 40, False, None, 32, 32),
+    ("d100-causal", 1, 2, 1, 20, 33, 100, True, None, 16, 16),
 ]
 
 

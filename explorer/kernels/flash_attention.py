@@ -22,17 +22,21 @@ m (natural-log units), l and alpha, and the tile's state (1 visited, 2 visited w
 TRACE=False that code is not compiled at all.
 
 GQA: query head h reads kv head h // (H // Hkv). head_dim up to 256 (padded to a power of two >= 16 inside the
-kernel with masked loads; 16..256 is what the tests cover). T and S need not be multiples of the blocks.
+kernel with masked loads; the tests cover 16, 40, 64 and 100). T and S need not be multiples of the blocks.
 float32 / float16 / bfloat16 inputs, float32 accumulation. On a GPU an fp32 ``tl.dot`` is asked for IEEE
 precision (not TF32) so that results match the fp32 reference; fp16/bf16 use the tensor cores and round p to
 the input dtype before p·v, as FA2 does.
 
 Without CUDA the kernel runs in Triton's interpreter (numpy, one program after another): this module sets
 ``TRITON_INTERPRET=1`` before importing triton when no GPU is present. The interpreter's ``tl.dot`` cannot
-multiply bfloat16, so in interpreted mode the kernel upcasts its tiles to float32 right after loading them
-(p is still rounded to the input dtype first, so the numbers are those of the GPU path). Where triton cannot be
-imported at all, this module still imports and :func:`attention_trace` uses the torch implementation in
-:mod:`explorer.kernels.tiled_torch`, which visits the same tiles in the same order.
+multiply bfloat16, so in interpreted mode the kernel upcasts its tiles to float32 right after loading them. p is
+still rounded to the input dtype first, so the numbers are those of the GPU path (the interpreter's own
+float32 -> bfloat16 cast truncates, so there bfloat16 round-to-nearest is done with bit arithmetic). Where triton
+cannot be imported at all, this module still imports and :func:`attention_trace` uses the torch implementation
+in :mod:`explorer.kernels.tiled_torch`, which visits the same tiles in the same order.
+
+Forward only: there is no backward kernel, so outputs carry no autograd history (use it under ``no_grad``).
+Trace memory is B·H·n_q_blocks·n_kv_blocks·BLOCK_M·12 bytes (about 0.8 MB per head at N=1024, 64×64 tiles).
 """
 
 from __future__ import annotations
@@ -58,8 +62,8 @@ __all__ = ["FlashResult", "attention_trace", "flash_attention", "runs_interprete
 
 
 def triton_available() -> bool:
-    """True when triton imported (compiled on a CUDA GPU, or interpreted on CPU)."""
-    return triton is not None
+    """True when triton imported and the kernel can run here: interpreted (no CUDA) or compiled for a CUDA GPU."""
+    return triton is not None and (runs_interpreted() or torch.cuda.is_available())
 
 
 def runs_interpreted() -> bool:
@@ -72,6 +76,14 @@ def runs_interpreted() -> bool:
 
 
 if triton is not None:
+
+    @triton.jit
+    def _round_to_bf16(x):
+        """float32 x rounded to the nearest bfloat16 (ties to even), kept in float32. Interpreter only: its own
+        float32 -> bfloat16 cast truncates, where a GPU rounds to nearest."""
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+        return bits.to(tl.float32, bitcast=True)
 
     @triton.jit
     def _kv_tiles(
@@ -108,6 +120,7 @@ if triton is not None:
         HAS_MASK: tl.constexpr,
         TRACE: tl.constexpr,
         UPCAST: tl.constexpr,
+        ROUND_BF16: tl.constexpr,
         PRECISION: tl.constexpr,
     ):
         """KV tiles lo .. hi-1 for one Q tile. MASKED=False: every entry is known to be allowed (no mask code at
@@ -148,9 +161,13 @@ if triton is not None:
             p = tl.math.exp2(s - m_use[:, None])
             l_i = l_i * alpha + tl.sum(p, 1)
             acc = acc * alpha[:, None]
-            p_in = p.to(v.dtype)  # round p to the input dtype, as the tensor-core path does
+            if ROUND_BF16:
+                p_in = _round_to_bf16(p)
+            else:
+                p_in = p.to(v.dtype)  # round p to the input dtype, as the tensor-core path does
+                if UPCAST:
+                    p_in = p_in.to(tl.float32)
             if UPCAST:
-                p_in = p_in.to(tl.float32)
                 v = v.to(tl.float32)
             acc = tl.dot(p_in, v, acc, input_precision=PRECISION)
             m_i = m_new
@@ -213,6 +230,7 @@ if triton is not None:
         HAS_MASK: tl.constexpr,
         TRACE: tl.constexpr,
         UPCAST: tl.constexpr,
+        ROUND_BF16: tl.constexpr,
         PRECISION: tl.constexpr,
     ):
         pid_m = tl.program_id(0)
@@ -264,18 +282,20 @@ if triton is not None:
             acc, l_i, m_i, q, k_base, v_base, mask_base, tm_base, tl_base, ta_base, state_base,
             stride_ks, stride_kd, stride_vs, stride_vd, stride_mt, stride_ms,
             offs_m, offs_n, offs_d, 0, n_full, T, S, D, qk_scale,
-            BLOCK_M, BLOCK_N, False, CAUSAL, HAS_MASK, TRACE, UPCAST, PRECISION,
+            BLOCK_M, BLOCK_N, False, CAUSAL, HAS_MASK, TRACE, UPCAST, ROUND_BF16, PRECISION,
         )  # fmt: skip
         acc, l_i, m_i = _kv_tiles(
             acc, l_i, m_i, q, k_base, v_base, mask_base, tm_base, tl_base, ta_base, state_base,
             stride_ks, stride_kd, stride_vs, stride_vd, stride_mt, stride_ms,
             offs_m, offs_n, offs_d, n_full, n_hi, T, S, D, qk_scale,
-            BLOCK_M, BLOCK_N, True, CAUSAL, HAS_MASK, TRACE, UPCAST, PRECISION,
+            BLOCK_M, BLOCK_N, True, CAUSAL, HAS_MASK, TRACE, UPCAST, ROUND_BF16, PRECISION,
         )  # fmt: skip
 
         # A row that saw no key has l = 0 (and m = -inf): output 0 and LSE -inf, never 0/0 or log 0.
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)
         o = acc / l_safe[:, None]
+        if ROUND_BF16:
+            o = _round_to_bf16(o)
         tl.store(
             Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
             o.to(Out.dtype.element_ty),
@@ -344,15 +364,18 @@ def _launch(q, k, v, o, lse, mask_arg, mask_strides, tm, tl_, ta, ts, H, Hkv, T,
             block_m, block_n, causal, has_mask, trace, interpreted):  # fmt: skip
     B = q.shape[0]
     block_d = max(16, triton.next_power_of_2(D))
-    fp32 = q.dtype == torch.float32
-    extra = {} if interpreted else {"num_warps": 4 if block_d <= 64 else 8, "num_stages": 2}
+    extra = {}
+    if not interpreted:
+        kv_stage = 2 * block_n * block_d * q.element_size()  # one K and one V tile in shared memory
+        extra = {"num_warps": 4 if block_d <= 64 else 8, "num_stages": 2 if 2 * kv_stage <= 96 * 1024 else 1}
     _flash_fwd[(NQ, B * H)](
         q, k, v, o, lse, mask_arg, tm, tl_, ta, ts,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *mask_strides,
         H, H // Hkv, T, S, D, NQ, NKV, scale * LOG2E,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
         CAUSAL=bool(causal), HAS_MASK=has_mask, TRACE=bool(trace),
-        UPCAST=interpreted, PRECISION="ieee" if fp32 else "tf32",
+        UPCAST=interpreted, ROUND_BF16=interpreted and q.dtype == torch.bfloat16,
+        PRECISION="ieee" if q.dtype == torch.float32 else None,
         **extra,
     )  # fmt: skip
 

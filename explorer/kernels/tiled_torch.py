@@ -75,12 +75,14 @@ def check_inputs(
         raise ValueError(f"head_dim must be at most {MAX_HEAD_DIM}, got {D}")
     if q.dtype not in DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"q, k, v must share one dtype of float32/float16/bfloat16; got {q.dtype}/{k.dtype}/{v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"q, k, v must be on one device; got {q.device}, {k.device}, {v.device}")
     if not (_is_pow2(block_m) and _is_pow2(block_n) and block_m >= 16 and block_n >= 16):
         raise ValueError(f"block sizes must be powers of two >= 16, got {block_m} x {block_n}")
     if mask is not None:
         if mask.dtype != torch.bool or mask.dim() > 4:
             raise ValueError(f"mask must be bool with at most 4 dims, got {mask.dtype} {tuple(mask.shape)}")
-        mask = mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))
+        mask = mask.to(q.device).reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))
         S = k.shape[2]
         if any(n not in (1, want) for n, want in zip(mask.shape, (B, H, T, S), strict=True)):
             raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to [B, H, T, S] = {(B, H, T, S)}")
