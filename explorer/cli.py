@@ -116,6 +116,43 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return run_gui(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), theme=args.theme)
 
 
+def cmd_attention(args: argparse.Namespace) -> int:
+    from .attention_trace import check_trace_path, save_trace, trace_attention
+    from .checkpoint import default_model_dirs, load_model
+
+    check_trace_path(args.out)  # before the work, not after
+    lm = load_model(args.model or default_model_dirs()["target"], dtype=args.dtype, device=args.device)
+    t0 = time.perf_counter()
+    trace = trace_attention(
+        lm, args.prompt, args.layer, args.head, block_m=args.block_m, block_n=args.block_n, causal=args.causal,
+        dtype=args.dtype, backend=args.backend,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    out = save_trace(trace, args.out)
+    summary = dict(trace.summary(), seconds=seconds, out=str(out))
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    s = summary
+    diff = "n/a (not causal)" if s["model_max_abs_diff"] is None else f"{s['model_max_abs_diff']:.3g}"
+    ratio = "n/a" if s["error_ratio"] is None else f"{s['error_ratio']:.2f}x"
+    print(
+        f"{s['model_name']} layer {s['layer']} head {s['head']} (kv head {s['kv_head']}): {s['n']} tokens, "
+        f"head_dim {s['head_dim']}, {s['block_m']}x{s['block_n']} tiles, {s['dtype']}, backend {s['backend']}, "
+        f"{'causal' if s['causal'] else 'not causal'}"
+    )
+    print(
+        f"tiles: {s['tiles_visited']} visited ({s['tiles_masked']} with masked entries), "
+        f"{s['tiles_skipped']} skipped, of {s['tiles_total']}"
+    )
+    print(
+        f"max |O - O_ref(float64)|: kernel {s['max_abs_error']:.3g}, torch SDPA {s['dtype']} "
+        f"{s['sdpa_max_abs_error']:.3g} (ratio {ratio}; fine when <= 2x); vs the model's own attention {diff}"
+    )
+    print(f"trace written to {out} ({seconds:.2f} s)")
+    return 0
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="target model directory (default: the shipped demo target)")
     p.add_argument("--draft", help="draft model directory (default: the demo draft with the demo target)")
@@ -153,6 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "attention", help="trace one head's FlashAttention (m, l, alpha per tile) on a prompt and save it to a file"
+    )
+    p.add_argument("--model", help="Hugging Face layout model directory (default: the shipped demo target)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--layer", type=int, required=True)
+    p.add_argument("--head", type=int, required=True, help="query head (its kv head follows from GQA)")
+    p.add_argument("--block-m", type=int, default=64, help="query rows per tile (power of two, 16..256)")
+    p.add_argument("--block-n", type=int, default=64, help="keys per tile (power of two, 16..256)")
+    p.add_argument(
+        "--causal", action=argparse.BooleanOptionalAction, default=True, help="causal as the model runs (default)"
+    )
+    p.add_argument(
+        "--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+        help="dtype of the model and the kernel's inputs (accumulation is float32); default float32",
+    )  # fmt: skip
+    p.add_argument("--backend", default="auto", choices=["auto", "triton", "torch"], help="kernel (default auto)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--out", required=True, help="trace file to write (safetensors)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
     p.add_argument("--view", required=True, help="generate")

@@ -1,0 +1,466 @@
+"""One attention head of a real model, run through the instrumented FlashAttention kernel, with its online-softmax
+state (m, l, alpha per row and tile) and how its output compares with references.
+
+- :func:`capture_qkv` / :func:`capture_layer` run the model's forward once with a capturing attention function
+  wrapped around the model's own, so the q, k, v recorded are exactly what the model's attention receives (after
+  Qwen3's q/k-norm and after RoPE), together with that layer's own attention output. The forward stops right after
+  the chosen layer and the model's attention function is always restored.
+- :func:`trace_attention` runs the kernel with ``trace=True`` on one query head and its kv head (GQA) in the
+  requested dtype and measures: the kernel's max abs error against a float64 reference of the same (dtype-rounded)
+  q, k, v; the same-precision reference error (torch SDPA in that dtype against the same float64 reference) for
+  Tri Dao's criterion (flash-attention #145/#410: the kernel is fine when its error is within ~2x of it); and the
+  max abs difference from the model's own attention output for that head.
+- :func:`save_trace` / :func:`load_trace`: one safetensors file (no pickle). Tensors q, k, v, o, lse, m, l, alpha,
+  tile_state; the metadata is a JSON object stored as a string under the header key ``explorer_trace``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .checkpoint import DTYPES, LoadedModel
+from .errors import ExplorerError
+from .generate import check_length
+from .kernels import attention_trace as kernel_attention_trace
+from .kernels import triton_available
+from .kernels.tiled_torch import NOT_VISITED, VISITED_MASKED, cdiv
+
+__all__ = [
+    "AttentionTrace",
+    "CapturedAttention",
+    "capture_layer",
+    "capture_qkv",
+    "check_trace_path",
+    "load_trace",
+    "save_trace",
+    "trace_attention",
+]
+
+METADATA_KEY = "explorer_trace"
+FORMAT = "explorer-attention-trace"
+VERSION = 1
+TENSORS = ("q", "k", "v", "o", "lse", "m", "l", "alpha", "tile_state")
+REQUIRED_META = ("n", "head_dim", "block_m", "block_n", "layer", "head", "kv_head", "causal", "dtype", "backend")
+BACKENDS = ("auto", "triton", "torch")
+MAX_BLOCK = 256
+
+
+@dataclass
+class CapturedAttention:
+    """What one layer's attention function received and returned during one forward pass (batch 1).
+
+    q [1, H, N, D], k and v [1, Hkv, N, D] (q and k after q/k-norm and RoPE), out [1, H, N, D] from the model's
+    own attention function; ``causal``, ``mask`` and ``scale`` exactly as the model passed them (a Mistral
+    sliding window arrives as a mask instead of ``causal``)."""
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    out: Tensor
+    causal: bool
+    mask: Tensor | None
+    scale: float
+
+
+class _StopForward(Exception):
+    """Raised by the capturing attention function once it has what it needs: later layers need not run."""
+
+
+@torch.inference_mode()
+def capture_layer(lm: LoadedModel, prompt_ids: Sequence[int], layer: int) -> CapturedAttention:
+    """Run ``lm``'s forward on ``prompt_ids`` with a capturing wrapper around its current attention function and
+    return what layer ``layer`` computed. The model's attention function is restored afterwards, even on error."""
+    model = lm.model
+    layer = _check_layer(lm, layer)
+    if len(prompt_ids) == 0:
+        raise ExplorerError("the prompt is empty")
+    own, target = model.attention, layer
+    captured: dict[str, Any] = {}
+
+    def capturing(q: Tensor, k: Tensor, v: Tensor, *, causal: bool, mask: Tensor | None, scale: float, layer: int):
+        out = own(q, k, v, causal=causal, mask=mask, scale=scale, layer=layer)
+        if layer == target:
+            captured.update(q=q.clone(), k=k.clone(), v=v.clone(), out=out.clone(), causal=causal, scale=scale)
+            captured["mask"] = None if mask is None else mask.clone()
+            raise _StopForward
+        return out
+
+    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=lm.device)
+    model.attention = capturing
+    try:
+        model(ids)
+    except _StopForward:
+        pass
+    finally:
+        model.attention = own
+    if not captured:
+        raise ExplorerError(f"layer {layer}'s attention was never called during the forward pass")
+    return CapturedAttention(**captured)
+
+
+def capture_qkv(lm: LoadedModel, prompt_ids: Sequence[int], layer: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(q [1, H, N, D], k [1, Hkv, N, D], v [1, Hkv, N, D]) for all heads of ``layer``: exactly what the model's
+    attention function receives (after Qwen3's q/k-norm and RoPE). See :func:`capture_layer` for the output too."""
+    cap = capture_layer(lm, prompt_ids, layer)
+    return cap.q, cap.k, cap.v
+
+
+@dataclass
+class AttentionTrace:
+    """One head's FlashAttention forward with its online-softmax trace (all numpy, on the CPU).
+
+    q, k, v, o float32 [N, D]: the kernel's inputs (the model's q/k after RoPE, rounded to ``meta["dtype"]``, then
+    widened to float32 exactly) and output. lse float32 [N]: log-sum-exp of each row's scores (natural log).
+    m, l, alpha float32 [n_q_blocks, n_kv_blocks, BLOCK_M]: each row's state right after the kernel processed a
+    tile; m the running max of s = q·kᵀ/√D (natural-log units; 0 while a row has seen no unmasked key), l the
+    running Σ exp(s − m), alpha = exp(m_before − m_after) the rescale factor of that tile; NaN for tiles never
+    visited and for padding rows past N. tile_state int8 [n_q_blocks, n_kv_blocks]: 0 never visited, 1 visited,
+    2 visited with masked entries. ``meta``: JSON-serializable facts (see :func:`trace_attention`).
+    """
+
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    lse: np.ndarray
+    m: np.ndarray
+    l: np.ndarray  # noqa: E741 - the paper's name
+    alpha: np.ndarray
+    tile_state: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.q.shape[0])
+
+    @property
+    def block_m(self) -> int:
+        return int(self.meta["block_m"])
+
+    @property
+    def block_n(self) -> int:
+        return int(self.meta["block_n"])
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in TENSORS}
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar facts (what the CLI prints), without the per-token lists."""
+        return {k: v for k, v in self.meta.items() if k not in ("prompt_ids", "tokens")}
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ExplorerError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _check_layer(lm: LoadedModel, layer: int) -> int:
+    n, layer = lm.config.num_layers, _as_int("layer", layer)
+    if not 0 <= layer < n:
+        raise ExplorerError(f"layer {layer} is out of range: {lm.name} has {n} layers (0..{n - 1})")
+    return layer
+
+
+def _check_head(lm: LoadedModel, head: int) -> int:
+    n, head = lm.config.num_heads, _as_int("head", head)
+    if not 0 <= head < n:
+        raise ExplorerError(f"head {head} is out of range: {lm.name} has {n} attention heads (0..{n - 1})")
+    return head
+
+
+def _check_block(name: str, value: int) -> int:
+    value = _as_int(name, value)
+    if value < 16 or value > MAX_BLOCK or value & (value - 1):
+        raise ExplorerError(f"{name} must be a power of two from 16 to {MAX_BLOCK}, got {value}")
+    return value
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _reference(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, scale: float) -> Tensor:
+    """Plain float64 softmax attention of [N, D] tensors; ``allowed`` bool [N, N] or None (a row that may see
+    nothing gives 0, as the kernel does)."""
+    s = (q.double() @ k.double().T) * scale
+    if allowed is not None:
+        s = s.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(s, -1).nan_to_num(0.0) @ v.double()
+
+
+def _token_texts(lm: LoadedModel, ids: Sequence[int]) -> list[str]:
+    if lm.tokenizer is None:
+        return [str(i) for i in ids]
+    return [lm.decode([i]) for i in ids]
+
+
+def trace_attention(
+    lm: LoadedModel,
+    prompt: str | Sequence[int],
+    layer: int,
+    head: int,
+    block_m: int = 64,
+    block_n: int = 64,
+    causal: bool = True,
+    dtype: str = "float32",
+    backend: str = "auto",
+) -> AttentionTrace:
+    """Trace head ``head`` of layer ``layer`` on ``prompt`` (text, or token ids) with the FlashAttention kernel.
+
+    q is that head's, k and v its kv head's (``head // (H // Hkv)``), all as the model computed them, cast to
+    ``dtype``; the kernel computes in that dtype with float32 accumulation. ``causal=False`` lets every query see
+    every key (not what the model does: the comparison with the model's output is then left out, ``None``).
+    ``backend``: "auto" (the Triton kernel when it can run here, interpreted on CPU), "triton" or "torch".
+
+    ``meta`` holds: model, model_name, model_type, model_dtype, prompt, prompt_ids, tokens (text of each token),
+    layer, head, kv_head, num_layers, num_heads, num_kv_heads, n, head_dim, scale, block_m, block_n,
+    n_q_blocks, n_kv_blocks, causal, mask ("causal", "sliding_window" or "none"), dtype, backend (actually
+    used), tiles_visited / tiles_skipped / tiles_masked / tiles_total, reference ("float64"), max_abs_error
+    (kernel vs reference), sdpa_max_abs_error (torch SDPA in ``dtype`` vs reference), error_ratio,
+    within_2x_sdpa (Tri Dao's criterion), model_max_abs_diff (kernel vs the model's own attention output for
+    this head, in the model's dtype), kernel_seconds, capture_seconds.
+    """
+    t0 = time.perf_counter()
+    if isinstance(prompt, str):
+        if lm.tokenizer is None:
+            raise ExplorerError("this model was loaded without a tokenizer; pass token ids instead of text")
+        ids = lm.encode(prompt)
+        prompt_text = prompt
+    else:
+        ids = [int(i) for i in prompt]
+        prompt_text = lm.decode(ids) if lm.tokenizer is not None else ""
+    layer, head = _check_layer(lm, layer), _check_head(lm, head)
+    block_m, block_n = _check_block("block_m", block_m), _check_block("block_n", block_n)
+    if dtype not in DTYPES:
+        raise ExplorerError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if backend not in BACKENDS:
+        raise ExplorerError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "triton" and not triton_available():
+        raise ExplorerError("the Triton kernel cannot run here (triton is not installed); use --backend torch")
+    vocab = lm.config.vocab_size
+    if any(not 0 <= i < vocab for i in ids):
+        raise ExplorerError(f"token ids must be in 0..{vocab - 1} for {lm.name}")
+    check_length(lm, len(ids), 0)
+
+    cap = capture_layer(lm, ids, layer)
+    t_capture = time.perf_counter() - t0
+    cfg = lm.config
+    kv_head = head // (cfg.num_heads // cfg.num_kv_heads)
+    dt = DTYPES[dtype]
+    q = cap.q[:, head : head + 1].to(dt).contiguous()
+    k = cap.k[:, kv_head : kv_head + 1].to(dt).contiguous()
+    v = cap.v[:, kv_head : kv_head + 1].to(dt).contiguous()
+    N, D = q.shape[-2], q.shape[-1]
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not bool(torch.isfinite(t).all()):
+            raise ExplorerError(
+                f"layer {layer}'s {name} holds inf or NaN in {dtype} (the model overflows in this dtype); "
+                "try bfloat16 or float32"
+            )
+    # The model's own pattern: causal, or (Mistral past its window) an explicit mask, which lies inside the causal
+    # triangle: passing causal too lets the kernel skip the tiles above the diagonal. Not causal: every key.
+    mask = cap.mask if causal else None
+    kernel_causal = causal
+    mask_kind = "none" if not causal else ("causal" if mask is None else "sliding_window")
+
+    t1 = time.perf_counter()
+    try:
+        res = kernel_attention_trace(
+            q, k, v, causal=kernel_causal, mask=mask, scale=cap.scale, block_m=block_m, block_n=block_n,
+            trace=True, backend=backend,
+        )  # fmt: skip
+    except (ValueError, RuntimeError) as exc:
+        raise ExplorerError(f"the attention kernel refused this input: {' '.join(str(exc).split())}") from None
+    if q.is_cuda:
+        torch.cuda.synchronize()
+    t_kernel = time.perf_counter() - t1
+
+    # References on the same dtype-rounded inputs.
+    allowed = None
+    if kernel_causal:
+        allowed = torch.ones(N, N, dtype=torch.bool, device=q.device).tril()
+        if mask is not None:
+            allowed &= mask.reshape(-1, N, N)[0].to(q.device)
+    with torch.inference_mode():
+        ref = _reference(q[0, 0], k[0, 0], v[0, 0], allowed, cap.scale)
+        attn_mask = None if allowed is None else allowed[None, None]
+        sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=cap.scale)[0, 0]
+    o = res.o[0, 0]
+    err = (o.double() - ref).abs().max().item()
+    sdpa_err = (sdpa.double() - ref).abs().max().item()
+    model_diff = None
+    if causal:
+        model_diff = (o.double() - cap.out[0, head].double()).abs().max().item()
+
+    state = res.tile_state[0, 0].cpu()
+    n_total = state.numel()
+    visited = int((state != NOT_VISITED).sum())
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": str(lm.path),
+        "model_name": lm.name,
+        "model_type": cfg.model_type,
+        "model_dtype": str(lm.dtype).removeprefix("torch."),
+        "prompt": prompt_text,
+        "prompt_ids": ids,
+        "tokens": _token_texts(lm, ids),
+        "layer": layer,
+        "head": head,
+        "kv_head": kv_head,
+        "num_layers": cfg.num_layers,
+        "num_heads": cfg.num_heads,
+        "num_kv_heads": cfg.num_kv_heads,
+        "n": N,
+        "head_dim": D,
+        "scale": cap.scale,
+        "block_m": block_m,
+        "block_n": block_n,
+        "n_q_blocks": cdiv(N, block_m),
+        "n_kv_blocks": cdiv(N, block_n),
+        "causal": bool(causal),
+        "mask": mask_kind,
+        "dtype": dtype,
+        "backend": res.backend,
+        "device": str(q.device),
+        "tiles_total": n_total,
+        "tiles_visited": visited,
+        "tiles_skipped": n_total - visited,
+        "tiles_masked": int((state == VISITED_MASKED).sum()),
+        "reference": "float64",
+        "max_abs_error": err,
+        "sdpa_max_abs_error": sdpa_err,
+        "error_ratio": _finite_or_none(err / sdpa_err) if sdpa_err > 0 else None,
+        "within_2x_sdpa": bool(err <= 2 * sdpa_err),
+        "model_max_abs_diff": model_diff,
+        "kernel_seconds": t_kernel,
+        "capture_seconds": t_capture,
+    }
+
+    def np32(t: Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t.detach().float().cpu().numpy())
+
+    return AttentionTrace(
+        q=np32(q[0, 0]),
+        k=np32(k[0, 0]),
+        v=np32(v[0, 0]),
+        o=np32(o),
+        lse=np32(res.lse[0, 0]),
+        m=np32(res.m[0, 0]),
+        l=np32(res.l[0, 0]),
+        alpha=np32(res.alpha[0, 0]),
+        tile_state=np.ascontiguousarray(state.numpy().astype(np.int8)),
+        meta=meta,
+    )
+
+
+# --- the trace file ---
+
+
+def save_trace(trace: AttentionTrace, path: str | Path) -> Path:
+    """Write ``trace`` as one safetensors file (metadata as JSON under the header key ``explorer_trace``)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import save_file
+
+    path = check_trace_path(path)
+    meta = dict(trace.meta, format=FORMAT, version=VERSION)
+    try:
+        text = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ExplorerError(f"trace metadata is not plain JSON: {exc}") from None
+    tensors = {name: np.ascontiguousarray(arr) for name, arr in trace.tensors().items()}
+    try:
+        save_file(tensors, str(path), metadata={METADATA_KEY: text})
+    except (OSError, SafetensorError) as exc:
+        raise ExplorerError(f"cannot write trace file {path}: {_one_line(exc)}") from None
+    return path
+
+
+def check_trace_path(path: str | Path) -> Path:
+    """The path a trace can be written to (its folder exists, it is not a folder), or :class:`ExplorerError`."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ExplorerError(f"trace output {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ExplorerError(f"cannot write trace file {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def load_trace(path: str | Path) -> AttentionTrace:
+    """Read a file written by :func:`save_trace`. Anything else (missing, truncated, not safetensors, other
+    tensors or metadata) raises :class:`ExplorerError` with one line saying what is wrong."""
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ExplorerError(f"trace file not found: {path}")
+    if not path.is_file():
+        raise ExplorerError(f"not a trace file: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+            arrays = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise ExplorerError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {_one_line(exc)}"
+        ) from None
+    if METADATA_KEY not in header:
+        raise ExplorerError(f"{path} is a safetensors file but not an explorer attention trace (no trace metadata)")
+    try:
+        meta = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise ExplorerError(f"{path}: the trace metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ExplorerError(f"{path}: the trace metadata is not an explorer attention trace")
+    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
+        raise ExplorerError(f"{path}: trace format version {meta.get('version')!r} is not supported (max {VERSION})")
+    missing = [key for key in REQUIRED_META if key not in meta]
+    if missing:
+        raise ExplorerError(f"{path}: the trace metadata lacks {', '.join(missing)}")
+    absent = [name for name in TENSORS if name not in arrays]
+    if absent:
+        raise ExplorerError(f"{path}: the trace lacks tensor(s) {', '.join(absent)}")
+    try:
+        n, d, bm, bn = (int(meta[key]) for key in ("n", "head_dim", "block_m", "block_n"))
+    except (TypeError, ValueError):
+        raise ExplorerError(f"{path}: n, head_dim, block_m and block_n must be integers") from None
+    if n < 1 or d < 1 or bm < 1 or bn < 1:
+        raise ExplorerError(f"{path}: n, head_dim, block_m and block_n must be positive")
+    nq, nkv = cdiv(n, bm), cdiv(n, bn)
+    want = {
+        "q": ((n, d), np.float32),
+        "k": ((n, d), np.float32),
+        "v": ((n, d), np.float32),
+        "o": ((n, d), np.float32),
+        "lse": ((n,), np.float32),
+        "m": ((nq, nkv, bm), np.float32),
+        "l": ((nq, nkv, bm), np.float32),
+        "alpha": ((nq, nkv, bm), np.float32),
+        "tile_state": ((nq, nkv), np.int8),
+    }
+    for name, (shape, dt) in want.items():
+        arr = arrays[name]
+        if arr.shape != shape or arr.dtype != dt:
+            raise ExplorerError(
+                f"{path}: tensor {name} is {np.dtype(arr.dtype).name} {list(arr.shape)}, "
+                f"expected {np.dtype(dt).name} {list(shape)}"
+            )
+    if not np.isin(arrays["tile_state"], (0, 1, 2)).all():
+        raise ExplorerError(f"{path}: tile_state holds values other than 0, 1, 2")
+    return AttentionTrace(**{name: arrays[name] for name in TENSORS}, meta=meta)
