@@ -7,6 +7,7 @@ unpickled. Every problem a user can cause becomes an :class:`ExplorerError` with
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer
+from torch import nn
 
 from .errors import ExplorerError
 from .model import CausalLM, ModelConfig, rope_inv_freq
@@ -146,6 +148,19 @@ def read_weights(files: list[Path], dtype: torch.dtype, device: str) -> dict[str
     return tensors
 
 
+@contextmanager
+def _no_random_init():
+    """Skip nn.Linear / nn.Embedding random init while building on the meta device: the weights are replaced
+    right after, and the init on meta tensors drags in torch's Python reference ops (a second of imports that
+    holds up every other thread, the GUI's included)."""
+    saved = nn.Linear.reset_parameters, nn.Embedding.reset_parameters
+    nn.Linear.reset_parameters = nn.Embedding.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        nn.Linear.reset_parameters, nn.Embedding.reset_parameters = saved
+
+
 def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> CausalLM:
     """Put loaded tensors into a model built on the meta device (no memory is allocated twice)."""
     names = set(tensors)
@@ -156,7 +171,7 @@ def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) 
         o_bias=cfg.o_bias or "model.layers.0.self_attn.o_proj.bias" in names,
         mlp_bias=cfg.mlp_bias or "model.layers.0.mlp.gate_proj.bias" in names,
     )
-    with torch.device("meta"):
+    with torch.device("meta"), _no_random_init():
         model = CausalLM(cfg)
     expected = dict(model.state_dict())
     if cfg.tie_word_embeddings:

@@ -109,6 +109,14 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
+    import os
+
+    headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+    if sys.platform.startswith("linux") and headless:
+        raise ExplorerError(
+            "no display found (DISPLAY is not set); run the app on a desktop, or render views headless with "
+            "`explorer screenshot --view generate --out view.png`"
+        )
     try:
         from .ui.app import make_session, run_gui
     except ImportError as exc:

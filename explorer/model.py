@@ -113,7 +113,9 @@ def _read_rope(raw: dict[str, Any]) -> tuple[float, dict[str, Any]]:
 def rope_inv_freq(cfg: ModelConfig) -> Tensor:
     """Inverse frequencies (float32) for RoPE, with linear or Llama-3 frequency scaling applied."""
     dim = cfg.head_dim
-    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    # Always on the CPU (even inside a `torch.device("meta")` block): tiny, and the caller moves it.
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64, device="cpu").float() / dim
+    inv_freq = 1.0 / (cfg.rope_theta**exponents)
     kind = cfg.rope_scaling["rope_type"]
     if kind == "linear":
         inv_freq = inv_freq / float(cfg.rope_scaling["factor"])

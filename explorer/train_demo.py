@@ -301,7 +301,26 @@ def evaluate(target: CausalLM, draft: CausalLM, stream: np.ndarray, seq_len: int
     t_next = target(seq[:, :-1])[:, 63:].argmax(-1)
     d_next = draft(seq[:, :-1])[:, 63:].argmax(-1)
     out["agreement_on_target_greedy"] = float((t_next == d_next).float().mean().item())
+    out.update(agreement_by_confidence(target, draft, x))
     return out
+
+
+@torch.no_grad()
+def agreement_by_confidence(target: CausalLM, draft: CausalLM, x: torch.Tensor, easy: float = 0.5) -> dict:
+    """Greedy agreement on *easy* tokens: positions where the target's top-1 probability is at least ``easy``."""
+    agree, confident = [], []
+    for i in range(0, len(x), 8):
+        probs = torch.softmax(target(x[i : i + 8]).float(), dim=-1)
+        top_p, top = probs.max(-1)
+        agree.append((draft(x[i : i + 8]).argmax(-1) == top).flatten())
+        confident.append((top_p >= easy).flatten())
+    agree, confident = torch.cat(agree), torch.cat(confident)
+    return {
+        "easy_threshold": easy,
+        "easy_share": float(confident.float().mean()),
+        "agreement_easy": float(agree[confident].float().mean()),
+        "agreement_hard": float(agree[~confident].float().mean()),
+    }
 
 
 def model_card(role: str, cfg: ModelConfig, stats: dict, corpus: dict, command: str, other: ModelConfig) -> str:
@@ -317,7 +336,8 @@ def model_card(role: str, cfg: ModelConfig, stats: dict, corpus: dict, command: 
         "| | |",
         "|---|---|",
         f"| architecture | Llama: {cfg.num_layers} layers, hidden {cfg.hidden_size}, {cfg.num_heads} heads "
-        f"({cfg.num_kv_heads} KV heads, head_dim {cfg.head_dim}), SwiGLU {cfg.intermediate_size}, tied embeddings |",
+        f"({cfg.num_kv_heads} KV head{'s' if cfg.num_kv_heads > 1 else ''}, head_dim {cfg.head_dim}), "
+        f"SwiGLU {cfg.intermediate_size}, tied embeddings |",
         f"| parameters | {params:,} |",
         f"| per-token forward FLOPs | {flops_per_token(cfg) / 1e6:.1f} M"
         + (f" ({ratio:.3f} of the target's) |" if ratio else " |"),
@@ -328,12 +348,16 @@ def model_card(role: str, cfg: ModelConfig, stats: dict, corpus: dict, command: 
         f"{stats['tokens_seen']:,} seen ({stats['steps']} steps) |",
         f"| objective | {stats['objective']} |",
         f"| training time | {stats['wall_minutes']:.1f} min wall, "
-        f"{stats['cpu_minutes']:.1f} CPU-min on {os.cpu_count()} cores |",
+        f"{stats['cpu_minutes']:.1f} CPU-min on {os.cpu_count()} cores; the whole command (tokenizer, target, "
+        f"draft, evaluation) {stats['total_wall_minutes']:.1f} min wall, {stats['total_cpu_minutes']:.1f} CPU-min |",
         f"| held-out loss | target {stats['target_loss']:.3f}, draft {stats['draft_loss']:.3f} nats/token "
         f"({corpus['heldout_tokens']:,} held-out tokens, files never trained on) |",
         f"| draft greedy agreement with target | {stats['agreement_teacher_forced']:.3f} "
         "teacher-forced on held-out code; "
         f"{stats['agreement_on_target_greedy']:.3f} along the target's greedy continuations |",
+        f"| agreement on easy tokens | {stats['agreement_easy']:.3f} where the target's top-1 probability is "
+        f"≥ {stats['easy_threshold']} ({stats['easy_share']:.0%} of held-out tokens); "
+        f"{stats['agreement_hard']:.3f} on the rest |",
         "| weights | fp16 safetensors |",
         "",
         "Trained by:",
@@ -408,7 +432,7 @@ def run(
         "wall_minutes": (time.perf_counter() - t_start) / 60,
         "cpu_minutes": (time.process_time() - cpu_start) / 60,
     }
-    common = dict(ev)
+    common = {**ev, "total_wall_minutes": total_stats["wall_minutes"], "total_cpu_minutes": total_stats["cpu_minutes"]}
     t_card = model_card(
         "target",
         tcfg,

@@ -82,7 +82,7 @@ def test_gui_thread_never_blocked_over_50ms(qtbot, window):
     timer = QTimer()
     timer.setInterval(5)
     timer.timeout.connect(lambda: beats.append(time.perf_counter()))
-    window.views["generate"].max_new.setValue(60)
+    window.views["generate"].max_new.setValue(300)
     timer.start()
     with qtbot.waitSignal(window.worker.finished, timeout=60000):
         window.load_models()
@@ -90,7 +90,7 @@ def test_gui_thread_never_blocked_over_50ms(qtbot, window):
         window.run_view()
     timer.stop()
     gaps = np.diff(beats) * 1000
-    assert len(window.views["generate"].records) >= 10
+    assert len(window.views["generate"].records) >= 100
     assert len(gaps) > 20
     assert gaps.max() < 50, f"GUI blocked for {gaps.max():.1f} ms (median gap {np.median(gaps):.1f} ms)"
 

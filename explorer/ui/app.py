@@ -99,7 +99,7 @@ def render_view(
     win._job_view = v
     for record in v.make_job(session)():
         win._on_record(record)
-    win.progress_label.setText(f"{view}: done, {len(v.records)} steps")
+    win._on_finished()  # as when a worker finishes: render the newest step now
     if step is not None:
         win.player.go(step)
     win.resize(*size)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -85,6 +85,12 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._on_tab)
         self.player = Player(self)
         self.player.step_changed.connect(self._on_step)
+        # Records can arrive faster than a view can paint them: while streaming, render the newest step at most
+        # ~30 times a second instead of once per record, so the GUI thread never falls behind.
+        self._live_render = QTimer(self)
+        self._live_render.setSingleShot(True)
+        self._live_render.setInterval(33)
+        self._live_render.timeout.connect(self._render_live)
 
         central = QWidget(self)
         lay = QVBoxLayout(central)
@@ -345,10 +351,25 @@ class MainWindow(QMainWindow):
             return
         view.add_record(rec)
         if view is self.active_view:
+            self.player.blockSignals(True)
             self.player.set_count(len(view.records))
+            self.player.blockSignals(False)
+        if not self._live_render.isActive():
+            self._live_render.start()
+
+    def _render_live(self) -> None:
+        view = self._job_view
+        if view is None:
+            return
+        if view is self.active_view:
+            view.show_step(self.player.step)
         self.progress_label.setText(f"{view.name}: {len(view.records)} steps")
 
     def _on_finished(self) -> None:
+        if self._live_render.isActive():
+            self._live_render.stop()
+        if self._job_view is not None and self._job_view is self.active_view:
+            self.active_view.show_step(self.player.step)  # the final state, without waiting for the timer
         if self._job_view is None:
             self.progress_label.setText("models loaded")
             if self._pending_run:

@@ -50,7 +50,7 @@ def apply_theme(app: QApplication, theme: Theme) -> None:
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(theme.muted))
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(theme.muted))
     app.setPalette(pal)
-    pg.setConfigOptions(background=theme.base, foreground=theme.text, antialias=True)
+    pg.setConfigOptions(background=theme.base, foreground=theme.text, antialias=False)
 
 
 def set_font_scale(app: QApplication, scale: float) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .attention_view import AttentionView
 from .base import View
 from .generate_view import GenerateView
 
-VIEWS: dict[str, type[View]] = {GenerateView.name: GenerateView}
+VIEWS: dict[str, type[View]] = {GenerateView.name: GenerateView, AttentionView.name: AttentionView}

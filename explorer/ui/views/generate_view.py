@@ -141,6 +141,8 @@ class GenerateView(View):
             plot.getPlotItem().titleLabel.setAttr("color", theme.text)
         self.entropy_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.chosen_curve.setPen(pg.mkPen(theme.accent, width=2))
+        for curve in (self.entropy_curve, self.chosen_curve):
+            curve.curve.setSegmentedLineMode("on")  # thick lines as segments: far cheaper to paint than one long path
         self.step_line.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
         for t in self.bar_texts:
             t.setColor(theme.text)

@@ -1,0 +1,278 @@
+"""The attention view: the Qt-free walk over the kernel's tiles (order, partial outputs, HBM bytes, unsafe softmax,
+FA-4 rescales) and the view itself rendered headless on a tiny model and on the shipped demo target.
+
+The tiny model (helpers of test_checkpoint_errors) keeps everything fast in the Triton interpreter: prompts under
+64 tokens, 16x16 tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_checkpoint_errors import build_model_dir
+
+from explorer.attention_walk import (
+    FP16_OVERFLOW,
+    AttentionWalk,
+    allowed_mask,
+    attention_walk,
+    fa4_rescales,
+    hbm_traffic,
+    unsafe_softmax,
+    walk_order,
+)
+from explorer.checkpoint import default_model_dirs, load_model
+from explorer.session import Session
+
+pytest.importorskip("transformers")
+
+PROMPT = "hello world, the quick brown fox jumps over the lazy dog; a tiny tokenizer"
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_model_dir(tmp_path_factory.mktemp("attention-view") / "tiny-llama", max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    return load_model(tiny_dir, dtype="float32", device="cpu")
+
+
+def walk_steps(lm, causal=True, dtype="float32", backend="auto", length=55):
+    ids = lm.encode(PROMPT)
+    return list(attention_walk(lm, ids, 1, 2, 16, 16, causal, dtype, backend, length))
+
+
+# ---------------------------------------------------------------- the Qt-free walk
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_walk_follows_the_kernel_order_over_visited_tiles_only(tiny, causal):
+    steps = walk_steps(tiny, causal=causal)
+    walk: AttentionWalk = steps[0].walk
+    tr = walk.trace
+    assert all(s.walk is walk for s in steps)  # one shared trace, cheap steps
+    assert len(steps) == tr.meta["tiles_visited"] and tr.meta["n"] > 32  # several Q blocks
+    pairs = [(s.q_block, s.kv_block) for s in steps]
+    assert pairs == walk_order(tr.tile_state)
+    assert pairs == sorted(pairs)  # Q blocks in grid order, KV tiles left to right inside each
+    assert all(tr.tile_state[i, j] != 0 for i, j in pairs)
+    assert [s.step for s in steps] == list(range(len(steps)))
+    nq, nkv = tr.tile_state.shape
+    for i in range(nq):
+        tiles = [j for (q, j) in pairs if q == i]
+        want = list(range(min(nkv, i + 1))) if causal else list(range(nkv))  # square blocks: causal stops at i
+        assert tiles == want
+    if causal:
+        assert tr.meta["tiles_skipped"] == nq * (nq - 1) // 2
+        assert all(s.masked == (s.q_block == s.kv_block) for s in steps)  # only the diagonal band is masked
+    else:
+        assert tr.meta["tiles_skipped"] == 0
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float16", 5e-3)])
+def test_partial_outputs_converge_to_the_kernel_output(tiny, dtype, tol):
+    steps = walk_steps(tiny, dtype=dtype)
+    walk = steps[0].walk
+    tr = walk.trace
+    for s in steps:
+        if s.last_in_block:
+            assert s.max_distance < tol  # acc / l after the last tile is the kernel's O
+        if s.first_in_block and not s.last_in_block:
+            last = next(t for t in steps if t.q_block == s.q_block and t.last_in_block)
+            assert s.mean_distance > 10 * last.max_distance
+    # the kernel's m after each tile is max(m before, this tile's row max) (natural units, float64 recomputed)
+    for s in steps:
+        rows = s.rows[1] - s.rows[0]
+        m_after = tr.m[s.q_block, s.kv_block, :rows]
+        prev = tr.m[s.q_block, s.kv_block - 1, :rows] if not s.first_in_block else np.full(rows, -np.inf)
+        want = np.fmax(prev, walk.tile_rowmax[s.q_block, s.kv_block, :rows])
+        np.testing.assert_allclose(m_after, want, rtol=1e-3, atol=2e-3 if dtype == "float16" else 1e-4)
+    assert walk.final_distances().max() < tol
+
+
+def test_walk_summary_and_steps_are_plain_json(tiny):
+    n_prompt = len(tiny.encode(PROMPT))
+    steps = walk_steps(tiny, length=n_prompt + 8)
+    walk = steps[0].walk
+    assert walk.n_prompt == n_prompt and walk.trace.n == n_prompt + 8  # the greedy continuation was appended
+    data = {**walk.summary(), "steps": [s.as_dict() for s in steps]}
+    text = json.dumps(data, allow_nan=False)
+    back = json.loads(text)
+    assert back["tiles_visited"] == len(steps) and back["steps"][0]["step"] == 0
+    assert back["hbm"]["naive_bytes"] > 0 and back["unsafe_softmax"]["scores"] == n_prompt + 8 + (
+        (n_prompt + 8) * (n_prompt + 8 - 1) // 2
+    )
+    assert back["backend_label"] in ("Triton interpreter on CPU", "Triton on GPU", "torch tiled twin (no Triton)")
+
+
+def test_length_is_clipped_to_the_context(tiny):
+    steps = walk_steps(tiny, length=10_000)
+    assert steps[0].walk.trace.n == tiny.config.max_position_embeddings - 1
+    n_prompt = len(tiny.encode(PROMPT))
+    assert walk_steps(tiny, length=4)[0].walk.trace.n == n_prompt  # a prompt that long already: nothing added
+
+
+def test_hbm_formula():
+    # N = 100, D = 64, 32-wide tiles: 4 Q blocks x 4 KV tiles; the last tile holds 4 keys.
+    n, d, bn = 100, 64, 32
+    causal = np.tril(np.ones((4, 4), np.int8))
+    full = np.ones((4, 4), np.int8)
+    h = hbm_traffic(n, d, bn, causal, "float16", True)
+    assert h["naive_bytes"] == 2 * (4 * n * d + 4 * n * n)
+    keys = [32, 64, 96, 100]  # keys each Q block reads (causal: up to its diagonal tile)
+    assert h["kv_reads_per_block"] == keys
+    assert h["flash_bytes"] == 2 * (2 * n * d + 2 * d * sum(keys)) + 4 * n
+    f = hbm_traffic(n, d, bn, full, "float32", False)
+    assert f["flash_bytes"] == 4 * (2 * n * d + 2 * d * 4 * n) + 4 * n  # K and V once per Q block
+    assert f["naive_bytes"] == 4 * (4 * n * d + 4 * n * n)
+    assert h["ratio"] > 1
+
+
+def test_unsafe_softmax_counts_fp16_overflow():
+    scores = np.array([[5.0, 0, 0], [11.0, 11.2, 0], [20.0, -3.0, 90.0]], np.float32)
+    allowed = allowed_mask(3, causal=True)
+    u = unsafe_softmax(scores, allowed)
+    assert u["scores"] == 6
+    assert u["fp16_inf"] == 3  # 11.2, 20, 90 (11.0 < ln 65520 = 11.09)
+    assert u["fp16_nan_rows"] == 2
+    assert u["fp32_inf"] == 1  # 90 > 88.72
+    assert math.isclose(u["fp16_threshold"], FP16_OVERFLOW) and 11.08 < FP16_OVERFLOW < 11.1
+    # exp(11) + exp(11) overflows the fp16 sum though no single term does
+    u2 = unsafe_softmax(np.full((2, 2), 11.0, np.float32), allowed_mask(2, causal=False))
+    assert u2["fp16_inf"] == 0 and u2["fp16_sum_overflow_rows"] == 2
+
+
+def test_fa4_rescales_only_on_big_jumps():
+    ln2 = math.log(2.0)
+    # one row, 5 tiles; row max in log2 units: 0, 3 (FA2 rescales), 2 (none), 9 (FA2; FA-4: 9 - 0 > 8), 12 (FA2)
+    t = np.array([0, 3, 2, 9, 12], float) * ln2
+    fa2, fa4, stale = fa4_rescales(t.reshape(1, 5, 1))
+    assert fa2[0, :, 0].tolist() == [False, True, False, True, True]
+    assert fa4[0, :, 0].tolist() == [False, False, False, True, False]
+    np.testing.assert_allclose(stale[0, :, 0] / ln2, [0, 0, 0, 9, 9], atol=1e-5)
+    # a row with no allowed key in the first tile (NaN) starts at its first real tile
+    t2 = np.array([np.nan, 1.0, 30.0]) * ln2
+    fa2, fa4, _ = fa4_rescales(t2.reshape(1, 3, 1))
+    assert fa2[0, :, 0].tolist() == [False, False, True] and fa4[0, :, 0].tolist() == [False, False, True]
+
+
+def test_sliding_window_mask():
+    a = allowed_mask(6, causal=True, sliding_window=3)
+    assert a[5].tolist() == [False, False, False, True, True, True]
+    assert a[1].tolist() == [True, True, False, False, False, False]
+    assert allowed_mask(4, causal=False).all()
+
+
+# ---------------------------------------------------------------- the view
+
+
+def _grab_pixels(win) -> np.ndarray:
+    image = win.grab().toImage()
+    assert image.width() > 0
+    pixels = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.sizeInBytes()).reshape(-1, 4)
+    return pixels.copy()  # the buffer dies with the image
+
+
+def _close(win) -> None:
+    win.worker.cancel_and_wait()
+    win.close()
+    win.deleteLater()
+
+
+def _check_view(qtbot, win, tmp_path) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    view = win.views["attention"]
+    assert win.active_view is view
+    qtbot.wait(80)  # the window renders a burst of records on its ~33 ms live-render timer
+    n = len(view.records)
+    assert n >= 3 and n == view.walk.trace.meta["tiles_visited"]
+    assert view.current == n - 1 and f"step {n} of {n}" in view.header.text()
+    assert "Tri Dao" in view.header.text() and "HBM" in view.header.text()
+
+    pixels = _grab_pixels(win)
+    assert pixels.std() > 20 and len(np.unique(pixels[::97], axis=0)) > 20  # not blank
+
+    last_overlay = view.overlay_img.image.copy()
+    last_box = view.tile_box.getData()
+    win.player.first()
+    assert view.current == 0 and "step 1 of" in view.header.text()
+    assert not np.array_equal(view.overlay_img.image, last_overlay)  # other tiles done / pending
+    assert not np.array_equal(view.tile_box.getData()[0], last_box[0]) or not np.array_equal(
+        view.tile_box.getData()[1], last_box[1]
+    )
+    first_overlay = view.overlay_img.image.copy()
+    win.player.forward()
+    assert view.current == 1 and "step 2 of" in view.header.text()
+    win.player.back()
+    assert view.current == 0
+    np.testing.assert_array_equal(view.overlay_img.image, first_overlay)  # stepping back: the same picture
+    win.player.last()
+
+    view.unsafe.setValue(True)
+    view.fa4.setValue(True)
+    view.units.setValue("base 2")
+    QApplication.processEvents()
+    assert "unsafe softmax" in view.header.text() and "FA-4" in view.header.text()
+    assert "log₂" in view.m_plot.getAxis("left").labelText
+    win.set_theme("dark")
+    assert view.theme.name == "dark"
+    win.zoom(1.15)
+    win.zoom(None)
+
+    data = json.loads(win.export_data(tmp_path / "attention.json").read_text())
+    assert data["view"] == "attention" and len(data["steps"]) == n
+    assert data["hbm"]["flash_bytes"] > 0 and "within_2x_sdpa" in data
+    csv_lines = win.export_data(tmp_path / "attention.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("step,q_block,kv_block,state") and len(csv_lines) == n + 1
+    assert win.export_png(tmp_path / "attention.png").stat().st_size > 5000
+
+
+def test_view_on_a_tiny_model(qtbot, tiny_dir, tmp_path):
+    from explorer.ui.app import render_view
+
+    session = Session(target_dir=tiny_dir, draft_dir=None, prompt=PROMPT, device="cpu")
+    settings = {"layer": 1, "head": 3, "block_m": 16, "block_n": 16, "length": 40}
+    win = render_view(session, "attention", (1280, 720), settings=settings)
+    try:
+        view = win.views["attention"]
+        assert view.walk.trace.meta["head"] == 3 and view.walk.trace.meta["block_m"] == 16
+        _check_view(qtbot, win, tmp_path)
+    finally:
+        _close(win)
+
+
+def test_view_settings_clamp_to_the_model(qtbot, tiny_dir):
+    from explorer.ui.app import render_view
+
+    session = Session(target_dir=tiny_dir, draft_dir=None, prompt=PROMPT, device="cpu")
+    win = render_view(session, "attention", (960, 600), settings={"layer": 50, "head": 9, "block_m": 40})
+    try:
+        view = win.views["attention"]
+        meta = view.walk.trace.meta
+        assert meta["layer"] == 1 and meta["head"] == 3  # the spin boxes' ranges follow the loaded model
+        assert view.block_m.value() == 32  # powers of two only
+    finally:
+        _close(win)
+
+
+@pytest.mark.skipif(
+    not (default_model_dirs()["target"] / "config.json").exists(),
+    reason="the demo target is not trained yet (explorer train-demo)",
+)
+def test_view_on_the_demo_models(qtbot, tmp_path):
+    from explorer.ui.app import render_view
+
+    win = render_view(Session(), "attention", (1280, 720), settings={"layer": 2, "block_m": 32, "block_n": 32})
+    try:
+        meta = win.views["attention"].walk.trace.meta
+        assert meta["n"] > 64 and meta["within_2x_sdpa"]
+        _check_view(qtbot, win, tmp_path)
+    finally:
+        _close(win)
