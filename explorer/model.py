@@ -304,6 +304,11 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(gate) * up)
 
 
+def _column_major(weight: Tensor) -> Tensor:
+    """The same [out, in] matrix, stored as the transpose of a contiguous [in, out] tensor."""
+    return weight.detach().t().contiguous().t()
+
+
 def _fuse_linears(linears: Sequence[nn.Linear]) -> tuple[Tensor, Tensor | None]:
     """Concatenate the weights (and biases) of linears that read the same input; re-point each linear's
     parameters at its slice of the fused tensor."""
@@ -355,10 +360,28 @@ class CausalLM(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
 
     def fuse_for_inference(self) -> CausalLM:
-        """Fuse q/k/v and gate/up projections (call once, after the weights are on their final device)."""
+        """Fuse q/k/v and gate/up projections (call once, after the weights are on their final device).
+
+        On the CPU, every weight is also stored column-major (as the transpose of a contiguous [in, out]
+        tensor). Decoding multiplies one activation row by each weight; with this layout the CPU's GEMM streams
+        the weights about twice as fast as with PyTorch's usual [out, in] layout (measured: 32 vs 16 GB/s on a
+        29 MB weight set), and decoding a small model is bound by exactly that stream. Values are unchanged.
+        """
+        cpu = self.lm_head.weight.device.type == "cpu"
         for layer in self.model.layers:
-            layer.self_attn.fuse()
-            layer.mlp.fuse()
+            attn, mlp = layer.self_attn, layer.mlp
+            attn.fuse()
+            mlp.fuse()
+            if cpu:
+                attn.qkv = (_column_major(attn.qkv[0]), attn.qkv[1])
+                mlp.gate_up = (_column_major(mlp.gate_up[0]), mlp.gate_up[1])
+                for lin in (attn.o_proj, mlp.down_proj):
+                    lin.weight = nn.Parameter(_column_major(lin.weight), requires_grad=False)
+        if cpu:
+            head = nn.Parameter(_column_major(self.lm_head.weight), requires_grad=False)
+            self.lm_head.weight = head
+            if self.config.tie_word_embeddings:
+                self.model.embed_tokens.weight = head  # still tied: the lookup reads rows of the same storage
         return self
 
     def new_cache(self, max_len: int | None = None, batch: int = 1) -> KVCache:
