@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
@@ -64,10 +64,23 @@ class GenerateView(View):
         self.trend_plot.setMouseEnabled(False, False)
         self.trend_plot.hideButtons()
         self.trend_plot.setLabel("bottom", "step")
-        self.trend_plot.setTitle("entropy (bits) and p(chosen) per step")
-        self.trend_plot.addLegend(offset=(-10, 10))
-        self.entropy_curve = self.trend_plot.plot([], [], name="entropy (bits)")
-        self.chosen_curve = self.trend_plot.plot([], [], name="p(chosen) × 10")
+        self.trend_plot.setLabel("left", "entropy (bits)")
+        self.trend_plot.setTitle("entropy and p(chosen) per step")
+        legend = self.trend_plot.addLegend(offset=(-10, 10))
+        self.entropy_curve = self.trend_plot.plot([], [], name="entropy (bits, left)")
+        # p(chosen) lives on its own 0..1 axis on the right, in a view box linked to the plot's x axis.
+        item = self.trend_plot.getPlotItem()
+        self.prob_box = pg.ViewBox(enableMouse=False)
+        item.showAxis("right")
+        item.scene().addItem(self.prob_box)
+        item.getAxis("right").linkToView(self.prob_box)
+        item.getAxis("right").setLabel("p(chosen)")
+        self.prob_box.setXLink(item)
+        self.prob_box.setYRange(0, 1.02, padding=0)
+        item.vb.sigResized.connect(lambda: self.prob_box.setGeometry(item.vb.sceneBoundingRect()))
+        self.chosen_curve = pg.PlotCurveItem()
+        self.prob_box.addItem(self.chosen_curve)
+        legend.addItem(self.chosen_curve, "p(chosen), right")
         self.step_line = pg.InfiniteLine(angle=90, movable=False)
         self.trend_plot.addItem(self.step_line)
 
@@ -134,16 +147,17 @@ class GenerateView(View):
         self.theme = theme
         for plot in (self.bars_plot, self.trend_plot):
             plot.setBackground(theme.base)
-            for axis in ("left", "bottom"):
+            for axis in ("left", "bottom", "right"):
                 ax = plot.getAxis(axis)
                 ax.setPen(theme.muted)
                 ax.setTextPen(theme.text)
             plot.getPlotItem().titleLabel.setAttr("color", theme.text)
         self.entropy_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.chosen_curve.setPen(pg.mkPen(theme.accent, width=2))
-        for curve in (self.entropy_curve, self.chosen_curve):
-            curve.curve.setSegmentedLineMode("on")  # thick lines as segments: far cheaper to paint than one long path
+        for curve in (self.entropy_curve.curve, self.chosen_curve):
+            curve.setSegmentedLineMode("on")  # thick lines as segments: far cheaper to paint than one long path
         self.step_line.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
+        self.trend_plot.getPlotItem().legend.setLabelTextColor(theme.text)
         for t in self.bar_texts:
             t.setColor(theme.text)
         super().set_theme(theme)
@@ -156,7 +170,7 @@ class GenerateView(View):
         self.text.setFont(mono)
         small = QFont(font)
         for plot in (self.bars_plot, self.trend_plot):
-            for axis in ("left", "bottom"):
+            for axis in ("left", "bottom", "right"):
                 plot.getAxis(axis).setStyle(tickFont=small)
                 plot.getAxis(axis).label.setFont(small)
             plot.getPlotItem().titleLabel.setText(plot.getPlotItem().titleLabel.text, size=f"{font.pointSizeF():.0f}pt")
@@ -196,7 +210,12 @@ class GenerateView(View):
         chosen = r.top_ids == r.token_id
         brushes = [pg.mkBrush(th.accent if c else th.bar) for c in chosen]
         self.bars.setOpts(x0=np.zeros(k), y=ys, width=r.top_probs.astype(float), brushes=brushes, pens=[None] * k)
-        self.bars_plot.getAxis("left").setTicks([[(i, visible_token(t)) for i, t in enumerate(r.top_texts)]])
+        labels = [visible_token(t) for t in r.top_texts]
+        left = self.bars_plot.getAxis("left")
+        left.setTicks([list(enumerate(labels))])
+        # pyqtgraph drops tick labels wider than the axis: size the axis for the longest token.
+        metrics = QFontMetrics(left.style["tickFont"] or self.font())
+        left.setWidth(max(metrics.horizontalAdvance(t) for t in labels) + 18)
         for i, t in enumerate(self.bar_texts):
             if i < k:
                 p = float(r.top_probs[i])
@@ -209,7 +228,7 @@ class GenerateView(View):
         steps = np.arange(1, r.step + 2, dtype=float)
         upto = self.records[: r.step + 1]
         self.entropy_curve.setData(steps, np.array([x.entropy_bits for x in upto]))
-        self.chosen_curve.setData(steps, np.array([10 * x.chosen_prob for x in upto]))
+        self.chosen_curve.setData(steps, np.array([x.chosen_prob for x in upto]))
         self.trend_plot.setXRange(0.5, max(len(self.records), 2) + 0.5, padding=0)
         self.step_line.setValue(r.step + 1)
 
