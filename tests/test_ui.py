@@ -78,8 +78,10 @@ def test_player_steps_back_and_forward_and_shows_earlier_step_exactly(qtbot, win
 
 def test_gui_thread_never_blocked_over_50ms(qtbot, window):
     """Heartbeat: a 5 ms timer on the GUI thread keeps firing while the model decodes in the worker."""
+    qtbot.waitExposed(window)
+    qtbot.wait(50)  # the window's first paint is not what this test is about
     beats: list[float] = []
-    timer = QTimer()
+    timer = QTimer(window)
     timer.setInterval(5)
     timer.timeout.connect(lambda: beats.append(time.perf_counter()))
     window.views["generate"].max_new.setValue(300)
@@ -90,6 +92,7 @@ def test_gui_thread_never_blocked_over_50ms(qtbot, window):
         window.run_view()
     timer.stop()
     gaps = np.diff(beats) * 1000
+    print(f"heartbeat: {len(gaps)} gaps, max {gaps.max():.1f} ms, median {np.median(gaps):.1f} ms")
     assert len(window.views["generate"].records) >= 100
     assert len(gaps) > 20
     assert gaps.max() < 50, f"GUI blocked for {gaps.max():.1f} ms (median gap {np.median(gaps):.1f} ms)"

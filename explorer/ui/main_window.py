@@ -86,10 +86,10 @@ class MainWindow(QMainWindow):
         self.player = Player(self)
         self.player.step_changed.connect(self._on_step)
         # Records can arrive faster than a view can paint them: while streaming, render the newest step at most
-        # ~30 times a second instead of once per record, so the GUI thread never falls behind.
+        # 20 times a second instead of once per record, so the GUI thread never falls behind.
         self._live_render = QTimer(self)
         self._live_render.setSingleShot(True)
-        self._live_render.setInterval(33)
+        self._live_render.setInterval(50)
         self._live_render.timeout.connect(self._render_live)
 
         central = QWidget(self)
@@ -362,7 +362,9 @@ class MainWindow(QMainWindow):
         if view is None:
             return
         if view is self.active_view:
-            view.show_step(self.player.step)
+            with self.worker.gate:  # the job waits while this frame is drawn
+                view.show_step(self.player.step)
+                view.repaint()
         self.progress_label.setText(f"{view.name}: {len(view.records)} steps")
 
     def _on_finished(self) -> None:

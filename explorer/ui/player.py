@@ -160,8 +160,10 @@ class Player(QWidget):
         self.slider.setRange(0, max(0, self.count - 1))
         self.slider.setValue(max(0, self.step))
         self.slider.blockSignals(False)
-        self.play_button.setProperty("icon_kind", "pause" if self.playing else "play")
-        self._paint_icons()
+        kind = "pause" if self.playing else "play"
+        if self.play_button.property("icon_kind") != kind:
+            self.play_button.setProperty("icon_kind", kind)
+            self.play_button.setIcon(media_icon(kind, self._color))
         self.label.setText(f"step {self.step + 1} / {self.count}" if self.count else "no steps")
         self.live.setText("● live" if self.follow and self.count else "")
         for b in (self.first_button, self.back_button, self.play_button, self.forward_button, self.last_button):

@@ -46,15 +46,17 @@ class _Runner(QObject):
     finished = Signal()
     failed = Signal(str)
 
-    def __init__(self, job: Callable[[], Iterator[Any]], cancel: threading.Event):
+    def __init__(self, job: Callable[[], Iterator[Any]], cancel: threading.Event, gate: threading.Lock):
         super().__init__()
-        self._job, self._cancel = job, cancel
+        self._job, self._cancel, self._gate = job, cancel, gate
 
     def run(self) -> None:
         try:
             for item in self._job():
                 if self._cancel.is_set():
                     break
+                with self._gate:  # wait here while the GUI paints a frame (see Worker.gate)
+                    pass
                 self.record.emit(item)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, never a crash
             self.failed.emit(describe_error(exc))
@@ -75,6 +77,9 @@ class Worker(QObject):
         self._thread: QThread | None = None
         self._runner: _Runner | None = None
         self._cancel = threading.Event()
+        # Held by the GUI thread while it paints a live frame: the job pauses between two records instead of
+        # competing for the GIL with the painting (pyqtgraph calls into Python hundreds of times per frame).
+        self.gate = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -84,7 +89,7 @@ class Worker(QObject):
         self.cancel_and_wait()
         self._cancel = threading.Event()
         thread = QThread()
-        runner = _Runner(job, self._cancel)
+        runner = _Runner(job, self._cancel, self.gate)
         runner.moveToThread(thread)
         thread.started.connect(runner.run)
         runner.record.connect(self.record)
