@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .errors import ExplorerError
 from .kernels.flash_attention import flash_attention, triton_available
 from .kernels.tiled_torch import tiled_attention
 from .model import AttentionFn, sdpa_attention
@@ -56,3 +57,19 @@ BACKENDS: dict[str, AttentionFn] = {
 def available_backends() -> list[str]:
     """Names in BACKENDS that can run here ("triton" needs an importable triton)."""
     return [name for name in BACKENDS if name != "triton" or triton_available()]
+
+
+def use_backend(model, name: str) -> None:
+    """Make ``model`` (a CausalLM) compute attention with backend ``name``; refuse unknown or unavailable ones."""
+    if name not in BACKENDS:
+        raise ExplorerError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name not in available_backends():
+        raise ExplorerError(f"attention backend {name!r} is not available here (triton is not installed)")
+    model.attention = BACKENDS[name]
+
+
+def describe_backend(name: str, device: str) -> str:
+    """How the backend actually runs, for status bars: the Triton kernel on a CPU runs in the interpreter."""
+    if name == "triton" and not str(device).startswith("cuda"):
+        return "triton (interpreter on CPU)"
+    return name

@@ -66,10 +66,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .attention import use_backend
     from .checkpoint import default_model_dirs, load_model
     from .generate import generate
 
     lm = load_model(args.model or default_model_dirs()["target"], dtype=args.dtype, device=args.device)
+    use_backend(lm.model, args.attention)
     prompt_ids = lm.encode(args.prompt)
     t0 = time.perf_counter()
     new = generate(lm, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.seed)
@@ -79,6 +81,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "model": str(lm.path),
         "device": str(lm.device),
         "dtype": str(lm.dtype).removeprefix("torch."),
+        "attention": args.attention,
         "prompt": args.prompt,
         "prompt_ids": prompt_ids,
         "token_ids": new,
@@ -196,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument(
+        "--attention",
+        default="sdpa",
+        choices=["sdpa", "triton", "torch-tiled"],
+        help="attention backend: torch SDPA (default), the FlashAttention Triton kernel (interpreted on CPU: slow), "
+        "or its torch twin",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .attention import use_backend
 from .checkpoint import LoadedModel, default_device, default_model_dirs, load_model
 from .errors import ExplorerError
 
@@ -25,10 +26,12 @@ class Session:
     def load(self) -> None:
         """Load (or reload) the target and, if one is named, the draft; refuses a draft with another tokenizer."""
         target = load_model(self.target_dir, dtype=self.dtype, device=self.device)
+        use_backend(target.model, self.attention_backend)
         draft = None
         if self.draft_dir is not None:
             draft = load_model(self.draft_dir, dtype=self.dtype, device=self.device)
             check_same_tokenizer(target, draft)
+            use_backend(draft.model, self.attention_backend)
         self.target, self.draft = target, draft
 
     def prompt_ids(self) -> list[int]:

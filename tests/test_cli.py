@@ -46,3 +46,16 @@ def test_screenshot_unknown_view_is_one_line_error(tmp_path):
     r = run("screenshot", "--view", "nope", "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "unknown view 'nope'" in r.stderr
+
+
+def test_generate_with_each_attention_backend_gives_the_same_tokens():
+    """The FlashAttention kernel (Triton interpreter on CPU) and its torch twin as the model's attention."""
+    from explorer.attention import available_backends
+
+    args = ("generate", "--prompt", "import os\n", "--max-new-tokens", "6", "--json")
+    tokens = {}
+    for backend in available_backends():
+        r = run(*args, "--attention", backend)
+        assert r.returncode == 0, r.stderr
+        tokens[backend] = json.loads(r.stdout)["token_ids"]
+    assert len(set(map(tuple, tokens.values()))) == 1, tokens

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..attention import describe_backend, use_backend
 from ..checkpoint import DTYPES, default_dtype, load_model
 from ..session import Session, check_same_tokenizer
 from .player import Player
@@ -272,14 +273,22 @@ class MainWindow(QMainWindow):
         """Load target (and draft) in the worker; the GUI keeps running. Optionally run the view afterwards."""
         self._sync_session_from_panel()
         s = self.session
-        target_dir, draft_dir, dtype, device = s.target_dir, s.draft_dir, s.dtype, s.device
+        target_dir, draft_dir, dtype, device, backend = (
+            s.target_dir,
+            s.draft_dir,
+            s.dtype,
+            s.device,
+            s.attention_backend,
+        )
 
         def job():
             target = load_model(target_dir, dtype=dtype, device=device)
+            use_backend(target.model, backend)
             draft = None
             if draft_dir is not None:
                 draft = load_model(draft_dir, dtype=dtype, device=device)
                 check_same_tokenizer(target, draft)
+                use_backend(draft.model, backend)
             yield ModelsLoaded(target, draft)
 
         self._pending_run = then_run
@@ -420,7 +429,7 @@ class MainWindow(QMainWindow):
             names = s.target.name + (f"  ·  draft {s.draft.name}" if s.draft else "")
             self.status_models.setText(f"target {names}")
             device, dtype = str(s.target.device), str(s.target.dtype).removeprefix("torch.")
-        text = f"device {device}  ·  {dtype}  ·  attention {s.attention_backend}"
+        text = f"device {device}  ·  {dtype}  ·  attention {describe_backend(s.attention_backend, device)}"
         self.status_device.setText(text)
         self.status_device.setMinimumWidth(self.status_device.fontMetrics().horizontalAdvance(text) + 26)
 
