@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..attention import describe_backend, use_backend
+from ..attention import available_backends, describe_backend, use_backend
 from ..checkpoint import DTYPES, default_dtype, load_model
 from ..session import Session, check_same_tokenizer
 from .player import Player
@@ -127,8 +127,12 @@ class MainWindow(QMainWindow):
         self.device_combo.addItems(["cpu"] + (["cuda"] if _cuda_available() else []))
         self.dtype_combo = QComboBox()
         self.dtype_combo.addItems(["auto", *DTYPES])
+        self.attention_combo = QComboBox()
+        self.attention_combo.addItems(available_backends())
+        self.attention_combo.setToolTip("How the model computes attention (triton: the FlashAttention kernel)")
         form.addRow("Device", self.device_combo)
         form.addRow("Dtype", self.dtype_combo)
+        form.addRow("Attention", self.attention_combo)
         self.load_button = QPushButton("Load models")
         self.load_button.clicked.connect(self.load_models)
         form.addRow(self.load_button)
@@ -252,6 +256,7 @@ class MainWindow(QMainWindow):
         self.prompt_edit.setPlainText(s.prompt)
         self.device_combo.setCurrentText(s.device)
         self.dtype_combo.setCurrentText(s.dtype or "auto")
+        self.attention_combo.setCurrentText(s.attention_backend)
 
     def _sync_session_from_panel(self) -> None:
         s = self.session
@@ -261,6 +266,7 @@ class MainWindow(QMainWindow):
         s.prompt = self.prompt_edit.toPlainText()
         s.device = self.device_combo.currentText()
         s.dtype = None if self.dtype_combo.currentText() == "auto" else self.dtype_combo.currentText()
+        s.attention_backend = self.attention_combo.currentText()
 
     def open_model_dialog(self, role: str) -> None:
         start = self.target_edit.text() if role == "target" else self.draft_edit.text()
@@ -325,6 +331,10 @@ class MainWindow(QMainWindow):
         if self.session.target is None or self._models_changed():
             self.load_models(then_run=True)
             return
+        for lm in (self.session.target, self.session.draft):
+            if lm is not None:
+                use_backend(lm.model, self.session.attention_backend)  # switching backends needs no reload
+        self._update_status()
         view = self.active_view
         try:
             job = view.make_job(self.session)
