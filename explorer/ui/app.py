@@ -92,7 +92,13 @@ def render_view(
     win.select_view(view)
     v = win.views[view]
     for key, value in (settings or {}).items():
-        getattr(v, key).setValue(value)
+        widget = getattr(v, key)
+        if hasattr(widget, "setCurrentText"):
+            widget.setCurrentText(str(value))
+        elif hasattr(widget, "setChecked") and isinstance(value, bool):
+            widget.setChecked(value)
+        else:
+            widget.setValue(value)
     win._update_status()
     v.clear()
     win.player.reset()

@@ -86,6 +86,9 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._on_tab)
         self.player = Player(self)
         self.player.step_changed.connect(self._on_step)
+        for view in self.views.values():
+            if hasattr(view, "step_requested"):  # e.g. a click on a token jumps to the step that produced it
+                view.step_requested.connect(self.player.go)
         # Records can arrive faster than a view can paint them: while streaming, render the newest step at most
         # 20 times a second instead of once per record, so the GUI thread never falls behind.
         self._live_render = QTimer(self)
@@ -472,6 +475,7 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         scale = self.font_scale * (PRESENTATION_SCALE if self.presenting else 1.0)
         set_font_scale(app, scale)
+        self.player.set_icon_scale(scale)
         font = app.font()
         for view in self.views.values():
             if hasattr(view, "apply_font"):

@@ -131,6 +131,11 @@ class Player(QWidget):
     def playing(self) -> bool:
         return self._timer.isActive()
 
+    def set_icon_scale(self, scale: float) -> None:
+        side = int(round(20 * scale))
+        for b in (self.first_button, self.back_button, self.play_button, self.forward_button, self.last_button):
+            b.setIconSize(QSize(side, side))
+
     def set_color(self, color: str) -> None:
         """Icons are drawn in the theme's text colour (the stock ones vanish on a dark theme)."""
         self._color = color

@@ -174,6 +174,11 @@ class GenerateView(View):
                 plot.getAxis(axis).setStyle(tickFont=small)
                 plot.getAxis(axis).label.setFont(small)
             plot.getPlotItem().titleLabel.setText(plot.getPlotItem().titleLabel.text, size=f"{font.pointSizeF():.0f}pt")
+        legend = self.trend_plot.getPlotItem().legend
+        legend.setLabelTextSize(f"{font.pointSizeF() * 0.9:.0f}pt")
+        legend.setLabelTextColor(self.theme.text)
+        for _sample, label in legend.items:
+            label.setText(label.text, size=f"{font.pointSizeF() * 0.9:.0f}pt", color=self.theme.text)
         tick_font = QFont(mono)
         tick_font.setPointSizeF(font.pointSizeF())
         self.bars_plot.getAxis("left").setStyle(tickFont=tick_font)
