@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .amp_cli import add_amp_parser
 from .errors import ExplorerError
 
 
@@ -164,6 +165,66 @@ def cmd_attention(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_prompts(path: str) -> list[str]:
+    """One prompt per non-empty line; a line that is a JSON string (or {"prompt": ...}) may hold newlines."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ExplorerError(f"cannot read prompts file {path}: {exc.strerror}") from None
+    prompts = []
+    for line in lines:
+        if not line.strip():
+            continue
+        if line.lstrip()[:1] in ('"', "{"):
+            try:
+                value = json.loads(line)
+                line = value["prompt"] if isinstance(value, dict) else value
+            except (json.JSONDecodeError, KeyError, TypeError):
+                pass
+        prompts.append(str(line))
+    if not prompts:
+        raise ExplorerError(f"no prompts in {path}")
+    return prompts
+
+
+def cmd_speculate(args: argparse.Namespace) -> int:
+    from .checkpoint import default_model_dirs, load_model
+    from .speculative import SpecOptions, run_speculation
+
+    if args.prompt is None and args.prompts is None:
+        raise ExplorerError("give --prompt TEXT or --prompts FILE")
+    prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    tree = any(v is not None for v in (args.tree_depth, args.tree_topk, args.tree_budget))
+    if args.lookup and (tree or args.draft):
+        raise ExplorerError("--lookup drafts without a draft model; it cannot be combined with --draft or tree options")
+    accept = args.accept or ("greedy" if args.temperature <= 0 else "sample")
+    options = SpecOptions(
+        method="lookup" if args.lookup else "tree" if tree else "chain", accept=accept, gamma=args.gamma,
+        temperature=args.temperature, top_k=args.top_k, seed=args.seed, tree_depth=args.tree_depth or 5,
+        tree_topk=args.tree_topk or 4, tree_budget=args.tree_budget or 24, detail=args.json,
+    )  # fmt: skip
+    dirs = default_model_dirs()
+    target = load_model(args.target or dirs["target"], dtype=args.dtype, device=args.device)
+    draft = None if args.lookup else load_model(args.draft or dirs["draft"], dtype=args.dtype, device=args.device)
+    for prompt in prompts:
+        result = run_speculation(target, draft, target.encode(prompt), args.max_new_tokens, options)
+        if args.json:
+            print(json.dumps(dict(prompt=prompt, **result.as_dict())))
+            continue
+        s = result.stats
+        div = "none" if s["first_divergence"] is None else s["first_divergence"]
+        print(prompt + result.text)
+        print(
+            f"[{s['new_tokens']} tokens in {s['steps']} steps, {s['method']}/{s['accept']}: alpha {s['alpha']:.2f}, "
+            f"mean accepted {s['mean_accepted_without_bonus']:.2f} (+bonus {s['mean_accepted_with_bonus']:.2f}), "
+            f"{s['tokens_per_s']:.1f} tokens/s vs target-only {s['target_only_tokens_per_s']:.1f} "
+            f"= {s['speedup']:.2f}x (theory {s['theoretical_speedup']:.2f}x, c {s['c']:.2f}); "
+            f"first divergence from plain greedy: {div if args.temperature <= 0 else 'n/a (sampling)'}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="target model directory (default: the shipped demo target)")
     p.add_argument("--draft", help="draft model directory (default: the demo draft with the demo target)")
@@ -231,6 +292,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_attention)
 
+    p = sub.add_parser(
+        "speculate", help="speculative decoding (draft chain, token tree or prompt lookup) with every decision"
+    )
+    p.add_argument("--target", help="target model directory (default: the shipped demo target)")
+    p.add_argument("--draft", help="draft model directory (default: the shipped demo draft)")
+    p.add_argument("--lookup", action="store_true", help="prompt lookup drafting (no draft model)")
+    p.add_argument("--prompt", default=None)
+    p.add_argument("--prompts", help="file with one prompt per line (JSON strings may hold newlines)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--gamma", type=int, default=4, help="draft chain / lookup length (default 4)")
+    p.add_argument("--tree-depth", type=int, default=None, help="tree drafting: depth (default 5)")
+    p.add_argument("--tree-topk", type=int, default=None, help="tree drafting: children per expanded node (4)")
+    p.add_argument("--tree-budget", type=int, default=None, help="tree drafting: nodes kept (default 24)")
+    p.add_argument(
+        "--accept", default=None, choices=["greedy", "sample", "typical"],
+        help="greedy (default at temperature 0), sample (default above 0), typical (Medusa, not lossless)",
+    )  # fmt: skip
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines)")
+    p.set_defaults(func=cmd_speculate)
+
     p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
     p.add_argument("--view", required=True, help="generate")
     p.add_argument("--out", required=True)
@@ -249,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_demo)
+    add_amp_parser(sub)
     return parser
 
 

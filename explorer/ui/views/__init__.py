@@ -5,5 +5,10 @@ from __future__ import annotations
 from .attention_view import AttentionView
 from .base import View
 from .generate_view import GenerateView
+from .speculative_view import SpeculativeView
 
-VIEWS: dict[str, type[View]] = {GenerateView.name: GenerateView, AttentionView.name: AttentionView}
+VIEWS: dict[str, type[View]] = {
+    GenerateView.name: GenerateView,
+    AttentionView.name: AttentionView,
+    SpeculativeView.name: SpeculativeView,
+}

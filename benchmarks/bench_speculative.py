@@ -1,0 +1,131 @@
+"""Speculative decoding speed on the demo pair: target-only vs draft chains, token trees and prompt lookup, and
+transformers' assisted generation (``assistant_model``) on the same pair, all in this one process.
+
+Greedy, fp32 on CPU, held-out prompts (source files of this repository and of the standard library, which are not
+in the demo pair's training corpus), every configuration checked token-identical to target-only greedy. Runs are
+interleaved per prompt so that machine noise hits all alike; tokens/s is the total over prompts of the medians.
+
+    python benchmarks/bench_speculative.py [--new-tokens 96] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from explorer.checkpoint import default_model_dirs, load_model
+from explorer.generate import generate
+from explorer.speculative import SpecOptions, run_speculation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def held_out_prompts() -> list[str]:
+    sources = [ROOT / "explorer" / "generate.py", ROOT / "explorer" / "session.py", Path(inspect.getfile(json))]
+    sources.append(Path(inspect.getfile(statistics)))
+    prompts = []
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        cut = text.find("\ndef ", len(text) // 3)  # the start of a function in the file's middle
+        prompts.append(text[cut + 1 : cut + 1 + 300])
+    return prompts
+
+
+CONFIGS = {
+    "chain γ=2": SpecOptions(gamma=2),
+    "chain γ=3": SpecOptions(gamma=3),
+    "chain γ=5": SpecOptions(gamma=5),
+    "tree d=4 k=2 n=8": SpecOptions(method="tree", tree_depth=4, tree_topk=2, tree_budget=8),
+    "tree d=5 k=4 n=24": SpecOptions(method="tree", tree_depth=5, tree_topk=4, tree_budget=24),
+    "prompt lookup γ=4": SpecOptions(method="lookup", gamma=4),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--new-tokens", type=int, default=96)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import transformers
+
+    dirs = default_model_dirs()
+    target = load_model(dirs["target"], dtype="float32", device="cpu")
+    draft = load_model(dirs["draft"], dtype="float32", device="cpu")
+    hf_target = transformers.AutoModelForCausalLM.from_pretrained(dirs["target"], dtype=torch.float32).eval()
+    hf_draft = transformers.AutoModelForCausalLM.from_pretrained(dirs["draft"], dtype=torch.float32).eval()
+    n = args.new_tokens
+    for opt in CONFIGS.values():
+        opt.detail, opt.stop_at_eos = False, False
+
+    def target_only(ids):
+        return generate(target, ids, n, stop_at_eos=False)
+
+    def spec(opt):
+        return lambda ids: run_speculation(target, draft, ids, n, opt, compare=False).token_ids
+
+    @torch.inference_mode()
+    def assisted(ids):
+        out = hf_target.generate(
+            torch.tensor([ids]), assistant_model=hf_draft, do_sample=False, max_new_tokens=n, min_new_tokens=n
+        )
+        return out[0, len(ids) :].tolist()
+
+    runners = {"target-only": target_only, **{k: spec(v) for k, v in CONFIGS.items()}}
+    runners["transformers assisted"] = assisted
+    seconds = {k: 0.0 for k in runners}
+    tokens = {k: 0 for k in runners}
+    identical = {k: True for k in runners}
+    accepted = {k: [] for k in CONFIGS}
+    prompts = held_out_prompts()
+    for prompt in prompts:
+        ids = target.encode(prompt)
+        ref = target_only(ids)
+        times = {k: [] for k in runners}
+        for name, fn in runners.items():  # warm-up + correctness
+            identical[name] &= fn(ids) == ref
+        for name, opt in CONFIGS.items():
+            stats = run_speculation(target, draft, ids, n, opt, compare=False).stats
+            accepted[name].append(stats["mean_accepted_with_bonus"])
+        for _ in range(args.repeats):
+            for name, fn in runners.items():
+                t0 = time.perf_counter()
+                out = fn(ids)
+                times[name].append(time.perf_counter() - t0)
+            tokens_once = len(out)
+        for name in runners:
+            seconds[name] += statistics.median(times[name])
+            tokens[name] += n if name != "transformers assisted" else tokens_once
+    tps = {k: tokens[k] / seconds[k] for k in runners}
+    print(
+        f"demo pair, fp32 CPU, threads {torch.get_num_threads()}, {len(prompts)} held-out prompts x {n} new tokens, "
+        f"greedy, median of {args.repeats}; torch {torch.__version__}, transformers {transformers.__version__}"
+    )
+    print()
+    print("| method | tokens/s | vs target-only | vs transformers assisted | tokens/step | = greedy |")
+    print("|---|---:|---:|---:|---:|:-:|")
+    base, hf = tps["target-only"], tps["transformers assisted"]
+    for name in runners:
+        per_step = f"{statistics.mean(accepted[name]):.2f}" if name in accepted else ""
+        print(
+            f"| {name} | {tps[name]:.1f} | {tps[name] / base:.2f}x | {tps[name] / hf:.2f}x | {per_step} | "
+            f"{'yes' if identical[name] else 'NO'} |"
+        )
+    best = max(tps[k] for k in CONFIGS if not k.startswith("prompt"))
+    print()
+    print(
+        f"best chain/tree: {best / base:.2f}x target-only (required >= 1.6x), "
+        f"{best / hf:.2f}x transformers assisted (required >= 1.2x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

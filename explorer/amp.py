@@ -1,0 +1,758 @@
+"""Mixed-precision training steps on a loaded model, with every loss-scaler decision and every gradient value counted
+against the FP16 range (Qt-free; the ``amp`` view and ``explorer amp`` both read :class:`StepRecord`).
+
+What runs is real training: next-token loss on a text, AdamW on fp32 master parameters (the trainable copy's own
+parameters), ``torch.autocast`` in float16 (or bfloat16, the comparison that needs no scaler) and a dynamic loss
+scaler. The ``torch`` policy *is* ``torch.amp.GradScaler``: the engine calls it the usual way and reads what it
+decided (scale, found_inf from its per-device state, growth tracker). ``deepspeed``, ``megatron``, ``static`` and
+``none`` are small classes that follow the published rules (see each class).
+
+Counting (:class:`BandCounter`): every gradient value is placed in one FP16 band by what a cast to float16 would
+make of it, exactly as ``numpy.float16`` rounds (round to nearest, ties to even):
+
+* ``inf_nan``: the value is already inf or NaN;
+* ``overflow``: finite, but the cast gives inf: |g| >= 65520 (values in (65504, 65520) round down to 65504 and are
+  counted ``normal``) — this is the "above 65504" band of the FP16 range;
+* ``normal``: the cast is a normal number, [2^-14, 65504] after rounding;
+* ``subnormal``: the cast is a subnormal, [2^-24, 2^-14) after rounding;
+* ``flushed``: non-zero, but the cast gives 0: 0 < |g| <= 2^-25;
+* ``zero``: exactly zero.
+
+A value that is *already* float16 (the real fp16 activation gradients the hooks see) casts to itself, so it can never
+count as ``flushed`` or ``overflow``: the fp16 arithmetic that produced it already made those values exact zeros and
+infs (counted ``zero`` and ``inf_nan``). The *unscaled* counts are for g / scale (computed exactly in float32,
+which is what GradScaler's unscale does for power-of-two scales): the values training would have had to hold without
+loss scaling — Micikevicius et al.'s point is the difference between ``flushed`` unscaled and scaled.
+
+Histograms count finite non-zero values by floor(log2|g|) on fixed bins: bin 0 is everything below 2^-40, bins 1..61
+are [2^k, 2^(k+1)) for k = -40..20, bin 62 everything from 2^21 up (finite). Zeros and inf/NaN are not in the
+histogram (they are in the bands).
+
+Speed: each flattened gradient vector (one per layer group) is counted with one ``torch.bincount`` of its float32
+bit patterns' top 19 bits, which serves the scaled and, for a power-of-two scale, the unscaled values at once, plus
+two element-wise compares (see :class:`BandCounter`); no Python loop touches elements.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import ExplorerError
+from .model import CausalLM
+
+FP16_MAX = 65504.0
+BANDS = ("inf_nan", "overflow", "normal", "subnormal", "flushed", "zero")
+HIST_MIN, HIST_MAX = -40, 20
+# labels of the histogram bins: "<-40", -40, ..., 20, ">=21"
+HIST_BINS: tuple[str | int, ...] = ("<-40", *range(HIST_MIN, HIST_MAX + 1), f">={HIST_MAX + 1}")
+N_HIST = len(HIST_BINS)
+POLICIES = ("torch", "deepspeed", "megatron", "static", "none")
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+DEFAULT_TEXT_CHARS = 8192
+
+_INF_BITS = 0x7F800000
+_ZERO, _FLUSHED, _SUB, _NORMAL, _OVER, _INFNAN = (
+    BANDS.index(b) for b in ("zero", "flushed", "subnormal", "normal", "overflow", "inf_nan")
+)
+
+
+def _bits(x: float) -> int:
+    """The float32 bit pattern of a non-negative float (rounded to float32)."""
+    return struct.unpack("<i", struct.pack("<f", x))[0]
+
+
+_CELL_SHIFT = 12  # a cell = float32 bit patterns sharing exponent and the top 11 mantissa bits
+_N_CELLS = 1 << (31 - _CELL_SHIFT)
+_CELLS_PER_EXP = 1 << (23 - _CELL_SHIFT)
+
+
+def _band_cuts(k: int) -> tuple[int, int, int] | None:
+    """Bit patterns, in the domain of g, of the fp16 band edges of g / 2^k: (last flushed value, first normal,
+    first overflowing). All three lie on cell boundaries. None where they leave float32's normal range."""
+    try:
+        flushed = _bits(math.ldexp(1.0, k - 25))  # 2^-25 itself rounds (to even) down to 0
+        normal = _bits(math.ldexp(1023.5, k - 24))  # halfway below 2^-14: rounds (to even) up to the normal 2^-14
+        over = _bits(math.ldexp(65520.0, k))  # halfway above 65504: rounds (to even) up to inf
+    except (OverflowError, struct.error):
+        return None
+    if not (1 << 23) <= flushed < normal < over < _INF_BITS:
+        return None
+    return flushed, normal, over
+
+
+class BandCounter:
+    """Counts FP16 bands and log2|g| histograms of float32 vectors, for g and for g / scale.
+
+    ``count(flat, sizes, scale)`` takes one flattened vector made of consecutive segments of ``sizes`` and returns
+    four int64 arrays: bands of the values as given and of value / scale ([segments, len(BANDS)]), and their
+    histograms ([segments, N_HIST]).
+
+    How: one ``torch.bincount`` of the top 19 bits of |g|'s float32 pattern (exponent and 11 mantissa bits: 2^19
+    cells ordered by magnitude). Every fp16 band edge (2^-25, 1023.5·2^-24, 65520, each times the scale when it is a
+    power of two) and every power of two starts a cell, so bands and histograms are sums over ranges of cells, exact
+    — except that a cell cannot tell 0 from float32 subnormals, nor 2^-25 (flushed) from the values just above it
+    (subnormal): two element-wise counts settle those. A scale that is not a power of two costs a second pass.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+
+    @staticmethod
+    def _scan(flat: Tensor) -> tuple[Tensor, Tensor, np.ndarray, int]:
+        """One pass over a float32 vector: |bits|, cell counts, counts per biased exponent, exact zeros."""
+        a = flat.view(torch.int32) & 0x7FFFFFFF
+        counts = torch.bincount(a >> _CELL_SHIFT, minlength=_N_CELLS)
+        per_exp = counts.view(-1, _CELLS_PER_EXP).sum(1).cpu().numpy()  # [256] by biased exponent
+        return a, counts, per_exp, int((a == 0).sum())
+
+    @staticmethod
+    def _bands_hist(scan, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bands and histogram of flat / 2^k, from the scan of flat (float32)."""
+        a, counts, per_exp, zero = scan
+        cuts = _band_cuts(k) or _band_cuts(0)
+        kk = k if _band_cuts(k) else 0
+        at_flushed = int((a == cuts[0]).sum())
+        total = a.numel()
+
+        def below(bits: int) -> int:  # values whose bit pattern is < bits (bits on a cell boundary)
+            c = bits >> _CELL_SHIFT
+            e, r = divmod(c, _CELLS_PER_EXP)
+            return int(per_exp[:e].sum()) + (int(counts[e * _CELLS_PER_EXP : c].sum()) if r else 0)
+
+        f, n, o, inf = below(cuts[0]), below(cuts[1]), below(cuts[2]), below(_INF_BITS)
+        bands = np.zeros(len(BANDS), np.int64)
+        bands[_ZERO] = zero
+        bands[_FLUSHED] = f + at_flushed - zero
+        bands[_SUB] = n - f - at_flushed
+        bands[_NORMAL] = o - n
+        bands[_OVER] = inf - o
+        bands[_INFNAN] = total - inf
+        hist = np.zeros(N_HIST, np.int64)
+        exps = np.arange(256) - 127 - kk  # floor(log2) of flat / 2^k for each biased exponent (normal floats)
+        exps[0] = -100000  # float32 subnormals (and zeros, removed below): far below 2^-40
+        finite = per_exp[:255]
+        idx = np.clip(exps[:255] - HIST_MIN + 1, 0, N_HIST - 1)
+        np.add.at(hist, idx, finite)
+        hist[0] -= zero
+        return bands, hist
+
+    def count(
+        self, flat: Tensor, sizes: tuple[int, ...], scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        flat = flat.float().reshape(-1)
+        mant, exp = math.frexp(scale)
+        pow2 = mant == 0.5 and _band_cuts(exp - 1) is not None
+        out = [np.zeros((len(sizes), w), np.int64) for w in (len(BANDS), len(BANDS), N_HIST, N_HIST)]
+        start = 0
+        for i, n in enumerate(sizes):
+            seg = flat[start : start + n]
+            start += n
+            if n == 0:
+                continue
+            scan = self._scan(seg)
+            out[0][i], out[2][i] = self._bands_hist(scan, 0)
+            if pow2:  # g / 2^k: the same cells, edges moved by k
+                out[1][i], out[3][i] = self._bands_hist(scan, exp - 1)
+            else:
+                useg = seg * torch.tensor(1.0 / scale, dtype=torch.float32, device=seg.device)
+                out[1][i], out[3][i] = self._bands_hist(self._scan(useg), 0)
+        return tuple(out)
+
+
+def fp16_bands(values: np.ndarray | Tensor) -> dict[str, int]:
+    """Band counts of a vector of values (any float dtype), as a dict: a convenience for tests and notebooks."""
+    t = torch.as_tensor(np.asarray(values, dtype=np.float32)) if not isinstance(values, Tensor) else values
+    bands, _, _, _ = BandCounter().count(t, (t.numel(),))
+    return dict(zip(BANDS, (int(v) for v in bands[0]), strict=True))
+
+
+# ---------------------------------------------------------------- loss-scaling policies
+
+
+class LossScaleAtMinimum(ExplorerError):
+    """DeepSpeed's stop: an overflow with the scale already at its minimum."""
+
+    record: StepRecord | None = None
+
+
+class ScalePolicy:
+    """A loss scaler that is not GradScaler: ``scale`` is used for this step; ``update(found_inf)`` decides, changes
+    the scale and returns whether the optimizer step is skipped."""
+
+    name = "?"
+    scale: float = 1.0
+    growth_tracker: int = 0
+    hysteresis: int | None = None
+
+    def update(self, found_inf: bool) -> bool:
+        raise NotImplementedError
+
+
+class DeepSpeedScaler(ScalePolicy):
+    """DeepSpeed's ``DynamicLossScaler`` (deepspeed/runtime/fp16/loss_scaler.py, ``update_scale``).
+
+    Every overflow skips the step. With hysteresis left (> 1) an overflow only uses one up; once it is 1, each
+    overflow divides the scale (by 1 / backoff), not below ``min_scale`` — and an overflow *at* the minimum raises
+    "Current loss scale already at minimum". The scale grows when ``(iteration - last overflow iteration)`` is a
+    multiple of ``window``; hysteresis is restored only then (consecutive_hysteresis off, DeepSpeed's default).
+    """
+
+    name = "deepspeed"
+
+    def __init__(
+        self,
+        init_scale=2.0**16,
+        growth_factor=2.0,
+        backoff_factor=0.5,
+        window=1000,
+        hysteresis=2,
+        min_scale=1.0,
+        raise_at_min=True,
+    ):
+        self.scale, self.growth_factor, self.backoff_factor = float(init_scale), growth_factor, backoff_factor
+        self.window, self.delayed_shift, self.min_scale = window, hysteresis, float(min_scale)
+        self.raise_at_min = raise_at_min
+        self.hysteresis = hysteresis
+        self.cur_iter, self.last_overflow_iter = 0, -1
+
+    def update(self, found_inf: bool) -> bool:
+        if found_inf:
+            if self.delayed_shift == 1 or self.hysteresis == 1:
+                if self.scale == self.min_scale and self.raise_at_min:
+                    self.last_overflow_iter = self.cur_iter
+                    self.cur_iter += 1
+                    raise LossScaleAtMinimum(
+                        f"Current loss scale already at minimum ({self.min_scale:g}) - cannot decrease scale anymore "
+                        f"(deepspeed policy, iteration {self.cur_iter - 1})"
+                    )
+                self.scale = max(self.scale * self.backoff_factor, self.min_scale)
+            else:
+                self.hysteresis -= 1
+            self.last_overflow_iter = self.cur_iter
+        elif (self.cur_iter - self.last_overflow_iter) % self.window == 0:
+            self.hysteresis = self.delayed_shift
+            self.scale *= self.growth_factor
+        self.cur_iter += 1
+        self.growth_tracker = (self.cur_iter - self.last_overflow_iter - 1) % self.window
+        return found_inf
+
+
+class MegatronScaler(ScalePolicy):
+    """Megatron-LM's ``DynamicGradScaler`` (megatron/core/optimizer/grad_scaler.py).
+
+    An overflow resets the growth tracker and uses one hysteresis; when none is left (tracker <= 0) the scale is
+    multiplied by ``backoff`` and clamped at ``min_scale`` silently — every later overflow backs off again until a
+    growth restores the hysteresis. ``growth_interval`` clean steps in a row multiply the scale by ``growth``.
+    The step is skipped on every overflow.
+    """
+
+    name = "megatron"
+
+    def __init__(
+        self,
+        init_scale=2.0**32,
+        growth_factor=2.0,
+        backoff_factor=0.5,
+        growth_interval=1000,
+        hysteresis=2,
+        min_scale=1.0,
+    ):
+        self.scale, self.growth_factor, self.backoff_factor = float(init_scale), growth_factor, backoff_factor
+        self.growth_interval, self.max_hysteresis, self.min_scale = growth_interval, hysteresis, float(min_scale)
+        self.hysteresis, self.growth_tracker = hysteresis, 0
+
+    def update(self, found_inf: bool) -> bool:
+        if found_inf:
+            self.growth_tracker = 0
+            self.hysteresis -= 1
+            if self.hysteresis <= 0:
+                self.scale = max(self.scale * self.backoff_factor, self.min_scale)
+        else:
+            self.growth_tracker += 1
+            if self.growth_tracker == self.growth_interval:
+                self.growth_tracker = 0
+                self.hysteresis = self.max_hysteresis
+                self.scale *= self.growth_factor
+        return found_inf
+
+
+class StaticScaler(ScalePolicy):
+    """A fixed scale; an overflowing step is skipped (its gradients are unusable) and the scale never changes."""
+
+    name = "static"
+
+    def __init__(self, init_scale=2.0**16):
+        self.scale = float(init_scale)
+
+    def update(self, found_inf: bool) -> bool:
+        return found_inf
+
+
+class NoScaler(ScalePolicy):
+    """No loss scaling (scale 1) and no check: the optimizer steps whatever the gradients hold, as a plain fp16 loop
+    without a scaler does (inf/NaN gradients then reach the weights)."""
+
+    name = "none"
+
+    def __init__(self, init_scale=1.0):
+        self.scale = 1.0
+
+    def update(self, found_inf: bool) -> bool:
+        return False
+
+
+POLICY_DEFAULTS = {  # init scale, growth interval
+    "torch": (2.0**16, 2000),
+    "deepspeed": (2.0**16, 1000),
+    "megatron": (2.0**32, 1000),
+    "static": (2.0**16, 0),
+    "none": (1.0, 0),
+}
+
+
+# ---------------------------------------------------------------- settings and records
+
+
+@dataclass
+class AmpSettings:
+    steps: int = 20
+    policy: str = "torch"
+    dtype: str = "float16"
+    init_scale: float | None = None  # None: the policy's default (POLICY_DEFAULTS)
+    growth_factor: float = 2.0
+    backoff_factor: float = 0.5
+    growth_interval: int | None = None  # None: the policy's default (deepspeed/megatron call it the window)
+    hysteresis: int = 2
+    min_scale: float = 1.0
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch: int = 2
+    seq_len: int = 32
+    spike: tuple[int, float] | None = None  # (step, factor): the loss is multiplied by factor at that step
+    seed: int = 0
+    device: str = "cpu"
+
+    def check(self) -> None:
+        if self.policy not in POLICIES:
+            raise ExplorerError(f"unknown loss-scaling policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if self.dtype not in AMP_DTYPES:
+            raise ExplorerError(f"unknown autocast dtype {self.dtype!r}; choose float16 or bfloat16")
+        if self.steps < 1 or self.batch < 1 or self.seq_len < 2:
+            raise ExplorerError("steps and batch must be >= 1 and seq len >= 2")
+        scale = self.init_scale if self.init_scale is not None else POLICY_DEFAULTS[self.policy][0]
+        if not (math.isfinite(scale) and scale > 0):
+            raise ExplorerError(f"init scale must be a positive finite number, got {scale}")
+        if self.growth_factor < 1 or not 0 < self.backoff_factor < 1:
+            raise ExplorerError("growth factor must be >= 1 and backoff factor in (0, 1)")
+        if self.growth_interval is not None and self.growth_interval < 1:
+            raise ExplorerError("growth interval must be >= 1")
+        if self.lr < 0:
+            raise ExplorerError("learning rate must be >= 0")
+
+    def resolved(self) -> tuple[float, int]:
+        d_scale, d_interval = POLICY_DEFAULTS[self.policy]
+        scale = float(self.init_scale) if self.init_scale is not None else d_scale
+        return scale, int(self.growth_interval) if self.growth_interval is not None else max(d_interval, 1)
+
+
+@dataclass
+class StepRecord:
+    """One training step. Per-group arrays have one row per ``AmpTrainer.groups`` entry ("embed", "layers.0", ...,
+    "head" = final norm + lm head) and columns ``BANDS`` (counts) or ``HIST_BINS`` (log2|g| counts); ``*_scaled``
+    are the gradients as backward produced them (multiplied by ``scale``), ``*_unscaled`` the same divided by it.
+    The arrays are None when the trainer runs without instrumentation."""
+
+    step: int
+    loss: float  # next-token cross-entropy (before the spike factor)
+    loss_factor: float  # the spike factor applied to the loss this step (1.0 normally)
+    scale: float  # the loss scale used for this step
+    next_scale: float  # the scale after the scaler's update
+    found_inf: bool  # inf/NaN in the (scaled) parameter gradients
+    skipped: bool  # the optimizer step was skipped
+    event: str | None  # "growth", "backoff", "stop" (deepspeed at its minimum) or None
+    growth_tracker: int  # clean steps counted toward the next growth, after the update
+    hysteresis: int | None  # hysteresis left (deepspeed, megatron)
+    first_overflow: str | None  # the module whose output gradient first held inf/NaN or > 65504, in backward order;
+    # when no activation gradient did but found_inf, the parameter (name ending in .weight/.bias) whose gradient
+    # was first accumulated with inf/NaN (its fp16 weight-gradient GEMM overflowed)
+    seconds: float
+    act_scaled: np.ndarray | None = None  # [groups, BANDS] activation gradients
+    act_unscaled: np.ndarray | None = None
+    act_hist_scaled: np.ndarray | None = None  # [groups, N_HIST]
+    act_hist_unscaled: np.ndarray | None = None
+    param_scaled: np.ndarray | None = None  # [groups, BANDS] parameter gradients
+    param_unscaled: np.ndarray | None = None
+    param_hist_scaled: np.ndarray | None = None
+    param_hist_unscaled: np.ndarray | None = None
+    module_max: np.ndarray | None = None  # [modules]: max |scaled activation gradient| per hooked module (inf: inf/NaN)
+
+    def to_json(self, groups: list[str] | None = None) -> dict:
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "step",
+                "loss",
+                "loss_factor",
+                "scale",
+                "next_scale",
+                "found_inf",
+                "skipped",
+                "event",
+                "growth_tracker",
+                "hysteresis",
+                "first_overflow",
+                "seconds",
+            )
+        }
+        if self.act_scaled is None:
+            return out
+        for kind in ("act", "param"):
+            for which in ("scaled", "unscaled"):
+                arr = getattr(self, f"{kind}_{which}")
+                out[f"{kind}_{which}"] = dict(zip(BANDS, arr.sum(0).tolist(), strict=True))
+                out[f"{kind}_{which}_by_layer"] = arr.tolist()
+                out[f"{kind}_hist_{which}"] = getattr(self, f"{kind}_hist_{which}").sum(0).tolist()
+        return out
+
+
+def flushed_share(bands: np.ndarray) -> float:
+    """Flushed values as a share of the non-zero ones (the values that had something to lose)."""
+    b = np.asarray(bands).reshape(-1, len(BANDS)).sum(0)
+    nonzero = b.sum() - b[_ZERO]
+    return float(b[_FLUSHED] / nonzero) if nonzero else 0.0
+
+
+# ---------------------------------------------------------------- data and model
+
+
+def default_text(limit: int = DEFAULT_TEXT_CHARS) -> str:
+    """A few KB of the explorer's own Python sources (not the demo models' training corpus)."""
+    parts, total = [], 0
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        parts.append(text)
+        total += len(text)
+        if total >= limit:
+            break
+    return "".join(parts)[:limit]
+
+
+def text_tokens(encode: Callable[[str], list[int]], text: str, seq_len: int) -> np.ndarray:
+    ids = np.asarray(encode(text), dtype=np.int64)
+    if len(ids) < seq_len + 2:
+        raise ExplorerError(
+            f"the text has {len(ids)} tokens; a sequence length of {seq_len} needs at least {seq_len + 2}"
+        )
+    return ids
+
+
+def sample_batch(tokens: np.ndarray, batch: int, seq_len: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    """Random windows of seq_len + 1 tokens: inputs and next-token targets (as train_demo.batches)."""
+    starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch)
+    rows = torch.from_numpy(np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64))
+    return rows[:, :-1], rows[:, 1:]
+
+
+def trainable_copy(lm, device: str = "cpu") -> CausalLM:
+    """A fresh, unfused, fp32, trainable copy of a LoadedModel's weights (the loaded one stays as it is)."""
+    model = CausalLM(lm.config)
+    state = {
+        k: v.detach().to(device=device, dtype=torch.float32).contiguous() for k, v in lm.model.state_dict().items()
+    }
+    model.load_state_dict(state, strict=False)
+    return model.to(device).float().train().requires_grad_(True)
+
+
+def group_of(name: str) -> str:
+    """'model.layers.3.mlp.up_proj.weight' -> 'layers.3'; embeddings -> 'embed'; final norm and lm head -> 'head'."""
+    parts = name.split(".")
+    if len(parts) > 2 and parts[0] == "model" and parts[1] == "layers":
+        return f"layers.{parts[2]}"
+    if name.startswith("model.embed_tokens"):
+        return "embed"
+    return "head"
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+class AmpTrainer:
+    """Mixed-precision training of ``model`` (a trainable fp32 CausalLM) on ``tokens``, one :class:`StepRecord` per
+    :meth:`step`. With ``instrument=False`` it is the plain loop (same policy, same numbers, no counting)."""
+
+    def __init__(self, model: CausalLM, tokens: np.ndarray, settings: AmpSettings, instrument: bool = True):
+        settings.check()
+        self.model, self.tokens, self.s, self.instrument = model, tokens, settings, instrument
+        self.device = torch.device(settings.device)
+        self.dtype = AMP_DTYPES[settings.dtype]
+        if not torch.amp.is_autocast_available(self.device.type):
+            raise ExplorerError(f"torch has no autocast for device {self.device.type!r}")
+        n_layers = model.config.num_layers
+        self.groups = ["embed", *(f"layers.{i}" for i in range(n_layers)), "head"]
+        gi = {g: i for i, g in enumerate(self.groups)}
+        named = sorted(model.named_parameters(), key=lambda kv: gi[group_of(kv[0])])  # stable: keeps module order
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        sizes = {}
+        for n, p in named:
+            sizes[group_of(n)] = sizes.get(group_of(n), 0) + p.numel()
+        self.param_sizes = tuple(sizes.get(g, 0) for g in self.groups)
+        for p in self.params:
+            if p.dtype != torch.float32:
+                raise ExplorerError("mixed-precision training needs fp32 master parameters")
+        self.opt = torch.optim.AdamW(self.params, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay)
+        scale, interval = settings.resolved()
+        self.scaler: torch.amp.GradScaler | None = None
+        self.policy: ScalePolicy | None = None
+        if settings.policy == "torch":
+            self.scaler = torch.amp.GradScaler(
+                self.device.type,
+                init_scale=scale,
+                growth_factor=settings.growth_factor,
+                backoff_factor=settings.backoff_factor,
+                growth_interval=interval,
+            )
+        elif settings.policy == "deepspeed":
+            self.policy = DeepSpeedScaler(
+                scale,
+                settings.growth_factor,
+                settings.backoff_factor,
+                interval,
+                settings.hysteresis,
+                settings.min_scale,
+            )
+        elif settings.policy == "megatron":
+            self.policy = MegatronScaler(
+                scale,
+                settings.growth_factor,
+                settings.backoff_factor,
+                interval,
+                settings.hysteresis,
+                settings.min_scale,
+            )
+        elif settings.policy == "static":
+            self.policy = StaticScaler(scale)
+        else:
+            self.policy = NoScaler()
+        self.rng = np.random.default_rng(settings.seed)
+        self.step_index = 0
+        self.counter = BandCounter(self.device)
+        # activation-gradient hooks: every leaf module with an output (Linear, RMSNorm, Embedding)
+        self.modules: list[str] = []
+        self.module_group: list[int] = []
+        self._stash: list[tuple[int, Tensor]] = []
+        self._handles = []
+        if instrument:
+            for name, mod in model.named_modules():
+                if isinstance(mod, nn.Linear | nn.Embedding) or type(mod).__name__ == "RMSNorm":
+                    idx = len(self.modules)
+                    self.modules.append(name)
+                    self.module_group.append(gi[group_of(name)])
+                    self._handles.append(mod.register_forward_hook(self._forward_hook(idx)))
+            order = self._param_order = []
+            for j, p in enumerate(self.params):
+                self._handles.append(p.register_post_accumulate_grad_hook(lambda _p, j=j: order.append(j)))
+
+    def _forward_hook(self, idx: int):
+        stash = self._stash
+
+        def on_grad(grad: Tensor) -> None:
+            stash.append((idx, grad))
+
+        def hook(mod, inputs, out):
+            if isinstance(out, Tensor) and out.requires_grad:
+                out.register_hook(on_grad)
+
+        return hook
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    @property
+    def scale(self) -> float:
+        return float(self.scaler.get_scale()) if self.scaler is not None else self.policy.scale
+
+    def step(self) -> StepRecord:
+        s, i = self.s, self.step_index
+        t0 = time.perf_counter()
+        x, y = sample_batch(self.tokens, s.batch, s.seq_len, self.rng)
+        x, y = x.to(self.device), y.to(self.device)
+        factor = s.spike[1] if s.spike is not None and s.spike[0] == i else 1.0
+        self._stash.clear()
+        if instrument := self.instrument:
+            self._param_order.clear()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        train_loss = loss * factor if factor != 1.0 else loss
+        scale = self.scale
+        if self.scaler is not None:
+            self.scaler.scale(train_loss).backward()
+        else:
+            (train_loss * scale).backward()
+        counts = self._count(scale) if self.instrument else {}
+        stop: LossScaleAtMinimum | None = None
+        hysteresis = None
+        if self.scaler is not None:
+            sc = self.scaler
+            sc.unscale_(self.opt)
+            found_inf = bool(sum(v.item() for v in sc._found_inf_per_device(self.opt).values()))
+            sc.step(self.opt)  # skips the optimizer step itself when found_inf
+            sc.update()
+            skipped, tracker = found_inf, int(sc._get_growth_tracker())
+        else:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            found = torch.zeros(1, device=self.device)
+            torch._amp_foreach_non_finite_check_and_unscale_(
+                grads, found, torch.full((1,), 1.0 / scale, device=self.device)
+            )
+            found_inf = bool(found.item())
+            try:
+                skipped = self.policy.update(found_inf)
+            except LossScaleAtMinimum as exc:
+                stop, skipped = exc, True
+            if not skipped:
+                self.opt.step()
+            tracker, hysteresis = self.policy.growth_tracker, self.policy.hysteresis
+        next_scale = self.scale
+        event = "stop" if stop else ("growth" if next_scale > scale else ("backoff" if next_scale < scale else None))
+        first = counts.pop("first", None)
+        first = self.modules[first] if first is not None else None
+        if instrument and first is None and found_inf:  # no activation overflowed: a weight-gradient GEMM did
+            first = next(
+                (self.param_names[j] for j in self._param_order if not bool(torch.isfinite(self.params[j].grad).all())),
+                None,
+            )
+        rec = StepRecord(
+            step=i,
+            loss=float(loss.item()),
+            loss_factor=float(factor),
+            scale=scale,
+            next_scale=next_scale,
+            found_inf=found_inf,
+            skipped=bool(skipped),
+            event=event,
+            growth_tracker=int(tracker),
+            hysteresis=hysteresis,
+            first_overflow=first,
+            seconds=time.perf_counter() - t0,
+            **counts,
+        )
+        self.step_index += 1
+        if stop is not None:
+            stop.record = rec
+            raise stop
+        return rec
+
+    def _count(self, scale: float) -> dict:
+        G = len(self.groups)
+        # parameter gradients: one vector, one segment per group
+        grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
+        flat = torch.cat(grads)
+        sizes = self.param_sizes
+        ps, pu, phs, phu = self.counter.count(flat, sizes, scale)
+        out = dict(param_scaled=ps, param_unscaled=pu, param_hist_scaled=phs, param_hist_unscaled=phu)
+        # activation gradients: which module overflowed first (max |g| per tensor, in backward order), then the
+        # counts with one segment per group
+        stash = self._stash
+        module_max = np.zeros(len(self.modules), np.float64)
+        first = None
+        if stash:
+            maxes = torch.stack([m.float() for m in torch._foreach_norm([g for _, g in stash], float("inf"))])
+            maxes = maxes.cpu().numpy()
+            mods = [m for m, _ in stash]
+            np.maximum.at(module_max, mods, np.nan_to_num(maxes, nan=np.inf))
+            bad = np.nonzero(~(maxes < 65520.0))[0]  # inf, NaN, or a value an fp16 cast makes inf
+            if len(bad):
+                first = mods[bad[0]]
+            by_group = sorted(range(len(stash)), key=lambda j: self.module_group[mods[j]])
+            sizes = [0] * G
+            for j in by_group:
+                sizes[self.module_group[mods[j]]] += stash[j][1].numel()
+            flat = torch.cat([stash[j][1].reshape(-1).float() for j in by_group])
+            as_, au, ahs, ahu = self.counter.count(flat, tuple(sizes), scale)
+            stash.clear()
+        else:
+            as_, au = (np.zeros((G, len(BANDS)), np.int64) for _ in range(2))
+            ahs, ahu = (np.zeros((G, N_HIST), np.int64) for _ in range(2))
+        out.update(
+            act_scaled=as_,
+            act_unscaled=au,
+            act_hist_scaled=ahs,
+            act_hist_unscaled=ahu,
+            module_max=module_max,
+            first=first,
+        )
+        return out
+
+    def run(self, steps: int | None = None, on_step: Callable[[StepRecord], None] | None = None):
+        """Run ``steps`` (default: settings.steps) steps; returns (records, stop message or None)."""
+        records = []
+        for _ in range(steps if steps is not None else self.s.steps):
+            try:
+                rec = self.step()
+            except LossScaleAtMinimum as exc:
+                records.append(exc.record)
+                if on_step:
+                    on_step(exc.record)
+                return records, str(exc)
+            records.append(rec)
+            if on_step:
+                on_step(rec)
+        return records, None
+
+
+def summarize(records: list[StepRecord], trainer: AmpTrainer, stopped: str | None = None) -> dict:
+    s = trainer.s
+    seconds = sum(r.seconds for r in records)
+    out = {
+        "policy": s.policy,
+        "dtype": s.dtype,
+        "device": str(trainer.device),
+        "init_scale": trainer.s.resolved()[0],
+        "growth_interval": trainer.s.resolved()[1],
+        "growth_factor": s.growth_factor,
+        "backoff_factor": s.backoff_factor,
+        "steps": len(records),
+        "overflow_steps": sum(r.found_inf for r in records),
+        "skipped_steps": sum(r.skipped for r in records),
+        "growth_events": sum(r.event == "growth" for r in records),
+        "backoff_events": sum(r.event == "backoff" for r in records),
+        "first_overflow_step": next((r.step for r in records if r.found_inf), None),
+        "final_scale": records[-1].next_scale if records else None,
+        "min_scale": min((r.scale for r in records), default=None),
+        "max_scale": max((r.scale for r in records), default=None),
+        "first_loss": records[0].loss if records else None,
+        "final_loss": records[-1].loss if records else None,
+        "seconds": seconds,
+        "steps_per_s": len(records) / seconds if seconds > 0 else None,
+        "stopped": stopped,
+        "bands": list(BANDS),
+        "hist_bins": [str(b) for b in HIST_BINS],
+        "groups": trainer.groups,
+    }
+    if records and records[0].act_scaled is not None:
+        firsts: dict[str, int] = {}
+        for r in records:
+            if r.first_overflow:
+                firsts[r.first_overflow] = firsts.get(r.first_overflow, 0) + 1
+        out["first_overflow_modules"] = firsts
+        for kind in ("act", "param"):
+            for which in ("scaled", "unscaled"):
+                out[f"{kind}_flushed_share_{which}"] = flushed_share(
+                    np.sum([getattr(r, f"{kind}_{which}") for r in records], axis=0)
+                )
+    return out

@@ -1,0 +1,709 @@
+"""Speculative decoding, one step at a time, on a loaded target + draft pair (Qt-free).
+
+A step drafts candidates, verifies them all with ONE target forward, decides which to accept, and rolls both KV
+caches back to exactly the accepted path. Three ways to draft:
+
+- ``chain``: γ tokens from the draft model, one after the other (gpt-fast).
+- ``tree``: a dynamic token tree from the draft model (EAGLE-2): expand the ``tree_topk`` children of the most
+  confident nodes of each depth (by cumulative draft log-probability), keep a global top-k per depth, then keep the
+  ``tree_budget`` best nodes of all depths. Nodes of one depth are drafted in one draft forward with a tree mask.
+- ``lookup``: prompt lookup; the tokens that followed the latest earlier occurrence of the context's last n-gram
+  (no draft model).
+
+Verification: one target forward over ``[last accepted token, nodes...]``; each node sees the prefix, its ancestors
+and itself (tree attention mask) at position ``prefix_len + depth`` (the root, the last accepted token, is depth 0).
+
+Acceptance rules, walked from the root down ("p" = target, "q" = draft, as in Leviathan et al.; both after the
+same temperature / top-k):
+
+- ``greedy``: accept the child equal to the target's argmax. Lossless: the output equals plain greedy decoding.
+- ``sample`` (lossless). A chain drafted by *sampling* the draft: accept x with probability min(1, p(x)/q(x)); on
+  the first rejection sample from norm(max(0, p − q)); if all γ are accepted, sample a bonus token from p.
+  Candidates chosen deterministically (tree top-k children, lookup tokens) have q = δ_x (a point mass), so the same
+  rule reads: try the children in turn, accept child x with probability p'(x), and on rejection set p'(x) = 0 and
+  renormalise (p' starts as p) — the rejected candidate's mass leaves the residual before the next sibling is tried
+  (SpecInfer / EAGLE); if every child is rejected, sample from p'. This samples exactly from p.
+- ``typical`` (Medusa; NOT lossless): accept the first child x with p(x) > min(ε, δ·exp(−H(p))) (ε = 0.09,
+  δ = 0.3); the token after the accepted path is then the argmax of p (temperature 0) or a sample from p.
+
+Invariant between steps: both caches hold the context minus its last token (the next step's root), slot = position.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .errors import ExplorerError
+from .generate import check_length, generate, next_token_probs
+from .session import check_same_tokenizer
+
+METHODS = ("chain", "tree", "lookup")
+ACCEPT_RULES = ("greedy", "sample", "typical")
+TYPICAL_EPSILON = 0.09
+TYPICAL_DELTA = 0.3
+
+
+@dataclass
+class DraftTree:
+    """The drafted candidates. Node i's parent is ``parent[i]`` (-1: the root, i.e. the last accepted token);
+    parents come before children. A chain is the tree whose node i has parent i − 1."""
+
+    tokens: np.ndarray  # int64 [N]
+    parent: np.ndarray  # int64 [N]
+    depth: np.ndarray  # int64 [N], 1 for the root's children (the root is depth 0)
+    q: np.ndarray  # float32 [N]: draft probability of the node's token given its parent (1.0 for lookup)
+    texts: list[str]
+
+
+@dataclass
+class Decision:
+    """One accept / reject decision on a candidate node."""
+
+    node: int
+    token: int
+    p: float  # target probability of the token (under the residual p' for a later sibling)
+    q: float  # draft probability (1.0 for a deterministic candidate: q = δ_x)
+    ratio: float  # greedy: 1 on an argmax match else 0; sample: min(1, p/q); typical: the threshold
+    u: float | None  # the uniform draw (sample rule only)
+    accepted: bool
+    entropy: float | None = None  # typical: H(p) in nats
+    p_top_ids: np.ndarray | None = None  # the target distribution at the parent, top entries (detail only)
+    p_top_probs: np.ndarray | None = None
+    q_top_ids: np.ndarray | None = None  # the draft distribution at the parent, top entries (detail only)
+    q_top_probs: np.ndarray | None = None
+
+    def as_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in ("node", "token", "p", "q", "ratio", "u", "accepted", "entropy")}
+        for k in ("p_top_ids", "p_top_probs", "q_top_ids", "q_top_probs"):
+            v = getattr(self, k)
+            out[k] = None if v is None else v.tolist()
+        return out
+
+
+@dataclass
+class StepRecord:
+    """Everything one speculative step did (plain data: numpy arrays, ints, lists)."""
+
+    step: int
+    context_len: int  # prompt + new tokens before this step (the root is token context_len - 1)
+    root_token: int
+    tree: DraftTree
+    p: np.ndarray  # float32 [N]: target probability of each node's token given its parent
+    target_argmax: np.ndarray  # int64 [N + 1]: the target's greedy choice after the root and after each node
+    mask: np.ndarray | None  # bool [N + 1, N + 1] tree mask of the verification (None: causal chain)
+    position_ids: np.ndarray  # int64 [N + 1]
+    decisions: list[Decision]
+    accepted: list[int]  # accepted nodes, root to deepest
+    rejected: int | None  # the node whose rejection ended the walk (None: the walk reached a leaf)
+    residual_top_ids: np.ndarray | None  # the distribution the corrected token was sampled from (sample rule)
+    residual_top_probs: np.ndarray | None
+    residual_token: int | None
+    bonus_token: int | None  # sampled / argmax after a fully accepted path (a leaf)
+    new_tokens: list[int]  # accepted drafts + the corrected or bonus token (cut at EOS / max_new_tokens)
+    origins: list[str]  # per new token: "accepted", "corrected" or "bonus"
+    target_slots_verified: int  # target cache length right after the verification forward
+    target_slots_kept: list[int]  # slots >= context_len - 1 kept (compacted to the front, in order)
+    draft_slots_kept: list[int]
+    draft_calls: int  # draft forwards (incl. the cache sync)
+    draft_seconds: float
+    verify_seconds: float
+
+    def as_dict(self) -> dict:
+        t = self.tree
+        return {
+            "step": self.step,
+            "context_len": self.context_len,
+            "root_token": self.root_token,
+            "tree": {
+                "tokens": t.tokens.tolist(),
+                "texts": t.texts,
+                "parent": t.parent.tolist(),
+                "depth": t.depth.tolist(),
+                "q": t.q.tolist(),
+            },
+            "p": self.p.tolist(),
+            "target_argmax": self.target_argmax.tolist(),
+            "mask": None if self.mask is None else self.mask.astype(int).tolist(),
+            "position_ids": self.position_ids.tolist(),
+            "decisions": [d.as_dict() for d in self.decisions],
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "residual_top": None
+            if self.residual_top_ids is None
+            else [[int(i), float(p)] for i, p in zip(self.residual_top_ids, self.residual_top_probs, strict=True)],
+            "residual_token": self.residual_token,
+            "bonus_token": self.bonus_token,
+            "new_tokens": self.new_tokens,
+            "origins": self.origins,
+            "target_slots_verified": self.target_slots_verified,
+            "target_slots_kept": self.target_slots_kept,
+            "draft_slots_kept": self.draft_slots_kept,
+            "draft_calls": self.draft_calls,
+            "draft_seconds": self.draft_seconds,
+            "verify_seconds": self.verify_seconds,
+        }
+
+
+@dataclass
+class SpecOptions:
+    method: str = "chain"
+    accept: str = "greedy"
+    gamma: int = 4  # chain / lookup length
+    temperature: float = 0.0
+    top_k: int | None = None
+    seed: int = 0
+    tree_depth: int = 5
+    tree_topk: int = 4
+    tree_budget: int = 24
+    lookup_ngram: int = 3  # longest n-gram tried by prompt lookup
+    typical_epsilon: float = TYPICAL_EPSILON
+    typical_delta: float = TYPICAL_DELTA
+    stop_at_eos: bool = True
+    detail: bool = True  # token texts and top-10 distributions in the records (off for benchmarks)
+
+    def check(self, has_draft: bool) -> None:
+        if self.method not in METHODS:
+            raise ExplorerError(f"unknown drafting method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.accept not in ACCEPT_RULES:
+            raise ExplorerError(f"unknown acceptance rule {self.accept!r}; choose one of {', '.join(ACCEPT_RULES)}")
+        if self.method != "lookup" and not has_draft:
+            raise ExplorerError(f"{self.method} drafting needs a draft model (or use prompt lookup)")
+        if self.accept == "sample" and self.temperature <= 0:
+            raise ExplorerError("--accept sample needs --temperature > 0 (at temperature 0 use --accept greedy)")
+        if self.gamma < 1 or self.tree_depth < 1 or self.tree_topk < 1 or self.tree_budget < 1:
+            raise ExplorerError("gamma, tree depth, tree top-k and tree budget must all be >= 1")
+
+    @property
+    def depth(self) -> int:
+        return self.tree_depth if self.method == "tree" else self.gamma
+
+    @property
+    def max_nodes(self) -> int:
+        return self.tree_budget if self.method == "tree" else self.gamma
+
+
+def _top(probs: torch.Tensor, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    v, i = torch.topk(probs, min(n, probs.shape[-1]))
+    return i.cpu().numpy().astype(np.int64), v.float().cpu().numpy()
+
+
+def _texts(lm: LoadedModel, ids) -> list[str]:
+    if lm.tokenizer is None:
+        return [str(int(i)) for i in ids]
+    return [lm.decode([int(i)]) for i in ids]
+
+
+def _compact(cache, prefix: int, slots: list[int]) -> None:
+    """Keep slots [0, prefix) and then ``slots`` (increasing, all >= prefix), compacted to the front."""
+    if slots == list(range(prefix, prefix + len(slots))):
+        cache.truncate(prefix + len(slots))  # a contiguous run: rollback is free
+    else:
+        cache.keep(list(range(prefix)) + slots)
+
+
+def tree_mask(parent: list[int]) -> torch.Tensor:
+    """[N + 1, N + 1] bool over [root, nodes...]: each node sees the root, its ancestors and itself."""
+    n = len(parent)
+    mask = torch.eye(n + 1, dtype=torch.bool)
+    mask[:, 0] = True
+    for i, p in enumerate(parent):
+        if p >= 0:
+            mask[i + 1] |= mask[p + 1]
+    return mask
+
+
+@torch.inference_mode()
+def verify(model, cache, root: int, tokens: list[int], parent: list[int]):
+    """ONE target forward over [root, nodes...] appended to ``cache`` (whose length is the root's position).
+
+    A chain runs causally; a tree gets :func:`tree_mask` and position ids ``root position + depth``.
+    Returns (logits [N + 1, V], mask or None, position ids [N + 1], node depths [N])."""
+    n, start = len(tokens), cache.length
+    depth = np.zeros(n, dtype=np.int64)
+    for i, p in enumerate(parent):
+        depth[i] = 1 if p < 0 else depth[p] + 1
+    position_ids = start + np.concatenate([[0], depth])
+    dev = model.lm_head.weight.device
+    ids = torch.tensor([[root] + list(tokens)], device=dev)
+    if all(p == i - 1 for i, p in enumerate(parent)):
+        return model(ids, cache=cache)[0], None, position_ids, depth
+    mask = tree_mask(parent)
+    pos = torch.as_tensor(position_ids, device=dev)
+    return model(ids, position_ids=pos, cache=cache, mask=mask.to(dev))[0], mask, position_ids, depth
+
+
+def lookup_continuation(context: list[int], n_max: int, length: int) -> list[int]:
+    """Prompt lookup: the tokens that followed the latest earlier occurrence of the context's last n-gram
+    (longest n first, n_max down to 1); empty when there is none."""
+    arr = np.asarray(context, dtype=np.int64)
+    size = len(arr)
+    for n in range(min(n_max, size - 1), 0, -1):
+        suffix = arr[size - n :]
+        windows = np.lib.stride_tricks.sliding_window_view(arr[: size - 1], n)  # starts 0 .. size - 1 - n
+        hits = np.flatnonzero((windows == suffix).all(axis=1))
+        if len(hits):
+            start = int(hits[-1]) + n
+            return arr[start : start + length].tolist()
+    return []
+
+
+class Speculator:
+    """Holds the two caches and the context; :meth:`step` runs one draft → verify → accept → commit round."""
+
+    def __init__(
+        self,
+        target: LoadedModel,
+        draft: LoadedModel | None,
+        prompt_ids: list[int],
+        max_new_tokens: int,
+        options: SpecOptions | None = None,
+    ):
+        self.opt = opt = options or SpecOptions()
+        if opt.method == "lookup":
+            draft = None
+        opt.check(draft is not None)
+        if draft is not None and target.tokenizer is not None and draft.tokenizer is not None:
+            check_same_tokenizer(target, draft)  # tokenizers decide, not vocab sizes (padding)
+        check_length(target, len(prompt_ids), max_new_tokens)
+        self.target, self.draft = target, draft
+        # Padded vocabularies (e.g. 151936 vs 152064): the same tokenizer, extra rows never used; compare on the
+        # common part.
+        self.vocab = min(target.config.vocab_size, draft.config.vocab_size if draft else target.config.vocab_size)
+        self.n_prompt, self.max_new_tokens = len(prompt_ids), max_new_tokens
+        self.context = list(prompt_ids)
+        self.steps = 0
+        self.done = max_new_tokens <= 0
+        self.gen = torch.Generator(device=target.device)
+        self.gen.manual_seed(opt.seed)
+        slots = len(prompt_ids) + max_new_tokens + opt.max_nodes + 2
+        self.tcache = target.model.new_cache(slots)
+        self.dcache = draft.model.new_cache(slots) if draft is not None else None
+        with torch.inference_mode():
+            head = torch.tensor([prompt_ids[:-1]], device=target.device)
+            if head.shape[1]:
+                target.model(head, cache=self.tcache, last_only=True)
+                if self.dcache is not None:
+                    draft.model(head.to(draft.device), cache=self.dcache, last_only=True)
+
+    @property
+    def new_tokens(self) -> list[int]:
+        return self.context[self.n_prompt :]
+
+    def rewind(self, length: int) -> None:
+        """Go back to the first ``length`` tokens of the context (>= the prompt): both caches are truncated."""
+        if not self.n_prompt <= length <= len(self.context):
+            raise ValueError(f"cannot rewind to {length} tokens")
+        del self.context[length:]
+        self.tcache.truncate(length - 1)
+        if self.dcache is not None:
+            self.dcache.truncate(min(self.dcache.length, length - 1))
+        self.done = False
+
+    # -- drafting --------------------------------------------------------------------------------------------
+
+    def _q(self, logits: torch.Tensor) -> torch.Tensor:
+        return next_token_probs(logits, self.opt.temperature, self.opt.top_k)
+
+    def _draft_forward(self, ids: list[list[int]], **kw) -> torch.Tensor:
+        x = torch.tensor(ids, device=self.draft.device)
+        return self.draft.model(x, cache=self.dcache, **kw)[0, :, : self.vocab]
+
+    def _draft_pending(self) -> torch.Tensor:
+        """Feed the draft whatever context it lacks (normally just the root); its logits at the root."""
+        return self._draft_forward([self.context[self.dcache.length :]], last_only=True)[-1]
+
+    def draft_chain(self, gamma: int):
+        """γ draft tokens, sampled from q (sample rule) or its argmax. Returns tokens, parent, q of each token,
+        the draft distribution each was drawn from, and node -> draft cache slot for the nodes fed back."""
+        tokens, qs, dists, fed = [], [], [], {}
+        logits = self._draft_pending()
+        for i in range(gamma):
+            probs = self._q(logits)
+            if self.opt.accept == "sample":
+                tok = int(torch.multinomial(probs, 1, generator=self.gen))
+            else:
+                tok = int(torch.argmax(logits))
+            tokens.append(tok)
+            qs.append(float(probs[tok]))
+            dists.append(probs)
+            if i < gamma - 1:
+                fed[i] = self.dcache.length
+                logits = self._draft_forward([[tok]])[-1]
+        return tokens, list(range(-1, gamma - 1)), qs, dists, fed, gamma
+
+    def draft_tree(self, depth: int):
+        """EAGLE-2 dynamic tree: per depth, expand the ``tree_topk`` best frontier nodes (by cumulative draft
+        log-probability) into their top-k children in one masked draft forward; finally keep the best
+        ``tree_budget`` nodes. Children are deterministic (q = δ for acceptance)."""
+        opt, dc = self.opt, self.dcache
+        k, root_slot = opt.tree_topk, len(self.context) - 1
+        root_probs = self._q(self._draft_pending())
+        tok, par, dep, logq, score = [], [], [], [], []  # the pool of candidates
+        dist = {-1: root_probs}  # pool node -> the draft distribution over its children
+        fed: dict[int, int] = {}  # pool node -> draft cache slot
+        calls = 1
+
+        def add_children(node: int, probs: torch.Tensor, base_score: float, d: int) -> list[int]:
+            v, i = torch.topk(probs, min(k, probs.shape[-1]))
+            out = []
+            for pv, ti in zip(v.tolist(), i.tolist(), strict=True):
+                if pv <= 0:
+                    break
+                tok.append(ti), par.append(node), dep.append(d), logq.append(math.log(pv))
+                score.append(base_score + math.log(pv))
+                out.append(len(tok) - 1)
+            return out
+
+        frontier = add_children(-1, root_probs, 0.0, 1)
+        for d in range(2, depth + 1):
+            expand = sorted(sorted(frontier, key=lambda n: -score[n])[:k])
+            if not expand:
+                break
+            base, T = dc.length, len(expand)
+            mask = torch.zeros(T, base + T, dtype=torch.bool)
+            mask[:, : root_slot + 1] = True
+            for j, n in enumerate(expand):
+                mask[j, base + j] = True
+                a = par[n]
+                while a >= 0:
+                    mask[j, fed[a]] = True
+                    a = par[a]
+                fed[n] = base + j
+            pos = torch.tensor([root_slot + dep[n] for n in expand], device=self.draft.device)
+            probs = self._q(self._draft_forward([[tok[n] for n in expand]], position_ids=pos, mask=mask))
+            calls += 1
+            frontier = []
+            for j, n in enumerate(expand):
+                dist[n] = probs[j]
+                frontier += add_children(n, probs[j], score[n], d)
+            frontier = sorted(frontier, key=lambda n: -score[n])[:k]  # EAGLE-2: a global top-k per depth
+        # Rerank: the best `budget` nodes (a child never outscores its parent, so the set is ancestor-closed).
+        best = sorted(range(len(tok)), key=lambda n: (-score[n], dep[n], n))[: opt.tree_budget]
+        order = sorted(best, key=lambda n: (dep[n], n))  # parents first
+        index = {n: i for i, n in enumerate(order)}
+        tokens = [tok[n] for n in order]
+        parent = [index[par[n]] if par[n] >= 0 else -1 for n in order]
+        qs = [math.exp(logq[n]) for n in order]
+        dists = [dist[par[n]] for n in order]
+        fed_tree = {index[n]: s for n, s in fed.items() if n in index}
+        return tokens, parent, qs, dists, fed_tree, calls
+
+    def draft_lookup(self, gamma: int):
+        tokens = lookup_continuation(self.context, self.opt.lookup_ngram, gamma)
+        return tokens, list(range(-1, len(tokens) - 1)), [1.0] * len(tokens), [None] * len(tokens), {}, 0
+
+    # -- one step --------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self) -> StepRecord:
+        if self.done:
+            raise ValueError("speculation is finished")
+        opt = self.opt
+        L = len(self.context) - 1  # the root's slot and position
+        root = self.context[-1]
+        remaining = self.max_new_tokens - len(self.new_tokens)
+        depth = min(opt.depth, remaining - 1)  # never draft past max_new_tokens
+
+        t0 = time.perf_counter()
+        if depth <= 0:
+            tokens, parent, qs, dists, fed, calls = [], [], [], [], {}, 0
+        elif opt.method == "chain":
+            tokens, parent, qs, dists, fed, calls = self.draft_chain(depth)
+        elif opt.method == "tree":
+            tokens, parent, qs, dists, fed, calls = self.draft_tree(depth)
+        else:
+            tokens, parent, qs, dists, fed, calls = self.draft_lookup(depth)
+        t1 = time.perf_counter()
+
+        # Verify: one target forward over [root, nodes...].
+        N = len(tokens)
+        logits, mask, position_ids, depth_arr = verify(self.target.model, self.tcache, root, tokens, parent)
+        logits = logits[:, : self.vocab]
+        dev = self.target.device
+        verified = self.tcache.length
+        argmax = logits.argmax(dim=-1)
+        probs = self._q(logits)  # [N + 1, V], the target distributions after the root and after each node
+        node_rows = torch.tensor([p + 1 for p in parent], dtype=torch.long, device=dev)
+        tok_t = torch.tensor(tokens, dtype=torch.long, device=dev)
+        p_nodes = probs[node_rows, tok_t].float().cpu().numpy() if N else np.zeros(0, np.float32)
+
+        walk = self._accept(tokens, parent, qs, dists, logits, probs, argmax)
+        path, decisions, rejected, next_token, residual, residual_token, bonus = walk
+
+        # Commit: cut at EOS / max_new_tokens; keep exactly the accepted path in both caches.
+        new = [tokens[n] for n in path] + [next_token]
+        origins = ["accepted"] * len(path) + ["bonus" if rejected is None else "corrected"]
+        if opt.stop_at_eos:
+            for i, t in enumerate(new):
+                if t in self.target.eos_token_ids:
+                    new, origins = new[: i + 1], origins[: i + 1]
+                    self.done = True
+                    break
+        if len(new) >= remaining:
+            new, origins = new[:remaining], origins[:remaining]
+            self.done = True
+        self.context += new
+        in_cache = path[: len(new) - 1]  # accepted nodes whose keys/values stay (the last new token is the root)
+        t_kept = [L] + [L + 1 + n for n in in_cache]
+        _compact(self.tcache, L, t_kept)
+        t2 = time.perf_counter()
+
+        d_kept: list[int] = []
+        if self.dcache is not None:
+            if self.dcache.length > L:
+                fed_path = [fed[n] for n in in_cache if n in fed]
+                d_kept = [L] + fed_path
+                _compact(self.dcache, L, d_kept)
+            missing = self.context[self.dcache.length : -1]
+            if missing:  # e.g. the last draft token after a fully accepted chain (as gpt-fast does)
+                self.draft.model(torch.tensor([missing], device=self.draft.device), cache=self.dcache, last_only=True)
+                calls += 1
+        t3 = time.perf_counter()
+
+        record = StepRecord(
+            step=self.steps,
+            context_len=L + 1,
+            root_token=root,
+            tree=DraftTree(
+                tokens=np.asarray(tokens, dtype=np.int64),
+                parent=np.asarray(parent, dtype=np.int64),
+                depth=depth_arr,
+                q=np.asarray(qs, dtype=np.float32),
+                texts=_texts(self.target, tokens) if opt.detail else [],
+            ),
+            p=p_nodes,
+            target_argmax=argmax.cpu().numpy().astype(np.int64),
+            mask=None if mask is None else mask.numpy(),
+            position_ids=position_ids,
+            decisions=decisions,
+            accepted=path,
+            rejected=rejected,
+            residual_top_ids=None if residual is None else residual[0],
+            residual_top_probs=None if residual is None else residual[1],
+            residual_token=residual_token,
+            bonus_token=bonus,
+            new_tokens=new,
+            origins=origins,
+            target_slots_verified=verified,
+            target_slots_kept=t_kept,
+            draft_slots_kept=d_kept,
+            draft_calls=calls,
+            draft_seconds=(t1 - t0) + (t3 - t2),
+            verify_seconds=t2 - t1,
+        )
+        self.steps += 1
+        return record
+
+    def _accept(self, tokens, parent, qs, dists, logits, probs, argmax):
+        """Walk the tree from the root with the chosen rule. Returns (path, decisions, rejected node,
+        next token, residual top entries, residual token, bonus token)."""
+        opt = self.opt
+        children: dict[int, list[int]] = {}
+        for i, p in enumerate(parent):
+            children.setdefault(p, []).append(i)
+        sampled_chain = opt.method == "chain" and opt.accept == "sample"
+        path, decisions = [], []
+        cur, rejected = -1, None
+        residual = residual_token = bonus = None
+        am = argmax.tolist()
+        while True:
+            row = cur + 1
+            kids = children.get(cur, [])
+            p_row = probs[row]
+            if opt.detail and kids:
+                p_top = _top(p_row)
+                q_dist = dists[kids[0]]
+                q_top = _top(q_dist) if q_dist is not None else (None, None)
+            else:
+                p_top = q_top = (None, None)
+            tops = dict(p_top_ids=p_top[0], p_top_probs=p_top[1], q_top_ids=q_top[0], q_top_probs=q_top[1])
+            nxt = None
+            if opt.accept == "greedy":
+                for c in kids:
+                    ok = tokens[c] == am[row]
+                    decisions.append(
+                        Decision(c, tokens[c], float(p_row[tokens[c]]), qs[c], float(ok), None, ok, **tops)
+                    )
+                    if ok:
+                        nxt = c
+                        break
+                    rejected = c
+                if nxt is None:
+                    token = am[row]
+            elif opt.accept == "typical":
+                h = float(-(p_row * torch.log(p_row.clamp_min(1e-30))).sum())
+                threshold = min(opt.typical_epsilon, opt.typical_delta * math.exp(-h))
+                for c in kids:
+                    px = float(p_row[tokens[c]])
+                    ok = px > threshold
+                    decisions.append(Decision(c, tokens[c], px, qs[c], threshold, None, ok, entropy=h, **tops))
+                    if ok:
+                        nxt = c
+                        break
+                    rejected = c
+                if nxt is None:
+                    token = am[row] if opt.temperature <= 0 else int(torch.multinomial(p_row, 1, generator=self.gen))
+            else:  # sample
+                resid = p_row
+                for c in kids:
+                    x = tokens[c]
+                    px = float(resid[x])
+                    qx = qs[c] if sampled_chain else 1.0  # deterministic candidates: q = δ_x
+                    ratio = min(1.0, px / qx) if qx > 0 else 1.0
+                    u = float(torch.rand((), generator=self.gen, device=resid.device))
+                    ok = u < ratio
+                    decisions.append(Decision(c, x, px, qx, ratio, u, ok, **tops))
+                    if ok:
+                        nxt = c
+                        break
+                    rejected = c
+                    if sampled_chain:
+                        resid = (resid - dists[c]).clamp_min(0)
+                    else:
+                        resid = resid.clone()
+                        resid[x] = 0
+                    total = float(resid.sum())
+                    resid = resid / total if total > 0 else p_row
+                if nxt is None:
+                    token = int(torch.multinomial(resid, 1, generator=self.gen))
+                    if kids:
+                        residual, residual_token = _top(resid), token
+            if nxt is None:
+                if not kids:
+                    bonus = token
+                    rejected = None
+                return path, decisions, rejected, token, residual, residual_token, bonus
+            path.append(nxt)
+            cur = nxt
+
+
+def speculate(
+    target: LoadedModel,
+    draft: LoadedModel | None,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    options: SpecOptions | None = None,
+) -> Iterator[StepRecord]:
+    """One :class:`StepRecord` per speculative step until ``max_new_tokens`` or an end-of-sequence token."""
+    spec = Speculator(target, draft, prompt_ids, max_new_tokens, options)
+    while not spec.done:
+        yield spec.step()
+
+
+@dataclass
+class SpecResult:
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    steps: list[StepRecord]
+    stats: dict = field(default_factory=dict)
+
+    def as_dict(self, steps: bool = True) -> dict:
+        out = {"prompt_ids": self.prompt_ids, "token_ids": self.token_ids, "text": self.text}
+        if steps:
+            out["steps"] = [s.as_dict() for s in self.steps]
+        out["stats"] = self.stats
+        return out
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    """First index where two token lists differ (a prefix of unequal length differs at its end); None if equal."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def theoretical_speedup(alpha: float, gamma: float, c: float) -> float:
+    """(1 − α^(γ+1)) / ((1 − α)(γc + 1)): expected tokens per target call over the cost of one step."""
+    tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
+    return tokens / (gamma * c + 1)
+
+
+def compute_stats(
+    steps: list[StepRecord],
+    n_new: int,
+    seconds: float,
+    options: SpecOptions,
+    target_only_tokens: list[int] | None = None,
+    target_only_seconds: float | None = None,
+    new_tokens: list[int] | None = None,
+) -> dict:
+    """α, mean accepted with / without the bonus token, per-position acceptance, speeds and speedups."""
+    n_steps = max(len(steps), 1)
+    accepted = [len(s.accepted) for s in steps]
+    tried = sum(len(s.accepted) + (s.rejected is not None) for s in steps)  # positions that had a decision
+    drafted = sum(len(s.tree.tokens) for s in steps)
+    depth = max((int(s.tree.depth.max()) for s in steps if len(s.tree.tokens)), default=0)
+    alpha = sum(accepted) / tried if tried else 0.0
+    tps = n_new / seconds if seconds > 0 else None
+    stats = {
+        "method": options.method,
+        "accept": options.accept,
+        "lossless": options.accept != "typical",
+        "gamma": options.gamma if options.method != "tree" else None,
+        "tree": dict(depth=options.tree_depth, topk=options.tree_topk, budget=options.tree_budget)
+        if options.method == "tree"
+        else None,
+        "steps": len(steps),
+        "new_tokens": n_new,
+        "alpha": alpha,
+        "draft_acceptance_rate": sum(accepted) / drafted if drafted else 0.0,
+        "mean_accepted_with_bonus": sum(a + 1 for a in accepted) / n_steps,
+        "mean_accepted_without_bonus": sum(accepted) / n_steps,
+        "per_position_acceptance": [sum(a > d for a in accepted) / n_steps for d in range(depth)],
+        "acceptance_length_histogram": np.bincount(accepted, minlength=depth + 1).tolist() if steps else [],
+        "seconds": seconds,
+        "tokens_per_s": tps,
+        "draft_seconds": sum(s.draft_seconds for s in steps),
+        "verify_seconds": sum(s.verify_seconds for s in steps),
+        "target_only_tokens_per_s": None,
+        "speedup": None,
+        "c": None,
+        "theoretical_speedup": None,
+        "first_divergence": None,
+    }
+    if target_only_tokens is not None and target_only_seconds:
+        base_tps = len(target_only_tokens) / target_only_seconds
+        stats["target_only_tokens_per_s"] = base_tps
+        stats["speedup"] = tps / base_tps if tps else None
+        gamma = options.depth
+        target_step = target_only_seconds / max(len(target_only_tokens), 1)
+        c = stats["draft_seconds"] / n_steps / gamma / target_step
+        stats["c"] = c
+        stats["theoretical_speedup"] = theoretical_speedup(alpha, gamma, c)
+        if options.temperature <= 0 and new_tokens is not None:
+            stats["first_divergence"] = first_divergence(new_tokens, target_only_tokens)
+    return stats
+
+
+def run_speculation(
+    target: LoadedModel,
+    draft: LoadedModel | None,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    options: SpecOptions | None = None,
+    compare: bool = True,
+) -> SpecResult:
+    """Speculate, then (``compare``) decode the same prompt with the target alone in the same run, for the
+    measured speedup and, at temperature 0, the first divergence from plain greedy."""
+    opt = options or SpecOptions()
+    t0 = time.perf_counter()
+    steps = list(speculate(target, draft, prompt_ids, max_new_tokens, opt))
+    seconds = time.perf_counter() - t0
+    new = [t for s in steps for t in s.new_tokens]
+    base = base_seconds = None
+    if compare:
+        t1 = time.perf_counter()
+        base = generate(target, prompt_ids, max_new_tokens, opt.temperature, opt.top_k, opt.seed, opt.stop_at_eos)
+        base_seconds = time.perf_counter() - t1
+    stats = compute_stats(steps, len(new), seconds, opt, base, base_seconds, new)
+    text = target.decode(new) if target.tokenizer is not None else ""
+    return SpecResult(list(prompt_ids), new, text, steps, stats)

@@ -1,0 +1,519 @@
+"""View `speculative`: each speculative-decoding step on the loaded target + draft pair — the text coloured by where
+each token came from, the draft tree with the accepted path, the decision on one node (p against q, u against
+min(1, p/q), the residual), the tree attention mask with position ids and kept KV slots, and running statistics."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtGui import QFont, QFontMetrics
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QSpinBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...generate import generate
+from ...session import Session
+from ...speculative import SpecOptions, StepRecord, speculate, theoretical_speedup
+from ...text import visible_token
+from ..theme import Theme
+from .base import View
+
+ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
+
+
+class SpeculativeView(View):
+    name = "speculative"
+    title = "Speculative"
+    step_requested = Signal(int)
+
+    def __init__(self, theme: Theme, parent: QWidget | None = None):
+        super().__init__(theme, parent)
+        self.meta: dict = {}
+        self.selected: int | None = None  # tree node whose decision is shown
+        self._selected_step = -1
+
+        self.header = QLabel(self)
+        self.header.setWordWrap(True)
+        self.header.setMinimumHeight(3 * self.header.fontMetrics().height())
+        self.text = QTextBrowser(self)
+        self.text.setOpenLinks(False)
+        self.text.anchorClicked.connect(self._on_anchor)
+
+        self.tree_plot = self._plot("draft tree: accepted path, rejected node, the rest faded")
+        self.tree_plot.hideAxis("left")
+        self.tree_plot.setLabel("bottom", "depth")
+        self.tree_plot.invertY(True)
+        self.edges = pg.PlotDataItem(connect="pairs")
+        self.nodes = pg.ScatterPlotItem(symbol="s", size=16, pxMode=True)
+        self.nodes.sigClicked.connect(self._on_node_clicked)
+        self.tree_plot.addItem(self.edges)
+        self.tree_plot.addItem(self.nodes)
+        self.node_texts: list[pg.TextItem] = []
+
+        self.decision_plot = self._plot("decision")
+        self.decision_plot.setLabel("bottom", "probability")
+        self.decision_plot.invertY(True)
+        self.p_bars = pg.BarGraphItem(x0=[], y=[], height=0.36, width=[])
+        self.q_bars = pg.BarGraphItem(x0=[], y=[], height=0.36, width=[])
+        self.decision_plot.addItem(self.p_bars)
+        self.decision_plot.addItem(self.q_bars)
+        self.decision_plot.addLegend(offset=(-10, 10))
+        self.decision_text = QLabel(self)
+        self.decision_text.setWordWrap(True)
+        self.decision_text.setMinimumHeight(4 * self.decision_text.fontMetrics().height())
+
+        self.mask_plot = self._plot("tree attention mask")
+        self.mask_plot.invertY(True)
+        self.mask_plot.setAspectLocked(True)
+        self.mask_image = pg.ImageItem(axisOrder="row-major")
+        self.mask_plot.addItem(self.mask_image)
+        self.mask_text = QLabel(self)
+        self.mask_text.setWordWrap(True)
+        self.mask_text.setMinimumHeight(4 * self.mask_text.fontMetrics().height())
+
+        self.hist_plot = self._plot("accepted drafts per step")
+        self.hist_plot.setLabel("bottom", "accepted drafts")
+        self.hist_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
+        self.hist_plot.addItem(self.hist_bars)
+        self.pos_plot = self._plot("per-position acceptance")
+        self.pos_plot.setLabel("bottom", "draft position")
+        self.pos_plot.setYRange(0, 1.05, padding=0)
+        self.pos_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
+        self.pos_plot.addItem(self.pos_bars)
+
+        grid = QGridLayout()
+        grid.addWidget(self.text, 0, 0, 1, 2)
+        grid.addWidget(self.hist_plot, 1, 0)
+        grid.addWidget(self.pos_plot, 1, 1)
+        grid.addWidget(self.tree_plot, 0, 2, 1, 2)
+        decision = QWidget(self)
+        dv = QVBoxLayout(decision)
+        dv.setContentsMargins(0, 0, 0, 0)
+        dv.addWidget(self.decision_plot, 1)
+        dv.addWidget(self.decision_text)
+        grid.addWidget(decision, 1, 2)
+        mask = QWidget(self)
+        mv = QVBoxLayout(mask)
+        mv.setContentsMargins(0, 0, 0, 0)
+        mv.addWidget(self.mask_plot, 1)
+        mv.addWidget(self.mask_text)
+        grid.addWidget(mask, 1, 3)
+        for col, stretch in enumerate((1, 1, 2, 1)):
+            grid.setColumnStretch(col, stretch)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(1, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.addWidget(self.header)
+        lay.addLayout(grid, 1)
+
+        self._settings: QWidget | None = None
+        self.method = QComboBox()
+        self.method.addItems(["chain", "tree", "lookup"])
+        self.accept = QComboBox()
+        self.accept.addItems(["greedy", "sample", "typical"])
+        self.gamma = _spin(1, 16, 4)
+        self.tree_depth = _spin(1, 12, 4)
+        self.tree_topk = _spin(1, 10, 3)
+        self.tree_budget = _spin(1, 64, 12)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setRange(0.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setSpecialValueText("0 (greedy)")
+        self.max_new = _spin(1, 512, 48)
+        self.seed = _spin(0, 2**31 - 1, 0)
+        self.set_theme(theme)
+
+    def _plot(self, title: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(self)
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(False, False)
+        plot.hideButtons()
+        plot.setProperty("title", title)
+        plot.setTitle(title)
+        for axis in ("left", "bottom"):
+            plot.getAxis(axis).enableAutoSIPrefix(False)
+        return plot
+
+    # ---- computation (Qt-free job)
+    def settings_widget(self) -> QWidget:
+        if self._settings is None:
+            w = QWidget()
+            form = QFormLayout(w)
+            form.setContentsMargins(0, 0, 0, 0)
+            for label, widget in (
+                ("Drafting", self.method),
+                ("Acceptance", self.accept),
+                ("γ (chain)", self.gamma),
+                ("Tree depth", self.tree_depth),
+                ("Tree top-k", self.tree_topk),
+                ("Tree budget", self.tree_budget),
+                ("Temperature", self.temperature),
+                ("New tokens", self.max_new),
+                ("Seed", self.seed),
+            ):
+                form.addRow(label, widget)
+            self._settings = w
+        return self._settings
+
+    def make_job(self, session: Session) -> Callable[[], Iterator[StepRecord]]:
+        target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
+        accept = self.accept.currentText()
+        temperature = self.temperature.value()
+        if accept == "sample" and temperature <= 0:
+            temperature = 1.0  # speculative sampling needs a distribution to sample from
+            self.temperature.setValue(temperature)
+        options = SpecOptions(
+            method=self.method.currentText(),
+            accept=accept,
+            gamma=self.gamma.value(),
+            temperature=temperature,
+            seed=self.seed.value(),
+            tree_depth=self.tree_depth.value(),
+            tree_topk=self.tree_topk.value(),
+            tree_budget=self.tree_budget.value(),
+        )
+        options.check(draft is not None)
+        max_new = self.max_new.value()
+        self.meta = {
+            "target": str(target.path),
+            "draft": str(draft.path) if draft is not None else None,
+            "prompt": session.prompt,
+            "prompt_ids": prompt_ids,
+            "options": dict(options.__dict__),
+            "decode": target.decode,
+        }
+        meta = self.meta
+
+        def job() -> Iterator[StepRecord]:
+            # The target alone first, same prompt and settings: the baseline for speed and for greedy equality.
+            t0 = time.perf_counter()
+            base = generate(target, prompt_ids, max_new, temperature, None, options.seed)
+            meta["target_only"] = {"tokens": base, "seconds": time.perf_counter() - t0}
+            yield from speculate(target, draft, prompt_ids, max_new, options)
+
+        return job
+
+    # ---- rendering
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
+            plot.setBackground(theme.base)
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).setPen(theme.muted)
+                plot.getAxis(axis).setTextPen(theme.text)
+            plot.setTitle(plot.property("title"), color=theme.text)
+        self.edges.setPen(pg.mkPen(theme.muted, width=1.5))
+        self.hist_bars.setOpts(brush=theme.bar, pen=None)
+        self.pos_bars.setOpts(brush=theme.bar, pen=None)
+        self.p_bars.setOpts(brush=theme.bar, pen=None)
+        self.q_bars.setOpts(brush=theme.accent, pen=None)
+        self.mask_image.setLookupTable(
+            np.array([pg.mkColor(theme.window).getRgb()[:3], pg.mkColor(theme.bar).getRgb()[:3]], dtype=np.uint8)
+        )
+        super().set_theme(theme)
+
+    def apply_font(self, font: QFont) -> None:
+        mono = QFont("DejaVu Sans Mono")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSizeF(font.pointSizeF() * 1.1)
+        self.text.setFont(mono)
+        for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
+            for axis in ("left", "bottom"):
+                plot.getAxis(axis).setStyle(tickFont=font)
+                plot.getAxis(axis).label.setFont(font)
+        self.show_step(self.current)
+
+    def render(self, r: StepRecord | None) -> None:
+        th = self.theme
+        if r is None:
+            self.header.setText(f"<span style='color:{th.muted}'>Load a target and draft, then press Run.</span>")
+            self.text.setHtml("")
+            self.edges.setData([], [])
+            self.nodes.setData([], [])
+            for t in self.node_texts:
+                t.setText("")
+            self.mask_image.clear()
+            self.mask_text.setText("")
+            self.decision_text.setText("")
+            self.p_bars.setOpts(x0=[], y=[], width=[])
+            self.q_bars.setOpts(x0=[], y=[], width=[])
+            self.hist_bars.setOpts(x=[], height=[])
+            self.pos_bars.setOpts(x=[], height=[])
+            return
+        if self._selected_step != r.step:  # a new step: show the decision that ended its walk
+            self._selected_step = r.step
+            self.selected = r.rejected if r.rejected is not None else (r.accepted[-1] if r.accepted else None)
+        self._render_header(r)
+        self.text.setHtml(self._text_html(r))
+        self.text.verticalScrollBar().setValue(self.text.verticalScrollBar().maximum())
+        self._render_tree(r)
+        self._render_decision(r)
+        self._render_mask(r)
+        self._render_stats(r)
+
+    def _render_header(self, r: StepRecord) -> None:
+        th = self.theme
+        upto = self.records[: r.step + 1]
+        accepted = sum(len(s.accepted) for s in upto)
+        tried = sum(len(s.accepted) + (s.rejected is not None) for s in upto)
+        alpha = accepted / tried if tried else 0.0
+        n_new = sum(len(s.new_tokens) for s in upto)
+        spec_s = sum(s.draft_seconds + s.verify_seconds for s in upto)
+        opts = self.meta.get("options", {})
+        depth = opts.get("tree_depth") if opts.get("method") == "tree" else opts.get("gamma", 1)
+        base = self.meta.get("target_only")
+        speed = ""
+        if base and base["seconds"] > 0 and spec_s > 0:
+            base_tps = len(base["tokens"]) / base["seconds"]
+            tps = n_new / spec_s
+            c = (sum(s.draft_seconds for s in upto) / len(upto) / max(depth, 1)) / (1 / base_tps)
+            speed = (
+                f" &nbsp; <b>{tps:.0f}</b> tok/s vs target alone {base_tps:.0f} → measured "
+                f"<b>{tps / base_tps:.2f}×</b>, theory {theoretical_speedup(alpha, depth, c):.2f}× (c = {c:.2f})"
+            )
+        lossless = "" if opts.get("accept") != "typical" else " <span style='color:#e4572e'>(not lossless)</span>"
+        self.header.setText(
+            f"<b style='font-size:120%'>step {r.step + 1} of {len(self.records)}</b> &nbsp; "
+            f"{opts.get('method', '')} drafting, {opts.get('accept', '')} acceptance{lossless} &nbsp; "
+            f"drafted {len(r.tree.tokens)}, accepted <b>{len(r.accepted)}</b> + "
+            f"{'bonus' if r.bonus_token is not None else 'corrected'} &nbsp; "
+            f"α = <b>{alpha:.2f}</b> &nbsp; mean accepted {accepted / len(upto):.2f} without bonus, "
+            f"{(accepted + len(upto)) / len(upto):.2f} with{speed}"
+            f"<br><span style='color:{th.muted}'>draft {r.draft_seconds * 1000:.1f} ms "
+            f"({r.draft_calls} calls), verify {r.verify_seconds * 1000:.1f} ms (one target forward over "
+            f"{len(r.tree.tokens) + 1} tokens)</span>"
+        )
+
+    def _text_html(self, r: StepRecord) -> str:
+        th = self.theme
+        decode = self.meta.get("decode")
+        if decode is None:
+            return ""
+        parts = [f"<span style='color:{th.muted}'>{html.escape(decode(self.meta['prompt_ids']))}</span>"]
+        for s in self.records[: r.step + 1]:
+            current = s.step == r.step
+            for tok, origin in zip(s.new_tokens, s.origins, strict=True):
+                color = ORIGIN_COLORS.get(origin, th.text)
+                style = f"color:{color}; text-decoration:none"
+                if current:
+                    style += f"; background-color:{th.highlight_bg}; font-weight:bold"
+                text = html.escape(decode([tok]))
+                parts.append(f"<a href='step:{s.step}' style='{style}'>{text}</a>")
+        legend = " ".join(
+            f"<span style='color:{c}'>■ {name}</span>" for name, c in (("prompt", th.muted), *ORIGIN_COLORS.items())
+        )
+        body = "".join(parts)
+        return f"<div style='margin-bottom:6px'>{legend}</div><pre style='white-space:pre-wrap; margin:0'>{body}</pre>"
+
+    def _layout_tree(self, r: StepRecord) -> tuple[np.ndarray, np.ndarray]:
+        """x = depth, y = leaf order (parents centred over their children); entry 0 is the root."""
+        n = len(r.tree.tokens)
+        children: dict[int, list[int]] = {i: [] for i in range(-1, n)}
+        for i, p in enumerate(r.tree.parent):
+            children[int(p)].append(i)
+        ys = np.zeros(n + 1)
+        next_leaf = [0.0]
+
+        def place(node: int) -> float:
+            kids = children[node]
+            if not kids:
+                y = next_leaf[0]
+                next_leaf[0] += 1
+            else:
+                y = float(np.mean([place(k) for k in kids]))
+            ys[node + 1] = y
+            return y
+
+        place(-1)
+        xs = np.concatenate([[0], r.tree.depth]).astype(float)
+        return xs, ys
+
+    def _render_tree(self, r: StepRecord) -> None:
+        th = self.theme
+        xs, ys = self._layout_tree(r)
+        n = len(r.tree.tokens)
+        ex, ey = [], []
+        for i, p in enumerate(r.tree.parent):
+            ex += [xs[p + 1], xs[i + 1]]
+            ey += [ys[p + 1], ys[i + 1]]
+        self.edges.setData(ex, ey)
+        accepted = set(r.accepted)
+        brushes, pens = [pg.mkBrush(th.text)], [pg.mkPen(th.text)]
+        for i in range(n):
+            if i in accepted:
+                color = ORIGIN_COLORS["accepted"]
+            elif i == r.rejected:
+                color = ORIGIN_COLORS["corrected"]
+            else:
+                color = th.grid
+            brushes.append(pg.mkBrush(color))
+            pens.append(pg.mkPen(th.accent if i == self.selected else color, width=3 if i == self.selected else 1))
+        self.nodes.setData(xs, ys, brush=brushes, pen=pens, data=list(range(-1, n)))
+        decode = self.meta.get("decode")
+        while len(self.node_texts) < n + 1:
+            t = pg.TextItem(anchor=(0.5, -0.35))
+            self.tree_plot.addItem(t)
+            self.node_texts.append(t)
+        for k, t in enumerate(self.node_texts):
+            if k > n:
+                t.setText("")
+                continue
+            if k == 0:
+                label = visible_token(decode([r.root_token]) if decode else str(r.root_token), 10) + "\n(root)"
+                t.setColor(th.text)
+            else:
+                i = k - 1
+                faded = i not in accepted and i != r.rejected
+                label = f"{visible_token(r.tree.texts[i], 10)}\nq {r.tree.q[i]:.2f} p {r.p[i]:.2f}"
+                t.setColor(th.muted if faded else th.text)
+            t.setText(label)
+            t.setPos(xs[k], ys[k])
+        self.tree_plot.setXRange(-0.5, max(xs.max(), 1) + 0.5, padding=0)
+        self.tree_plot.setYRange(-0.7, max(ys.max(), 1) + 0.9, padding=0)
+
+    def _render_decision(self, r: StepRecord) -> None:
+        th = self.theme
+        decision = next((d for d in r.decisions if d.node == self.selected), None)
+        if decision is None:
+            self.decision_plot.setTitle("decision: click a node of the tree", color=th.text)
+            self.p_bars.setOpts(x0=[], y=[], width=[])
+            self.q_bars.setOpts(x0=[], y=[], width=[])
+            self.decision_text.setText("")
+            return
+        decode = self.meta.get("decode") or (lambda ids: str(ids))
+        ids: list[int] = []
+        for arr in (decision.p_top_ids, decision.q_top_ids):
+            if arr is not None:
+                ids += [int(i) for i in arr[:6] if int(i) not in ids]
+        if decision.token not in ids:
+            ids.append(decision.token)
+        ids = ids[:8]
+        p_map = _as_map(decision.p_top_ids, decision.p_top_probs)
+        q_map = _as_map(decision.q_top_ids, decision.q_top_probs)
+        y = np.arange(len(ids), dtype=float)
+        self.p_bars.setOpts(x0=np.zeros(len(ids)), y=y - 0.19, width=[p_map.get(i, 0.0) for i in ids])
+        self.q_bars.setOpts(x0=np.zeros(len(ids)), y=y + 0.19, width=[q_map.get(i, 0.0) for i in ids])
+        labels = [("➜ " if i == decision.token else "") + visible_token(decode([i]), 12) for i in ids]
+        left = self.decision_plot.getAxis("left")
+        left.setTicks([list(enumerate(labels))])
+        metrics = QFontMetrics(left.style["tickFont"] or self.font())
+        left.setWidth(max(metrics.horizontalAdvance(t) for t in labels) + 16)
+        self.decision_plot.setTitle(f"node {decision.node}: target p (blue) vs draft q (orange)", color=th.text)
+        verdict = "accepted" if decision.accepted else "rejected"
+        rule = self.meta.get("options", {}).get("accept")
+        if rule == "sample" and decision.u is not None:
+            why = f"u = {decision.u:.3f} {'<' if decision.accepted else '≥'} min(1, p/q) = {decision.ratio:.3f}"
+        elif rule == "typical":
+            why = (
+                f"p = {decision.p:.3f} vs threshold min(ε, δ·e^(−H)) = {decision.ratio:.3f}, "
+                f"H = {decision.entropy:.2f} nats"
+            )
+        elif decision.accepted:
+            why = "greedy: the draft token equals the target's argmax"
+        else:
+            why = "greedy: the target's argmax is another token"
+        residual = ""
+        if r.residual_token is not None and decision.node == r.rejected and r.residual_top_ids is not None:
+            top = ", ".join(
+                f"{html.escape(visible_token(decode([int(i)]), 8))} {p:.2f}"
+                for i, p in zip(r.residual_top_ids[:4], r.residual_top_probs[:4], strict=True)
+            )
+            sampled = html.escape(visible_token(decode([r.residual_token])))
+            residual = (
+                f"<br>residual norm(max(0, p − q)): {top} → sampled "
+                f"<b style='color:{ORIGIN_COLORS['corrected']}'>{sampled}</b>"
+            )
+        color = ORIGIN_COLORS["accepted"] if decision.accepted else th.accent
+        self.decision_text.setText(
+            f"<b>{html.escape(visible_token(decode([decision.token])))}</b>: p = {decision.p:.3f}, "
+            f"q = {decision.q:.3f} → <b style='color:{color}'>{verdict}</b><br>{why}{residual}"
+        )
+
+    def _render_mask(self, r: StepRecord) -> None:
+        n = len(r.tree.tokens) + 1
+        mask = r.mask if r.mask is not None else np.tril(np.ones((n, n), dtype=bool))
+        self.mask_image.setImage(np.ascontiguousarray(mask.astype(np.uint8)), levels=(0, 1), autoLevels=False)
+        self.mask_plot.setXRange(0, n, padding=0.02)
+        self.mask_plot.setYRange(0, n, padding=0.02)
+        kept = r.target_slots_kept
+        pos = " ".join(map(str, r.position_ids.tolist()))
+        self.mask_text.setText(
+            f"position ids: {pos}<br>KV: target {r.target_slots_verified} slots → kept {len(kept)} new, "
+            f"draft kept {len(r.draft_slots_kept)}"
+        )
+
+    def _render_stats(self, r: StepRecord) -> None:
+        upto = self.records[: r.step + 1]
+        lengths = np.array([len(s.accepted) for s in upto])
+        hist = np.bincount(lengths, minlength=int(lengths.max()) + 1)
+        self.hist_bars.setOpts(x=np.arange(len(hist)), height=hist)
+        self.hist_plot.setXRange(-0.6, max(len(hist), 2) - 0.4, padding=0)
+        self.hist_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(len(hist))]])
+        self.hist_plot.setYRange(0, max(int(hist.max()), 1) * 1.1, padding=0)
+        depth = max((int(s.tree.depth.max()) for s in upto if len(s.tree.tokens)), default=0)
+        rates = [float((lengths > d).mean()) for d in range(depth)]
+        self.pos_bars.setOpts(x=np.arange(1, depth + 1), height=rates)
+        self.pos_plot.setXRange(0.4, max(depth, 1) + 0.6, padding=0)
+        self.pos_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, depth + 1)]])
+
+    # ---- interaction
+    def _on_anchor(self, url: QUrl) -> None:
+        text = url.toString()
+        if text.startswith("step:"):
+            self.step_requested.emit(int(text.split(":", 1)[1]))
+
+    def _on_node_clicked(self, _item, points, _ev=None) -> None:
+        if len(points):
+            node = points[0].data()
+            if node is not None and node >= 0:
+                self.selected = int(node)
+                self.show_step(self.current)
+
+    # ---- export
+    def export_data(self) -> dict:
+        meta = {k: v for k, v in self.meta.items() if k != "decode"}
+        return {"view": self.name, **meta, "steps": [s.as_dict() for s in self.records]}
+
+    def export_rows(self) -> tuple[list[str], list[list]]:
+        header = ["step", "drafted", "accepted", "rejected_node", "new_tokens", "origins", "draft_ms", "verify_ms"]
+        rows = [
+            [
+                s.step,
+                len(s.tree.tokens),
+                len(s.accepted),
+                s.rejected,
+                " ".join(map(str, s.new_tokens)),
+                " ".join(s.origins),
+                s.draft_seconds * 1000,
+                s.verify_seconds * 1000,
+            ]
+            for s in self.records
+        ]
+        return header, rows
+
+
+def _spin(lo: int, hi: int, value: int) -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setValue(value)
+    return s
+
+
+def _as_map(ids: np.ndarray | None, probs: np.ndarray | None) -> dict[int, float]:
+    if ids is None or probs is None:
+        return {}
+    return {int(i): float(p) for i, p in zip(ids, probs, strict=True)}
