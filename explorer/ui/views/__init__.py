@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .amp_view import AmpView
 from .attention_view import AttentionView
 from .base import View
 from .generate_view import GenerateView
@@ -11,4 +12,5 @@ VIEWS: dict[str, type[View]] = {
     GenerateView.name: GenerateView,
     AttentionView.name: AttentionView,
     SpeculativeView.name: SpeculativeView,
+    AmpView.name: AmpView,
 }
