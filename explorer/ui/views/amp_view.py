@@ -13,10 +13,8 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QLabel,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -35,7 +33,7 @@ from ...amp import (
 )
 from ...session import Session
 from ..theme import Theme
-from .base import View
+from .base import View, spin_box, static_plot
 
 # log2|g| edges of the FP16 bands: flushed below 2^-25 (rounds to 0), subnormal [2^-24, 2^-14), normal up to 65504
 BAND_SPANS = (("flushed to 0", HIST_MIN - 1, -25, "#9aa1ab"), ("subnormal", -24, -14, "#f2c14e"),
@@ -53,7 +51,7 @@ class AmpView(View):
         self.header.setWordWrap(True)
         self.header.setMinimumHeight(3 * self.header.fontMetrics().height())
 
-        self.hist_plot = self._plot("log2 |gradient| against the FP16 range", "log2 |g|")
+        self.hist_plot = static_plot(self, "log2 |gradient| against the FP16 range", "log2 |g|")
         self.regions = []
         for label, lo, hi, color in BAND_SPANS:
             c = pg.mkColor(color)
@@ -73,7 +71,7 @@ class AmpView(View):
         self.band_text.setWordWrap(True)
         self.band_text.setMinimumHeight(4 * self.band_text.fontMetrics().height())
 
-        self.scale_plot = self._plot("loss scale S (log2) and loss", "step")
+        self.scale_plot = static_plot(self, "loss scale S (log2) and loss", "step")
         self.scale_curve = self.scale_plot.plot([], [], stepMode=None, name="log2 S")
         self.skip_points = pg.ScatterPlotItem(symbol="x", size=12)
         self.growth_points = pg.ScatterPlotItem(symbol="t1", size=12)
@@ -93,8 +91,8 @@ class AmpView(View):
         self.step_line = pg.InfiniteLine(angle=90, movable=False)
         self.scale_plot.addItem(self.step_line)
 
-        self.over_plot = self._plot("overflow (inf/NaN or > 65504) per layer", "step")
-        self.flush_plot = self._plot("flushed to zero per layer (unscaled → lost without scaling)", "step")
+        self.over_plot = static_plot(self, "overflow (inf/NaN or > 65504) per layer", "step")
+        self.flush_plot = static_plot(self, "flushed to zero per layer (unscaled → lost without scaling)", "step")
         self.over_image = pg.ImageItem(axisOrder="row-major")
         self.flush_image = pg.ImageItem(axisOrder="row-major")
         self.over_plot.addItem(self.over_image)
@@ -119,15 +117,14 @@ class AmpView(View):
         lay.addWidget(self.header)
         lay.addLayout(grid, 1)
 
-        self._settings: QWidget | None = None
         self.policy = QComboBox()
         self.policy.addItems(["torch", "deepspeed", "megatron", "static", "none"])
         self.dtype = QComboBox()
         self.dtype.addItems(["float16", "bfloat16"])
-        self.init_scale_log2 = _spin(0, 32, 32)
-        self.growth_interval = _spin(1, 100000, 4)
-        self.steps = _spin(1, 2000, 24)
-        self.spike_step = _spin(-1, 2000, -1)
+        self.init_scale_log2 = spin_box(0, 32, 32)
+        self.growth_interval = spin_box(1, 100000, 4)
+        self.steps = spin_box(1, 2000, 24)
+        self.spike_step = spin_box(-1, 2000, -1)
         self.spike_step.setSpecialValueText("none")
         self.spike_factor = QDoubleSpinBox()
         self.spike_factor.setRange(1.0, 1e9)
@@ -138,35 +135,18 @@ class AmpView(View):
         self.grads.currentTextChanged.connect(lambda _: self.show_step(self.current))
         self.set_theme(theme)
 
-    def _plot(self, title: str, bottom: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(self)
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(False, False)
-        plot.hideButtons()
-        plot.setProperty("title", title)
-        plot.setTitle(title)
-        plot.setLabel("bottom", bottom)
-        return plot
-
     # ---- computation (Qt-free job)
-    def settings_widget(self) -> QWidget:
-        if self._settings is None:
-            w = QWidget()
-            form = QFormLayout(w)
-            form.setContentsMargins(0, 0, 0, 0)
-            for label, widget in (
-                ("Scaler", self.policy),
-                ("Autocast", self.dtype),
-                ("Init scale 2^", self.init_scale_log2),
-                ("Growth interval", self.growth_interval),
-                ("Steps", self.steps),
-                ("Spike at step", self.spike_step),
-                ("Spike factor", self.spike_factor),
-                ("Show", self.grads),
-            ):
-                form.addRow(label, widget)
-            self._settings = w
-        return self._settings
+    def settings_rows(self) -> list[tuple[str, QWidget]]:
+        return [
+            ("Scaler", self.policy),
+            ("Autocast", self.dtype),
+            ("Init scale 2^", self.init_scale_log2),
+            ("Growth interval", self.growth_interval),
+            ("Steps", self.steps),
+            ("Spike at step", self.spike_step),
+            ("Spike factor", self.spike_factor),
+            ("Show", self.grads),
+        ]
 
     def make_job(self, session: Session) -> Callable[[], Iterator[StepRecord]]:
         lm = session.target
@@ -350,10 +330,3 @@ class AmpView(View):
             for r in self.records
         ]
         return header, rows
-
-
-def _spin(lo: int, hi: int, value: int) -> QSpinBox:
-    s = QSpinBox()
-    s.setRange(lo, hi)
-    s.setValue(value)
-    return s

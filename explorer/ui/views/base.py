@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from PySide6.QtWidgets import QWidget
+import pyqtgraph as pg
+from PySide6.QtWidgets import QFormLayout, QSpinBox, QWidget
 
 from ...session import Session
 from ..theme import Theme
@@ -25,9 +26,23 @@ class View(QWidget):
         self.current = -1
 
     # ---- to implement
+    def settings_rows(self) -> list[tuple[str, QWidget]]:
+        """(label, widget) pairs: the controls of this view's computation."""
+        return []
+
     def settings_widget(self) -> QWidget | None:
-        """Controls for this view's computation (shown in the side panel)."""
-        return None
+        """Controls for this view's computation (shown in the side panel), built once from settings_rows()."""
+        if getattr(self, "_settings_form", None) is None:
+            rows = self.settings_rows()
+            if not rows:
+                return None
+            w = QWidget()
+            form = QFormLayout(w)
+            form.setContentsMargins(0, 0, 0, 0)
+            for label, widget in rows:
+                form.addRow(label, widget)
+            self._settings_form = w
+        return self._settings_form
 
     def make_job(self, session: Session) -> Callable[[], Iterator[Any]]:
         raise NotImplementedError
@@ -57,3 +72,26 @@ class View(QWidget):
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.show_step(self.current)
+
+
+def static_plot(parent: QWidget, title: str, bottom: str | None = None) -> pg.PlotWidget:
+    """A plot for showing, not exploring: no mouse zoom, no context menu, no SI prefixes; its title is kept so
+    that a theme change can recolour it."""
+    plot = pg.PlotWidget(parent)
+    plot.setMenuEnabled(False)
+    plot.setMouseEnabled(False, False)
+    plot.hideButtons()
+    plot.setProperty("title", title)
+    plot.setTitle(title)
+    if bottom:
+        plot.setLabel("bottom", bottom)
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
+    return plot
+
+
+def spin_box(lo: int, hi: int, value: int) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setValue(value)
+    return box

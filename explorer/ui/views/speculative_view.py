@@ -15,10 +15,8 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QLabel,
-    QSpinBox,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
@@ -29,7 +27,7 @@ from ...session import Session
 from ...speculative import SpecOptions, StepRecord, speculate, theoretical_speedup
 from ...text import visible_token
 from ..theme import Theme
-from .base import View
+from .base import View, spin_box, static_plot
 
 ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
 
@@ -52,7 +50,7 @@ class SpeculativeView(View):
         self.text.setOpenLinks(False)
         self.text.anchorClicked.connect(self._on_anchor)
 
-        self.tree_plot = self._plot("draft tree: accepted path, rejected node, the rest faded")
+        self.tree_plot = static_plot(self, "draft tree: accepted path, rejected node, the rest faded")
         self.tree_plot.hideAxis("left")
         self.tree_plot.setLabel("bottom", "depth")
         self.tree_plot.invertY(True)
@@ -63,7 +61,7 @@ class SpeculativeView(View):
         self.tree_plot.addItem(self.nodes)
         self.node_texts: list[pg.TextItem] = []
 
-        self.decision_plot = self._plot("decision")
+        self.decision_plot = static_plot(self, "decision")
         self.decision_plot.setLabel("bottom", "probability")
         self.decision_plot.invertY(True)
         self.p_bars = pg.BarGraphItem(x0=[], y=[], height=0.36, width=[])
@@ -75,7 +73,7 @@ class SpeculativeView(View):
         self.decision_text.setWordWrap(True)
         self.decision_text.setMinimumHeight(4 * self.decision_text.fontMetrics().height())
 
-        self.mask_plot = self._plot("tree attention mask")
+        self.mask_plot = static_plot(self, "tree attention mask")
         self.mask_plot.invertY(True)
         self.mask_plot.setAspectLocked(True)
         self.mask_image = pg.ImageItem(axisOrder="row-major")
@@ -84,11 +82,11 @@ class SpeculativeView(View):
         self.mask_text.setWordWrap(True)
         self.mask_text.setMinimumHeight(4 * self.mask_text.fontMetrics().height())
 
-        self.hist_plot = self._plot("accepted drafts per step")
+        self.hist_plot = static_plot(self, "accepted drafts per step")
         self.hist_plot.setLabel("bottom", "accepted drafts")
         self.hist_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
         self.hist_plot.addItem(self.hist_bars)
-        self.pos_plot = self._plot("per-position acceptance")
+        self.pos_plot = static_plot(self, "per-position acceptance")
         self.pos_plot.setLabel("bottom", "draft position")
         self.pos_plot.setYRange(0, 1.05, padding=0)
         self.pos_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
@@ -120,54 +118,35 @@ class SpeculativeView(View):
         lay.addWidget(self.header)
         lay.addLayout(grid, 1)
 
-        self._settings: QWidget | None = None
         self.method = QComboBox()
         self.method.addItems(["chain", "tree", "lookup"])
         self.accept = QComboBox()
         self.accept.addItems(["greedy", "sample", "typical"])
-        self.gamma = _spin(1, 16, 4)
-        self.tree_depth = _spin(1, 12, 4)
-        self.tree_topk = _spin(1, 10, 3)
-        self.tree_budget = _spin(1, 64, 12)
+        self.gamma = spin_box(1, 16, 4)
+        self.tree_depth = spin_box(1, 12, 4)
+        self.tree_topk = spin_box(1, 10, 3)
+        self.tree_budget = spin_box(1, 64, 12)
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 5.0)
         self.temperature.setSingleStep(0.1)
         self.temperature.setSpecialValueText("0 (greedy)")
-        self.max_new = _spin(1, 512, 48)
-        self.seed = _spin(0, 2**31 - 1, 0)
+        self.max_new = spin_box(1, 512, 48)
+        self.seed = spin_box(0, 2**31 - 1, 0)
         self.set_theme(theme)
 
-    def _plot(self, title: str) -> pg.PlotWidget:
-        plot = pg.PlotWidget(self)
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(False, False)
-        plot.hideButtons()
-        plot.setProperty("title", title)
-        plot.setTitle(title)
-        for axis in ("left", "bottom"):
-            plot.getAxis(axis).enableAutoSIPrefix(False)
-        return plot
-
     # ---- computation (Qt-free job)
-    def settings_widget(self) -> QWidget:
-        if self._settings is None:
-            w = QWidget()
-            form = QFormLayout(w)
-            form.setContentsMargins(0, 0, 0, 0)
-            for label, widget in (
-                ("Drafting", self.method),
-                ("Acceptance", self.accept),
-                ("γ (chain)", self.gamma),
-                ("Tree depth", self.tree_depth),
-                ("Tree top-k", self.tree_topk),
-                ("Tree budget", self.tree_budget),
-                ("Temperature", self.temperature),
-                ("New tokens", self.max_new),
-                ("Seed", self.seed),
-            ):
-                form.addRow(label, widget)
-            self._settings = w
-        return self._settings
+    def settings_rows(self) -> list[tuple[str, QWidget]]:
+        return [
+            ("Drafting", self.method),
+            ("Acceptance", self.accept),
+            ("γ (chain)", self.gamma),
+            ("Tree depth", self.tree_depth),
+            ("Tree top-k", self.tree_topk),
+            ("Tree budget", self.tree_budget),
+            ("Temperature", self.temperature),
+            ("New tokens", self.max_new),
+            ("Seed", self.seed),
+        ]
 
     def make_job(self, session: Session) -> Callable[[], Iterator[StepRecord]]:
         target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
@@ -504,13 +483,6 @@ class SpeculativeView(View):
             for s in self.records
         ]
         return header, rows
-
-
-def _spin(lo: int, hi: int, value: int) -> QSpinBox:
-    s = QSpinBox()
-    s.setRange(lo, hi)
-    s.setValue(value)
-    return s
 
 
 def _as_map(ids: np.ndarray | None, probs: np.ndarray | None) -> dict[int, float]:
