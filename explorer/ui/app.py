@@ -91,21 +91,8 @@ def render_view(
     )
     win.select_view(view)
     v = win.views[view]
-    for key, value in (settings or {}).items():
-        widget = getattr(v, key)
-        if hasattr(widget, "setCurrentText"):
-            widget.setCurrentText(str(value))
-        elif hasattr(widget, "setChecked") and isinstance(value, bool):
-            widget.setChecked(value)
-        else:
-            widget.setValue(value)
-    win._update_status()
-    v.clear()
-    win.player.reset()
-    win._job_view = v
-    for record in v.make_job(session)():
-        win._on_record(record)
-    win._on_finished()  # as when a worker finishes: render the newest step now
+    v.apply_settings(settings or {})
+    win.run_view_blocking()
     if step is not None:
         win.player.go(step)
     win.resize(*size)

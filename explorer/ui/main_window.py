@@ -350,6 +350,17 @@ class MainWindow(QMainWindow):
         self.progress_label.setText(f"running {view.name}…")
         self.worker.start(job)
 
+    def run_view_blocking(self) -> None:
+        """Run the active view's job on this thread, start to end (headless rendering; the GUI uses run_view)."""
+        view = self.active_view
+        self._update_status()
+        view.clear()
+        self.player.reset()
+        self._job_view = view
+        for record in view.make_job(self.session)():
+            self._on_record(record)
+        self._on_finished()  # as when a worker finishes: render the newest step now
+
     def _models_changed(self) -> bool:
         s = self.session
         loaded_dtype = str(s.target.dtype).removeprefix("torch.")

@@ -8,6 +8,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtWidgets import QFormLayout, QSpinBox, QWidget
 
+from ...errors import ExplorerError
 from ...session import Session
 from ..theme import Theme
 
@@ -57,6 +58,19 @@ class View(QWidget):
         raise NotImplementedError
 
     # ---- shared behaviour
+    def apply_settings(self, values: dict[str, Any]) -> None:
+        """Set controls by attribute name (scripts, screenshots, tours): spin boxes, combo boxes, check boxes."""
+        for key, value in values.items():
+            widget = getattr(self, key, None)
+            if widget is None:
+                raise ExplorerError(f"view {self.name!r} has no setting {key!r}")
+            if hasattr(widget, "setCurrentText"):
+                widget.setCurrentText(str(value))
+            elif hasattr(widget, "setChecked") and isinstance(value, bool):
+                widget.setChecked(value)
+            else:
+                widget.setValue(value)
+
     def clear(self) -> None:
         self.records = []
         self.current = -1
