@@ -23,7 +23,6 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPe
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QGraphicsPathItem,
     QLabel,
     QSpinBox,
@@ -250,7 +249,6 @@ class AttentionView(View):
         lay.addWidget(split, 1)
 
         # -- settings: what to trace (needs Run) and how to show it (immediate)
-        self._settings: QWidget | None = None
         self.layer = QSpinBox()
         self.layer.setRange(0, 255)
         self.layer.setValue(DEFAULT_LAYER)
@@ -284,24 +282,20 @@ class AttentionView(View):
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
-    def settings_widget(self) -> QWidget:
-        if self._settings is None:
-            w = QWidget()
-            form = QFormLayout(w)
-            form.setContentsMargins(0, 0, 0, 0)
-            form.addRow("Layer", self.layer)
-            form.addRow("Head", self.head)
-            form.addRow("Block M", self.block_m)
-            form.addRow("Block N", self.block_n)
-            form.addRow("", self.causal)
-            form.addRow("Dtype", self.dtype)
-            form.addRow("Kernel", self.backend)
-            form.addRow("Length", self.length)
-            form.addRow("m units", self.units)
-            form.addRow("", self.fa4)
-            form.addRow("", self.unsafe)
-            self._settings = w
-        return self._settings
+    def settings_rows(self) -> list[tuple[str, QWidget]]:
+        return [
+            ("Layer", self.layer),
+            ("Head", self.head),
+            ("Block M", self.block_m),
+            ("Block N", self.block_n),
+            ("", self.causal),
+            ("Dtype", self.dtype),
+            ("Kernel", self.backend),
+            ("Length", self.length),
+            ("m units", self.units),
+            ("", self.fa4),
+            ("", self.unsafe),
+        ]
 
     def make_job(self, session: Session) -> Callable[[], Iterator[TileStep]]:
         lm, prompt_ids = session.target, session.prompt_ids()

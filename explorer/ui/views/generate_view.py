@@ -12,7 +12,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
-    QFormLayout,
     QLabel,
     QSpinBox,
     QSplitter,
@@ -97,7 +96,6 @@ class GenerateView(View):
         lay.addWidget(self.header)
         lay.addWidget(split, 1)
 
-        self._settings: QWidget | None = None
         self.temperature = QDoubleSpinBox()
         self.temperature.setRange(0.0, 5.0)
         self.temperature.setSingleStep(0.1)
@@ -113,17 +111,13 @@ class GenerateView(View):
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
-    def settings_widget(self) -> QWidget:
-        if self._settings is None:
-            w = QWidget()
-            form = QFormLayout(w)
-            form.setContentsMargins(0, 0, 0, 0)
-            form.addRow("Temperature", self.temperature)
-            form.addRow("Top-k", self.top_k)
-            form.addRow("New tokens", self.max_new)
-            form.addRow("Seed", self.seed)
-            self._settings = w
-        return self._settings
+    def settings_rows(self) -> list[tuple[str, QWidget]]:
+        return [
+            ("Temperature", self.temperature),
+            ("Top-k", self.top_k),
+            ("New tokens", self.max_new),
+            ("Seed", self.seed),
+        ]
 
     def make_job(self, session: Session) -> Callable[[], Iterator[GenerateRecord]]:
         lm, prompt_ids = session.target, session.prompt_ids()
@@ -157,7 +151,11 @@ class GenerateView(View):
         for curve in (self.entropy_curve.curve, self.chosen_curve):
             curve.setSegmentedLineMode("on")  # thick lines as segments: far cheaper to paint than one long path
         self.step_line.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
-        self.trend_plot.getPlotItem().legend.setLabelTextColor(theme.text)
+        legend = self.trend_plot.getPlotItem().legend
+        legend.setLabelTextColor(theme.text)
+        backdrop = pg.mkColor(theme.base)
+        backdrop.setAlpha(220)
+        legend.setBrush(pg.mkBrush(backdrop))  # readable over the curves it covers
         for t in self.bar_texts:
             t.setColor(theme.text)
         super().set_theme(theme)
