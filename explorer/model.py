@@ -377,6 +377,7 @@ class CausalLM(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+        self.fused = False  # see fuse_for_inference
 
     def fuse_for_inference(self) -> CausalLM:
         """Fuse q/k/v and gate/up projections (call once, after the weights are on their final device); from then
@@ -384,6 +385,7 @@ class CausalLM(nn.Module):
         for layer in self.model.layers:
             layer.self_attn.fuse()
             layer.mlp.fuse()
+        self.fused = True
         return self
 
     def new_cache(self, max_len: int | None = None, batch: int = 1) -> KVCache:
@@ -419,7 +421,7 @@ class CausalLM(nn.Module):
         if last_only:
             x = x[:, -1:]
         x = self.model.norm(x)
-        if self.model.layers and self.model.layers[0].self_attn.qkv is not None:
+        if self.fused:
             return inference_linear(x, self.lm_head.weight)
         return self.lm_head(x)
 

@@ -23,8 +23,9 @@ class Session:
     target: LoadedModel | None = None
     draft: LoadedModel | None = None
 
-    def load(self) -> None:
-        """Load (or reload) the target and, if one is named, the draft; refuses a draft with another tokenizer."""
+    def load_pair(self) -> tuple[LoadedModel, LoadedModel | None]:
+        """Load the target and, if one is named, the draft with the chosen attention backend, without touching
+        this session (safe in a worker thread); refuses a draft with another tokenizer."""
         target = load_model(self.target_dir, dtype=self.dtype, device=self.device)
         use_backend(target.model, self.attention_backend)
         draft = None
@@ -32,7 +33,11 @@ class Session:
             draft = load_model(self.draft_dir, dtype=self.dtype, device=self.device)
             check_same_tokenizer(target, draft)
             use_backend(draft.model, self.attention_backend)
-        self.target, self.draft = target, draft
+        return target, draft
+
+    def load(self) -> None:
+        """Load (or reload) the target and the draft into this session."""
+        self.target, self.draft = self.load_pair()
 
     def prompt_ids(self) -> list[int]:
         if self.target is None:

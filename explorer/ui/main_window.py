@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..attention import available_backends, describe_backend, use_backend
-from ..checkpoint import DTYPES, default_dtype, load_model
-from ..session import Session, check_same_tokenizer
+from ..checkpoint import DTYPES, default_dtype
+from ..session import Session
 from .player import Player
 from .theme import THEMES, apply_theme, set_font_scale
 from .views import VIEWS
@@ -281,27 +282,14 @@ class MainWindow(QMainWindow):
     def load_models(self, then_run: bool = False) -> None:
         """Load target (and draft) in the worker; the GUI keeps running. Optionally run the view afterwards."""
         self._sync_session_from_panel()
-        s = self.session
-        target_dir, draft_dir, dtype, device, backend = (
-            s.target_dir,
-            s.draft_dir,
-            s.dtype,
-            s.device,
-            s.attention_backend,
-        )
+        wanted = replace(self.session, target=None, draft=None)  # a snapshot: the panel may change meanwhile
 
         def job():
-            target = load_model(target_dir, dtype=dtype, device=device)
-            use_backend(target.model, backend)
-            draft = None
-            if draft_dir is not None:
-                draft = load_model(draft_dir, dtype=dtype, device=device)
-                check_same_tokenizer(target, draft)
-                use_backend(draft.model, backend)
-            yield ModelsLoaded(target, draft)
+            yield ModelsLoaded(*wanted.load_pair())
 
         self._pending_run = then_run
         self._job_view = None
+        target_dir, draft_dir = wanted.target_dir, wanted.draft_dir
         self.progress_label.setText(f"loading {target_dir.name}" + (f" + {draft_dir.name}" if draft_dir else "") + "…")
         self.worker.start(job)
 
