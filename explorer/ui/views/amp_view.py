@@ -33,7 +33,7 @@ from ...amp import (
 )
 from ...session import Session
 from ..theme import Theme
-from .base import View, spin_box, static_plot
+from .base import View, font_plot, spin_box, static_plot, theme_plot
 
 # log2|g| edges of the FP16 bands: flushed below 2^-25 (rounds to 0), subnormal [2^-24, 2^-14), normal up to 65504
 BAND_SPANS = (("flushed to 0", HIST_MIN - 1, -25, "#9aa1ab"), ("subnormal", -24, -14, "#f2c14e"),
@@ -188,11 +188,7 @@ class AmpView(View):
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
         for plot in (self.hist_plot, self.scale_plot, self.over_plot, self.flush_plot):
-            plot.setBackground(theme.base)
-            for axis in ("left", "bottom", "right"):
-                plot.getAxis(axis).setPen(theme.muted)
-                plot.getAxis(axis).setTextPen(theme.text)
-            plot.setTitle(plot.property("title"), color=theme.text)
+            theme_plot(plot, theme)
         self.unscaled_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.scaled_curve.setPen(pg.mkPen(theme.accent, width=2))
         self.scale_curve.setPen(pg.mkPen(theme.bar, width=2))
@@ -215,9 +211,7 @@ class AmpView(View):
 
     def apply_font(self, font: QFont) -> None:
         for plot in (self.hist_plot, self.scale_plot, self.over_plot, self.flush_plot):
-            for axis in ("left", "bottom", "right"):
-                plot.getAxis(axis).setStyle(tickFont=font)
-                plot.getAxis(axis).label.setFont(font)
+            font_plot(plot, font)
         self.show_step(self.current)
 
     def _arrays(self, r: StepRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from ...attention_walk import LOG2E, AttentionWalk, TileStep, attention_walk
 from ...session import Session
 from ...text import visible_token
 from ..theme import Theme
-from .base import View
+from .base import View, theme_plot
 
 TOKEN_LABEL_MIN_PX = 1.15  # token texts on the query axis when a row is at least this many font heights tall
 DEFAULT_LAYER, DEFAULT_HEAD = 3, 1  # on the demo target: sharp scores, big jumps of the running max
@@ -340,12 +340,7 @@ class AttentionView(View):
         pal[OVERFLOW] = _rgba("#ff4df5" if dark else "#d400c8")  # magenta: apart from the accent and viridis
         self._palette = pal
         for plot in self.plots:
-            plot.setBackground(theme.base)
-            for axis in ("left", "bottom"):
-                ax = plot.getAxis(axis)
-                ax.setPen(theme.muted)
-                ax.setTextPen(theme.text)
-            plot.getPlotItem().titleLabel.setAttr("color", theme.text)
+            theme_plot(plot, theme)
         self.colorbar.axis.setPen(theme.muted)
         self.colorbar.axis.setTextPen(theme.text)
         self.colorbar.axis.setLabel("score s", color=theme.text)

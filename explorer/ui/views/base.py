@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyqtgraph as pg
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QFormLayout, QSpinBox, QWidget
 
 from ...errors import ExplorerError
@@ -102,6 +103,27 @@ def static_plot(parent: QWidget, title: str, bottom: str | None = None) -> pg.Pl
     for axis in ("left", "bottom"):
         plot.getAxis(axis).enableAutoSIPrefix(False)
     return plot
+
+
+def theme_plot(plot: pg.PlotWidget, theme: Theme) -> None:
+    """Background, axes and title in the theme's colours."""
+    plot.setBackground(theme.base)
+    for axis in ("left", "bottom", "right"):
+        ax = plot.getAxis(axis)
+        ax.setPen(theme.muted)
+        ax.setTextPen(theme.text)
+    title = plot.property("title")
+    if title:
+        plot.setTitle(title, color=theme.text)
+    else:
+        plot.getPlotItem().titleLabel.setAttr("color", theme.text)
+
+
+def font_plot(plot: pg.PlotWidget, font: QFont) -> None:
+    """Plots do not inherit the application font: push it to the ticks and axis labels."""
+    for axis in ("left", "bottom", "right"):
+        plot.getAxis(axis).setStyle(tickFont=font)
+        plot.getAxis(axis).label.setFont(font)
 
 
 def spin_box(lo: int, hi: int, value: int) -> QSpinBox:

@@ -24,7 +24,7 @@ from ...generate import GenerateRecord, generate_records
 from ...session import Session
 from ...text import visible_token
 from ..theme import Theme
-from .base import View
+from .base import View, theme_plot
 
 SHOW_TOP = 10
 
@@ -140,12 +140,7 @@ class GenerateView(View):
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
         for plot in (self.bars_plot, self.trend_plot):
-            plot.setBackground(theme.base)
-            for axis in ("left", "bottom", "right"):
-                ax = plot.getAxis(axis)
-                ax.setPen(theme.muted)
-                ax.setTextPen(theme.text)
-            plot.getPlotItem().titleLabel.setAttr("color", theme.text)
+            theme_plot(plot, theme)
         self.entropy_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.chosen_curve.setPen(pg.mkPen(theme.accent, width=2))
         for curve in (self.entropy_curve.curve, self.chosen_curve):

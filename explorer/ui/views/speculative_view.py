@@ -27,7 +27,7 @@ from ...session import Session
 from ...speculative import SpecOptions, StepRecord, speculate, theoretical_speedup
 from ...text import visible_token
 from ..theme import Theme
-from .base import View, spin_box, static_plot
+from .base import View, font_plot, spin_box, static_plot, theme_plot
 
 ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
 
@@ -190,11 +190,7 @@ class SpeculativeView(View):
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
         for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
-            plot.setBackground(theme.base)
-            for axis in ("left", "bottom"):
-                plot.getAxis(axis).setPen(theme.muted)
-                plot.getAxis(axis).setTextPen(theme.text)
-            plot.setTitle(plot.property("title"), color=theme.text)
+            theme_plot(plot, theme)
         self.edges.setPen(pg.mkPen(theme.muted, width=1.5))
         self.hist_bars.setOpts(brush=theme.bar, pen=None)
         self.pos_bars.setOpts(brush=theme.bar, pen=None)
@@ -211,9 +207,7 @@ class SpeculativeView(View):
         mono.setPointSizeF(font.pointSizeF() * 1.1)
         self.text.setFont(mono)
         for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
-            for axis in ("left", "bottom"):
-                plot.getAxis(axis).setStyle(tickFont=font)
-                plot.getAxis(axis).label.setFont(font)
+            font_plot(plot, font)
         self.show_step(self.current)
 
     def render(self, r: StepRecord | None) -> None:
