@@ -26,7 +26,10 @@ same temperature / top-k):
 - ``typical`` (Medusa; NOT lossless): accept the first child x with p(x) > min(ε, δ·exp(−H(p))) (ε = 0.09,
   δ = 0.3); the token after the accepted path is then the argmax of p (temperature 0) or a sample from p.
 
-Invariant between steps: both caches hold the context minus its last token (the next step's root), slot = position.
+Invariant between steps: the target cache holds the context minus its last token (the next step's root), slot =
+position; the draft cache holds a prefix of that. What the draft lacks (after a fully accepted chain: the last draft
+token, which it never saw as input) is fed together with the next root in that step's first draft forward, so the
+catch-up costs no extra forward (gpt-fast spends one).
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class StepRecord:
     target_slots_verified: int  # target cache length right after the verification forward
     target_slots_kept: list[int]  # slots >= context_len - 1 kept (compacted to the front, in order)
     draft_slots_kept: list[int]
-    draft_calls: int  # draft forwards (incl. the cache sync)
+    draft_calls: int  # draft forwards (the first also feeds whatever the draft cache lacked)
     draft_seconds: float
     verify_seconds: float
 
@@ -461,10 +464,6 @@ class Speculator:
                 fed_path = [fed[n] for n in in_cache if n in fed]
                 d_kept = [L] + fed_path
                 _compact(self.dcache, L, d_kept)
-            missing = self.context[self.dcache.length : -1]
-            if missing:  # e.g. the last draft token after a fully accepted chain (as gpt-fast does)
-                self.draft.model(torch.tensor([missing], device=self.draft.device), cache=self.dcache, last_only=True)
-                calls += 1
         t3 = time.perf_counter()
 
         record = StepRecord(

@@ -3,28 +3,10 @@
 import pytest
 import torch
 
-from explorer.model import CausalLM, ModelConfig
-
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        model_type="llama",
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=16,
-        rope_scaling={"rope_type": "default"},
-        max_position_embeddings=128,
-    )
-    m = CausalLM(cfg)
-    for p in m.parameters():
-        p.data.normal_(0, 0.2)
-    return m.eval()
+def model(tiny_model):
+    return tiny_model
 
 
 def greedy_without_cache(model, ids, n):

@@ -12,7 +12,6 @@ import torch
 
 from explorer.attention import BACKENDS, available_backends
 from explorer.kernels import attention_trace, flash_attention, runs_interpreted, tiled_attention, triton_available
-from explorer.model import CausalLM, ModelConfig
 
 needs_triton = pytest.mark.skipif(not triton_available(), reason="triton is not importable")
 IMPLS = [
@@ -264,24 +263,8 @@ def test_imports_without_triton():
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        model_type="llama",
-        vocab_size=97,
-        hidden_size=64,
-        intermediate_size=128,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=16,
-        rope_scaling={"rope_type": "default"},
-        max_position_embeddings=128,
-    )
-    m = CausalLM(cfg)
-    for p in m.parameters():
-        p.data.normal_(0, 0.2)
-    return m.eval()
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.mark.parametrize("name", [pytest.param("triton", marks=needs_triton), "torch-tiled"])

@@ -120,10 +120,11 @@ def test_caches_equal_fresh_prefill_after_each_step(random_pair, opt):
             for lm, cache in ((target, spec.tcache), (draft, spec.dcache)):
                 if cache is None or spec.done:
                     continue
-                assert cache.length == len(text)
-                k, v = fresh_kv(lm, text)
-                torch.testing.assert_close(cache.k[:, :, :, : len(text)], k, atol=1e-5, rtol=0)
-                torch.testing.assert_close(cache.v[:, :, :, : len(text)], v, atol=1e-5, rtol=0)
+                # The target holds all of it; the draft may lag by the one token it catches up on next step.
+                assert cache.length == len(text) if lm is target else len(text) - 1 <= cache.length <= len(text)
+                k, v = fresh_kv(lm, text[: cache.length])
+                torch.testing.assert_close(cache.k[:, :, :, : cache.length], k, atol=1e-5, rtol=0)
+                torch.testing.assert_close(cache.v[:, :, :, : cache.length], v, atol=1e-5, rtol=0)
 
 
 def chi2_pvalue(counts: np.ndarray, probs: np.ndarray) -> float:
