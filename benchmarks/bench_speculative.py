@@ -85,6 +85,7 @@ def main() -> None:
     tokens = {k: 0 for k in runners}
     identical = {k: True for k in runners}
     accepted = {k: [] for k in CONFIGS}
+    step_seconds = {k: [0.0, 0] for k in CONFIGS}  # seconds and steps of the stats runs
     prompts = held_out_prompts()
     for prompt in prompts:
         ids = target.encode(prompt)
@@ -95,6 +96,8 @@ def main() -> None:
         for name, opt in CONFIGS.items():
             stats = run_speculation(target, draft, ids, n, opt, compare=False).stats
             accepted[name].append(stats["mean_accepted_with_bonus"])
+            step_seconds[name][0] += stats["seconds"]
+            step_seconds[name][1] += stats["steps"]
         for _ in range(args.repeats):
             for name, fn in runners.items():
                 t0 = time.perf_counter()
@@ -125,6 +128,41 @@ def main() -> None:
         f"best chain/tree: {best / base:.2f}x target-only (required >= 1.6x), "
         f"{best / hf:.2f}x transformers assisted (required >= 1.2x)"
     )
+    print_cost_model(CONFIGS, accepted, step_seconds, 1000 * seconds["target-only"] / tokens["target-only"])
+
+
+def tokens_per_step(alpha: float, depth: int) -> float:
+    return depth + 1 if alpha >= 1 else (1 - alpha ** (depth + 1)) / (1 - alpha)
+
+
+def alpha_for(tokens: float, depth: int) -> float:
+    """The per-position acceptance α that gives ``tokens`` per step with ``depth`` drafts (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if tokens_per_step(mid, depth) < tokens else (lo, mid)
+    return lo
+
+
+def print_cost_model(configs, accepted, step_seconds, target_ms: float, goal: float = 1.6) -> None:
+    """Why a configuration is as fast as it is: a step costs (almost) the same whatever is accepted, so
+    speedup = tokens per step × target ms per token / ms per step; from that, the tokens per step — and the
+    per-position acceptance α of a chain — that the goal needs at the measured costs."""
+    print()
+    print(f"cost model (target-only: {target_ms:.2f} ms/token)")
+    print()
+    print(f"| method | ms/step | tokens/step | α (equivalent chain) | tokens/step for {goal}x | α needed |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, opt in configs.items():
+        secs, steps = step_seconds[name]
+        if not steps or opt.method == "lookup":
+            continue
+        step_ms = 1000 * secs / steps
+        have = statistics.mean(accepted[name])
+        need = goal * step_ms / target_ms
+        depth = opt.depth
+        needed = f"{alpha_for(need, depth):.2f}" if need < depth + 1 else "impossible"
+        print(f"| {name} | {step_ms:.2f} | {have:.2f} | {alpha_for(have, depth):.2f} | {need:.2f} | {needed} |")
 
 
 if __name__ == "__main__":
