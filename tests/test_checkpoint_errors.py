@@ -46,9 +46,17 @@ def build_tokenizer(path: Path) -> Tokenizer:
 
 def build_model_dir(path: Path, max_position_embeddings: int) -> Path:
     config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=max_position_embeddings, tie_word_embeddings=False,
-        bos_token_id=None, eos_token_id=0, pad_token_id=0,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
     transformers.LlamaForCausalLM(config).save_pretrained(path)
@@ -195,7 +203,10 @@ def unsupported_architecture(d: Path):
 def yarn_rope(d: Path):
     def edit(raw):
         raw["rope_parameters"] = {
-            "rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 16
+            "rope_type": "yarn",
+            "rope_theta": 10000.0,
+            "factor": 4.0,
+            "original_max_position_embeddings": 16,
         }
 
     edit_config(d, edit)
@@ -225,9 +236,23 @@ def wrong_shape(d: Path):
 
 
 CASES = [
-    missing_directory, file_not_directory, missing_config, config_not_json, config_not_object, config_missing_key,
-    missing_tokenizer, tokenizer_not_json, tokenizer_wrong_schema, truncated_weights, garbage_weights,
-    missing_shard, pickle_only, unsupported_architecture, yarn_rope, yarn_rope_legacy_spelling, missing_weight,
+    missing_directory,
+    file_not_directory,
+    missing_config,
+    config_not_json,
+    config_not_object,
+    config_missing_key,
+    missing_tokenizer,
+    tokenizer_not_json,
+    tokenizer_wrong_schema,
+    truncated_weights,
+    garbage_weights,
+    missing_shard,
+    pickle_only,
+    unsupported_architecture,
+    yarn_rope,
+    yarn_rope_legacy_spelling,
+    missing_weight,
     wrong_shape,
 ]
 
@@ -270,8 +295,9 @@ def test_cli_reports_one_line_and_exits_2(broken):
 def test_base_dir_loads_and_generates(base_dir):
     lm = load_model(base_dir, dtype="float32", device="cpu", tokenizer=True)
     assert lm.eos_token_ids == (0,)
-    proc = run_cli("generate", "--model", str(base_dir), "--prompt", "x", "--device", "cpu", "--max-new-tokens", "4",
-                   "--json")
+    proc = run_cli(
+        "generate", "--model", str(base_dir), "--prompt", "x", "--device", "cpu", "--max-new-tokens", "4", "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     result = json.loads(proc.stdout)
@@ -301,8 +327,17 @@ def test_cli_prompt_plus_new_tokens_longer_than_context(short_context_dir):
     prompt = "hello world " * 5
     n = len(lm.encode(prompt))
     assert n < 32
-    proc = run_cli("generate", "--model", str(short_context_dir), "--prompt", prompt, "--device", "cpu",
-                   "--max-new-tokens", str(32 - n + 1))
+    proc = run_cli(
+        "generate",
+        "--model",
+        str(short_context_dir),
+        "--prompt",
+        prompt,
+        "--device",
+        "cpu",
+        "--max-new-tokens",
+        str(32 - n + 1),
+    )
     assert_one_line_error(proc, "context")
 
 

@@ -57,29 +57,46 @@ COMMON = dict(
 # name -> (config class, model class, config kwargs, options)
 CASES: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "llama3-rope": (
-        "LlamaConfig", "LlamaForCausalLM", dict(rope_parameters=LLAMA3_ROPE, tie_word_embeddings=False), {},
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(rope_parameters=LLAMA3_ROPE, tie_word_embeddings=False),
+        {},
     ),
     "llama-linear-rope": (
-        "LlamaConfig", "LlamaForCausalLM", dict(rope_parameters=LINEAR_ROPE, tie_word_embeddings=False), {},
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(rope_parameters=LINEAR_ROPE, tie_word_embeddings=False),
+        {},
     ),
     "qwen2-bias-tied": ("Qwen2Config", "Qwen2ForCausalLM", dict(tie_word_embeddings=True), {}),
     "qwen3-qknorm-head_dim": (
-        "Qwen3Config", "Qwen3ForCausalLM", dict(num_attention_heads=4, head_dim=32, tie_word_embeddings=False), {},
+        "Qwen3Config",
+        "Qwen3ForCausalLM",
+        dict(num_attention_heads=4, head_dim=32, tie_word_embeddings=False),
+        {},
     ),
     "mistral-sliding-window": (
-        "MistralConfig", "MistralForCausalLM", dict(sliding_window=8, tie_word_embeddings=False),
+        "MistralConfig",
+        "MistralForCausalLM",
+        dict(sliding_window=8, tie_word_embeddings=False),
         {"attn_implementation": "eager"},
     ),
     "llama3-sharded": (
-        "LlamaConfig", "LlamaForCausalLM", dict(rope_parameters=LLAMA3_ROPE, tie_word_embeddings=False),
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(rope_parameters=LLAMA3_ROPE, tie_word_embeddings=False),
         {"max_shard_size": "20KB"},
     ),
     "llama3-legacy-config": (
-        "LlamaConfig", "LlamaForCausalLM", dict(rope_parameters=LLAMA3_ROPE, tie_word_embeddings=False),
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(rope_parameters=LLAMA3_ROPE, tie_word_embeddings=False),
         {"legacy_config": True},
     ),
     "llama-linear-legacy-config": (
-        "LlamaConfig", "LlamaForCausalLM", dict(rope_parameters=LINEAR_ROPE, tie_word_embeddings=False),
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(rope_parameters=LINEAR_ROPE, tie_word_embeddings=False),
         {"legacy_config": True},
     ),
 }
@@ -197,8 +214,9 @@ def test_kv_cache_logits_match(ckpt: Checkpoint):
     assert diff <= ATOL, f"{ckpt.name}: max abs diff {diff}"
 
 
-@pytest.mark.parametrize("name", ["llama3-rope", "llama-linear-rope", "qwen2-bias-tied", "qwen3-qknorm-head_dim",
-                                  "mistral-sliding-window"])
+@pytest.mark.parametrize(
+    "name", ["llama3-rope", "llama-linear-rope", "qwen2-bias-tied", "qwen3-qknorm-head_dim", "mistral-sliding-window"]
+)
 def test_greedy_generation_matches_transformers(name, checkpoints, tmp_path_factory):
     ck = get_checkpoint(checkpoints, tmp_path_factory, name)
     lm = load_ours(ck.path)
@@ -209,10 +227,14 @@ def test_greedy_generation_matches_transformers(name, checkpoints, tmp_path_fact
     hf.generation_config.pad_token_id = 0
     with torch.no_grad():
         out = hf.generate(
-            prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=NEW_TOKENS,
-            eos_token_id=None, pad_token_id=0,
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=False,
+            max_new_tokens=NEW_TOKENS,
+            eos_token_id=None,
+            pad_token_id=0,
         )
-    expected = out[0, prompt.shape[1]:].tolist()
+    expected = out[0, prompt.shape[1] :].tolist()
     assert len(expected) == NEW_TOKENS, "transformers stopped early"
     ours = generate(lm, prompt[0].tolist(), NEW_TOKENS, stop_at_eos=False)
     assert ours == expected

@@ -17,7 +17,10 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDockWidget,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -38,8 +41,12 @@ from PySide6.QtWidgets import (
 
 from ..attention import available_backends, describe_backend, use_backend
 from ..checkpoint import DTYPES, default_dtype
+from ..errors import ExplorerError
 from ..session import Session
+from ..tour import DEFAULT_CAPTION
+from ..video import parse_size
 from .player import Player
+from .recorder import GuiRecording
 from .theme import THEMES, apply_theme, set_font_scale
 from .views import VIEWS
 from .worker import Worker, reserve_gui_core
@@ -69,6 +76,7 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self._job_view = None
         self._pending_run = False
+        self.recording: GuiRecording | None = None
 
         reserve_gui_core()
         self.worker = Worker(self)
@@ -199,7 +207,18 @@ class MainWindow(QMainWindow):
     def _build_status(self) -> None:
         self.status_models = QLabel()
         self.status_device = QLabel()
+        self.status_rec = QLabel()  # "● REC n/N" while a recording runs
+        self.status_rec.setStyleSheet("color: #d62828; font-weight: bold")
+        self.status_rec.setVisible(False)
+        self.rec_stop = QToolButton()
+        self.rec_stop.setText("■ Stop")
+        self.rec_stop.setToolTip("Stop recording (the partial video is deleted)")
+        self.rec_stop.setAutoRaise(True)
+        self.rec_stop.clicked.connect(self.stop_recording)
+        self.rec_stop.setVisible(False)
         self.statusBar().addWidget(self.status_models, 1)
+        self.statusBar().addPermanentWidget(self.status_rec)
+        self.statusBar().addPermanentWidget(self.rec_stop)
         self.statusBar().addPermanentWidget(self.status_device)
         self.statusBar().setSizeGripEnabled(False)
         self.status_device.setContentsMargins(0, 0, 10, 0)
@@ -215,6 +234,9 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         file.addAction("Export view as PNG…", QKeySequence("Ctrl+E"), self._export_png_dialog)
         file.addAction("Export data (JSON/CSV)…", QKeySequence("Ctrl+Shift+E"), self._export_data_dialog)
+        self.record_action = file.addAction("Record view…", QKeySequence("Ctrl+Shift+R"), self._record_dialog)
+        self.stop_record_action = file.addAction("Stop recording", self.stop_recording)
+        self.stop_record_action.setEnabled(False)
         file.addSeparator()
         file.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
 
@@ -513,6 +535,76 @@ class MainWindow(QMainWindow):
         if path:
             self._guard(lambda: self.export_data(path))
 
+    # ------------------------------------------------------------------ recording
+    def start_recording(
+        self,
+        path: str | Path,
+        size: tuple[int, int] = (1280, 720),
+        fps: float = 30.0,
+        seconds_per_step: float = 1.0,
+        from_current: bool = False,
+        caption: str | None = None,
+    ) -> GuiRecording:
+        """Record the active view's steps (all, or from the current one) to ``path`` (MP4, GIF or a directory of
+        PNGs) at exactly ``size``, offscreen, while the window keeps running; raises ExplorerError on bad input."""
+        if self.recording is not None and self.recording.running:
+            raise ExplorerError("a recording is already running: stop it first")
+        view = self.active_view
+        first = max(view.current, 0) if from_current else 0
+        rec = GuiRecording(view, path, size, fps, seconds_per_step, first, caption, self.session, parent=self)
+        rec.progress.connect(self._on_record_progress)
+        rec.finished.connect(self._on_record_finished)
+        rec.failed.connect(self._on_record_failed)
+        self.recording = rec
+        self.record_action.setEnabled(False)
+        self.stop_record_action.setEnabled(True)
+        self.status_rec.setVisible(True)
+        self.rec_stop.setVisible(True)
+        self._on_record_progress(0, rec.total)
+        rec.start()
+        return rec
+
+    def stop_recording(self) -> None:
+        if self.recording is not None:
+            self.recording.cancel()
+
+    def _on_record_progress(self, done: int, total: int) -> None:
+        self.status_rec.setText(f"● REC {done}/{total}")
+
+    def _record_ended(self) -> None:
+        self.status_rec.setVisible(False)
+        self.rec_stop.setVisible(False)
+        self.record_action.setEnabled(True)
+        self.stop_record_action.setEnabled(False)
+        if self.recording is not None:
+            self.recording.deleteLater()
+        self.recording = None
+
+    def _on_record_finished(self, path: str) -> None:
+        total = self.recording.total if self.recording is not None else 0
+        self._record_ended()
+        self.progress_label.setText(f"recorded {total} frames to {path}")
+        self.statusBar().showMessage(f"recorded {total} frames to {path}", 8000)
+
+    def _on_record_failed(self, message: str) -> None:
+        self._record_ended()
+        self.progress_label.setText(message)
+        if message != "recording cancelled":
+            self._show_error(f"recording failed: {message}")
+
+    def _record_dialog(self) -> None:
+        view = self.active_view
+        if not view.records:
+            self._show_error(f"the {view.name} view has no steps to record yet: press Run first")
+            return
+        dialog = RecordDialog(self, f"{view.name}.mp4", 0 < view.current < len(view.records) - 1)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        try:
+            self.start_recording(**dialog.values())
+        except (ExplorerError, OSError) as exc:
+            self._show_error(str(exc))
+
     def _guard(self, fn) -> None:
         try:
             fn()
@@ -520,8 +612,89 @@ class MainWindow(QMainWindow):
             self._show_error(f"export failed: {exc}")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.stop_recording()
         self.worker.cancel_and_wait(5000)
         super().closeEvent(event)
+
+
+class RecordDialog(QDialog):
+    """Where and how to record the active view: file (MP4, GIF, or a directory for PNGs), size, fps, pace."""
+
+    SIZES = ("1280x720", "1920x1080", "3840x2160")
+
+    def __init__(self, parent: QWidget, default_name: str, has_current: bool):
+        super().__init__(parent)
+        self.setWindowTitle("Record view")
+        form = QFormLayout(self)
+        self.path = QLineEdit(str(Path.cwd() / default_name))
+        browse = QToolButton()
+        browse.setText("…")
+        browse.clicked.connect(self._browse)
+        row = QWidget()
+        h = QHBoxLayout(row)
+        h.setContentsMargins(0, 0, 0, 0)
+        h.addWidget(self.path, 1)
+        h.addWidget(browse)
+        form.addRow("File", row)
+        form.addRow("", QLabel("FILE.mp4 (H.264), FILE.gif (loops), or a directory for numbered PNGs"))
+        self.size = QComboBox()
+        self.size.setEditable(True)
+        self.size.addItems(self.SIZES)
+        form.addRow("Size", self.size)
+        self.fps = QDoubleSpinBox()
+        self.fps.setRange(1, 120)
+        self.fps.setDecimals(2)
+        self.fps.setValue(30)
+        form.addRow("Frames per second", self.fps)
+        self.pace = QDoubleSpinBox()
+        self.pace.setRange(0.05, 60)
+        self.pace.setValue(1.0)
+        self.pace.setSuffix(" s per step")
+        form.addRow("Pace", self.pace)
+        self.start = QComboBox()
+        self.start.addItems(["all steps", "from the current step"])
+        self.start.setCurrentIndex(1 if has_current else 0)
+        form.addRow("Steps", self.start)
+        self.caption = QLineEdit(DEFAULT_CAPTION)
+        self.caption.setToolTip("{step}, {steps}, {title}, {models} and the view's live fields; empty: no caption")
+        form.addRow("Caption", self.caption)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Record")
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.error = QLabel("")
+        self.error.setStyleSheet("color: #d62828")
+        self.error.setWordWrap(True)
+        form.addRow(self.error)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Record to", self.path.text(), "MP4 video (*.mp4);;GIF (*.gif);;PNG frames (directory) (*)"
+        )
+        if path:
+            self.path.setText(path)
+
+    def _accept(self) -> None:
+        try:
+            from ..video import output_format
+
+            parse_size(self.size.currentText())
+            output_format(self.path.text())
+        except ExplorerError as exc:
+            self.error.setText(str(exc))
+            return
+        self.accept()
+
+    def values(self) -> dict:
+        return {
+            "path": self.path.text(),
+            "size": parse_size(self.size.currentText()),
+            "fps": self.fps.value(),
+            "seconds_per_step": self.pace.value(),
+            "from_current": self.start.currentIndex() == 1,
+            "caption": self.caption.text(),
+        }
 
 
 def _cuda_available() -> bool:

@@ -34,6 +34,11 @@ BASE_POINT_SIZE = 10.0
 
 def apply_theme(app: QApplication, theme: Theme) -> None:
     app.setStyle("Fusion")
+    app.setPalette(make_palette(theme))
+    pg.setConfigOptions(background=theme.base, foreground=theme.text, antialias=False)
+
+
+def make_palette(theme: Theme) -> QPalette:
     pal = QPalette()
     pal.setColor(QPalette.ColorRole.Window, QColor(theme.window))
     pal.setColor(QPalette.ColorRole.Base, QColor(theme.base))
@@ -49,8 +54,7 @@ def apply_theme(app: QApplication, theme: Theme) -> None:
     pal.setColor(QPalette.ColorRole.HighlightedText, QColor(theme.accent_text))
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(theme.muted))
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(theme.muted))
-    app.setPalette(pal)
-    pg.setConfigOptions(background=theme.base, foreground=theme.text, antialias=False)
+    return pal
 
 
 def set_font_scale(app: QApplication, scale: float) -> None:

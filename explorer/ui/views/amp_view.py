@@ -43,6 +43,7 @@ BAND_SPANS = (("flushed to 0", HIST_MIN - 1, -25, "#9aa1ab"), ("subnormal", -24,
 class AmpView(View):
     name = "amp"
     title = "Loss scaling"
+    display_settings = ("grads",)
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(theme, parent)
@@ -130,6 +131,7 @@ class AmpView(View):
         self.spike_factor.setRange(1.0, 1e9)
         self.spike_factor.setDecimals(0)
         self.spike_factor.setValue(1e6)
+        self.seed = spin_box(0, 2**31 - 1, 0)
         self.grads = QComboBox()
         self.grads.addItems(["parameter gradients", "activation gradients"])
         self.grads.currentTextChanged.connect(lambda _: self.show_step(self.current))
@@ -145,6 +147,7 @@ class AmpView(View):
             ("Steps", self.steps),
             ("Spike at step", self.spike_step),
             ("Spike factor", self.spike_factor),
+            ("Seed", self.seed),
             ("Show", self.grads),
         ]
 
@@ -158,6 +161,7 @@ class AmpView(View):
             init_scale=2.0 ** self.init_scale_log2.value(),
             growth_interval=self.growth_interval.value(),
             spike=spike,
+            seed=self.seed.value(),
         )
         settings.check()
         self.meta = {"model": str(lm.path), "settings": dict(settings.__dict__), "stopped": None}
@@ -308,9 +312,28 @@ class AmpView(View):
             f"{f' × {r.loss_factor:g} (spike)' if r.loss_factor != 1 else ''} &nbsp; scale 2^{np.log2(r.scale):.0f} →"
             f" 2^{np.log2(r.next_scale):.0f} &nbsp; <b>{status}</b> {event} &nbsp; growth tracker {r.growth_tracker}"
             f"{first}<br><span style='color:{th.muted}'>flushed to zero: {100 * flushed_un:.2f}% of gradient values"
-            f" without scaling, {100 * flushed_sc:.2f}% with it (Micikevicius et al.) · {r.seconds:.2f} s</span>"
+            f" without scaling, {100 * flushed_sc:.2f}% with it (Micikevicius et al.)"
+            f"{'' if self.deterministic else f' · {r.seconds:.2f} s'}</span>"
             f"{stopped}"
         )
+
+    # ---- tours
+    def caption_fields(self, r: StepRecord) -> dict:
+        unscaled, scaled, _, _ = self._arrays(r)
+        fields = {
+            "loss": r.loss,
+            "scale_log2": int(round(np.log2(r.scale))),
+            "next_scale_log2": int(round(np.log2(r.next_scale))),
+            "status": "overflow → step skipped" if r.skipped else ("overflow" if r.found_inf else "clean"),
+            "event": {"growth": "grow ×2", "backoff": "back off ×½", "stop": "stopped"}.get(r.event or "", "none"),
+            "first_overflow": r.first_overflow or "none",
+            "skipped": sum(x.skipped for x in self.records[: r.step + 1]),
+        }
+        if unscaled is not None:
+            total = max(int(unscaled.sum()), 1)
+            fields["flushed_unscaled"] = 100 * float(unscaled[:, BANDS.index("flushed")].sum()) / total
+            fields["flushed_scaled"] = 100 * float(scaled[:, BANDS.index("flushed")].sum()) / total
+        return fields
 
     # ---- export
     def export_data(self) -> dict:

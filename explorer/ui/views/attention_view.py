@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen, QValidator
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen, QTextDocument, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -58,6 +57,10 @@ class Pow2SpinBox(QSpinBox):
     def setValue(self, value: int) -> None:  # noqa: N802 - Qt name
         value = max(self.minimum(), min(self.maximum(), int(value)))
         super().setValue(1 << round(math.log2(value)))
+
+    def check_value(self, value: int) -> str | None:
+        """Why a tour's value is refused (the arrows and typing snap instead)."""
+        return None if value > 0 and not value & (value - 1) else f"must be a power of two, got {value}"
 
     def validate(self, text: str, pos: int):
         ok, _, _ = super().validate(text, pos)
@@ -105,9 +108,13 @@ def _rgba(color: str, alpha: int = 255) -> tuple[int, int, int, int]:
     return (c.red(), c.green(), c.blue(), alpha)
 
 
-def _plain(rich: str) -> str:
-    """The visible text of a rich-text snippet (to measure it)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", rich))
+def _rich_width(rich: str, font: QFont) -> float:
+    """Width of a rich-text snippet as a label lays it out (glyphs from fallback fonts, sub/superscripts)."""
+    doc = QTextDocument()
+    doc.setDocumentMargin(0)
+    doc.setDefaultFont(font)
+    doc.setHtml(rich)
+    return doc.idealWidth()
 
 
 def _fmt_bytes(n: float) -> str:
@@ -156,6 +163,13 @@ def _plot(parent: QWidget, bottom: str) -> pg.PlotWidget:
 class AttentionView(View):
     name = "attention"
     title = "Attention"
+    display_settings = ("units", "fa4", "unsafe")
+    focus_help = {
+        "select": "a query row i (0-based, as on the score matrix's axis): drawn bold in the m, l and distance "
+        "plots while the walk is in its Q block (else the row that rescaled most)",
+        "zoom": '"tile" (the current tile and half a tile around it), "block" (the current Q block\'s band of '
+        'rows up to its last visited key) or "all" (the whole matrix), following the walk step by step',
+    }
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(theme, parent)
@@ -166,6 +180,8 @@ class AttentionView(View):
         self._tick_key: tuple | None = None
         self._shown: dict[str, object] = {}
         self._titles: dict[int, tuple[str, ...]] = {}
+        self._select_row: int | None = None  # a query row chosen by a tour (else the block's busiest row)
+        self._zoom: str | None = None  # "tile", "block", "all" (tours) or None: the whole matrix, set per walk
 
         self.header = QLabel(self)
         self.header.setTextFormat(Qt.TextFormat.RichText)
@@ -193,6 +209,7 @@ class AttentionView(View):
         for item in (self.never_hatch, self.grid, self.block_box, self.tile_box):
             self.matrix.addItem(item)
         self.matrix.getViewBox().sigResized.connect(self._update_matrix_ticks)
+        self.matrix.getViewBox().sigRangeChanged.connect(self._update_matrix_ticks)  # zoom: rows get taller
         self.legend = QLabel(self)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setWordWrap(True)
@@ -429,11 +446,10 @@ class AttentionView(View):
             return
         font = QFont(self._font)
         font.setPointSizeF(self._title_pt)
-        fm = QFontMetrics(font)
         room = plot.width() - 24
         text = variants[-1]
         for v in variants:
-            if fm.horizontalAdvance(_plain(v)) <= room:
+            if _rich_width(v, font) <= room:
                 text = v
                 break
         self._once(
@@ -720,11 +736,22 @@ class AttentionView(View):
             f"scores s = q·kᵀ/√D &nbsp;<span style='color:{muted}'>({bm}×{bn} tiles)</span>",
             "scores s = q·kᵀ/√D",
         )
+        if self._zoom is not None:
+            if self._zoom == "tile":
+                mx, my = bn / 2, bm / 2
+                rng = ((max(c0 - mx, 0), min(c1 + mx, n)), (max(r0 - my, 0), min(r1 + my, n)))
+            elif self._zoom == "block":
+                rng = ((0, x1), (r0, r1))
+            else:
+                rng = ((0, n), (0, n))
+            self._once("zoom", rng, lambda: self.matrix.setRange(xRange=rng[0], yRange=rng[1], padding=0.02))
 
     def _render_block(self, r: TileStep) -> None:
         th, b = self.theme, self._block(r.q_block)
         J = r.kv_block + 1
         row = b["row"]
+        if self._select_row is not None and r.rows[0] <= self._select_row < r.rows[1]:
+            row = self._select_row - r.rows[0]
 
         def move_lines() -> None:
             for line in self.tile_lines:
@@ -813,6 +840,52 @@ class AttentionView(View):
             f"‖acc/l − O‖: &nbsp;<span style='color:{th.bar}'>━ mean</span> &nbsp;"
             f"<span style='color:{th.accent}'>━ {row_short}</span>",
         )
+
+    # ---- tours
+    def focus_problem(self, r: TileStep, select: int) -> str | None:
+        n = r.walk.trace.n
+        return None if 0 <= select < n else f"query row {select} does not exist (rows 0..{n - 1})"
+
+    def set_focus(self, select: int | None = None, zoom: str | None = None) -> None:
+        if select is not None and self.current >= 0:
+            problem = self.focus_problem(self.records[self.current], select)
+            if problem:
+                raise ValueError(problem)
+        if zoom is not None and zoom not in ("tile", "block", "all"):
+            raise ValueError(f"zoom must be tile, block or all, not {zoom!r}")
+        if (select, zoom) != (self._select_row, self._zoom):
+            self._select_row, self._zoom = select, zoom
+            self.show_step(self.current)
+
+    def caption_fields(self, r: TileStep) -> dict:
+        w = r.walk
+        meta = w.meta
+        nan = float("nan")
+        b = self._block(r.q_block) if self.walk is w else None
+        row = b["row"] if b is not None else 0
+        if self._select_row is not None and r.rows[0] <= self._select_row < r.rows[1]:
+            row = self._select_row - r.rows[0]
+        return {
+            "q_block": r.q_block,
+            "kv_block": r.kv_block,
+            "rows": f"{r.rows[0]}–{r.rows[1] - 1}",
+            "keys": f"{r.keys[0]}–{r.keys[1] - 1}",
+            "row": r.rows[0] + row,
+            "tile": "diagonal (masked)" if r.masked else "full",
+            "rescales": r.rescales,
+            "fa4_rescales": r.fa4_rescales,
+            "min_alpha": nan if r.min_alpha is None else r.min_alpha,
+            "mean_distance": nan if r.mean_distance is None else r.mean_distance,
+            "max_distance": nan if r.max_distance is None else r.max_distance,
+            "n": meta["n"],
+            "tiles_visited": meta["tiles_visited"],
+            "tiles_skipped": meta["tiles_skipped"],
+            "tiles_total": meta["tiles_visited"] + meta["tiles_skipped"],
+            "hbm_ratio": w.hbm["ratio"],
+            "error_ratio": nan if meta["error_ratio"] is None else meta["error_ratio"],
+            "fa2_total": int(w.fa2_rescale.sum()),
+            "fa4_total": int(w.fa4_rescale.sum()),
+        }
 
     # ---- export
     def export_data(self) -> dict:

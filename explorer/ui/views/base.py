@@ -7,7 +7,7 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
 from ...errors import ExplorerError
 from ...session import Session
@@ -20,12 +20,20 @@ class View(QWidget):
 
     name = "view"
     title = "View"
+    # Settings that change only the drawing, not the computation (a tour may change them within a scene).
+    display_settings: tuple[str, ...] = ()
+    uses_draft = False  # whether make_job uses the session's draft model
+    # What set_focus understands, for the docs and for tour errors: {"select": "...", "zoom": "..."}.
+    focus_help: dict[str, str] = {}
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(parent)
         self.theme = theme
         self.records: list[Any] = []
         self.current = -1
+        # Recording: draw nothing measured with the wall clock (tokens/s, ms), so that the same records give
+        # the same pixels on every run. Views consult it when they render.
+        self.deterministic = False
 
     # ---- to implement
     def settings_rows(self) -> list[tuple[str, QWidget]]:
@@ -58,6 +66,21 @@ class View(QWidget):
     def export_rows(self) -> tuple[list[str], list[list[Any]]]:
         raise NotImplementedError
 
+    def caption_fields(self, record: Any) -> dict[str, Any]:
+        """Live numbers of ``record`` that a tour caption may name as {field} (besides {step} and {steps})."""
+        return {}
+
+    def focus_problem(self, record: Any, select: int) -> str | None:
+        """Why ``select`` names nothing at ``record`` (None when it exists)."""
+        return None
+
+    def set_focus(self, select: int | None = None, zoom: str | None = None) -> None:
+        """Select something of the step shown (a tree node, a query row) or zoom; raises ValueError when this
+        view cannot or the value does not exist at this step. Called after show_step."""
+        if select is not None or zoom is not None:
+            what = "select" if select is not None else "zoom"
+            raise ValueError(f"the {self.name} view does not support {what}")
+
     # ---- shared behaviour
     def apply_settings(self, values: dict[str, Any]) -> None:
         """Set controls by attribute name (scripts, screenshots, tours): spin boxes, combo boxes, check boxes."""
@@ -71,6 +94,60 @@ class View(QWidget):
                 widget.setChecked(value)
             else:
                 widget.setValue(value)
+
+    def setting_widgets(self) -> dict[str, QWidget]:
+        """The controls of settings_rows() by attribute name (the names tours, scripts and screenshots use)."""
+        controls = [w for _, w in self.settings_rows()]
+        return {k: w for k, w in vars(self).items() if isinstance(w, QWidget) and any(w is c for c in controls)}
+
+    def settings_values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, w in self.setting_widgets().items():
+            if isinstance(w, QCheckBox):
+                out[key] = w.isChecked()
+            elif isinstance(w, QComboBox):
+                out[key] = w.currentText()
+            else:
+                out[key] = w.value()
+        return out
+
+    def check_setting(self, key: str, value: Any) -> str | None:
+        """Why ``value`` is not acceptable for setting ``key`` (None when it is): unknown name, wrong type, out of
+        range, not one of the choices. Stricter than apply_settings, which clamps (tours are refused instead)."""
+        widgets = self.setting_widgets()
+        w = widgets.get(key)
+        if w is None:
+            return f"the {self.name} view has no setting {key!r} (its settings: {', '.join(widgets)})"
+        if isinstance(w, QCheckBox):
+            if not isinstance(value, bool):
+                return f"setting {key} must be true or false, got {value!r}"
+        elif isinstance(w, QComboBox):
+            items = [w.itemText(i) for i in range(w.count())]
+            if not isinstance(value, str) or value not in items:
+                return f"setting {key} must be one of {', '.join(map(repr, items))}, got {value!r}"
+        elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
+            integer = isinstance(w, QSpinBox)
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                return f"setting {key} must be {'an integer' if integer else 'a number'}, got {value!r}"
+            if not w.minimum() <= value <= w.maximum():
+                return f"setting {key} must be within {w.minimum():g}..{w.maximum():g}, got {value!r}"
+            check = getattr(w, "check_value", None)
+            if check is not None and check(value):
+                return f"setting {key}: {check(value)}"
+        return None
+
+    def clone(self, setup: Callable[[View], None] | None = None) -> View:
+        """A second view of the same class showing the same records with the same settings (a recording draws
+        this one offscreen while the window keeps its own); ``setup`` runs on it before the records arrive."""
+        other = type(self)(self.theme)
+        if setup is not None:
+            setup(other)
+        other.apply_settings(self.settings_values())
+        if hasattr(self, "meta"):
+            other.meta = self.meta
+        for r in self.records:
+            other.add_record(r)
+        return other
 
     def clear(self) -> None:
         self.records = []

@@ -197,7 +197,7 @@ class GenerateView(View):
             f"&nbsp;&nbsp; chosen <b style='color:{th.accent}'>{html.escape(visible_token(r.token_text, 24))}</b>"
             f" (id {r.token_id}) &nbsp; p = <b>{r.chosen_prob:.3f}</b> &nbsp; rank {r.chosen_rank + 1}"
             f" &nbsp; entropy <b>{r.entropy_bits:.2f}</b> bits &nbsp; {mode}"
-            f" &nbsp; <span style='color:{th.muted}'>{r.seconds * 1000:.1f} ms</span>"
+            + ("" if self.deterministic else f" &nbsp; <span style='color:{th.muted}'>{r.seconds * 1000:.1f} ms</span>")
         )
         self.text.setHtml(self._text_html(r))
         sb = self.text.verticalScrollBar()
@@ -229,6 +229,14 @@ class GenerateView(View):
         self.chosen_curve.setData(steps, np.array([x.chosen_prob for x in upto]))
         self.trend_plot.setXRange(0.5, max(len(self.records), 2) + 0.5, padding=0)
         self.step_line.setValue(r.step + 1)
+
+    def caption_fields(self, r: GenerateRecord) -> dict:
+        return {
+            "token": visible_token(r.token_text, 24),
+            "p": r.chosen_prob,
+            "rank": r.chosen_rank + 1,
+            "entropy": r.entropy_bits,
+        }
 
     def _text_html(self, r: GenerateRecord) -> str:
         th = self.theme

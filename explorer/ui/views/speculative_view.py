@@ -35,6 +35,7 @@ ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61f
 class SpeculativeView(View):
     name = "speculative"
     title = "Speculative"
+    uses_draft = True
     step_requested = Signal(int)
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
@@ -250,7 +251,9 @@ class SpeculativeView(View):
         depth = opts.get("tree_depth") if opts.get("method") == "tree" else opts.get("gamma", 1)
         base = self.meta.get("target_only")
         speed = ""
-        if base and base["seconds"] > 0 and spec_s > 0:
+        if self.deterministic:
+            pass  # tokens/s, the measured speedup and the theory's c are timings: not in recordings
+        elif base and base["seconds"] > 0 and spec_s > 0:
             base_tps = len(base["tokens"]) / base["seconds"]
             tps = n_new / spec_s
             c = (sum(s.draft_seconds for s in upto) / len(upto) / max(depth, 1)) / (1 / base_tps)
@@ -266,9 +269,16 @@ class SpeculativeView(View):
             f"{'bonus' if r.bonus_token is not None else 'corrected'} &nbsp; "
             f"α = <b>{alpha:.2f}</b> &nbsp; mean accepted {accepted / len(upto):.2f} without bonus, "
             f"{(accepted + len(upto)) / len(upto):.2f} with{speed}"
-            f"<br><span style='color:{th.muted}'>draft {r.draft_seconds * 1000:.1f} ms "
-            f"({r.draft_calls} calls), verify {r.verify_seconds * 1000:.1f} ms (one target forward over "
-            f"{len(r.tree.tokens) + 1} tokens)</span>"
+            f"<br><span style='color:{th.muted}'>{self._cost_text(r)}</span>"
+        )
+
+    def _cost_text(self, r: StepRecord) -> str:
+        verify = f"one target forward over {len(r.tree.tokens) + 1} tokens"
+        if self.deterministic:
+            return f"draft: {r.draft_calls} calls, verify: {verify} · timings omitted in recordings"
+        return (
+            f"draft {r.draft_seconds * 1000:.1f} ms ({r.draft_calls} calls), "
+            f"verify {r.verify_seconds * 1000:.1f} ms ({verify})"
         )
 
     def _text_html(self, r: StepRecord) -> str:
@@ -442,6 +452,45 @@ class SpeculativeView(View):
         self.pos_bars.setOpts(x=np.arange(1, depth + 1), height=rates)
         self.pos_plot.setXRange(0.4, max(depth, 1) + 0.6, padding=0)
         self.pos_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, depth + 1)]])
+
+    # ---- tours
+    focus_help = {"select": "a node of the draft tree (0-based, in drafting order, as the decision plot names it)"}
+
+    def caption_fields(self, r: StepRecord) -> dict:
+        upto = self.records[: r.step + 1]
+        accepted = sum(len(s.accepted) for s in upto)
+        tried = sum(len(s.accepted) + (s.rejected is not None) for s in upto)
+        decode = self.meta.get("decode") or (lambda ids: " ".join(map(str, ids)))
+        return {
+            "drafted": len(r.tree.tokens),
+            "accepted": len(r.accepted),
+            "new_tokens": len(r.new_tokens),
+            "text": visible_token(decode(r.new_tokens), 24),
+            "ending": "bonus" if r.bonus_token is not None else "corrected",
+            "alpha": accepted / tried if tried else 0.0,
+            "mean_accepted": accepted / len(upto),
+            "mean_with_bonus": (accepted + len(upto)) / len(upto),
+            "total_tokens": sum(len(s.new_tokens) for s in upto),
+        }
+
+    def focus_problem(self, r: StepRecord, select: int) -> str | None:
+        n = len(r.tree.tokens)
+        if not 0 <= select < n:
+            nodes = f"its nodes are 0..{n - 1}" if n else "it drafted nothing"
+            return f"step {r.step + 1} has no tree node {select} ({nodes})"
+        return None
+
+    def set_focus(self, select: int | None = None, zoom: str | None = None) -> None:
+        if zoom is not None:
+            raise ValueError("the speculative view does not support zoom")
+        if select is None or self.current < 0:
+            return
+        problem = self.focus_problem(self.records[self.current], select)
+        if problem:
+            raise ValueError(problem)
+        if select != self.selected:
+            self.selected = select
+            self.show_step(self.current)
 
     # ---- interaction
     def _on_anchor(self, url: QUrl) -> None:
