@@ -107,7 +107,9 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
-    out = screenshot(session, args.view, args.out, size, step=args.step, theme=args.theme)
+    out = screenshot(
+        session, args.view, args.out, size, step=args.step, theme=args.theme, settings=parse_settings(args.set)
+    )
     print(out)
     return 0
 
@@ -374,10 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_speculate)
 
     p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
-    p.add_argument("--view", required=True, help="generate")
+    p.add_argument("--view", required=True, help="generate, attention, speculative or amp")
     p.add_argument("--out", required=True)
     p.add_argument("--size", default="1920x1080", help="WxH (default 1920x1080)")
     p.add_argument("--step", type=int, default=None, help="step to show (default: the last)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a view setting, as in a tour's settings (repeat: --set method=tree --set tree_depth=4)",
+    )  # fmt: skip
     add_model_options(p)
     p.set_defaults(func=cmd_screenshot)
 

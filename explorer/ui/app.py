@@ -102,9 +102,15 @@ def render_view(
 
 
 def screenshot(
-    session: Session, view: str, out: str | Path, size: tuple[int, int], step: int | None = None, theme: str = "light"
+    session: Session,
+    view: str,
+    out: str | Path,
+    size: tuple[int, int],
+    step: int | None = None,
+    theme: str = "light",
+    settings: dict | None = None,
 ) -> Path:
-    win = render_view(session, view, size, step, theme)
+    win = render_view(session, view, size, step, theme, settings)
     image = win.grab().toImage()
     win.close()
     win.deleteLater()

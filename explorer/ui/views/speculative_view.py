@@ -46,7 +46,6 @@ class SpeculativeView(View):
 
         self.header = QLabel(self)
         self.header.setWordWrap(True)
-        self.header.setMinimumHeight(3 * self.header.fontMetrics().height())
         self.text = QTextBrowser(self)
         self.text.setOpenLinks(False)
         self.text.anchorClicked.connect(self._on_anchor)
@@ -72,7 +71,6 @@ class SpeculativeView(View):
         self.decision_plot.addLegend(offset=(-10, 10))
         self.decision_text = QLabel(self)
         self.decision_text.setWordWrap(True)
-        self.decision_text.setMinimumHeight(4 * self.decision_text.fontMetrics().height())
 
         self.mask_plot = static_plot(self, "tree attention mask")
         self.mask_plot.invertY(True)
@@ -81,13 +79,12 @@ class SpeculativeView(View):
         self.mask_plot.addItem(self.mask_image)
         self.mask_text = QLabel(self)
         self.mask_text.setWordWrap(True)
-        self.mask_text.setMinimumHeight(4 * self.mask_text.fontMetrics().height())
 
-        self.hist_plot = static_plot(self, "accepted drafts per step")
+        self.hist_plot = static_plot(self, "accepted per step")
         self.hist_plot.setLabel("bottom", "accepted drafts")
         self.hist_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
         self.hist_plot.addItem(self.hist_bars)
-        self.pos_plot = static_plot(self, "per-position acceptance")
+        self.pos_plot = static_plot(self, "α per position")
         self.pos_plot.setLabel("bottom", "draft position")
         self.pos_plot.setYRange(0, 1.05, padding=0)
         self.pos_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
@@ -112,8 +109,8 @@ class SpeculativeView(View):
         grid.addWidget(mask, 1, 3)
         for col, stretch in enumerate((1, 1, 2, 1)):
             grid.setColumnStretch(col, stretch)
-        grid.setRowStretch(0, 3)
-        grid.setRowStretch(1, 2)
+        grid.setRowStretch(0, 1)  # the decision panel (below) needs room for its bars as much as the tree does
+        grid.setRowStretch(1, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.addWidget(self.header)
@@ -133,6 +130,7 @@ class SpeculativeView(View):
         self.temperature.setSpecialValueText("0 (greedy)")
         self.max_new = spin_box(1, 512, 48)
         self.seed = spin_box(0, 2**31 - 1, 0)
+        self._fit_text_heights(self.font())
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
@@ -209,7 +207,15 @@ class SpeculativeView(View):
         self.text.setFont(mono)
         for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
             font_plot(plot, font)
+        self._fit_text_heights(font)
         self.show_step(self.current)
+
+    def _fit_text_heights(self, font: QFont) -> None:
+        """Room for the header's three lines (the first one larger) and the panels' captions at this font."""
+        line = QFontMetrics(font).lineSpacing()
+        self.header.setMinimumHeight(int(3.6 * line))
+        self.decision_text.setMinimumHeight(int(3.2 * line))
+        self.mask_text.setMinimumHeight(int(3.2 * line))
 
     def render(self, r: StepRecord | None) -> None:
         th = self.theme
@@ -230,7 +236,9 @@ class SpeculativeView(View):
             return
         if self._selected_step != r.step:  # a new step: show the decision that ended its walk
             self._selected_step = r.step
-            self.selected = r.rejected if r.rejected is not None else (r.accepted[-1] if r.accepted else None)
+            self.selected = _deciding_node(r)
+        if all(d.node != self.selected for d in r.decisions):  # a node the walk never reached has no decision
+            self.selected = _deciding_node(r)
         self._render_header(r)
         self.text.setHtml(self._text_html(r))
         self.text.verticalScrollBar().setValue(self.text.verticalScrollBar().maximum())
@@ -361,18 +369,20 @@ class SpeculativeView(View):
             else:
                 i = k - 1
                 faded = i not in accepted and i != r.rejected
-                label = f"{visible_token(r.tree.texts[i], 10)}\nq {r.tree.q[i]:.2f} p {r.p[i]:.2f}"
+                sep = "  " if ys.max() >= 3 else "\n"  # four or more leaves: one line per node, or labels collide
+                label = f"{visible_token(r.tree.texts[i], 10)}{sep}q {r.tree.q[i]:.2f} p {r.p[i]:.2f}"
                 t.setColor(th.muted if faded else th.text)
             t.setText(label)
             t.setPos(xs[k], ys[k])
-        self.tree_plot.setXRange(-0.5, max(xs.max(), 1) + 0.5, padding=0)
+        self.tree_plot.setXRange(-0.5, max(xs.max(), 1) + 0.75, padding=0)
+        self.tree_plot.getAxis("bottom").setTicks([[(d, str(d)) for d in range(int(max(xs.max(), 1)) + 1)]])
         self.tree_plot.setYRange(-0.7, max(ys.max(), 1) + 0.9, padding=0)
 
     def _render_decision(self, r: StepRecord) -> None:
         th = self.theme
         decision = next((d for d in r.decisions if d.node == self.selected), None)
         if decision is None:
-            self.decision_plot.setTitle("decision: click a node of the tree", color=th.text)
+            self.decision_plot.setTitle("no decision: nothing was drafted this step", color=th.text)
             self.p_bars.setOpts(x0=[], y=[], width=[])
             self.q_bars.setOpts(x0=[], y=[], width=[])
             self.decision_text.setText("")
@@ -381,15 +391,18 @@ class SpeculativeView(View):
         ids: list[int] = []
         for arr in (decision.p_top_ids, decision.q_top_ids):
             if arr is not None:
-                ids += [int(i) for i in arr[:6] if int(i) not in ids]
+                ids += [int(i) for i in arr[:4] if int(i) not in ids]
+        ids = ids[:6]
         if decision.token not in ids:
-            ids.append(decision.token)
-        ids = ids[:8]
+            ids[-1:] = [decision.token]
         p_map = _as_map(decision.p_top_ids, decision.p_top_probs)
         q_map = _as_map(decision.q_top_ids, decision.q_top_probs)
         y = np.arange(len(ids), dtype=float)
         self.p_bars.setOpts(x0=np.zeros(len(ids)), y=y - 0.19, width=[p_map.get(i, 0.0) for i in ids])
         self.q_bars.setOpts(x0=np.zeros(len(ids)), y=y + 0.19, width=[q_map.get(i, 0.0) for i in ids])
+        widest = max([p_map.get(i, 0.0) for i in ids] + [q_map.get(i, 0.0) for i in ids] + [1e-3])
+        self.decision_plot.setXRange(0, widest * 1.05, padding=0)
+        self.decision_plot.setYRange(-0.6, len(ids) - 0.4, padding=0)
         labels = [("➜ " if i == decision.token else "") + visible_token(decode([i]), 12) for i in ids]
         left = self.decision_plot.getAxis("left")
         left.setTicks([list(enumerate(labels))])
@@ -526,6 +539,11 @@ class SpeculativeView(View):
             for s in self.records
         ]
         return header, rows
+
+
+def _deciding_node(r: StepRecord) -> int | None:
+    """The node whose decision ended the step's walk: the rejected one, else the deepest accepted one."""
+    return r.rejected if r.rejected is not None else (r.accepted[-1] if r.accepted else None)
 
 
 def _as_map(ids: np.ndarray | None, probs: np.ndarray | None) -> dict[int, float]:
