@@ -255,7 +255,6 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(hd, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(hd, cfg.rms_norm_eps)
         self.qkv: tuple[Tensor, Tensor | None] | None = None  # fused weights, see fuse()
-        self.gemv = False  # one-row products through F.linear (see inference_linear)
 
     def fuse(self) -> None:
         """Inference only: q, k and v from one matmul (fewer, larger GEMVs decode faster). The three weights
@@ -267,7 +266,7 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         cfg, hd = self.cfg, self.cfg.head_dim
         if self.qkv is not None:
-            qkv = inference_linear(x, *self.qkv, gemv=self.gemv).view(B, T, -1, hd)
+            qkv = inference_linear(x, *self.qkv).view(B, T, -1, hd)
             if not cfg.qk_norm:  # rotate q and k in one go: [B, T, H + Hkv, D] against [B, T, 1, D] tables
                 H, Hkv = cfg.num_heads, cfg.num_kv_heads
                 qk = apply_rope(qkv[:, :, : H + Hkv], cos.transpose(1, 2), sin.transpose(1, 2)).transpose(1, 2)
@@ -293,7 +292,7 @@ class Attention(nn.Module):
         out = attn(q, k, v, causal=mask is None, mask=mask, scale=hd**-0.5, layer=self.layer)
         out = out.transpose(1, 2).reshape(B, T, -1)
         if self.qkv is not None:
-            return inference_linear(out, self.o_proj.weight, self.o_proj.bias, gemv=self.gemv)
+            return inference_linear(out, self.o_proj.weight, self.o_proj.bias)
         return self.o_proj(out)
 
 
@@ -305,7 +304,6 @@ class MLP(nn.Module):
         self.up_proj = nn.Linear(d, f, bias=b)
         self.down_proj = nn.Linear(f, d, bias=b)
         self.gate_up: tuple[Tensor, Tensor | None] | None = None  # fused weights, see fuse()
-        self.gemv = False
 
     def fuse(self) -> None:
         """Inference only: gate and up projections from one matmul (see Attention.fuse)."""
@@ -313,27 +311,27 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.gate_up is not None:
-            gate, up = inference_linear(x, *self.gate_up, gemv=self.gemv).chunk(2, dim=-1)
-            return inference_linear(F.silu(gate) * up, self.down_proj.weight, self.down_proj.bias, gemv=self.gemv)
+            gate, up = inference_linear(x, *self.gate_up).chunk(2, dim=-1)
+            return inference_linear(F.silu(gate) * up, self.down_proj.weight, self.down_proj.bias)
         gate, up = self.gate_proj(x), self.up_proj(x)
         return self.down_proj(F.silu(gate) * up)
 
 
 SMALL_BATCH_ROWS = 32
-TUNE_ROWS_MAX_BYTES = 64 << 20  # larger models stream their weights from memory: the doubled row always wins
 
 
-def inference_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, gemv: bool = False) -> Tensor:
-    """x·Wᵀ + b for inference. Decoding and speculative verification multiply a handful of rows by each weight.
-    On the CPU, written as (W·xᵀ)ᵀ, BLAS runs it as a GEMM that streams a row-major W several times faster than
-    x·Wᵀ does when W comes from memory or L3 (measured here on the demo target's 28 MB of fp32 weights: 0.6-0.7 ms
-    against 1.8 ms for one row); a single row is then doubled, because the matrix-vector path BLAS would otherwise
-    take is the slow one. A model small enough to stay in cache is the other way round for one row (the demo
-    draft: 0.38 against 0.53 ms per forward), hence ``gemv`` (chosen per model by :meth:`CausalLM.tune_rows`).
-    Same products, summed in another order; the result is row-major again, which SDPA's fast CPU kernel needs."""
+def inference_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x·Wᵀ + b for inference. Decoding and speculative verification multiply a handful of rows by each weight,
+    and on the CPU that is bound by streaming W. Written as (W·xᵀ)ᵀ, BLAS runs it as a GEMM that streams a
+    row-major W several times faster than x·Wᵀ does (measured here on the demo target's 28 MB of fp32 weights:
+    0.6-0.7 ms against 1.8 ms for one row); a single row is doubled, because the matrix-vector path BLAS would
+    otherwise take is the slow one. (A model whose weights stay in cache between calls is the exception: the demo
+    draft alone decodes faster through x·Wᵀ, but not while it alternates with the target, which evicts it.)
+    Same products, summed in another order; the result is made row-major again, which SDPA's fast CPU kernel
+    needs (a transposed q sent verification to its slow reference path: 2.7 instead of 2.2 ms for 4 tokens)."""
     rows = x.reshape(-1, x.shape[-1])
     n = rows.shape[0]
-    if x.device.type != "cpu" or n > SMALL_BATCH_ROWS or (gemv and n == 1):
+    if x.device.type != "cpu" or n > SMALL_BATCH_ROWS:
         return F.linear(x, weight, bias)
     if n == 1:
         rows = rows.expand(2, -1).contiguous()
@@ -393,7 +391,6 @@ class CausalLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
         self.fused = False  # see fuse_for_inference
-        self.gemv = False  # see tune_rows
 
     def fuse_for_inference(self) -> CausalLM:
         """Fuse q/k/v and gate/up projections (call once, after the weights are on their final device); from then
@@ -402,36 +399,7 @@ class CausalLM(nn.Module):
             layer.self_attn.fuse()
             layer.mlp.fuse()
         self.fused = True
-        weight_bytes = sum(p.numel() * p.element_size() for p in self.parameters())
-        if self.lm_head.weight.device.type == "cpu" and weight_bytes <= TUNE_ROWS_MAX_BYTES:
-            self.tune_rows()
         return self
-
-    @torch.inference_mode()
-    def tune_rows(self, repeats: int = 7) -> bool:
-        """Time a one-token decode step both ways (see :func:`inference_linear`) and keep the faster: which one
-        wins depends on whether the weights stay in the CPU's caches. Takes a few milliseconds."""
-        import time
-
-        cache = self.new_cache(16)
-        ids = torch.zeros(1, 1, dtype=torch.long, device=self.lm_head.weight.device)
-        best = {}
-        for gemv in (False, True, False, True):
-            self.set_gemv(gemv)
-            times = []
-            for _ in range(repeats):
-                cache.length = 8
-                t0 = time.perf_counter()
-                self(ids, cache=cache)
-                times.append(time.perf_counter() - t0)
-            best[gemv] = min(min(times), best.get(gemv, math.inf))
-        self.set_gemv(best[True] < best[False])
-        return self.gemv
-
-    def set_gemv(self, on: bool) -> None:
-        self.gemv = on
-        for layer in self.model.layers:
-            layer.self_attn.gemv = layer.mlp.gemv = on
 
     def new_cache(self, max_len: int | None = None, batch: int = 1) -> KVCache:
         w = self.model.embed_tokens.weight
@@ -467,7 +435,7 @@ class CausalLM(nn.Module):
             x = x[:, -1:]
         x = self.model.norm(x)
         if self.fused:
-            return inference_linear(x, self.lm_head.weight, gemv=self.gemv)
+            return inference_linear(x, self.lm_head.weight)
         return self.lm_head(x)
 
     def _full_mask(self, mask: Tensor | None, T: int, start: int, device) -> Tensor | None:

@@ -256,9 +256,9 @@ class AmpView(View):
             return f"{v:,} ({100 * v / total:.2f}%)"
 
         self.band_text.setText(
-            f"<b>unscaled g</b>: flushed to 0 {share(bands_un, 'flushed')}, subnormal {share(bands_un, 'subnormal')},"
+            f"<b>unscaled g</b>: flushed {share(bands_un, 'flushed')}, subnormal {share(bands_un, 'subnormal')},"
             f" overflow {share(bands_un, 'overflow')}, inf/NaN {share(bands_un, 'inf_nan')}<br>"
-            f"<b style='color:{th.accent}'>scaled g × {r.scale:g}</b>: flushed to 0 {share(bands_sc, 'flushed')},"
+            f"<b style='color:{th.accent}'>scaled g × {r.scale:g}</b>: flushed {share(bands_sc, 'flushed')},"
             f" subnormal {share(bands_sc, 'subnormal')}, overflow {share(bands_sc, 'overflow')},"
             f" inf/NaN {share(bands_sc, 'inf_nan')}"
         )
