@@ -617,6 +617,14 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def _videos_dir() -> Path:
+    """The user's videos folder when it exists (a recording does not belong in whatever folder the app started in)."""
+    from PySide6.QtCore import QStandardPaths
+
+    videos = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MoviesLocation)
+    return Path(videos) if videos and Path(videos).is_dir() else Path.home()
+
+
 class RecordDialog(QDialog):
     """Where and how to record the active view: file (MP4, GIF, or a directory for PNGs), size, fps, pace."""
 
@@ -626,7 +634,7 @@ class RecordDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Record view")
         form = QFormLayout(self)
-        self.path = QLineEdit(str(Path.cwd() / default_name))
+        self.path = QLineEdit(str(_videos_dir() / default_name))
         browse = QToolButton()
         browse.setText("…")
         browse.clicked.connect(self._browse)
