@@ -48,6 +48,19 @@ def test_screenshot_unknown_view_is_one_line_error(tmp_path):
     assert r.stderr.count("\n") == 1 and "unknown view 'nope'" in r.stderr
 
 
+def test_screenshot_applies_view_settings(tmp_path):
+    out = tmp_path / "tree.png"
+    r = run(
+        "screenshot", "--view", "speculative", "--out", str(out), "--size", "960x600",
+        "--set", "method=tree", "--set", "tree_budget=6", "--set", "max_new=8",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 5000
+    bad = run("screenshot", "--view", "speculative", "--out", str(out), "--set", "gama=3")
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "no setting 'gama'" in bad.stderr
+
+
 def test_generate_with_each_attention_backend_gives_the_same_tokens():
     """The FlashAttention kernel (Triton interpreter on CPU) and its torch twin as the model's attention."""
     from explorer.attention import available_backends
