@@ -158,7 +158,7 @@ class StepRecord:
 class SpecOptions:
     method: str = "chain"
     accept: str = "greedy"
-    gamma: int = 4  # chain / lookup length
+    gamma: int = 3  # chain / lookup length (3 is the fastest on the demo pair: benchmarks/bench_speculative.py)
     temperature: float = 0.0
     top_k: int | None = None
     seed: int = 0

@@ -120,7 +120,7 @@ class SpeculativeView(View):
         self.method.addItems(["chain", "tree", "lookup"])
         self.accept = QComboBox()
         self.accept.addItems(["greedy", "sample", "typical"])
-        self.gamma = spin_box(1, 16, 4)
+        self.gamma = spin_box(1, 16, 3)
         self.tree_depth = spin_box(1, 12, 4)
         self.tree_topk = spin_box(1, 10, 3)
         self.tree_budget = spin_box(1, 64, 12)
