@@ -459,7 +459,10 @@ class SpeculativeView(View):
         self.hist_bars.setOpts(x=np.arange(len(hist)), height=hist)
         self.hist_plot.setXRange(-0.6, max(len(hist), 2) - 0.4, padding=0)
         self.hist_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(len(hist))]])
-        self.hist_plot.setYRange(0, max(int(hist.max()), 1) * 1.1, padding=0)
+        top = max(int(hist.max()), 1)
+        self.hist_plot.setYRange(0, top * 1.1, padding=0)
+        left = self.hist_plot.getAxis("left")
+        left.setTickSpacing(*((1, 1) if top <= 8 else ()))  # counts: whole numbers while they are few
         depth = max((int(s.tree.depth.max()) for s in upto if len(s.tree.tokens)), default=0)
         rates = [float((lengths > d).mean()) for d in range(depth)]
         self.pos_bars.setOpts(x=np.arange(1, depth + 1), height=rates)
