@@ -4,6 +4,7 @@ which layers overflow or flush to zero, step by step."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -258,7 +259,7 @@ class AmpView(View):
         self.band_text.setText(
             f"<b>unscaled g</b>: flushed {share(bands_un, 'flushed')}, subnormal {share(bands_un, 'subnormal')},"
             f" overflow {share(bands_un, 'overflow')}, inf/NaN {share(bands_un, 'inf_nan')}<br>"
-            f"<b style='color:{th.accent}'>scaled g × {r.scale:g}</b>: flushed {share(bands_sc, 'flushed')},"
+            f"<b style='color:{th.accent}'>scaled g × {_scale_text(r.scale)}</b>: flushed {share(bands_sc, 'flushed')},"
             f" subnormal {share(bands_sc, 'subnormal')}, overflow {share(bands_sc, 'overflow')},"
             f" inf/NaN {share(bands_sc, 'inf_nan')}"
         )
@@ -272,6 +273,7 @@ class AmpView(View):
         self.growth_points.setData([x.step for x in grown], [np.log2(x.next_scale) for x in grown])
         n = max(len(self.records), 2)
         self.scale_plot.setXRange(-0.5, n - 0.5, padding=0)
+        self.scale_plot.getAxis("bottom").setTickSpacing(*((1, 1) if n <= 12 else ()))  # whole steps
         self.step_line.setValue(r.step)
         losses = [x.loss for x in self.records if np.isfinite(x.loss)]
         if losses:
@@ -298,6 +300,8 @@ class AmpView(View):
             left.setWidth(max(metrics.horizontalAdvance(t) for _, t in ticks) + 18)
             plot.setXRange(0, n, padding=0)
             plot.setYRange(0, len(groups), padding=0)
+            every = max(1, math.ceil(n / 12))  # step i is the cell [i, i + 1]: its label sits in the middle
+            plot.getAxis("bottom").setTicks([[(i + 0.5, str(i)) for i in range(0, n, every)]])
 
         status = "overflow → step skipped" if r.skipped else ("overflow" if r.found_inf else "clean")
         event = {"growth": "grow ×2", "backoff": "back off ×½", "stop": "stopped"}.get(r.event or "", "")
@@ -347,3 +351,9 @@ class AmpView(View):
             for r in self.records
         ]
         return header, rows
+
+
+def _scale_text(scale: float) -> str:
+    """2^29 rather than 5.36871e+08: loss scales are powers of two in every policy but a static one."""
+    k = math.log2(scale) if scale > 0 else math.nan
+    return f"2^{k:.0f}" if math.isfinite(k) and k == round(k) else f"{scale:g}"
