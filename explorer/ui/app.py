@@ -111,6 +111,11 @@ def screenshot(
     settings: dict | None = None,
 ) -> Path:
     win = render_view(session, view, size, step, theme, settings)
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(2):  # painting makes pyqtgraph measure tick labels and widen axes: let the layout follow first
+        win.grab()
+        QApplication.processEvents()
     image = win.grab().toImage()
     win.close()
     win.deleteLater()
