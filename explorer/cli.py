@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default=None)
     p.add_argument("--prompts", help="file with one prompt per line (JSON strings may hold newlines)")
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--gamma", type=int, default=3, help="draft chain / lookup length (default 3, the fastest on the demo pair)")
+    p.add_argument("--gamma", type=int, default=3, help="draft chain / lookup length (default 3)")
     p.add_argument("--tree-depth", type=int, default=None, help="tree drafting: depth (default 5)")
     p.add_argument("--tree-topk", type=int, default=None, help="tree drafting: children per expanded node (4)")
     p.add_argument("--tree-budget", type=int, default=None, help="tree drafting: nodes kept (default 24)")

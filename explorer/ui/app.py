@@ -91,6 +91,10 @@ def render_view(
     )
     win.select_view(view)
     v = win.views[view]
+    for key, value in (settings or {}).items():
+        problem = v.check_setting(key, value)
+        if problem:
+            raise ExplorerError(problem)
     v.apply_settings(settings or {})
     win.run_view_blocking()
     if step is not None:
