@@ -72,8 +72,11 @@ def render_view(
     step: int | None = None,
     theme: str = "light",
     settings: dict | None = None,
+    strict: bool = False,
 ):
-    """Run ``view`` synchronously on the session's models and return the window rendered at exactly ``size``."""
+    """Run ``view`` synchronously on the session's models and return the window rendered at exactly ``size``.
+
+    ``settings`` are clamped to the controls' ranges, or with ``strict`` refused when out of range (the CLI)."""
     from PySide6.QtCore import QSettings
 
     from .main_window import MainWindow
@@ -91,7 +94,7 @@ def render_view(
     )
     win.select_view(view)
     v = win.views[view]
-    for key, value in (settings or {}).items():
+    for key, value in (settings or {}).items() if strict else ():
         problem = v.check_setting(key, value)
         if problem:
             raise ExplorerError(problem)
@@ -113,8 +116,9 @@ def screenshot(
     step: int | None = None,
     theme: str = "light",
     settings: dict | None = None,
+    strict: bool = True,
 ) -> Path:
-    win = render_view(session, view, size, step, theme, settings)
+    win = render_view(session, view, size, step, theme, settings, strict)
     from PySide6.QtWidgets import QApplication
 
     for _ in range(2):  # painting makes pyqtgraph measure tick labels and widen axes: let the layout follow first
