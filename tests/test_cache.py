@@ -92,3 +92,15 @@ def test_keep_rejects_bad_slots(model):
         cache.keep([0, 7])
     cache.keep([0, 1, 2])  # a pure prefix copies nothing
     assert cache.length == 3
+
+
+def test_inference_linear_returns_row_major_rows():
+    """(W·xᵀ)ᵀ is column-major; handed on like that, a multi-token q sends SDPA's CPU kernel to its slow
+    reference path. The product must come back row-major, and equal x·Wᵀ."""
+    from explorer.model import inference_linear
+
+    w, x = torch.randn(48, 16), torch.randn(1, 4, 16)
+    for rows in (x[:, :1], x):
+        out = inference_linear(rows, w)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, rows @ w.T)

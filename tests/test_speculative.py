@@ -252,3 +252,14 @@ def test_helpers():
     assert first_divergence([1, 2, 3], [1, 2, 3]) is None
     assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
     assert theoretical_speedup(0.8, 5, 0.05) == pytest.approx(2.95, abs=0.01)  # ANCHORS' worked example
+
+
+def test_a_chain_step_costs_gamma_draft_forwards(pair):
+    """No separate cache-sync forward: after a fully accepted chain the draft catches up on the last draft token in
+    the next step's first forward (together with the new root), so drafting γ tokens takes exactly γ forwards."""
+    target, draft = pair
+    ids = target.encode(PROMPTS[0])
+    steps = run_speculation(target, draft, ids, 48, SpecOptions(gamma=3, detail=False), compare=False).steps
+    assert any(s.rejected is None for s in steps[:-1])  # some step accepted its whole chain
+    for s in steps:
+        assert s.draft_calls == len(s.tree.tokens)
