@@ -94,10 +94,11 @@ def render_view(
     )
     win.select_view(view)
     v = win.views[view]
-    for key, value in (settings or {}).items() if strict else ():
-        problem = v.check_setting(key, value)
-        if problem:
-            raise ExplorerError(problem)
+    problems = [v.check_setting(k, value) for k, value in (settings or {}).items()] if strict else []
+    if any(problems):
+        win.close()
+        win.deleteLater()
+        raise ExplorerError(next(p for p in problems if p))
     v.apply_settings(settings or {})
     win.run_view_blocking()
     if step is not None:
