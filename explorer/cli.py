@@ -103,9 +103,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
-    from .ui.app import make_session, parse_size, screenshot
+    from .ui.app import make_session, screenshot
+    from .video import parse_size
 
-    size = parse_size(args.size)
+    size = parse_size(args.size, even=False)
     session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
     out = screenshot(
         session, args.view, args.out, size, step=args.step, theme=args.theme, settings=parse_settings(args.set)

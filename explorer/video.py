@@ -22,8 +22,9 @@ FORMATS = ("mp4", "gif", "png")
 MAX_FPS = 120.0
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``1280x720`` (or a preset name: 720p, 1080p, 2160p / 4k) as (width, height); even sides for H.264."""
+def parse_size(text: str, even: bool = True) -> tuple[int, int]:
+    """``1280x720`` (or a preset name: 720p, 1080p, 2160p / 4k) as (width, height); ``even`` sides for H.264
+    (a still screenshot may have odd ones)."""
     t = str(text).strip().lower()
     t = {"4k": "2160p"}.get(t, t)
     if t in SIZE_PRESETS:
@@ -34,7 +35,7 @@ def parse_size(text: str) -> tuple[int, int]:
     w, h = int(m.group(1)), int(m.group(2))
     if not (320 <= w <= 7680 and 240 <= h <= 4320):
         raise ExplorerError(f"size {w}x{h} is outside 320x240 .. 7680x4320")
-    if w % 2 or h % 2:
+    if even and (w % 2 or h % 2):
         raise ExplorerError(f"size {w}x{h}: width and height must be even (H.264 with yuv420p needs even sides)")
     return w, h
 

@@ -55,16 +55,6 @@ def run_gui(session: Session, theme: str = "light") -> int:
     return app.exec()
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise ExplorerError(f"size must look like 1920x1080, got {text!r}") from None
-    if not (320 <= w <= 7680 and 240 <= h <= 4320):
-        raise ExplorerError(f"size {w}x{h} is outside 320x240 .. 7680x4320")
-    return w, h
-
-
 def render_view(
     session: Session,
     view: str,
