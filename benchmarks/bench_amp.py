@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explorer.amp import AmpSettings, AmpTrainer, default_text, sample_batch, text_tokens, trainable_copy
-from explorer.checkpoint import default_model_dirs, load_model
+from explorer.amp.engine import AmpSettings, AmpTrainer, default_text, sample_batch, text_tokens, trainable_copy
+from explorer.models.checkpoint import default_model_dirs, load_model
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -99,9 +99,9 @@ def main() -> None:
 
 def demo_rows(backends: list[str], repeats: int) -> list[tuple]:
     """Whole trace_attention on the demo target (if it is there) with a prompt filling its context."""
-    from explorer.attention_trace import trace_attention
-    from explorer.checkpoint import default_model_dirs, load_model
+    from explorer.attention.trace import trace_attention
     from explorer.errors import ExplorerError
+    from explorer.models.checkpoint import default_model_dirs, load_model
 
     try:
         lm = load_model(default_model_dirs()["target"], dtype="float32", device="cpu")

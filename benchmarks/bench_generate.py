@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from explorer.checkpoint import default_model_dirs, load_model
-from explorer.generate import generate
+from explorer.models.checkpoint import default_model_dirs, load_model
+from explorer.models.generate import generate
 
 PROMPT = "import os\nimport sys\n\n\ndef main(argv):\n    "
 

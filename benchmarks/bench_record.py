@@ -36,9 +36,9 @@ VIEWS = {
 
 
 def run(view: str, settings: dict, size: tuple[int, int], fps: float, seconds_per_step: float, passes: int):
-    from explorer.tour import single_view_tour
+    from explorer.recording.tour import single_view_tour
+    from explorer.recording.video import Mp4Writer, ThreadedWriter
     from explorer.ui.recorder import Recorder
-    from explorer.video import Mp4Writer, ThreadedWriter
 
     tour = single_view_tour(view, None, seconds_per_step)
     tour.scenes[0].settings = dict(settings)
@@ -65,8 +65,8 @@ def main() -> None:
     ap.add_argument("--views", default=",".join(VIEWS))
     args = ap.parse_args()
 
+    from explorer.recording.video import parse_size
     from explorer.ui.recorder import prepare_app
-    from explorer.video import parse_size
 
     size = parse_size(args.size)
     prepare_app("light")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from explorer.checkpoint import default_model_dirs, load_model
-from explorer.generate import generate
-from explorer.speculative import SpecOptions, run_speculation
+from explorer.models.checkpoint import default_model_dirs, load_model
+from explorer.models.generate import generate
+from explorer.speculative.engine import SpecOptions, run_speculation
 
 ROOT = Path(__file__).resolve().parent.parent
 

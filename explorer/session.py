@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .attention import use_backend
-from .checkpoint import LoadedModel, default_device, default_model_dirs, load_model
+from .attention.backends import use_backend
 from .errors import ExplorerError
+from .models.checkpoint import LoadedModel, default_device, default_model_dirs, load_model
 
 DEFAULT_PROMPT = "def fibonacci(n):\n    "
 

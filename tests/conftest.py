@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from explorer.model import CausalLM, ModelConfig
+from explorer.models.decoder import CausalLM, ModelConfig
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -1,4 +1,4 @@
-"""Mixed-precision engine (explorer.amp): scaler decisions, fp16 band counts, and the `amp` subcommand."""
+"""Mixed-precision engine (explorer.amp.engine): scaler decisions, fp16 band counts, and the `amp` subcommand."""
 
 import argparse
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.amp import (
+from explorer.amp.engine import (
     BANDS,
     HIST_BINS,
     AmpSettings,
@@ -20,9 +20,9 @@ from explorer.amp import (
     MegatronScaler,
     sample_batch,
 )
-from explorer.amp_cli import add_amp_parser, parse_spike
+from explorer.cli.amp import add_amp_parser, parse_spike
 from explorer.errors import ExplorerError
-from explorer.model import CausalLM, ModelConfig
+from explorer.models.decoder import CausalLM, ModelConfig
 
 CFG = ModelConfig(
     model_type="llama",

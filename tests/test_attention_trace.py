@@ -21,12 +21,12 @@ import torch
 from safetensors.numpy import save_file
 from test_checkpoint_errors import build_model_dir, build_tokenizer
 
-from explorer.attention_trace import capture_layer, capture_qkv, load_trace, save_trace, trace_attention
-from explorer.checkpoint import load_model
-from explorer.cli import main
+from explorer.attention.trace import capture_layer, capture_qkv, load_trace, save_trace, trace_attention
+from explorer.cli.main import main
 from explorer.errors import ExplorerError
 from explorer.kernels import triton_available
-from explorer.model import sdpa_attention
+from explorer.models.checkpoint import load_model
+from explorer.models.decoder import sdpa_attention
 
 transformers = pytest.importorskip("transformers")
 

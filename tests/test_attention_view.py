@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_checkpoint_errors import build_model_dir
 
-from explorer.attention_walk import (
+from explorer.attention.walk import (
     FP16_OVERFLOW,
     AttentionWalk,
     allowed_mask,
@@ -25,7 +25,7 @@ from explorer.attention_walk import (
     unsafe_softmax,
     walk_order,
 )
-from explorer.checkpoint import default_model_dirs, load_model
+from explorer.models.checkpoint import default_model_dirs, load_model
 from explorer.session import Session
 
 pytest.importorskip("transformers")

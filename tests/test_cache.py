@@ -97,7 +97,7 @@ def test_keep_rejects_bad_slots(model):
 def test_inference_linear_returns_row_major_rows():
     """(W·xᵀ)ᵀ is column-major; handed on like that, a multi-token q sends SDPA's CPU kernel to its slow
     reference path. The product must come back row-major, and equal x·Wᵀ."""
-    from explorer.model import inference_linear
+    from explorer.models.decoder import inference_linear
 
     w, x = torch.randn(48, 16), torch.randn(1, 4, 16)
     for rows in (x[:, :1], x):

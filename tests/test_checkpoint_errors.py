@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from explorer.checkpoint import load_model
 from explorer.errors import ExplorerError
+from explorer.models.checkpoint import load_model
 
 transformers = pytest.importorskip("transformers")
 
@@ -343,7 +343,7 @@ def test_cli_prompt_plus_new_tokens_longer_than_context(short_context_dir):
 
 def test_draft_with_another_tokenizer_is_refused(base_dir, tmp_path):
     """Tokenizers are compared, not vocab sizes: the demo draft cannot serve this tiny target."""
-    from explorer.checkpoint import default_model_dirs
+    from explorer.models.checkpoint import default_model_dirs
     from explorer.session import Session
 
     s = Session(target_dir=base_dir, draft_dir=default_model_dirs()["draft"])

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from explorer.checkpoint import default_model_dirs
+from explorer.models.checkpoint import default_model_dirs
 
 
 def run(*args):
@@ -65,7 +65,7 @@ def test_screenshot_applies_view_settings(tmp_path):
 
 def test_generate_with_each_attention_backend_gives_the_same_tokens():
     """The FlashAttention kernel (Triton interpreter on CPU) and its torch twin as the model's attention."""
-    from explorer.attention import available_backends
+    from explorer.attention.backends import available_backends
 
     args = ("generate", "--prompt", "import os\n", "--max-new-tokens", "6", "--json")
     tokens = {}

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from explorer.checkpoint import default_model_dirs, load_model
-from explorer.generate import generate
-from explorer.train_demo import flops_per_token, param_count
+from explorer.models.checkpoint import default_model_dirs, load_model
+from explorer.models.generate import generate
+from explorer.models.train_demo import flops_per_token, param_count
 
 DIRS = default_model_dirs()
 PROMPT = "import os\n\n\ndef read_config(path):\n    "

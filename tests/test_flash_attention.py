@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.attention import BACKENDS, available_backends
+from explorer.attention.backends import BACKENDS, available_backends
 from explorer.kernels import attention_trace, flash_attention, runs_interpreted, tiled_attention, triton_available
 
 needs_triton = pytest.mark.skipif(not triton_available(), reason="triton is not importable")
@@ -252,7 +252,7 @@ def test_imports_without_triton():
         "import sys; sys.modules['triton'] = None\n"
         "import torch\n"
         "from explorer.kernels.flash_attention import attention_trace, triton_available, runs_interpreted\n"
-        "from explorer.attention import available_backends\n"
+        "from explorer.attention.backends import available_backends\n"
         "assert not triton_available() and not runs_interpreted()\n"
         "assert available_backends() == ['sdpa', 'torch-tiled'], available_backends()\n"
         "q = torch.randn(1, 1, 20, 16)\n"

@@ -1,4 +1,5 @@
-"""Layer contract: Qt lives only in explorer.ui; the core computes and emits plain records (napari-style)."""
+"""Layer contract: Qt lives only in explorer.ui; the core computes and emits plain records (napari-style); no two
+modules of explorer import each other, directly or through others."""
 
 import ast
 import subprocess
@@ -9,6 +10,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "explorer"
 QT_MODULES = {"PySide6", "PySide2", "PyQt5", "PyQt6", "shiboken6", "pyqtgraph", "superqt", "qtpy"}
 
 
+def module_name(path: Path) -> str:
+    parts = ["explorer", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
 def imported_roots(path: Path) -> set[str]:
     roots = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -17,6 +26,50 @@ def imported_roots(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             roots.add(node.module.split(".")[0])
     return roots
+
+
+def explorer_imports(name: str, path: Path) -> set[str]:
+    """The explorer modules ``name`` imports anywhere in its body (inside functions too: a lazy import still
+    makes a cycle). ``from pkg import x`` counts as importing pkg.x when x is a module, else pkg."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "explorer"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "explorer":
+                continue
+            for alias in node.names:
+                sub = f"{module}.{alias.name}"
+                out.add(sub if sub in MODULES else module)
+    return {m for m in out if m in MODULES and m != name}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
 
 
 def test_qt_only_in_ui_package():
@@ -32,8 +85,31 @@ def test_qt_only_in_ui_package():
 
 
 def test_core_imports_without_qt():
-    core = [f"explorer.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem not in ("__main__",)]
+    core = sorted(m for m in MODULES if not m.startswith("explorer.ui") and m != "explorer.__main__")
+    assert len(core) > 25
     roots = repr(QT_MODULES)
     code = f"import sys; import {', '.join(core)}; print(sorted(m for m in sys.modules if m.split('.')[0] in {roots}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_import_cycles():
+    graph = {name: explorer_imports(name, path) for name, path in MODULES.items()}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_finder_sees_lazy_imports(tmp_path):
+    """The walk counts imports inside functions (the old app -> main_window -> recorder -> app cycle was one)."""
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    path = tmp_path / "recorder.py"
+    path.write_text("def f():\n    from .app import ensure_app\n")
+    assert explorer_imports("explorer.ui.recorder", path) == {"explorer.ui.app"}
+
+
+def test_top_level_stays_small():
+    """The architecture shows in the folder list: topic packages, a few shared modules at the top."""
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
+    assert top == ["errors", "options", "session"]
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+    assert packages == ["amp", "attention", "cli", "kernels", "models", "recording", "speculative", "ui"]

@@ -2,7 +2,7 @@
 
 Each case builds a transformers model (hidden 64, 2 layers, vocab 128), gives every tensor random values of a
 useful size (norm weights and biases included, so nothing is a silent 1 or 0), saves it with ``save_pretrained``
-and loads the directory back through :func:`explorer.checkpoint.load_model`. Logits must agree to 1e-4 in
+and loads the directory back through :func:`explorer.models.checkpoint.load_model`. Logits must agree to 1e-4 in
 float32: over a full sequence, through our KV cache (prefill then one token at a time), and greedy decoding must
 pick the same tokens as ``transformers.generate``.
 """
@@ -21,9 +21,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from explorer.checkpoint import load_model  # noqa: E402
-from explorer.generate import generate  # noqa: E402
-from explorer.model import rope_inv_freq  # noqa: E402
+from explorer.models.checkpoint import load_model  # noqa: E402
+from explorer.models.decoder import rope_inv_freq  # noqa: E402
+from explorer.models.generate import generate  # noqa: E402
 
 ATOL = 1e-4
 VOCAB = 128

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from explorer.errors import ExplorerError
-from explorer.tour import load_tour, locate, parse_tour, plan_shots, single_view_tour
+from explorer.recording.tour import load_tour, locate, parse_tour, plan_shots, single_view_tour
 
 ROOT = Path(__file__).resolve().parent.parent
 TOURS = sorted((ROOT / "assets" / "tours").glob("*.toml"))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.checkpoint import LoadedModel, default_model_dirs, load_model
 from explorer.errors import ExplorerError
-from explorer.generate import generate, next_token_probs
-from explorer.model import CausalLM, ModelConfig
-from explorer.speculative import (
+from explorer.models.checkpoint import LoadedModel, default_model_dirs, load_model
+from explorer.models.decoder import CausalLM, ModelConfig
+from explorer.models.generate import generate, next_token_probs
+from explorer.speculative.engine import (
     SpecOptions,
     Speculator,
     first_divergence,

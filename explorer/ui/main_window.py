@@ -39,12 +39,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..attention import available_backends, describe_backend, use_backend
-from ..checkpoint import DTYPES, default_dtype
+from ..attention.backends import available_backends, describe_backend, use_backend
 from ..errors import ExplorerError
+from ..models.checkpoint import DTYPES, default_dtype
+from ..recording.tour import DEFAULT_CAPTION
+from ..recording.video import parse_size
 from ..session import Session
-from ..tour import DEFAULT_CAPTION
-from ..video import parse_size
 from .player import Player
 from .recorder import GuiRecording
 from .theme import THEMES, apply_theme, set_font_scale
@@ -685,7 +685,7 @@ class RecordDialog(QDialog):
 
     def _accept(self) -> None:
         try:
-            from ..video import output_format
+            from ..recording.video import output_format
 
             parse_size(self.size.currentText())
             output_format(self.path.text())

@@ -4,7 +4,7 @@ Frames are rendered into a ``QImage`` over a numpy buffer at exactly the asked w
 ratio of 1, whatever the screen or the window's size: the view sits in an offscreen *stage* widget laid out on a
 720-line canvas (less the caption strip) and is drawn scaled by height / 720 (the same picture at 720p, 1080p and
 2160p, only sharper). Time advances a fixed
-step per frame: each shot of the plan (:func:`explorer.tour.plan_shots`) is drawn once and held for its whole
+step per frame: each shot of the plan (:func:`explorer.recording.tour.plan_shots`) is drawn once and held for its whole
 number of frames, so frame i is a pure function of the tour, the records and i. Views run in deterministic mode
 (no wall-clock numbers), jobs run with the tour's seed, and fonts are pinned: the same tour gives the same bytes.
 """
@@ -24,9 +24,9 @@ from PySide6.QtGui import QColor, QFont, QFontDatabase, QFontMetricsF, QImage, Q
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from ..errors import ExplorerError
+from ..recording.tour import VIEW_TITLES, Shot, Tour, plan_shots
+from ..recording.video import ThreadedWriter, open_writer, output_format
 from ..session import Session
-from ..tour import VIEW_TITLES, Shot, Tour, plan_shots
-from ..video import ThreadedWriter, open_writer, output_format
 from .theme import THEMES, Theme, apply_theme, make_palette
 from .views import VIEWS
 from .views.base import View
@@ -521,7 +521,7 @@ class Recorder:
 
 def prepare_app(theme: str) -> QApplication:
     """The QApplication for headless recording, styled as the window would be."""
-    from .app import ensure_app
+    from .qapp import ensure_app
 
     app = ensure_app(offscreen=QApplication.instance() is None)
     apply_theme(app, THEMES[theme])
@@ -540,7 +540,7 @@ def record(
     log=None,
 ) -> RecordStats:
     """Record ``tour`` headless to ``out`` (MP4, GIF or a directory of PNGs); options override the tour's."""
-    from ..video import check_fps
+    from ..recording.video import check_fps
 
     fmt = output_format(out)
     size = size or tour.size or (1280, 720)
@@ -603,7 +603,7 @@ class GuiRecording(QObject):
         parent: QObject | None = None,
     ):
         super().__init__(parent)
-        from ..tour import single_view_tour
+        from ..recording.tour import single_view_tour
 
         self.out = Path(out)
         self.format = output_format(out)

@@ -12,15 +12,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QLabel,
     QVBoxLayout,
     QWidget,
 )
 
-from ...amp import (
+from ...amp.engine import (
     BANDS,
     HIST_MAX,
     HIST_MIN,
@@ -32,9 +30,10 @@ from ...amp import (
     text_tokens,
     trainable_copy,
 )
+from ...amp.options import VIEW as AMP_VIEW
 from ...session import Session
 from ..theme import Theme
-from .base import View, font_plot, spin_box, static_plot, theme_plot
+from .base import View, font_plot, static_plot, theme_plot
 
 # log2|g| edges of the FP16 bands: flushed below 2^-25 (rounds to 0), subnormal [2^-24, 2^-14), normal up to 65504
 BAND_SPANS = (("flushed to 0", HIST_MIN - 1, -25, "#9aa1ab"), ("subnormal", -24, -14, "#f2c14e"),
@@ -44,7 +43,7 @@ BAND_SPANS = (("flushed to 0", HIST_MIN - 1, -25, "#9aa1ab"), ("subnormal", -24,
 class AmpView(View):
     name = "amp"
     title = "Loss scaling"
-    display_settings = ("grads",)
+    schema = AMP_VIEW
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(theme, parent)
@@ -119,39 +118,10 @@ class AmpView(View):
         lay.addWidget(self.header)
         lay.addLayout(grid, 1)
 
-        self.policy = QComboBox()
-        self.policy.addItems(["torch", "deepspeed", "megatron", "static", "none"])
-        self.dtype = QComboBox()
-        self.dtype.addItems(["float16", "bfloat16"])
-        self.init_scale_log2 = spin_box(0, 32, 32)
-        self.growth_interval = spin_box(1, 100000, 4)
-        self.steps = spin_box(1, 2000, 24)
-        self.spike_step = spin_box(-1, 2000, -1)
-        self.spike_step.setSpecialValueText("none")
-        self.spike_factor = QDoubleSpinBox()
-        self.spike_factor.setRange(1.0, 1e9)
-        self.spike_factor.setDecimals(0)
-        self.spike_factor.setValue(1e6)
-        self.seed = spin_box(0, 2**31 - 1, 0)
-        self.grads = QComboBox()
-        self.grads.addItems(["parameter gradients", "activation gradients"])
-        self.grads.currentTextChanged.connect(lambda _: self.show_step(self.current))
+        self.build_controls()
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
-    def settings_rows(self) -> list[tuple[str, QWidget]]:
-        return [
-            ("Scaler", self.policy),
-            ("Autocast", self.dtype),
-            ("Init scale 2^", self.init_scale_log2),
-            ("Growth interval", self.growth_interval),
-            ("Steps", self.steps),
-            ("Spike at step", self.spike_step),
-            ("Spike factor", self.spike_factor),
-            ("Seed", self.seed),
-            ("Show", self.grads),
-        ]
-
     def make_job(self, session: Session) -> Callable[[], Iterator[StepRecord]]:
         lm = session.target
         spike = (self.spike_step.value(), self.spike_factor.value()) if self.spike_step.value() >= 0 else None

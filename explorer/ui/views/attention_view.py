@@ -6,7 +6,7 @@ entries (grey). Right, for the current Q block: the kernel's running max m per r
 and how far each row's partial output acc / l still is from the final O. The header gives the shapes, the
 backend, the error against a float64 reference with Tri Dao's criterion, tiles visited / skipped and the bytes
 naive attention vs FlashAttention moves through HBM. All numbers come from the Qt-free
-:mod:`explorer.attention_walk`; this module only draws.
+:mod:`explorer.attention.walk`; this module only draws.
 """
 
 from __future__ import annotations
@@ -18,21 +18,19 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen, QTextDocument, QValidator
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen, QTextDocument
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
     QGraphicsPathItem,
     QLabel,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from ...attention_walk import LOG2E, AttentionWalk, TileStep, attention_walk
+from ...attention.options import VIEW as ATTENTION_VIEW
+from ...attention.walk import LOG2E, AttentionWalk, TileStep, attention_walk
+from ...models.text import visible_token
 from ...session import Session
-from ...text import visible_token
 from ..theme import Theme
 from .base import View, theme_plot
 
@@ -41,66 +39,6 @@ DEFAULT_LAYER, DEFAULT_HEAD = 3, 1  # on the demo target: sharp scores, big jump
 DEFAULT_LENGTH = 128  # the demo prompt alone is a handful of tokens (one tile); continued to 128: a 4×4 grid
 # Overlay codes of the score matrix.
 DONE, CURRENT, PENDING, NEVER_A, NEVER_B, MASKED, OVERFLOW = range(7)
-
-
-class Pow2SpinBox(QSpinBox):
-    """A spin box over powers of two (16 .. 128): the arrows double and halve, typed values snap."""
-
-    def __init__(self, lo: int = 16, hi: int = 128, value: int = 32):
-        super().__init__()
-        self.setRange(lo, hi)
-        self.setValue(value)
-
-    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
-        self.setValue(int(self.value() * 2.0**steps))
-
-    def setValue(self, value: int) -> None:  # noqa: N802 - Qt name
-        value = max(self.minimum(), min(self.maximum(), int(value)))
-        super().setValue(1 << round(math.log2(value)))
-
-    def check_value(self, value: int) -> str | None:
-        """Why a tour's value is refused (the arrows and typing snap instead)."""
-        return None if value > 0 and not value & (value - 1) else f"must be a power of two, got {value}"
-
-    def validate(self, text: str, pos: int):
-        ok, _, _ = super().validate(text, pos)
-        if ok == QValidator.State.Acceptable and int(text) & (int(text) - 1):
-            return QValidator.State.Intermediate, text, pos
-        return ok, text, pos
-
-    def fixup(self, text: str) -> str:
-        try:
-            v = max(self.minimum(), min(self.maximum(), int(text)))
-        except ValueError:
-            return str(self.value())
-        return str(1 << round(math.log2(v)))
-
-
-class CheckBox(QCheckBox):
-    """A check box that also answers setValue / value (the screenshot helper sets settings that way)."""
-
-    def setValue(self, on: bool) -> None:  # noqa: N802 - Qt name
-        self.setChecked(bool(on))
-
-    def value(self) -> bool:
-        return self.isChecked()
-
-
-class ChoiceBox(QComboBox):
-    """A combo box that also answers setValue / value (by item text)."""
-
-    def __init__(self, items: list[str], value: str):
-        super().__init__()
-        self.addItems(items)
-        self.setCurrentText(value)
-
-    def setValue(self, text: str) -> None:  # noqa: N802 - Qt name
-        if self.findText(str(text)) < 0:
-            raise ValueError(f"{text!r} is not one of {[self.itemText(i) for i in range(self.count())]}")
-        self.setCurrentText(str(text))
-
-    def value(self) -> str:
-        return self.currentText()
 
 
 def _rgba(color: str, alpha: int = 255) -> tuple[int, int, int, int]:
@@ -163,7 +101,7 @@ def _plot(parent: QWidget, bottom: str) -> pg.PlotWidget:
 class AttentionView(View):
     name = "attention"
     title = "Attention"
-    display_settings = ("units", "fa4", "unsafe")
+    schema = ATTENTION_VIEW
     focus_help = {
         "select": "a query row i (0-based, as on the score matrix's axis): drawn bold in the m, l and distance "
         "plots while the walk is in its Q block (else the row that rescaled most)",
@@ -265,55 +203,10 @@ class AttentionView(View):
         lay.addWidget(self.header)
         lay.addWidget(split, 1)
 
-        # -- settings: what to trace (needs Run) and how to show it (immediate)
-        self.layer = QSpinBox()
-        self.layer.setRange(0, 255)
-        self.layer.setValue(DEFAULT_LAYER)
-        self.head = QSpinBox()
-        self.head.setRange(0, 255)
-        self.head.setValue(DEFAULT_HEAD)
-        self.block_m = Pow2SpinBox()
-        self.block_n = Pow2SpinBox()
-        self.causal = CheckBox("causal")
-        self.causal.setToolTip("The model's own mask (causal, or its sliding window); off: every query sees every key")
-        self.causal.setChecked(True)
-        self.dtype = ChoiceBox(["float32", "float16", "bfloat16"], "float32")
-        self.backend = ChoiceBox(["auto", "triton", "torch"], "auto")
-        self.length = QSpinBox()
-        self.length.setRange(0, 1024)
-        self.length.setValue(DEFAULT_LENGTH)
-        self.length.setSuffix(" tokens")
-        self.length.setToolTip(
-            "The prompt is continued with the model's own greedy tokens up to this length before tracing, so that "
-            "the walk spans several tiles (0, or a longer prompt: the prompt alone)"
-        )
-        self.units = ChoiceBox(["natural", "base 2"], "natural")
-        self.units.setToolTip("m in natural-log units, or in the kernel's base-2 units (m · log2 e)")
-        self.fa4 = CheckBox("FA-4 rescaling (τ = 8)")
-        self.fa4.setToolTip("FlashAttention-4 rescales only when the max grows by more than 8 in log2 units")
-        self.unsafe = CheckBox("unsafe softmax in fp16")
-        self.unsafe.setToolTip("Mark the scores whose exp(s), without the max subtraction, is inf in float16")
-        for w in (self.units, self.fa4, self.unsafe):
-            signal = w.currentTextChanged if isinstance(w, QComboBox) else w.toggled
-            signal.connect(lambda *_: self.show_step(self.current))
+        self.build_controls()
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
-    def settings_rows(self) -> list[tuple[str, QWidget]]:
-        return [
-            ("Layer", self.layer),
-            ("Head", self.head),
-            ("Block M", self.block_m),
-            ("Block N", self.block_n),
-            ("", self.causal),
-            ("Dtype", self.dtype),
-            ("Kernel", self.backend),
-            ("Length", self.length),
-            ("m units", self.units),
-            ("", self.fa4),
-            ("", self.unsafe),
-        ]
-
     def make_job(self, session: Session) -> Callable[[], Iterator[TileStep]]:
         lm, prompt_ids = session.target, session.prompt_ids()
         cfg = lm.config

@@ -7,11 +7,13 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import QFormLayout, QSpinBox, QWidget
 
 from ...errors import ExplorerError
+from ...options import Schema
 from ...session import Session
 from ..theme import Theme
+from .controls import CheckBox, changed_signal, control, control_value
 
 
 class View(QWidget):
@@ -20,8 +22,10 @@ class View(QWidget):
 
     name = "view"
     title = "View"
-    # Settings that change only the drawing, not the computation (a tour may change them within a scene).
-    display_settings: tuple[str, ...] = ()
+    # The view's settings (explorer.options): the panel's controls are built from it and tours, --set and
+    # screenshots are checked by it. Display settings change only the drawing (a tour may change them within a
+    # scene).
+    schema: Schema = Schema("view", [])
     uses_draft = False  # whether make_job uses the session's draft model
     # What set_focus understands, for the docs and for tour errors: {"select": "...", "zoom": "..."}.
     focus_help: dict[str, str] = {}
@@ -35,10 +39,22 @@ class View(QWidget):
         # the same pixels on every run. Views consult it when they render.
         self.deterministic = False
 
-    # ---- to implement
+    @property
+    def display_settings(self) -> tuple[str, ...]:
+        return self.schema.display_names
+
+    def build_controls(self) -> None:
+        """One control per schema option, as an attribute of the same name (self.gamma, ...); display settings
+        redraw the step shown when they change."""
+        for option in self.schema.panel():
+            w = control(option)
+            setattr(self, option.name, w)
+            if option.display:
+                changed_signal(w).connect(lambda *_: self.show_step(self.current))
+
     def settings_rows(self) -> list[tuple[str, QWidget]]:
-        """(label, widget) pairs: the controls of this view's computation."""
-        return []
+        """(label, widget) pairs: the controls of this view's settings, in the schema's order."""
+        return [("" if o.kind is bool else o.label, getattr(self, o.name)) for o in self.schema.panel()]
 
     def settings_widget(self) -> QWidget | None:
         """Controls for this view's computation (shown in the side panel), built once from settings_rows()."""
@@ -85,56 +101,27 @@ class View(QWidget):
     def apply_settings(self, values: dict[str, Any]) -> None:
         """Set controls by attribute name (scripts, screenshots, tours): spin boxes, combo boxes, check boxes."""
         for key, value in values.items():
-            widget = getattr(self, key, None)
+            widget = self.setting_widgets().get(key)
             if widget is None:
-                raise ExplorerError(f"view {self.name!r} has no setting {key!r}")
+                raise ExplorerError(self.check_setting(key, None) or f"the {self.name} view has no setting {key!r}")
             if hasattr(widget, "setCurrentText"):
                 widget.setCurrentText(str(value))
-            elif hasattr(widget, "setChecked") and isinstance(value, bool):
-                widget.setChecked(value)
+            elif isinstance(widget, CheckBox):
+                widget.setChecked(bool(value))
             else:
                 widget.setValue(value)
 
     def setting_widgets(self) -> dict[str, QWidget]:
-        """The controls of settings_rows() by attribute name (the names tours, scripts and screenshots use)."""
-        controls = [w for _, w in self.settings_rows()]
-        return {k: w for k, w in vars(self).items() if isinstance(w, QWidget) and any(w is c for c in controls)}
+        """The controls by setting name (the names tours, scripts and screenshots use)."""
+        return {o.name: getattr(self, o.name) for o in self.schema.panel()}
 
     def settings_values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, w in self.setting_widgets().items():
-            if isinstance(w, QCheckBox):
-                out[key] = w.isChecked()
-            elif isinstance(w, QComboBox):
-                out[key] = w.currentText()
-            else:
-                out[key] = w.value()
-        return out
+        return {key: control_value(w) for key, w in self.setting_widgets().items()}
 
     def check_setting(self, key: str, value: Any) -> str | None:
-        """Why ``value`` is not acceptable for setting ``key`` (None when it is): unknown name, wrong type, out of
-        range, not one of the choices. Stricter than apply_settings, which clamps (tours are refused instead)."""
-        widgets = self.setting_widgets()
-        w = widgets.get(key)
-        if w is None:
-            return f"the {self.name} view has no setting {key!r} (its settings: {', '.join(widgets)})"
-        if isinstance(w, QCheckBox):
-            if not isinstance(value, bool):
-                return f"setting {key} must be true or false, got {value!r}"
-        elif isinstance(w, QComboBox):
-            items = [w.itemText(i) for i in range(w.count())]
-            if not isinstance(value, str) or value not in items:
-                return f"setting {key} must be one of {', '.join(map(repr, items))}, got {value!r}"
-        elif isinstance(w, (QSpinBox, QDoubleSpinBox)):
-            integer = isinstance(w, QSpinBox)
-            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-                return f"setting {key} must be {'an integer' if integer else 'a number'}, got {value!r}"
-            if not w.minimum() <= value <= w.maximum():
-                return f"setting {key} must be within {w.minimum():g}..{w.maximum():g}, got {value!r}"
-            check = getattr(w, "check_value", None)
-            if check is not None and check(value):
-                return f"setting {key}: {check(value)}"
-        return None
+        """Why ``value`` is not acceptable for setting ``key`` (None when it is), in the schema's words. Stricter
+        than apply_settings, which clamps (tours and the command line are refused instead)."""
+        return self.schema.problem(key, value, where=f"the {self.name} view")
 
     def clone(self, setup: Callable[[View], None] | None = None) -> View:
         """A second view of the same class showing the same records with the same settings (a recording draws

@@ -11,18 +11,17 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
     QLabel,
-    QSpinBox,
     QSplitter,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
-from ...generate import GenerateRecord, generate_records
+from ...models.generate import GenerateRecord, generate_records
+from ...models.options import GENERATE
+from ...models.text import visible_token
 from ...session import Session
-from ...text import visible_token
 from ..theme import Theme
 from .base import View, theme_plot
 
@@ -32,6 +31,7 @@ SHOW_TOP = 10
 class GenerateView(View):
     name = "generate"
     title = "Generate"
+    schema = GENERATE
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(theme, parent)
@@ -96,29 +96,10 @@ class GenerateView(View):
         lay.addWidget(self.header)
         lay.addWidget(split, 1)
 
-        self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.0, 5.0)
-        self.temperature.setSingleStep(0.1)
-        self.temperature.setSpecialValueText("0 (greedy)")
-        self.top_k = QSpinBox()
-        self.top_k.setRange(0, 1000)
-        self.top_k.setSpecialValueText("off")
-        self.max_new = QSpinBox()
-        self.max_new.setRange(1, 4096)
-        self.max_new.setValue(48)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.build_controls()
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
-    def settings_rows(self) -> list[tuple[str, QWidget]]:
-        return [
-            ("Temperature", self.temperature),
-            ("Top-k", self.top_k),
-            ("New tokens", self.max_new),
-            ("Seed", self.seed),
-        ]
-
     def make_job(self, session: Session) -> Callable[[], Iterator[GenerateRecord]]:
         lm, prompt_ids = session.target, session.prompt_ids()
         temperature, top_k = self.temperature.value(), self.top_k.value() or None

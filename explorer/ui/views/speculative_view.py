@@ -13,8 +13,6 @@ import pyqtgraph as pg
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QLabel,
     QTextBrowser,
@@ -22,12 +20,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...generate import generate
+from ...models.generate import generate
+from ...models.text import visible_token
 from ...session import Session
-from ...speculative import SpecOptions, StepRecord, speculate, theoretical_speedup
-from ...text import visible_token
+from ...speculative.engine import SpecOptions, StepRecord, speculate, theoretical_speedup
+from ...speculative.options import VIEW as SPECULATIVE_VIEW
 from ..theme import Theme
-from .base import View, font_plot, spin_box, static_plot, theme_plot
+from .base import View, font_plot, static_plot, theme_plot
 
 ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
 
@@ -35,6 +34,7 @@ ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61f
 class SpeculativeView(View):
     name = "speculative"
     title = "Speculative"
+    schema = SPECULATIVE_VIEW
     uses_draft = True
     step_requested = Signal(int)
 
@@ -116,37 +116,11 @@ class SpeculativeView(View):
         lay.addWidget(self.header)
         lay.addLayout(grid, 1)
 
-        self.method = QComboBox()
-        self.method.addItems(["chain", "tree", "lookup"])
-        self.accept = QComboBox()
-        self.accept.addItems(["greedy", "sample", "typical"])
-        self.gamma = spin_box(1, 16, 3)
-        self.tree_depth = spin_box(1, 12, 4)
-        self.tree_topk = spin_box(1, 10, 3)
-        self.tree_budget = spin_box(1, 64, 12)
-        self.temperature = QDoubleSpinBox()
-        self.temperature.setRange(0.0, 5.0)
-        self.temperature.setSingleStep(0.1)
-        self.temperature.setSpecialValueText("0 (greedy)")
-        self.max_new = spin_box(1, 512, 48)
-        self.seed = spin_box(0, 2**31 - 1, 0)
+        self.build_controls()
         self._fit_text_heights(self.font())
         self.set_theme(theme)
 
     # ---- computation (Qt-free job)
-    def settings_rows(self) -> list[tuple[str, QWidget]]:
-        return [
-            ("Drafting", self.method),
-            ("Acceptance", self.accept),
-            ("γ (chain)", self.gamma),
-            ("Tree depth", self.tree_depth),
-            ("Tree top-k", self.tree_topk),
-            ("Tree budget", self.tree_budget),
-            ("Temperature", self.temperature),
-            ("New tokens", self.max_new),
-            ("Seed", self.seed),
-        ]
-
     def make_job(self, session: Session) -> Callable[[], Iterator[StepRecord]]:
         target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
         accept = self.accept.currentText()

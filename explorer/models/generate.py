@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import ExplorerError
 from .checkpoint import LoadedModel
-from .errors import ExplorerError
 
 
 @dataclass

@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checkpoint import DTYPES, LoadedModel
-from .errors import ExplorerError
-from .generate import check_length
-from .kernels import attention_trace as kernel_attention_trace
-from .kernels import triton_available
-from .kernels.tiled_torch import NOT_VISITED, VISITED_MASKED, cdiv
+from ..errors import ExplorerError
+from ..kernels import attention_trace as kernel_attention_trace
+from ..kernels import triton_available
+from ..kernels.tiled_torch import NOT_VISITED, VISITED_MASKED, cdiv
+from ..models.checkpoint import DTYPES, LoadedModel
+from ..models.generate import check_length
 
 __all__ = [
     "AttentionTrace",

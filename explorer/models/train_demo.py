@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .model import CausalLM, ModelConfig
+from .decoder import CausalLM, ModelConfig
 
 EOS = "<|endoftext|>"
 VOCAB = 4096

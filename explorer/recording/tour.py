@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ExplorerError
+from ..errors import ExplorerError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,6 +1,6 @@
 """The FlashAttention kernel's walk over its tiles, one step per visited (Q block, KV tile), for the attention view.
 
-Qt-free. :func:`attention_walk` traces one head of a real model with :func:`explorer.attention_trace.trace_attention`
+Qt-free. :func:`attention_walk` traces one head of a real model with :func:`explorer.attention.trace.trace_attention`
 (the instrumented kernel: its own m, l, alpha per row and tile) and yields one :class:`TileStep` per tile in the
 kernel's visiting order: Q blocks in grid order, and within a Q block its KV tiles 0, 1, ... left to right, visited
 tiles only (tiles above the causal diagonal are never visited: loop bounds, not masks). Every step refers to one
@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from .attention_trace import AttentionTrace, trace_attention
-from .checkpoint import LoadedModel
-from .generate import generate
-from .kernels import runs_interpreted
-from .kernels.tiled_torch import NOT_VISITED, VISITED_MASKED
+from ..kernels import runs_interpreted
+from ..kernels.tiled_torch import NOT_VISITED, VISITED_MASKED
+from ..models.checkpoint import LoadedModel
+from ..models.generate import generate
+from .trace import AttentionTrace, trace_attention
 
 __all__ = [
     "AttentionWalk",
@@ -384,6 +384,17 @@ def build_walk(trace: AttentionTrace, sliding_window: int | None = None, n_promp
     )
 
 
+def continue_prompt(lm: LoadedModel, prompt_ids: Sequence[int], length: int) -> list[int]:
+    """The prompt continued with the model's own greedy tokens up to ``length`` tokens in all (nothing is added to
+    a prompt that long already; clipped below the model's context), so that a trace spans several tiles."""
+    ids = [int(i) for i in prompt_ids]
+    room = lm.config.max_position_embeddings - 1 - len(ids)  # the traced sequence must stay under the context
+    extra = max(0, min(int(length) - len(ids), room))
+    if extra and ids:
+        ids += generate(lm, ids, extra, stop_at_eos=False)
+    return ids
+
+
 def attention_walk(
     lm: LoadedModel,
     prompt_ids: Sequence[int],
@@ -400,12 +411,8 @@ def attention_walk(
     all (a short prompt alone would fit in one tile; nothing is added to a prompt that long already; clipped below
     the model's context), trace head ``head`` of layer ``layer`` on the result and yield one :class:`TileStep` per
     visited tile in the kernel's order."""
-    ids = [int(i) for i in prompt_ids]
-    n_prompt = len(ids)
-    room = lm.config.max_position_embeddings - 1 - n_prompt  # the traced sequence must stay under the context
-    extra = max(0, min(int(length) - n_prompt, room))
-    if extra and n_prompt:
-        ids += generate(lm, ids, extra, stop_at_eos=False)
+    n_prompt = len(prompt_ids)
+    ids = continue_prompt(lm, prompt_ids, length)
     trace = trace_attention(lm, ids, layer, head, block_m, block_n, causal, dtype, backend)
     walk = build_walk(trace, sliding_window=lm.config.sliding_window, n_prompt=n_prompt)
     yield from walk.steps()

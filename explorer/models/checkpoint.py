@@ -17,10 +17,10 @@ from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer
 from torch import nn
 
-from .errors import ExplorerError
-from .model import CausalLM, ModelConfig, rope_inv_freq
+from ..errors import ExplorerError
+from .decoder import CausalLM, ModelConfig, rope_inv_freq
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

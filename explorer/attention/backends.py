@@ -1,4 +1,4 @@
-"""Attention backends the model can plug in (see :class:`explorer.model.AttentionFn`).
+"""Attention backends the model can plug in (see :class:`explorer.models.decoder.AttentionFn`).
 
 - ``sdpa``: torch's scaled_dot_product_attention (the default).
 - ``triton``: the FlashAttention-2 Triton kernel of :mod:`explorer.kernels.flash_attention` (compiled on a CUDA
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .errors import ExplorerError
-from .kernels.flash_attention import flash_attention, triton_available
-from .kernels.tiled_torch import tiled_attention
-from .model import AttentionFn, sdpa_attention
+from ..errors import ExplorerError
+from ..kernels.flash_attention import flash_attention, triton_available
+from ..kernels.tiled_torch import tiled_attention
+from ..models.decoder import AttentionFn, sdpa_attention
 
 BLOCK_N = 64
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ExplorerError
+from ..errors import ExplorerError
 
 SIZE_PRESETS = {"720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
 FORMATS = ("mp4", "gif", "png")

@@ -40,15 +40,16 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ExplorerError
-from .model import CausalLM
+from ..errors import ExplorerError
+from ..models.checkpoint import ASSETS
+from ..models.decoder import CausalLM
+from .options import AMP
 
 FP16_MAX = 65504.0
 BANDS = ("inf_nan", "overflow", "normal", "subnormal", "flushed", "zero")
@@ -56,7 +57,6 @@ HIST_MIN, HIST_MAX = -40, 20
 # labels of the histogram bins: "<-40", -40, ..., 20, ">=21"
 HIST_BINS: tuple[str | int, ...] = ("<-40", *range(HIST_MIN, HIST_MAX + 1), f">={HIST_MAX + 1}")
 N_HIST = len(HIST_BINS)
-POLICIES = ("torch", "deepspeed", "megatron", "static", "none")
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_TEXT_CHARS = 8192
 
@@ -343,21 +343,17 @@ class AmpSettings:
     device: str = "cpu"
 
     def check(self) -> None:
-        if self.policy not in POLICIES:
-            raise ExplorerError(f"unknown loss-scaling policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
-        if self.dtype not in AMP_DTYPES:
-            raise ExplorerError(f"unknown autocast dtype {self.dtype!r}; choose float16 or bfloat16")
-        if self.steps < 1 or self.batch < 1 or self.seq_len < 2:
-            raise ExplorerError("steps and batch must be >= 1 and seq len >= 2")
-        scale = self.init_scale if self.init_scale is not None else POLICY_DEFAULTS[self.policy][0]
-        if not (math.isfinite(scale) and scale > 0):
-            raise ExplorerError(f"init scale must be a positive finite number, got {scale}")
-        if self.growth_factor < 1 or not 0 < self.backoff_factor < 1:
-            raise ExplorerError("growth factor must be >= 1 and backoff factor in (0, 1)")
-        if self.growth_interval is not None and self.growth_interval < 1:
-            raise ExplorerError("growth interval must be >= 1")
-        if self.lr < 0:
-            raise ExplorerError("learning rate must be >= 0")
+        """The options schema's checks (one message format with the CLI and the view), then the combinations."""
+        names = ("policy", "dtype", "init_scale", "growth_interval", "steps", "seed", "growth_factor",
+                 "backoff_factor", "hysteresis", "min_scale", "lr", "batch", "seq_len")  # fmt: skip
+        values = {n: getattr(self, n) for n in names}
+        if self.spike is not None:
+            values["spike_step"], values["spike_factor"] = self.spike
+        AMP.check(values)
+        if self.spike is not None and self.spike[0] >= self.steps:
+            raise ExplorerError(
+                f"the loss spike at step {self.spike[0]} would never happen: steps run 0..{self.steps - 1}"
+            )
 
     def resolved(self) -> tuple[float, int]:
         d_scale, d_interval = POLICY_DEFAULTS[self.policy]
@@ -436,15 +432,9 @@ def flushed_share(bands: np.ndarray) -> float:
 
 
 def default_text(limit: int = DEFAULT_TEXT_CHARS) -> str:
-    """A few KB of the explorer's own Python sources (not the demo models' training corpus)."""
-    parts, total = [], 0
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        text = path.read_text(encoding="utf-8")
-        parts.append(text)
-        total += len(text)
-        if total >= limit:
-            break
-    return "".join(parts)[:limit]
+    """A few KB of the explorer's own Python sources (not the demo models' training corpus), frozen in a file so
+    that editing the code never changes what the amp view trains on."""
+    return (ASSETS / "text" / "amp_default.txt").read_text(encoding="utf-8")[:limit]
 
 
 def text_tokens(encode: Callable[[str], list[int]], text: str, seq_len: int) -> np.ndarray:

@@ -42,13 +42,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .checkpoint import LoadedModel
-from .errors import ExplorerError
-from .generate import check_length, generate, next_token_probs
-from .session import check_same_tokenizer
+from ..errors import ExplorerError
+from ..models.checkpoint import LoadedModel
+from ..models.generate import check_length, generate, next_token_probs
+from ..session import check_same_tokenizer
+from .options import SPECULATE
 
-METHODS = ("chain", "tree", "lookup")
-ACCEPT_RULES = ("greedy", "sample", "typical")
 TYPICAL_EPSILON = 0.09
 TYPICAL_DELTA = 0.3
 
@@ -172,16 +171,15 @@ class SpecOptions:
     detail: bool = True  # token texts and top-10 distributions in the records (off for benchmarks)
 
     def check(self, has_draft: bool) -> None:
-        if self.method not in METHODS:
-            raise ExplorerError(f"unknown drafting method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.accept not in ACCEPT_RULES:
-            raise ExplorerError(f"unknown acceptance rule {self.accept!r}; choose one of {', '.join(ACCEPT_RULES)}")
+        """The options schema's checks (one message format with the CLI and the view), then the combinations."""
+        names = ("method", "accept", "gamma", "tree_depth", "tree_topk", "tree_budget", "temperature", "seed")
+        values = {n: getattr(self, n) for n in names}
+        values["top_k"] = self.top_k or 0
+        SPECULATE.check(values)
         if self.method != "lookup" and not has_draft:
             raise ExplorerError(f"{self.method} drafting needs a draft model (or use prompt lookup)")
         if self.accept == "sample" and self.temperature <= 0:
             raise ExplorerError("--accept sample needs --temperature > 0 (at temperature 0 use --accept greedy)")
-        if self.gamma < 1 or self.tree_depth < 1 or self.tree_topk < 1 or self.tree_budget < 1:
-            raise ExplorerError("gamma, tree depth, tree top-k and tree budget must all be >= 1")
 
     @property
     def depth(self) -> int:

@@ -1,0 +1,70 @@
+"""What several subcommands share: the model options (spelled the same everywhere, given before or after the
+subcommand), reading an options schema's flags, and JSON / text output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import ExplorerError
+from ..models.options import DTYPE_NAMES
+from ..options import Schema
+
+MODEL_FLAGS = ("model", "draft", "prompt", "device", "dtype", "theme")
+DEVICE_HELP = "cpu or cuda (default: cuda when available)"
+
+
+def add_model_options(p: argparse.ArgumentParser, top: bool = False, skip: tuple[str, ...] = ()) -> None:
+    """--model (alias --target), --draft, --prompt, --device, --dtype, --theme. On the top-level parser they
+    default to None; on a subcommand they default to "not given" (SUPPRESS), so that ``explorer --model DIR
+    generate`` and ``explorer generate --model DIR`` mean the same and neither overrides the other."""
+    default = None if top else argparse.SUPPRESS
+    flags = {
+        "model": (("--model", "--target"), dict(metavar="DIR", help="target model directory (default: the shipped "
+                                                "demo target)")),  # fmt: skip
+        "draft": (("--draft",), dict(metavar="DIR", help="draft model directory (default: the demo draft with the "
+                                     "demo target; none with your own target)")),  # fmt: skip
+        "prompt": (("--prompt",), dict(metavar="TEXT", help="the prompt (default: the view's own)")),
+        "device": (("--device",), dict(help=DEVICE_HELP)),
+        "dtype": (("--dtype",), dict(choices=DTYPE_NAMES, help="model dtype (default: float32 on CPU, bfloat16 on "
+                                     "CUDA)")),  # fmt: skip
+        "theme": (("--theme",), dict(choices=("light", "dark"), help="colour theme (default: light)")),
+    }
+    for name, (names, kw) in flags.items():
+        if name not in skip:
+            p.add_argument(*names, dest=name, default=default, **kw)
+
+
+def model_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name in MODEL_FLAGS}
+
+
+def schema_values(schema: Schema, args: argparse.Namespace) -> dict[str, Any]:
+    """The checked values of a schema's flags (``--tree-depth must be an integer in 1..12 (got 0)``)."""
+    return schema.from_args(args)
+
+
+def given(schema: Schema, args: argparse.Namespace, name: str) -> bool:
+    """Whether the user wrote this option's flag."""
+    return getattr(args, schema[name].dest, None) is not None
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj))
+
+
+def check_device(device: str | None) -> str | None:
+    """cpu, cuda or cuda:N; anything else is refused before a model loads."""
+    if device is None:
+        return None
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ExplorerError(f"--device must be cpu, cuda or cuda:N (got {device!r})")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ExplorerError("--device cuda was asked for, but torch sees no CUDA device")
+    return device

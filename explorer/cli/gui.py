@@ -1,0 +1,24 @@
+"""``explorer`` with no subcommand: the desktop app."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import ExplorerError
+
+
+def run(args: argparse.Namespace) -> int:
+    headless = not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+    if sys.platform.startswith("linux") and headless:
+        raise ExplorerError(
+            "no display found (DISPLAY is not set); run the app on a desktop, or render views headless with "
+            "`explorer screenshot --view generate --out view.png`"
+        )
+    try:
+        from ..ui.app import make_session, run_gui
+    except ImportError as exc:
+        raise ExplorerError(f"the GUI needs PySide6 and pyqtgraph ({exc})") from None
+    session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
+    return run_gui(session, theme=args.theme or "light")

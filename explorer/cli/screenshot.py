@@ -1,0 +1,57 @@
+"""``explorer screenshot``: run a view headless and save it as a PNG of exactly --size."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ExplorerError
+from .common import add_model_options
+
+VIEW_NAMES = ("generate", "attention", "speculative", "amp")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
+    p.add_argument("--view", required=True, help="generate, attention, speculative or amp")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="PNG file to write")
+    p.add_argument("--size", default="1920x1080", help="WxH, or 720p / 1080p / 2160p (default: 1920x1080)")
+    p.add_argument("--step", type=int, default=None, help="step to show, 0-based (default: the last)")
+    add_set_option(p, "a view setting, as in a tour's settings (repeat: --set method=tree --set tree_depth=4)")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def add_set_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs; VALUE is read as a TOML value (4, 0.5, true, "tree"), else as a plain string."""
+    from ..recording.tour import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ExplorerError(f"--set takes KEY=VALUE (a view setting), got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..recording.video import parse_size
+    from ..ui.app import make_session, screenshot
+
+    if args.view not in VIEW_NAMES:
+        raise ExplorerError(f"unknown view {args.view!r}; available: {', '.join(VIEW_NAMES)}")
+    size = parse_size(args.size, even=False)
+    session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
+    out = screenshot(
+        session, args.view, args.out, size, step=args.step, theme=args.theme or "light",
+        settings=parse_settings(args.set),
+    )  # fmt: skip
+    print(out)
+    return 0

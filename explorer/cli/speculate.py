@@ -1,0 +1,104 @@
+"""``explorer speculate``: speculative decoding with every step's tree, decisions and KV bookkeeping."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ExplorerError
+from ..speculative.options import SPECULATE
+from .common import add_model_options, check_device, given
+
+TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "speculate", help="speculative decoding (draft chain, token tree or prompt lookup) with every decision"
+    )
+    add_model_options(p, skip=("theme",))
+    p.add_argument("--lookup", action="store_true", help="prompt lookup drafting, no draft model (= --method lookup)")
+    p.add_argument("--prompts", metavar="FILE", help="file with one prompt per line (JSON strings may hold newlines)")
+    SPECULATE.add_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines)")
+    p.set_defaults(func=run)
+
+
+def read_prompts(path: str) -> list[str]:
+    """One prompt per non-empty line; a line that is a JSON string (or {"prompt": ...}) may hold newlines."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ExplorerError(f"cannot read prompts file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ExplorerError(f"prompts file {path} is not UTF-8 text (byte {exc.start})") from None
+    prompts = []
+    for line in lines:
+        if not line.strip():
+            continue
+        if line.lstrip()[:1] in ('"', "{"):
+            try:
+                value = json.loads(line)
+                line = value["prompt"] if isinstance(value, dict) else value
+            except (json.JSONDecodeError, KeyError, TypeError):
+                pass
+        prompts.append(str(line))
+    if not prompts:
+        raise ExplorerError(f"no prompts in {path}")
+    return prompts
+
+
+def method_of(args: argparse.Namespace) -> str:
+    """--method, else --lookup, else a tree when a tree option was given, else the chain."""
+    tree = any(given(SPECULATE, args, n) for n in TREE_OPTIONS)
+    method = getattr(args, "opt_method", None)
+    if args.lookup and method not in (None, "lookup"):
+        raise ExplorerError(f"--lookup and --method {method} contradict each other")
+    method = method or ("lookup" if args.lookup else "tree" if tree else "chain")
+    if method != "tree" and tree:
+        raise ExplorerError(f"--tree-depth, --tree-topk and --tree-budget go with tree drafting, not {method}")
+    if method == "lookup" and args.draft:
+        raise ExplorerError("prompt lookup drafts without a draft model; it cannot be combined with --draft")
+    return method
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.checkpoint import default_model_dirs, load_model
+    from ..session import DEFAULT_PROMPT
+    from ..speculative.engine import SpecOptions, run_speculation
+
+    if args.prompt is not None and args.prompts is not None:
+        raise ExplorerError("give --prompt TEXT or --prompts FILE, not both")
+    method = method_of(args)
+    o = SPECULATE.from_args(args)
+    prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
+    accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
+    options = SpecOptions(
+        method=method, accept=accept, gamma=o["gamma"], temperature=o["temperature"], top_k=o["top_k"] or None,
+        seed=o["seed"], tree_depth=o["tree_depth"], tree_topk=o["tree_topk"], tree_budget=o["tree_budget"],
+        detail=args.json,
+    )  # fmt: skip
+    options.check(has_draft=method != "lookup")  # before any model loads
+    dirs = default_model_dirs()
+    device = check_device(args.device)
+    target = load_model(args.model or dirs["target"], dtype=args.dtype, device=device)
+    draft = None if method == "lookup" else load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device)
+    for prompt in prompts:
+        result = run_speculation(target, draft, target.encode(prompt), o["max_new"], options)
+        if args.json:
+            print(json.dumps(dict(prompt=prompt, **result.as_dict())))
+            continue
+        s = result.stats
+        div = "none" if s["first_divergence"] is None else s["first_divergence"]
+        print(prompt + result.text)
+        print(
+            f"[{s['new_tokens']} tokens in {s['steps']} steps, {s['method']}/{s['accept']}: alpha {s['alpha']:.2f}, "
+            f"mean accepted {s['mean_accepted_without_bonus']:.2f} (+bonus {s['mean_accepted_with_bonus']:.2f}), "
+            f"{s['tokens_per_s']:.1f} tokens/s vs target-only {s['target_only_tokens_per_s']:.1f} "
+            f"= {s['speedup']:.2f}x (theory {s['theoretical_speedup']:.2f}x, c {s['c']:.2f}); "
+            f"first divergence from plain greedy: {div if o['temperature'] <= 0 else 'n/a (sampling)'}]",
+            file=sys.stderr,
+        )
+    return 0

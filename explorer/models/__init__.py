@@ -1,0 +1,1 @@
+"""Models: the Llama-family decoder, checkpoint loading, tokenizer text, decoding and the demo-pair trainer."""
