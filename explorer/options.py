@@ -36,11 +36,12 @@ def show(value: Any) -> str:
 
 def number(x: float) -> str:
     """A bound as text: integers without a decimal point, powers of two above 2^20 as 2^k."""
-    if float(x).is_integer():
+    if float(x).is_integer() and abs(x) < 2**70:
         x = int(x)
         if x >= 2**20 and x & (x - 1) == 0:
             return f"2^{x.bit_length() - 1}"
-        return str(x)
+        if abs(x) < 10**10:
+            return str(x)
     return format(x, "g")
 
 

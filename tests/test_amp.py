@@ -1,6 +1,5 @@
 """Mixed-precision engine (explorer.amp.engine): scaler decisions, fp16 band counts, and the `amp` subcommand."""
 
-import argparse
 import json
 import math
 
@@ -20,7 +19,8 @@ from explorer.amp.engine import (
     MegatronScaler,
     sample_batch,
 )
-from explorer.cli.amp import add_amp_parser, parse_spike
+from explorer.cli.amp import parse_spike
+from explorer.cli.main import parse_args
 from explorer.errors import ExplorerError
 from explorer.models.decoder import CausalLM, ModelConfig
 
@@ -294,9 +294,7 @@ def test_static_and_none_policies():
 
 
 def amp_args(*argv):
-    parser = argparse.ArgumentParser(prog="explorer")
-    add_amp_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["amp", *argv])
+    return parse_args(["amp", *argv])
 
 
 def test_cli_json_on_the_demo_target(capsys):
@@ -319,5 +317,5 @@ def test_cli_errors_are_explorer_errors(tmp_path):
     with pytest.raises(ExplorerError, match="text file not found"):
         args.func(args)
     args = amp_args("--init-scale", "0")
-    with pytest.raises(ExplorerError, match="init scale"):
+    with pytest.raises(ExplorerError, match="--init-scale must be a finite number above 0"):
         args.func(args)

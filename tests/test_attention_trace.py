@@ -317,9 +317,9 @@ def test_cli_json(model_dirs, tmp_path):
     "extra, fragment",
     [
         (["--layer", "2", "--head", "0"], "layer 2 is out of range"),
-        (["--layer", "-1", "--head", "0"], "layer -1 is out of range"),
+        (["--layer", "-1", "--head", "0"], "--layer must be an integer in 0..255 (got -1)"),
         (["--layer", "0", "--head", "4"], "head 4 is out of range"),
-        (["--layer", "0", "--head", "0", "--block-m", "24"], "block_m must be a power of two"),
+        (["--layer", "0", "--head", "0", "--block-m", "24"], "--block-m must be a power of two in 16..256 (got 24)"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(model_dirs, tmp_path, capsys, extra, fragment):

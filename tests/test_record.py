@@ -70,12 +70,12 @@ def test_locate_finds_keys_in_tables_arrays_and_inline_tables():
 def test_plan_holds_each_step_a_whole_number_of_frames():
     tour = parse_tour(
         '[[scene]]\ncard = "T"\nseconds = 2\n\n[[scene]]\nview = "amp"\nsteps = [2, 4]\nseconds_per_step = 0.5\n'
-        'hold = 1\ncaption = "a"\n\n[[scene.at]]\nstep = 3\ncaption = "b"\npause = 1\nsettings = { grads = "x" }\n',
+        'hold = 1\ncaption = "a"\n\n[[scene.at]]\nstep = 3\ncaption = "b"\npause = 1\nsettings = { grads = "activation gradients" }\n',
         base=ROOT,
     )
     shots = plan_shots(tour, 10, {1: 6})
     assert [(s.step, s.frames, s.caption) for s in shots] == [(None, 20, ""), (1, 5, "a"), (2, 15, "b"), (3, 15, "b")]
-    assert shots[3].display == {"grads": "x"} and shots[3].first_frame == 40
+    assert shots[3].display == {"grads": "activation gradients"} and shots[3].first_frame == 40
     with pytest.raises(ExplorerError, match="line 7: .*computed 3"):
         plan_shots(tour, 10, {1: 3})
 
@@ -163,15 +163,14 @@ def test_settings_select_and_zoom_are_checked_against_the_views(qtbot):
         ('[[scene]]\nview = "speculative"\nsettings = { gamma = "four" }\n', 3, "must be an integer"),
         ('[[scene]]\nview = "speculative"\nsettings = { method = "beam" }\n', 3, "must be one of"),
         ('[[scene]]\nview = "attention"\n\nsettings = { block_m = 48 }\n', 4, "power of two"),
-        ('[[scene]]\nview = "amp"\nsettings = { steps = 9000 }\n', 3, "within 1..2000"),
+        ('[[scene]]\nview = "amp"\nsettings = { steps = 9000 }\n', 3, "steps must be an integer in 1..2000 (got 9000)"),
         ('[[scene]]\nview = "amp"\n\n[[scene.at]]\nstep = 2\nsettings = { policy = "none" }\n', 6, "display settings"),
         ('[[scene]]\nview = "generate"\nselect = 2\n', 3, "does not support select"),
         ('[[scene]]\nview = "speculative"\nzoom = "tile"\n', 3, "does not support zoom"),
     ]
     for text, line, message in cases:
-        tour = parse_tour(text, name="bad.toml", base=ROOT)
-        with pytest.raises(ExplorerError) as info:
-            Recorder(tour, SMALL, 10).check()
+        with pytest.raises(ExplorerError) as info:  # settings: when the tour is read; focus: before any model
+            Recorder(parse_tour(text, name="bad.toml", base=ROOT), SMALL, 10).check()
         assert str(info.value).startswith(f"bad.toml, line {line}:") and message in str(info.value), str(info.value)
 
 

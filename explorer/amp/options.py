@@ -8,7 +8,7 @@ from ..options import Option, Schema
 POLICIES = ("torch", "deepspeed", "megatron", "static", "none")
 AMP_DTYPE_NAMES = ("float16", "bfloat16")
 GRADS = ("parameter gradients", "activation gradients")
-MAX_SCALE_LOG2 = 32  # Megatron's default initial scale; above it every fp16 gradient step overflows
+MAX_SCALE_LOG2 = 64  # far beyond any useful loss scale, and still finite in fp32
 
 
 def _open_unit(value: float) -> str | None:
@@ -30,7 +30,7 @@ AMP = Schema(
         Option("steps", int, 20, "training steps", lo=1, hi=2000, label="Steps"),
         Option("spike_step", int, -1, "multiply the loss by the spike factor at this step (-1: never)", lo=-1,
                hi=2000, special="none", label="Spike at step"),  # fmt: skip
-        Option("spike_factor", float, 1e6, "loss spike factor", lo=1.0, hi=1e9, decimals=0, label="Spike factor"),
+        Option("spike_factor", float, 1e6, "loss spike factor", lo=1.0, hi=1e38, decimals=0, label="Spike factor"),
         SEED,
         Option("grads", str, GRADS[0], "which gradients the histogram shows", choices=GRADS, display=True,
                cli=False, label="Show"),  # fmt: skip

@@ -9,7 +9,7 @@ import sys
 from .. import __version__
 from ..errors import ExplorerError
 from . import amp, attention, generate, gui, info, record, screenshot, speculate, train_demo
-from .common import add_model_options
+from .common import MODEL_FLAGS, add_model_options
 
 SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp)
 
@@ -29,14 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("model", "draft", "prompt", "device", "dtype", "theme"):
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The namespace a subcommand runs on: model options not given anywhere are None."""
+    args = build_parser().parse_args(argv)
+    for name in MODEL_FLAGS:
         if not hasattr(args, name):
             setattr(args, name, None)
     if args.command is None:
         args.func = gui.run
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         return args.func(args)
     except ExplorerError as exc:

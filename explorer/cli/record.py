@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..recording.tour import load_tour, single_view_tour
+    from ..recording.tour import check_settings, load_tour, single_view_tour
     from ..recording.video import check_fps, output_format, parse_size
 
     if args.tour and args.view:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         tour = load_tour(args.tour)
     else:
         tour = single_view_tour(args.view, args.steps, args.seconds_per_step or 1.0)
-        tour.scenes[0].settings.update(parse_settings(args.set))
+        tour.scenes[0].settings.update(check_settings(args.view, parse_settings(args.set)))
         if args.caption is not None:
             tour.scenes[0].caption = args.caption
     try:

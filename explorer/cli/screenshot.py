@@ -42,16 +42,19 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..recording.tour import check_settings
     from ..recording.video import parse_size
-    from ..ui.app import make_session, screenshot
 
     if args.view not in VIEW_NAMES:
         raise ExplorerError(f"unknown view {args.view!r}; available: {', '.join(VIEW_NAMES)}")
+    settings = check_settings(args.view, parse_settings(args.set))
     size = parse_size(args.size, even=False)
+    from ..ui.app import make_session, screenshot
+
     session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
     out = screenshot(
         session, args.view, args.out, size, step=args.step, theme=args.theme or "light",
-        settings=parse_settings(args.set),
+        settings=settings,
     )  # fmt: skip
     print(out)
     return 0

@@ -51,7 +51,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..amp.options import VIEW as AMP_VIEW
+from ..attention.options import VIEW as ATTENTION_VIEW
 from ..errors import ExplorerError
+from ..models.options import GENERATE
+from ..options import Schema
+from ..speculative.options import VIEW as SPECULATIVE_VIEW
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,6 +64,10 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 VIEW_NAMES = ("generate", "attention", "speculative", "amp")
+# The settings of each view (its panel's controls), by which tours, --set and screenshots are checked.
+VIEW_SCHEMAS: dict[str, Schema] = {
+    "generate": GENERATE, "attention": ATTENTION_VIEW, "speculative": SPECULATIVE_VIEW, "amp": AMP_VIEW,
+}  # fmt: skip
 VIEW_TITLES = {"generate": "Decoding, token by token", "attention": "FlashAttention's online softmax",
                "speculative": "Speculative decoding", "amp": "Mixed-precision loss scaling"}  # fmt: skip
 STEP_SETTINGS = {"generate": "max_new", "amp": "steps"}  # views whose length is a setting: one record per unit
@@ -243,6 +252,9 @@ def _scene(tour: Tour, i: int, raw: dict, defaults: dict) -> Scene:
     if s.prompt is None:
         s.prompt = defaults["prompt"]
     s.settings = _table(tour, raw, at + ("settings",))
+    for key, value in s.settings.items():
+        if problem := setting_problem(s.view, key, value):
+            raise tour.error(at + ("settings", key), problem)
     s.steps = _steps(tour, raw, at + ("steps",))
     s.seconds_per_step = _seconds(tour, raw, at + ("seconds_per_step",), 1.0, positive=True)
     s.hold = _seconds(tour, raw, at + ("hold",), 0.0)
@@ -263,6 +275,9 @@ def _scene(tour: Tour, i: int, raw: dict, defaults: dict) -> Scene:
         ev.caption = _get(tour, e, p + ("caption",), str, None)
         ev.pause = _seconds(tour, e, p + ("pause",), 0.0)
         ev.settings = _table(tour, e, p + ("settings",))
+        for key, value in ev.settings.items():
+            if problem := setting_problem(s.view, key, value, display_only=True):
+                raise tour.error(p + ("settings", key), problem)
         ev.select = _get(tour, e, p + ("select",), int, None)
         ev.zoom = _choice(tour, e, p + ("zoom",), ZOOMS, None, what="zoom")
         s.events.append(ev)
@@ -330,11 +345,7 @@ def _seconds(tour: Tour, d: dict, path: tuple, default: float, positive: bool = 
 
 
 def _table(tour: Tour, d: dict, path: tuple) -> dict:
-    v = _get(tour, d, path, dict, {})
-    for k, x in v.items():
-        if isinstance(x, (dict, list)):
-            raise tour.error(path + (k,), f"setting {k} must be a number, a string or true/false, got {_value_text(x)}")
-    return dict(v)
+    return dict(_get(tour, d, path, dict, {}))  # each value is checked by the view's options schema
 
 
 def _path(tour: Tour, d: dict, path: tuple):
@@ -576,6 +587,31 @@ def plan_shots(tour: Tour, fps: float, computed: dict[int, int]) -> list[Shot]:
         shot.first_frame = total
         total += shot.frames
     return shots
+
+
+def setting_problem(view: str, key: str, value: Any, display_only: bool = False) -> str | None:
+    """Why a view setting is refused, in the options schema's words (None when it is fine). ``display_only``:
+    within a scene only settings that change the drawing, not the computation, may change."""
+    schema = VIEW_SCHEMAS[view]
+    problem = schema.problem(key, value, where=f"the {view} view")
+    if problem is None and display_only and key not in schema.display_names:
+        shown = ", ".join(schema.display_names) or "none"
+        problem = (
+            f"setting {key} changes the {view} view's computation: set it in the scene's settings; within a "
+            f"scene only display settings can change ({shown})"
+        )
+    return problem
+
+
+def check_settings(view: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """``--set`` values for ``view``, checked before any model loads (one line for the first bad one)."""
+    if view not in VIEW_SCHEMAS:
+        raise ExplorerError(f"unknown view {view!r}; available: {', '.join(VIEW_NAMES)}")
+    for key, value in settings.items():
+        problem = setting_problem(view, key, value)
+        if problem:
+            raise ExplorerError(problem)
+    return settings
 
 
 def single_view_tour(view: str, steps: int | None, seconds_per_step: float = 1.0) -> Tour:
