@@ -21,7 +21,8 @@ import torch
 
 from explorer.models.checkpoint import default_model_dirs, load_model
 from explorer.models.generate import generate
-from explorer.speculative.engine import SpecOptions, run_speculation
+from explorer.speculative.engine import run_speculation
+from explorer.speculative.records import SpecOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 

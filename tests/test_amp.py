@@ -8,17 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from explorer.amp.engine import (
-    BANDS,
-    HIST_BINS,
-    AmpSettings,
-    AmpTrainer,
-    BandCounter,
-    DeepSpeedScaler,
-    LossScaleAtMinimum,
-    MegatronScaler,
-    sample_batch,
-)
+from explorer.amp.bands import BANDS, HIST_BINS, BandCounter
+from explorer.amp.engine import AmpSettings, AmpTrainer, sample_batch
+from explorer.amp.scalers import DeepSpeedScaler, LossScaleAtMinimum, MegatronScaler
 from explorer.cli.amp import parse_spike
 from explorer.cli.main import parse_args
 from explorer.errors import ExplorerError

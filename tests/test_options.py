@@ -64,7 +64,8 @@ def test_same_message_on_the_command_line_in_a_tour_and_in_set(argv, view, key, 
 
 
 def test_unknown_setting_names_the_known_ones(capsys, tmp_path):
-    err = cli_error(["screenshot", "--view", "speculative", "--out", str(tmp_path / "x.png"), "--set", "gama=3"], capsys)
+    argv = ["screenshot", "--view", "speculative", "--out", str(tmp_path / "x.png"), "--set", "gama=3"]
+    err = cli_error(argv, capsys)
     assert err.startswith("the speculative view has no setting 'gama' (its settings: method, accept, gamma,")
     with pytest.raises(ExplorerError, match="line 3: the speculative view has no setting 'gama'"):
         parse_tour('[[scene]]\nview = "speculative"\nsettings = { gama = 3 }\n', name="t.toml")

@@ -70,7 +70,8 @@ def test_locate_finds_keys_in_tables_arrays_and_inline_tables():
 def test_plan_holds_each_step_a_whole_number_of_frames():
     tour = parse_tour(
         '[[scene]]\ncard = "T"\nseconds = 2\n\n[[scene]]\nview = "amp"\nsteps = [2, 4]\nseconds_per_step = 0.5\n'
-        'hold = 1\ncaption = "a"\n\n[[scene.at]]\nstep = 3\ncaption = "b"\npause = 1\nsettings = { grads = "activation gradients" }\n',
+        'hold = 1\ncaption = "a"\n\n[[scene.at]]\nstep = 3\ncaption = "b"\npause = 1\n'
+        'settings = { grads = "activation gradients" }\n',
         base=ROOT,
     )
     shots = plan_shots(tour, 10, {1: 6})

@@ -12,16 +12,10 @@ from explorer.errors import ExplorerError
 from explorer.models.checkpoint import LoadedModel, default_model_dirs, load_model
 from explorer.models.decoder import CausalLM, ModelConfig
 from explorer.models.generate import generate, next_token_probs
-from explorer.speculative.engine import (
-    SpecOptions,
-    Speculator,
-    first_divergence,
-    lookup_continuation,
-    run_speculation,
-    speculate,
-    theoretical_speedup,
-    verify,
-)
+from explorer.speculative.drafters import lookup_continuation
+from explorer.speculative.engine import Speculator, run_speculation, speculate, verify
+from explorer.speculative.records import SpecOptions
+from explorer.speculative.stats import first_divergence, theoretical_speedup
 
 DIRS = default_model_dirs()
 PROMPTS = [

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     def show(r) -> None:
         if args.json:
             return
-        from ..amp.engine import flushed_share
+        from ..amp.bands import flushed_share
 
         mark = "SKIP" if r.skipped else "    "
         ev = r.event or ""

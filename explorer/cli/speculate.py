@@ -67,7 +67,8 @@ def method_of(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import default_model_dirs, load_model
     from ..session import DEFAULT_PROMPT
-    from ..speculative.engine import SpecOptions, run_speculation
+    from ..speculative.engine import run_speculation
+    from ..speculative.records import SpecOptions
 
     if args.prompt is not None and args.prompts is not None:
         raise ExplorerError("give --prompt TEXT or --prompts FILE, not both")

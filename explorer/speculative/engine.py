@@ -37,157 +37,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..errors import ExplorerError
 from ..models.checkpoint import LoadedModel
 from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
-from .options import SPECULATE
-
-TYPICAL_EPSILON = 0.09
-TYPICAL_DELTA = 0.3
-
-
-@dataclass
-class DraftTree:
-    """The drafted candidates. Node i's parent is ``parent[i]`` (-1: the root, i.e. the last accepted token);
-    parents come before children. A chain is the tree whose node i has parent i − 1."""
-
-    tokens: np.ndarray  # int64 [N]
-    parent: np.ndarray  # int64 [N]
-    depth: np.ndarray  # int64 [N], 1 for the root's children (the root is depth 0)
-    q: np.ndarray  # float32 [N]: draft probability of the node's token given its parent (1.0 for lookup)
-    texts: list[str]
-
-
-@dataclass
-class Decision:
-    """One accept / reject decision on a candidate node."""
-
-    node: int
-    token: int
-    p: float  # target probability of the token (under the residual p' for a later sibling)
-    q: float  # draft probability (1.0 for a deterministic candidate: q = δ_x)
-    ratio: float  # greedy: 1 on an argmax match else 0; sample: min(1, p/q); typical: the threshold
-    u: float | None  # the uniform draw (sample rule only)
-    accepted: bool
-    entropy: float | None = None  # typical: H(p) in nats
-    p_top_ids: np.ndarray | None = None  # the target distribution at the parent, top entries (detail only)
-    p_top_probs: np.ndarray | None = None
-    q_top_ids: np.ndarray | None = None  # the draft distribution at the parent, top entries (detail only)
-    q_top_probs: np.ndarray | None = None
-
-    def as_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("node", "token", "p", "q", "ratio", "u", "accepted", "entropy")}
-        for k in ("p_top_ids", "p_top_probs", "q_top_ids", "q_top_probs"):
-            v = getattr(self, k)
-            out[k] = None if v is None else v.tolist()
-        return out
-
-
-@dataclass
-class StepRecord:
-    """Everything one speculative step did (plain data: numpy arrays, ints, lists)."""
-
-    step: int
-    context_len: int  # prompt + new tokens before this step (the root is token context_len - 1)
-    root_token: int
-    tree: DraftTree
-    p: np.ndarray  # float32 [N]: target probability of each node's token given its parent
-    target_argmax: np.ndarray  # int64 [N + 1]: the target's greedy choice after the root and after each node
-    mask: np.ndarray | None  # bool [N + 1, N + 1] tree mask of the verification (None: causal chain)
-    position_ids: np.ndarray  # int64 [N + 1]
-    decisions: list[Decision]
-    accepted: list[int]  # accepted nodes, root to deepest
-    rejected: int | None  # the node whose rejection ended the walk (None: the walk reached a leaf)
-    residual_top_ids: np.ndarray | None  # the distribution the corrected token was sampled from (sample rule)
-    residual_top_probs: np.ndarray | None
-    residual_token: int | None
-    bonus_token: int | None  # sampled / argmax after a fully accepted path (a leaf)
-    new_tokens: list[int]  # accepted drafts + the corrected or bonus token (cut at EOS / max_new_tokens)
-    origins: list[str]  # per new token: "accepted", "corrected" or "bonus"
-    target_slots_verified: int  # target cache length right after the verification forward
-    target_slots_kept: list[int]  # slots >= context_len - 1 kept (compacted to the front, in order)
-    draft_slots_kept: list[int]
-    draft_calls: int  # draft forwards (the first also feeds whatever the draft cache lacked)
-    draft_seconds: float
-    verify_seconds: float
-
-    def as_dict(self) -> dict:
-        t = self.tree
-        return {
-            "step": self.step,
-            "context_len": self.context_len,
-            "root_token": self.root_token,
-            "tree": {
-                "tokens": t.tokens.tolist(),
-                "texts": t.texts,
-                "parent": t.parent.tolist(),
-                "depth": t.depth.tolist(),
-                "q": t.q.tolist(),
-            },
-            "p": self.p.tolist(),
-            "target_argmax": self.target_argmax.tolist(),
-            "mask": None if self.mask is None else self.mask.astype(int).tolist(),
-            "position_ids": self.position_ids.tolist(),
-            "decisions": [d.as_dict() for d in self.decisions],
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "residual_top": None
-            if self.residual_top_ids is None
-            else [[int(i), float(p)] for i, p in zip(self.residual_top_ids, self.residual_top_probs, strict=True)],
-            "residual_token": self.residual_token,
-            "bonus_token": self.bonus_token,
-            "new_tokens": self.new_tokens,
-            "origins": self.origins,
-            "target_slots_verified": self.target_slots_verified,
-            "target_slots_kept": self.target_slots_kept,
-            "draft_slots_kept": self.draft_slots_kept,
-            "draft_calls": self.draft_calls,
-            "draft_seconds": self.draft_seconds,
-            "verify_seconds": self.verify_seconds,
-        }
-
-
-@dataclass
-class SpecOptions:
-    method: str = "chain"
-    accept: str = "greedy"
-    gamma: int = 3  # chain / lookup length (3 is the fastest on the demo pair: benchmarks/bench_speculative.py)
-    temperature: float = 0.0
-    top_k: int | None = None
-    seed: int = 0
-    tree_depth: int = 5
-    tree_topk: int = 4
-    tree_budget: int = 24
-    lookup_ngram: int = 3  # longest n-gram tried by prompt lookup
-    typical_epsilon: float = TYPICAL_EPSILON
-    typical_delta: float = TYPICAL_DELTA
-    stop_at_eos: bool = True
-    detail: bool = True  # token texts and top-10 distributions in the records (off for benchmarks)
-
-    def check(self, has_draft: bool) -> None:
-        """The options schema's checks (one message format with the CLI and the view), then the combinations."""
-        names = ("method", "accept", "gamma", "tree_depth", "tree_topk", "tree_budget", "temperature", "seed")
-        values = {n: getattr(self, n) for n in names}
-        values["top_k"] = self.top_k or 0
-        SPECULATE.check(values)
-        if self.method != "lookup" and not has_draft:
-            raise ExplorerError(f"{self.method} drafting needs a draft model (or use prompt lookup)")
-        if self.accept == "sample" and self.temperature <= 0:
-            raise ExplorerError("--accept sample needs --temperature > 0 (at temperature 0 use --accept greedy)")
-
-    @property
-    def depth(self) -> int:
-        return self.tree_depth if self.method == "tree" else self.gamma
-
-    @property
-    def max_nodes(self) -> int:
-        return self.tree_budget if self.method == "tree" else self.gamma
+from .drafters import lookup_continuation
+from .records import Decision, DraftTree, SpecOptions, StepRecord
+from .stats import SpecResult, compute_stats
 
 
 def _top(probs: torch.Tensor, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -238,21 +97,6 @@ def verify(model, cache, root: int, tokens: list[int], parent: list[int]):
     mask = tree_mask(parent)
     pos = torch.as_tensor(position_ids, device=dev)
     return model(ids, position_ids=pos, cache=cache, mask=mask.to(dev))[0], mask, position_ids, depth
-
-
-def lookup_continuation(context: list[int], n_max: int, length: int) -> list[int]:
-    """Prompt lookup: the tokens that followed the latest earlier occurrence of the context's last n-gram
-    (longest n first, n_max down to 1); empty when there is none."""
-    arr = np.asarray(context, dtype=np.int64)
-    size = len(arr)
-    for n in range(min(n_max, size - 1), 0, -1):
-        suffix = arr[size - n :]
-        windows = np.lib.stride_tricks.sliding_window_view(arr[: size - 1], n)  # starts 0 .. size - 1 - n
-        hits = np.flatnonzero((windows == suffix).all(axis=1))
-        if len(hits):
-            start = int(hits[-1]) + n
-            return arr[start : start + length].tolist()
-    return []
 
 
 class Speculator:
@@ -592,93 +436,6 @@ def speculate(
     spec = Speculator(target, draft, prompt_ids, max_new_tokens, options)
     while not spec.done:
         yield spec.step()
-
-
-@dataclass
-class SpecResult:
-    prompt_ids: list[int]
-    token_ids: list[int]
-    text: str
-    steps: list[StepRecord]
-    stats: dict = field(default_factory=dict)
-
-    def as_dict(self, steps: bool = True) -> dict:
-        out = {"prompt_ids": self.prompt_ids, "token_ids": self.token_ids, "text": self.text}
-        if steps:
-            out["steps"] = [s.as_dict() for s in self.steps]
-        out["stats"] = self.stats
-        return out
-
-
-def first_divergence(a: list[int], b: list[int]) -> int | None:
-    """First index where two token lists differ (a prefix of unequal length differs at its end); None if equal."""
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
-
-
-def theoretical_speedup(alpha: float, gamma: float, c: float) -> float:
-    """(1 − α^(γ+1)) / ((1 − α)(γc + 1)): expected tokens per target call over the cost of one step."""
-    tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
-    return tokens / (gamma * c + 1)
-
-
-def compute_stats(
-    steps: list[StepRecord],
-    n_new: int,
-    seconds: float,
-    options: SpecOptions,
-    target_only_tokens: list[int] | None = None,
-    target_only_seconds: float | None = None,
-    new_tokens: list[int] | None = None,
-) -> dict:
-    """α, mean accepted with / without the bonus token, per-position acceptance, speeds and speedups."""
-    n_steps = max(len(steps), 1)
-    accepted = [len(s.accepted) for s in steps]
-    tried = sum(len(s.accepted) + (s.rejected is not None) for s in steps)  # positions that had a decision
-    drafted = sum(len(s.tree.tokens) for s in steps)
-    depth = max((int(s.tree.depth.max()) for s in steps if len(s.tree.tokens)), default=0)
-    alpha = sum(accepted) / tried if tried else 0.0
-    tps = n_new / seconds if seconds > 0 else None
-    stats = {
-        "method": options.method,
-        "accept": options.accept,
-        "lossless": options.accept != "typical",
-        "gamma": options.gamma if options.method != "tree" else None,
-        "tree": dict(depth=options.tree_depth, topk=options.tree_topk, budget=options.tree_budget)
-        if options.method == "tree"
-        else None,
-        "steps": len(steps),
-        "new_tokens": n_new,
-        "alpha": alpha,
-        "draft_acceptance_rate": sum(accepted) / drafted if drafted else 0.0,
-        "mean_accepted_with_bonus": sum(a + 1 for a in accepted) / n_steps,
-        "mean_accepted_without_bonus": sum(accepted) / n_steps,
-        "per_position_acceptance": [sum(a > d for a in accepted) / n_steps for d in range(depth)],
-        "acceptance_length_histogram": np.bincount(accepted, minlength=depth + 1).tolist() if steps else [],
-        "seconds": seconds,
-        "tokens_per_s": tps,
-        "draft_seconds": sum(s.draft_seconds for s in steps),
-        "verify_seconds": sum(s.verify_seconds for s in steps),
-        "target_only_tokens_per_s": None,
-        "speedup": None,
-        "c": None,
-        "theoretical_speedup": None,
-        "first_divergence": None,
-    }
-    if target_only_tokens is not None and target_only_seconds:
-        base_tps = len(target_only_tokens) / target_only_seconds
-        stats["target_only_tokens_per_s"] = base_tps
-        stats["speedup"] = tps / base_tps if tps else None
-        gamma = options.depth
-        target_step = target_only_seconds / max(len(target_only_tokens), 1)
-        c = stats["draft_seconds"] / n_steps / gamma / target_step
-        stats["c"] = c
-        stats["theoretical_speedup"] = theoretical_speedup(alpha, gamma, c)
-        if options.temperature <= 0 and new_tokens is not None:
-            stats["first_divergence"] = first_divergence(new_tokens, target_only_tokens)
-    return stats
 
 
 def run_speculation(

@@ -18,19 +18,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...amp.engine import (
-    BANDS,
-    HIST_MAX,
-    HIST_MIN,
-    AmpSettings,
-    AmpTrainer,
-    LossScaleAtMinimum,
-    StepRecord,
-    default_text,
-    text_tokens,
-    trainable_copy,
-)
+from ...amp.bands import BANDS, HIST_MAX, HIST_MIN
+from ...amp.engine import AmpSettings, AmpTrainer, default_text, text_tokens, trainable_copy
 from ...amp.options import VIEW as AMP_VIEW
+from ...amp.records import StepRecord
+from ...amp.scalers import LossScaleAtMinimum
 from ...session import Session
 from ..theme import Theme
 from .base import View, font_plot, static_plot, theme_plot

@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (
 from ...models.generate import generate
 from ...models.text import visible_token
 from ...session import Session
-from ...speculative.engine import SpecOptions, StepRecord, speculate, theoretical_speedup
+from ...speculative.engine import speculate
 from ...speculative.options import VIEW as SPECULATIVE_VIEW
+from ...speculative.records import SpecOptions, StepRecord
+from ...speculative.stats import theoretical_speedup
 from ..theme import Theme
 from .base import View, font_plot, static_plot, theme_plot
 

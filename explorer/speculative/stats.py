@@ -1,0 +1,97 @@
+"""What a speculative run measured: α, mean accepted tokens with and without the bonus (both conventions, named),
+per-position acceptance, speeds, measured and theoretical speedup, first divergence from plain greedy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .records import SpecOptions, StepRecord
+
+
+@dataclass
+class SpecResult:
+    prompt_ids: list[int]
+    token_ids: list[int]
+    text: str
+    steps: list[StepRecord]
+    stats: dict = field(default_factory=dict)
+
+    def as_dict(self, steps: bool = True) -> dict:
+        out = {"prompt_ids": self.prompt_ids, "token_ids": self.token_ids, "text": self.text}
+        if steps:
+            out["steps"] = [s.as_dict() for s in self.steps]
+        out["stats"] = self.stats
+        return out
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    """First index where two token lists differ (a prefix of unequal length differs at its end); None if equal."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def theoretical_speedup(alpha: float, gamma: float, c: float) -> float:
+    """(1 − α^(γ+1)) / ((1 − α)(γc + 1)): expected tokens per target call over the cost of one step."""
+    tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
+    return tokens / (gamma * c + 1)
+
+
+def compute_stats(
+    steps: list[StepRecord],
+    n_new: int,
+    seconds: float,
+    options: SpecOptions,
+    target_only_tokens: list[int] | None = None,
+    target_only_seconds: float | None = None,
+    new_tokens: list[int] | None = None,
+) -> dict:
+    """α, mean accepted with / without the bonus token, per-position acceptance, speeds and speedups."""
+    n_steps = max(len(steps), 1)
+    accepted = [len(s.accepted) for s in steps]
+    tried = sum(len(s.accepted) + (s.rejected is not None) for s in steps)  # positions that had a decision
+    drafted = sum(len(s.tree.tokens) for s in steps)
+    depth = max((int(s.tree.depth.max()) for s in steps if len(s.tree.tokens)), default=0)
+    alpha = sum(accepted) / tried if tried else 0.0
+    tps = n_new / seconds if seconds > 0 else None
+    stats = {
+        "method": options.method,
+        "accept": options.accept,
+        "lossless": options.accept != "typical",
+        "gamma": options.gamma if options.method != "tree" else None,
+        "tree": dict(depth=options.tree_depth, topk=options.tree_topk, budget=options.tree_budget)
+        if options.method == "tree"
+        else None,
+        "steps": len(steps),
+        "new_tokens": n_new,
+        "alpha": alpha,
+        "draft_acceptance_rate": sum(accepted) / drafted if drafted else 0.0,
+        "mean_accepted_with_bonus": sum(a + 1 for a in accepted) / n_steps,
+        "mean_accepted_without_bonus": sum(accepted) / n_steps,
+        "per_position_acceptance": [sum(a > d for a in accepted) / n_steps for d in range(depth)],
+        "acceptance_length_histogram": np.bincount(accepted, minlength=depth + 1).tolist() if steps else [],
+        "seconds": seconds,
+        "tokens_per_s": tps,
+        "draft_seconds": sum(s.draft_seconds for s in steps),
+        "verify_seconds": sum(s.verify_seconds for s in steps),
+        "target_only_tokens_per_s": None,
+        "speedup": None,
+        "c": None,
+        "theoretical_speedup": None,
+        "first_divergence": None,
+    }
+    if target_only_tokens is not None and target_only_seconds:
+        base_tps = len(target_only_tokens) / target_only_seconds
+        stats["target_only_tokens_per_s"] = base_tps
+        stats["speedup"] = tps / base_tps if tps else None
+        gamma = options.depth
+        target_step = target_only_seconds / max(len(target_only_tokens), 1)
+        c = stats["draft_seconds"] / n_steps / gamma / target_step
+        stats["c"] = c
+        stats["theoretical_speedup"] = theoretical_speedup(alpha, gamma, c)
+        if options.temperature <= 0 and new_tokens is not None:
+            stats["first_divergence"] = first_divergence(new_tokens, target_only_tokens)
+    return stats
