@@ -113,7 +113,7 @@ def test_walk_summary_and_steps_are_plain_json(tiny):
 
 def test_length_is_clipped_to_the_context(tiny):
     steps = walk_steps(tiny, length=10_000)
-    assert steps[0].walk.trace.n == tiny.config.max_position_embeddings - 1
+    assert steps[0].walk.trace.n == tiny.config.max_position_embeddings  # "Length 64" on a 64-token context: N = 64
     n_prompt = len(tiny.encode(PROMPT))
     assert walk_steps(tiny, length=4)[0].walk.trace.n == n_prompt  # a prompt that long already: nothing added
 
@@ -214,6 +214,15 @@ def _check_view(qtbot, win, tmp_path) -> None:
     assert view.current == 0
     np.testing.assert_array_equal(view.overlay_img.image, first_overlay)  # stepping back: the same picture
     win.player.last()
+    # every step keeps the accuracy line and one header height (the plots below do not jump while stepping)
+    heights = set()
+    for step in range(n):
+        win.player.go(step)
+        QApplication.processEvents()
+        assert "max |O − O<sub>float64</sub>|" in view.header.text() and "pass" in view.header.text()
+        heights.add(view.header.height())
+    assert len(heights) == 1
+    assert all(view.matrix.getPlotItem().getAxis(a).isVisible() for a in ("left", "bottom"))
 
     view.unsafe.setValue(True)
     view.fa4.setValue(True)

@@ -388,7 +388,7 @@ def continue_prompt(lm: LoadedModel, prompt_ids: Sequence[int], length: int) -> 
     """The prompt continued with the model's own greedy tokens up to ``length`` tokens in all (nothing is added to
     a prompt that long already; clipped below the model's context), so that a trace spans several tiles."""
     ids = [int(i) for i in prompt_ids]
-    room = lm.config.max_position_embeddings - 1 - len(ids)  # the traced sequence must stay under the context
+    room = lm.config.max_position_embeddings - len(ids)  # the traced sequence fills at most the whole context
     extra = max(0, min(int(length) - len(ids), room))
     if extra and ids:
         ids += generate(lm, ids, extra, stop_at_eos=False)

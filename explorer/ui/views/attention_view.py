@@ -504,9 +504,10 @@ class AttentionView(View):
         th = self.theme
         self._update_legend()
         if r is None or self.walk is None:
+            self._header_worst = None
             self.header.setText(
-                f"<span style='color:{th.muted}'>Load a model and press Run to trace one attention head through "
-                "the FlashAttention kernel.</span>"
+                f"<span style='color:{th.muted}'>"
+                f"{self.empty_hint('trace one attention head through the FlashAttention kernel')}</span>"
             )
             self.scores_img.clear()
             self.never_hatch.setPath(QPainterPath())
@@ -527,19 +528,46 @@ class AttentionView(View):
             ):
                 self._set_title(plot, f"<span style='color:{th.muted}'>{title}</span>")
             self._shown = {}
+            self._show_axes(False)
+            self._fit_header()
             return
+        self._show_axes(True)
         self._update_matrix_ticks()
         self._render_header(r)
         self._render_matrix(r)
         self._render_block(r)
 
+    def _show_axes(self, on: bool) -> None:
+        """Axes only with data: empty plots would show pyqtgraph's default range (−600..600, "(x0.001)")."""
+
+        def apply() -> None:
+            for plot in self.plots:
+                for axis in ("left", "bottom"):
+                    plot.getPlotItem().showAxis(axis, on)
+            self.colorbar.setVisible(on)
+            self.legend.setVisible(on)
+
+        self._once("axes", on, apply)
+
     def _render_header(self, r: TileStep) -> None:
+        self._header_worst = self._header_html(r, worst=True)
+        self.header.setText(self._header_html(r))
+        self._fit_header()
+
+    def _header_html(self, r: TileStep, worst: bool = False) -> str:
+        """The header's rich text; ``worst`` gives the longest text any step of this walk can have (the tile note
+        of a masked last tile), whose height the header keeps so that the plots below never jump while stepping."""
         th, w = self.theme, r.walk
         meta = w.meta
         n, d = meta["n"], meta["head_dim"]
         nq, nkv = w.trace.tile_state.shape
-        where = "diagonal tile: entries above the diagonal masked to −∞" if r.masked else "full tile: no mask needed"
-        if r.last_in_block:
+        masked, last = (True, True) if worst else (r.masked, r.last_in_block)
+        q_block, kv_block, rows, keys = r.q_block, r.kv_block, r.rows, r.keys
+        if worst:  # the widest numbers: the last tile's
+            bm, bn = w.trace.block_m, w.trace.block_n
+            q_block, kv_block, rows, keys = nq - 1, nkv - 1, ((nq - 1) * bm, n), ((nkv - 1) * bn, n)
+        where = "diagonal tile: entries above the diagonal masked to −∞" if masked else "full tile: no mask needed"
+        if last:
             where += " · last tile of this Q block: O = acc / l, LSE = m + log l written"
         gen = n - w.n_prompt
         n_text = f"N = {n}" + (f" ({w.n_prompt} prompt + {gen} generated)" if gen > 0 else "")
@@ -552,52 +580,57 @@ class AttentionView(View):
             else f"<b style='color:{th.accent}'>fail</b>"
         )
         hbm = w.hbm
+        traffic = f"HBM traffic: naive {_fmt_bytes(hbm['naive_bytes'])} vs tiled {_fmt_bytes(hbm['flash_bytes'])} "
+        if hbm["ratio"] >= 1.05:
+            traffic += f"(<b>{hbm['ratio']:.1f}×</b> less)"
+        else:  # small Q blocks: K and V are read once per Q block, as often as naive attention reads them
+            traffic += (
+                f"<span style='color:{th.muted}'>(K, V re-read once per Q block: a larger Block M saves more)</span>"
+            )
+        step = len(self.records)
         lines = [
-            f"<b style='font-size:125%'>step {r.step + 1} of {len(self.records)}</b> &nbsp; "
-            f"Q block <b>{r.q_block}</b> (rows {r.rows[0]}–{r.rows[1] - 1}) × KV tile <b>{r.kv_block}</b> "
-            f"(keys {r.keys[0]}–{r.keys[1] - 1}) &nbsp; <span style='color:{th.muted}'>{where}</span>",
+            f"<b style='font-size:125%'>step {(step if worst else r.step + 1)} of {step}</b> &nbsp; "
+            f"Q block <b>{q_block}</b> (rows {rows[0]}–{rows[1] - 1}) × KV tile <b>{kv_block}</b> "
+            f"(keys {keys[0]}–{keys[1] - 1}) &nbsp; <span style='color:{th.muted}'>{where}</span>",
             f"layer {meta['layer']} · head {meta['head']} (kv head {meta['kv_head']}) · {n_text} · D = {d} · "
             f"blocks {meta['block_m']}×{meta['block_n']} → {nq}×{nkv} tiles · {meta['dtype']} · "
             f"<b>{html.escape(w.backend_label)}</b> · tiles visited {meta['tiles_visited']}, "
             f"skipped {meta['tiles_skipped']}",
             f"max |O − O<sub>float64</sub>|: kernel {_sci(meta['max_abs_error'])}, torch SDPA in {meta['dtype']} "
             f"{_sci(meta['sdpa_max_abs_error'])} → ratio {ratio_text} (Tri Dao: ≤ 2×) {verdict} &nbsp;·&nbsp; "
-            f"HBM traffic: naive {_fmt_bytes(hbm['naive_bytes'])} vs tiled {_fmt_bytes(hbm['flash_bytes'])} "
-            f"(<b>{hbm['ratio']:.1f}×</b> less)"
-            if hbm["ratio"] >= 1.05
-            else f"HBM traffic: naive {_fmt_bytes(hbm['naive_bytes'])} vs tiled {_fmt_bytes(hbm['flash_bytes'])} "
-            f"<span style='color:{th.muted}'>(K, V are re-read once per Q block: a larger Block M saves more)</span>",
+            + traffic,
         ]
-        extra = []
         if self.unsafe.isChecked():
             u = w.unsafe
-            extra.append(
+            lines.append(
                 f"unsafe softmax (exp(s) without max subtraction) in fp16: <b>{u['fp16_inf']}</b> of {u['scores']} "
                 f"terms → inf (s > {u['fp16_threshold']:.2f}, max s = {_sci(u['max_score'])}), "
                 f"{u['fp16_nan_rows']} of {u['rows']} rows NaN"
             )
         if self.fa4.isChecked():
-            extra.append(
+            lines.append(
                 f"FA-4 conditional rescaling (τ = 8 in log2 units): <b>{int(w.fa4_rescale.sum())}</b> rescales "
                 f"instead of FA2's {int(w.fa2_rescale.sum())} (α &lt; 1) over "
                 f"{int((~np.isnan(w.tile_rowmax)).sum())} row·tile updates"
             )
-        lines += extra
-        self.header.setText("<br>".join(lines))
-        self._fit_header()
+        return "<br>".join(lines)
 
     def _fit_header(self) -> None:
-        """The header's height for its lines at the view's current width (wrapped lines included): a word-wrapped
-        label inside splitters and stacks does not get its height-for-width from the layouts."""
-        fm = QFontMetrics(self.header.font())
-        lines = self.header.text().count("<br>") + 1
-        need = int(lines * fm.lineSpacing() * 1.12 + 0.3 * fm.lineSpacing()) + 4
+        """A fixed height for the header: that of the longest text any step of the walk can show, wrapped at the
+        view's current width (a word-wrapped label inside splitters and stacks gets no height-for-width from the
+        layouts, and a height that followed each step's text would make the plots jump)."""
         margins = self.layout().contentsMargins()
         width = self.width() - margins.left() - margins.right()
+        doc = QTextDocument()
+        doc.setDocumentMargin(0)
+        doc.setDefaultFont(self.header.font())
+        doc.setHtml(getattr(self, "_header_worst", None) or self.header.text())
         if width > 50:
-            need = max(need, self.header.heightForWidth(width) + 4)
-        if need != self.header.minimumHeight():
-            self.header.setMinimumHeight(need)
+            doc.setTextWidth(width)
+        fm = QFontMetrics(self.header.font())
+        need = int(math.ceil(doc.size().height() + 0.3 * fm.lineSpacing())) + 4
+        if need != self.header.minimumHeight() or need != self.header.maximumHeight():
+            self.header.setFixedHeight(need)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
