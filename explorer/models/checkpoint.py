@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,9 @@ from torch import nn
 
 from ..errors import ExplorerError
 from .decoder import CausalLM, ModelConfig, rope_inv_freq
+from .gguf import is_gguf, read_gguf
+from .hub import looks_like_repo_id, resolve_repo_id
+from .prompts import PromptFormat, apply_special_tokens, encode_prompt
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -59,6 +62,7 @@ class LoadedModel:
     path: Path
     eos_token_ids: tuple[int, ...]
     bos_token_id: int | None
+    prompt_format: PromptFormat = field(default_factory=PromptFormat)  # BOS/EOS rules and chat template
 
     @property
     def name(self) -> str:
@@ -73,7 +77,12 @@ class LoadedModel:
         return self.model.lm_head.weight.dtype
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        """``tok(text)``: special tokens (BOS) as the tokenizer's configuration adds them."""
+        return self.tokenizer.encode(text).ids
+
+    def prompt_ids(self, prompt: str, chat: bool = False, system: str | None = None) -> list[int]:
+        """The prompt as the model expects it: ``tok(prompt)``, or with ``chat`` the chat template's ids."""
+        return encode_prompt(self.tokenizer, self.prompt_format, prompt, chat, system)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -109,9 +118,18 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if not file.is_file():
         raise ExplorerError(f"no tokenizer.json in {file.parent} (the explorer needs a fast tokenizer file)")
     try:
-        return Tokenizer.from_file(str(file))
+        tok = Tokenizer.from_file(str(file))
     except Exception as exc:  # tokenizers raises a plain Exception on bad files
         raise ExplorerError(f"cannot read tokenizer {file}: {str(exc).splitlines()[0]}") from None
+    return tok  # its post-processor adds BOS where the model wants it, as in transformers' tok(text)
+
+
+def load_prompt_format(path: Path) -> PromptFormat:
+    """BOS/EOS flags and the chat template from tokenizer_config.json (and chat_template.jinja when present)."""
+    config_file, template_file = path / "tokenizer_config.json", path / "chat_template.jinja"
+    config = read_json(config_file, "tokenizer_config.json") if config_file.is_file() else {}
+    template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+    return PromptFormat.from_tokenizer_config(config, template)
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -211,7 +229,12 @@ def special_ids(path: Path, raw_cfg: dict[str, Any]) -> tuple[tuple[int, ...], i
 def load_model(
     path: str | Path, dtype: str | torch.dtype | None = None, device: str | None = None, tokenizer: bool = True
 ) -> LoadedModel:
-    """Load a Hugging Face layout directory for inference (eval mode, no grads)."""
+    """Load a Hugging Face layout directory, a GGUF file or a Hub repo id (``org/name[@revision]``) for inference
+    (eval mode, no grads)."""
+    if looks_like_repo_id(str(path)):
+        path = resolve_repo_id(str(path))
+    if is_gguf(path):
+        return load_gguf_model(Path(path).expanduser(), dtype, device, tokenizer)
     path = check_model_dir(path)
     raw = read_json(path / "config.json", "config.json")
     cfg = ModelConfig.from_hf(raw)
@@ -222,4 +245,19 @@ def load_model(
     tok = load_tokenizer(path) if tokenizer else None
     model = build_model(cfg, read_weights(weight_files(path), dt, device), path)
     eos, bos = special_ids(path, raw)
-    return LoadedModel(model, tok, model.config, path, eos, bos)
+    return LoadedModel(model, tok, model.config, path, eos, bos, load_prompt_format(path))
+
+
+def load_gguf_model(path: Path, dtype: str | torch.dtype | None, device: str | None, tokenizer: bool) -> LoadedModel:
+    """A GGUF file: dequantized into ``dtype``, q/k rows back in Hugging Face order, tokenizer from its metadata."""
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ExplorerError("CUDA was requested but torch sees no CUDA device")
+    ckpt = read_gguf(path, parse_dtype(dtype, device), device, tokenizer)
+    model = build_model(ModelConfig.from_hf(ckpt.raw_config), ckpt.tensors, path)
+    if ckpt.rope_freqs is not None:  # Llama 3.x: llama.cpp stores the frequency scaling as a tensor
+        model.inv_freq = model.inv_freq / ckpt.rope_freqs.to(model.inv_freq.device)
+    if ckpt.tokenizer is not None:
+        apply_special_tokens(ckpt.tokenizer, ckpt.prompt_format)
+    return LoadedModel(model, ckpt.tokenizer, model.config, path, ckpt.eos_token_ids, ckpt.bos_token_id,
+                       ckpt.prompt_format)  # fmt: skip
