@@ -4,7 +4,11 @@ shows is reachable here too, with ``--json`` output; each subcommand lives in it
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import ExplorerError
@@ -14,14 +18,24 @@ from .common import MODEL_FLAGS, add_model_options
 SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in the explorer's one-line form (no usage block): ``explorer: error: ...``."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("explorer").strip()
+        hint = f"explorer {command} --help" if command else "explorer --help"
+        self.exit(2, f"explorer: error: {' '.join(message.split())} (see {hint})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="explorer",
         description="Watch real FlashAttention, speculative decoding and loss scaling on a loaded model. "
         "Without a subcommand: the desktop app.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"explorer {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an unexpected error")
     add_model_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     for module in SUBCOMMANDS:
@@ -40,18 +54,78 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` and ``except BaseException`` runs: outputs being
+    written are discarded and previous files stay as they were."""
+
+
+@contextmanager
+def _sigterm_interrupts():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _tolerant_output() -> None:
+    """Text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", "strict") == "strict":
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``explorer generate --json | head -c 100``): no more writes, no error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def error(message: str) -> int:
+    print(f"explorer: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Known problems (ExplorerError) are one line and exit 2; so is anything unexpected, with
+    a hint to rerun with ``--debug`` for the traceback (the catch-all is a last resort: checks name problems)."""
+    _tolerant_output()
     args = parse_args(argv)
     try:
-        return args.func(args)
+        with _sigterm_interrupts():
+            code = args.func(args)
+            sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at exit
+            return code
     except ExplorerError as exc:
-        print(f"explorer: error: {exc}", file=sys.stderr)
-        return 2
+        return error(str(exc))
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a program killed by the closed pipe
     except MemoryError:
-        print("explorer: error: out of memory; try a smaller model, dtype or prompt", file=sys.stderr)
-        return 2
+        return error("out of memory; try a smaller model, dtype, prompt or --max-new-tokens")
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, the traceback on request
+        if args.debug:
+            raise
+        what = " ".join(str(exc).split())[:300] or "no message"
+        return error(f"unexpected {type(exc).__name__}: {what} (rerun with --debug for the traceback)")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..recording.tour import check_settings, load_tour, single_view_tour
-    from ..recording.video import check_fps, output_format, parse_size
+    from ..recording.video import check_fps, check_record_output, parse_size
 
     if args.tour and args.view:
         raise ExplorerError("give a TOUR file or --view NAME, not both")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError("give a TOUR file (see assets/tours/) or --view NAME [--steps N]")
     if args.tour and (args.steps is not None or args.set or args.caption is not None):
         raise ExplorerError("--steps, --set and --caption go with --view; a tour names its own")
-    output_format(args.out)  # a bad output name fails before any work
+    check_record_output(args.out)  # a bad output name or an unwritable folder fails before any work
     size = parse_size(args.size) if args.size else None
     fps = check_fps(args.fps) if args.fps is not None else None
     if args.seconds_per_step is not None and not 0 < args.seconds_per_step <= 600:

@@ -9,6 +9,7 @@ what speculative tree verification needs (many slots share one position).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,65 +48,157 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, raw: dict[str, Any]) -> ModelConfig:
-        """Read a Hugging Face ``config.json`` dict; refuse (by name) what this decoder does not implement."""
+        """Read a Hugging Face ``config.json`` dict; refuse (by field name, with what is allowed) what this decoder
+        does not implement and every value it cannot run with."""
         model_type = raw.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
-            archs = ", ".join(raw.get("architectures") or []) or "unknown"
+            archs = ", ".join(a for a in (raw.get("architectures") or []) if isinstance(a, str)) or "unknown"
             raise ExplorerError(
                 f"unsupported architecture {model_type!r} ({archs}); supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
             )
         act = raw.get("hidden_act", "silu")
         if act != "silu":
             raise ExplorerError(f"unsupported activation {act!r}; Llama-family models use 'silu'")
-        try:
-            hidden = int(raw["hidden_size"])
-            heads = int(raw["num_attention_heads"])
-            cfg = dict(
-                model_type=model_type,
-                vocab_size=int(raw["vocab_size"]),
-                hidden_size=hidden,
-                intermediate_size=int(raw["intermediate_size"]),
-                num_layers=int(raw["num_hidden_layers"]),
-                num_heads=heads,
-                num_kv_heads=int(raw.get("num_key_value_heads") or heads),
-                head_dim=int(raw.get("head_dim") or hidden // heads),
+        hidden = config_int(raw, "hidden_size", lo=1)
+        heads = config_int(raw, "num_attention_heads", lo=1)
+        kv_heads = config_int(raw, "num_key_value_heads", lo=1, default=heads)
+        if heads % kv_heads:
+            raise ExplorerError(
+                f"config.json: num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kv_heads})"
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ExplorerError(f"config.json is missing or has a bad value for {exc}") from None
+        if raw.get("head_dim") is None and hidden % heads:
+            raise ExplorerError(
+                f"config.json: hidden_size ({hidden}) must be a multiple of num_attention_heads ({heads}) "
+                "when head_dim is not given"
+            )
+        head_dim = config_int(raw, "head_dim", lo=2, hi=1024, default=hidden // heads)
+        if head_dim % 2:
+            raise ExplorerError(f"config.json: head_dim must be even for RoPE (got {head_dim})")
         theta, scaling = _read_rope(raw)
-        attention_bias = bool(raw.get("attention_bias", False))
-        window = raw.get("sliding_window")
-        if model_type in ("qwen2", "qwen3") and not raw.get("use_sliding_window", False):
+        attention_bias = config_bool(raw, "attention_bias", False)
+        window = config_int(raw, "sliding_window", lo=1, default=None, none=True)
+        if model_type in ("qwen2", "qwen3") and not config_bool(raw, "use_sliding_window", False):
             window = None  # Qwen configs carry a window size but leave it switched off
         return cls(
-            **cfg,
-            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+            model_type=model_type,
+            vocab_size=config_int(raw, "vocab_size", lo=1),
+            hidden_size=hidden,
+            intermediate_size=config_int(raw, "intermediate_size", lo=1),
+            num_layers=config_int(raw, "num_hidden_layers", lo=1, hi=10_000),
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            rms_norm_eps=config_float(raw, "rms_norm_eps", default=1e-6, lo=0.0, lo_open=True, hi=1.0),
             rope_theta=theta,
             rope_scaling=scaling,
-            max_position_embeddings=int(raw.get("max_position_embeddings", 2048)),
-            tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
+            max_position_embeddings=config_int(raw, "max_position_embeddings", lo=1, default=2048),
+            tie_word_embeddings=config_bool(raw, "tie_word_embeddings", False),
             qkv_bias=attention_bias or model_type == "qwen2",
             o_bias=attention_bias,
-            mlp_bias=bool(raw.get("mlp_bias", False)),
+            mlp_bias=config_bool(raw, "mlp_bias", False),
             qk_norm=model_type == "qwen3",
-            sliding_window=int(window) if window else None,
+            sliding_window=window,
         )
+
+
+_MISSING = object()
+
+
+def _describe(value: Any) -> str:
+    """A config value as JSON spells it, short: null, "tiny", -4, [1, 2]."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def config_int(
+    raw: dict[str, Any], key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING,
+    none: bool = False, where: str = "config.json",
+) -> Any:
+    """An integer field (a float with an integral value, as some exporters write, is accepted); a missing or null
+    field takes ``default`` (required when there is none)."""
+    value = raw.get(key, _MISSING)
+    if value is _MISSING or (value is None and (none or default is not _MISSING)):
+        if default is _MISSING:
+            raise ExplorerError(f"{where} has no {key} (an integer)")
+        return default
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and value.is_integer():
+        value, ok = int(value), True
+    rng = f" in {lo}..{hi}" if lo is not None and hi is not None else (f" >= {lo}" if lo is not None else "")
+    if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ExplorerError(f"{where}: {key} must be an integer{rng} (got {_describe(raw.get(key))})")
+    return value
+
+
+def config_float(
+    raw: dict[str, Any], key: str, default: Any = _MISSING, lo: float | None = None, lo_open: bool = False,
+    hi: float | None = None, where: str = "config.json",
+) -> float:
+    """A finite number field, within its range."""
+    value = raw.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if default is _MISSING:
+            raise ExplorerError(f"{where} has no {key} (a number)")
+        return float(default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and lo is not None and (value < lo or (lo_open and value == lo)):
+        ok = False
+    if ok and hi is not None and value > hi:
+        ok = False
+    if not ok:
+        rng = ""
+        if lo is not None:
+            rng = f" {'above' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi is not None else "")
+        raise ExplorerError(f"{where}: {key} must be a finite number{rng} (got {_describe(value)})")
+    return float(value)
+
+
+def config_bool(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ExplorerError(f"config.json: {key} must be true or false (got {_describe(value)})")
+    return value
 
 
 def _read_rope(raw: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """RoPE settings come in two spellings: ``rope_theta`` + ``rope_scaling`` (published checkpoints, older files
-    say ``type``) and ``rope_parameters`` (transformers >= 5). Return (theta, scaling dict with ``rope_type``)."""
+    say ``type``) and ``rope_parameters`` (transformers >= 5). Return (theta, scaling dict with ``rope_type``),
+    every field the rope type needs checked."""
     params = raw.get("rope_parameters")
-    if isinstance(params, dict) and params:
+    if params is not None and not isinstance(params, dict):
+        raise ExplorerError(f"config.json: rope_parameters must be an object (got {_describe(params)})")
+    if params:
         scaling = dict(params)
-        theta = float(scaling.pop("rope_theta", raw.get("rope_theta", 10000.0)))
+        where = "config.json rope_parameters"
+        theta = config_float({"rope_theta": scaling.pop("rope_theta", raw.get("rope_theta"))}, "rope_theta",
+                             10000.0, lo=0.0, lo_open=True)  # fmt: skip
     else:
-        scaling = dict(raw.get("rope_scaling") or {})
-        theta = float(raw.get("rope_theta", 10000.0))
+        given = raw.get("rope_scaling")
+        if given is not None and not isinstance(given, dict):
+            raise ExplorerError(f"config.json: rope_scaling must be an object or null (got {_describe(given)})")
+        scaling = dict(given or {})
+        where = "config.json rope_scaling"
+        theta = config_float(raw, "rope_theta", 10000.0, lo=0.0, lo_open=True)
     rope_type = scaling.pop("rope_type", None) or scaling.pop("type", None) or "default"
     scaling.pop("type", None)
     if rope_type not in SUPPORTED_ROPE_TYPES:
         raise ExplorerError(f"unsupported rope type {rope_type!r}; supported: {', '.join(SUPPORTED_ROPE_TYPES)}")
+    if rope_type in ("linear", "llama3"):
+        scaling["factor"] = config_float(scaling, "factor", lo=0.0, lo_open=True, where=where)
+    if rope_type == "llama3":
+        low = scaling["low_freq_factor"] = config_float(scaling, "low_freq_factor", lo=0.0, lo_open=True, where=where)
+        high = scaling["high_freq_factor"] = config_float(scaling, "high_freq_factor", lo=0.0, lo_open=True,
+                                                          where=where)  # fmt: skip
+        if high <= low:
+            raise ExplorerError(f"{where}: high_freq_factor ({high:g}) must be above low_freq_factor ({low:g})")
+        scaling["original_max_position_embeddings"] = config_int(
+            scaling, "original_max_position_embeddings", lo=1, where=where
+        )
     scaling["rope_type"] = rope_type
     return theta, scaling
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import AtomicDir, AtomicFile, check_output, os_reason
 from ..errors import ExplorerError
 
 SIZE_PRESETS = {"720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
@@ -59,18 +60,33 @@ def output_format(out: str | Path) -> str:
     )
 
 
+def check_record_output(out: str | Path) -> str:
+    """The format of ``out`` (see :func:`output_format`), after checking that it can be written: called before
+    any work, so that ``--out /proc/x.mp4`` fails in a second, not after the computation."""
+    fmt = output_format(out)
+    check_output(out, None, "--out", directory=fmt == "png")
+    return fmt
+
+
 class FrameWriter:
-    """Base: counts frames; ``write`` takes one video frame."""
+    """Base: counts frames; ``write`` takes one video frame. Frames go to a temporary name next to ``path``
+    (``self.tmp``) that :meth:`close` renames to ``path``; :meth:`abort` deletes it and leaves ``path`` as it
+    was (see explorer.atomic)."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float):
-        self.path, self.size, self.fps = path, size, fps
+        self.final, self.size, self.fps = Path(path), size, fps
+        self.output = AtomicFile(self.final)
+        self.path = self.output.tmp
         self.frames = 0
         self._last: np.ndarray | None = None
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape != (self.size[1], self.size[0], 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame of shape {frame.shape} {frame.dtype}, expected {self.size[1]}x{self.size[0]}x3")
-        self._write(frame, frame is self._last)
+        try:
+            self._write(frame, frame is self._last)
+        except OSError as exc:  # a full disk, a vanished folder
+            raise ExplorerError(f"cannot write {self.final}: {os_reason(exc)}") from None
         self._last = frame
         self.frames += 1
 
@@ -80,12 +96,13 @@ class FrameWriter:
     def close(self) -> None:
         self._last = None
 
+    def commit(self) -> None:
+        self.output.commit()
+
     def abort(self) -> None:
-        """Stop without finishing (a cancelled recording): what was written may be incomplete."""
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - cancelling must not fail
-            pass
+        """Stop without finishing (a cancelled recording): the temporary output is deleted, ``path`` untouched."""
+        self._last = None
+        self.output.discard()
 
     def __enter__(self):
         return self
@@ -106,9 +123,9 @@ class Mp4Writer(FrameWriter):
 
         rate = Fraction(fps).limit_denominator(1001)
         try:
-            self.container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+            self.container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
         except OSError as exc:
-            raise ExplorerError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise ExplorerError(f"cannot write {self.final}: {os_reason(exc)}") from None
         stream = self.container.add_stream("libx264", rate=rate)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
@@ -133,12 +150,17 @@ class Mp4Writer(FrameWriter):
     def close(self) -> None:
         if self.container is None:
             return
-        for packet in self.stream.encode():
-            self.container.mux(packet)
-        self.container.close()
+        try:
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+            self.container.close()
+        except OSError as exc:
+            self.abort()
+            raise ExplorerError(f"cannot write {self.final}: {os_reason(exc)}") from None
         self.container = None
         self._yuv = None
         super().close()
+        self.commit()
 
     def abort(self) -> None:
         if self.container is not None:
@@ -147,6 +169,7 @@ class Mp4Writer(FrameWriter):
             except Exception:  # noqa: BLE001
                 pass
             self.container = None
+        self._yuv = None
         super().abort()
 
 
@@ -159,16 +182,7 @@ class GifWriter(FrameWriter):
         super().__init__(path, size, fps)
         self.images: list = []
         self.durations: list[float] = []  # ms
-        self._check_writable(path)
-
-    @staticmethod
-    def _check_writable(path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("ab"):
-                pass
-        except OSError as exc:
-            raise ExplorerError(f"cannot write {path}: {exc.strerror or exc}") from None
+        check_output(self.final, None, "--out")
 
     def _write(self, frame: np.ndarray, same: bool) -> None:
         from PIL import Image
@@ -192,9 +206,14 @@ class GifWriter(FrameWriter):
         first, rest = self.images[0], self.images[1:]
         buf = io.BytesIO()
         first.save(buf, "GIF", save_all=True, append_images=rest, duration=durations, loop=0, optimize=False)
-        self.path.write_bytes(buf.getvalue())
+        try:
+            self.path.write_bytes(buf.getvalue())
+        except OSError as exc:
+            self.abort()
+            raise ExplorerError(f"cannot write {self.final}: {os_reason(exc)}") from None
         self.images, self.durations = [], []
         super().close()
+        self.commit()
 
     def abort(self) -> None:
         self.images, self.durations = [], []
@@ -202,16 +221,17 @@ class GifWriter(FrameWriter):
 
 
 class PngDirWriter(FrameWriter):
-    """Numbered PNG files ``frame_00000.png`` ... in a directory (old ``frame_*.png`` files there are removed)."""
+    """Numbered PNG files ``frame_00000.png`` ... in a directory. They are written to a temporary directory next to
+    it and moved in when the recording is complete (old ``frame_*.png`` files there are removed then, and only
+    then; other files are left alone)."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: float, compress_level: int = 3):
-        super().__init__(path, size, fps)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            for old in path.glob("frame_*.png"):
-                old.unlink()
-        except OSError as exc:
-            raise ExplorerError(f"cannot write frames to {path}: {exc.strerror or exc}") from None
+        self.final, self.size, self.fps = Path(path), size, fps
+        self.frames = 0
+        self._last = None
+        check_output(self.final, None, "--out", directory=True)
+        self.output = AtomicDir(self.final, "frame_*.png")
+        self.path = self.output.tmp
         self.compress_level = compress_level
         self._png: bytes | None = None
 
@@ -222,11 +242,19 @@ class PngDirWriter(FrameWriter):
             buf = io.BytesIO()
             Image.fromarray(frame, "RGB").save(buf, "PNG", compress_level=self.compress_level)
             self._png = buf.getvalue()
-        (self.path / f"frame_{self.frames:05d}.png").write_bytes(self._png)
+        try:
+            (self.path / f"frame_{self.frames:05d}.png").write_bytes(self._png)
+        except OSError as exc:
+            raise ExplorerError(f"cannot write frames to {self.final}: {os_reason(exc)}") from None
 
     def close(self) -> None:
         self._png = None
         super().close()
+        self.commit()
+
+    def abort(self) -> None:
+        self._png = None
+        super().abort()
 
 
 class ThreadedWriter:
@@ -293,14 +321,9 @@ class ThreadedWriter:
 
 def open_writer(out: str | Path, size: tuple[int, int], fps: float) -> FrameWriter:
     """The writer for ``out``'s format (see :func:`output_format`)."""
-    fmt = output_format(out)
-    path = Path(out)
+    fmt = check_record_output(out)
+    path = Path(out).expanduser()
     fps = check_fps(fps)
-    if fmt in ("mp4", "gif") and path.parent and not path.parent.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ExplorerError(f"cannot write {path}: {exc.strerror or exc}") from None
     if fmt == "mp4":
         return Mp4Writer(path, size, fps)
     if fmt == "gif":

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from ..errors import ExplorerError
 from ..recording.tour import VIEW_TITLES, Shot, Tour, plan_shots
-from ..recording.video import ThreadedWriter, open_writer, output_format
+from ..recording.video import ThreadedWriter, check_record_output, open_writer
 from ..session import Session
 from .theme import THEMES, Theme, apply_theme, make_palette
 from .views import VIEWS
@@ -542,7 +542,7 @@ def record(
     """Record ``tour`` headless to ``out`` (MP4, GIF or a directory of PNGs); options override the tour's."""
     from ..recording.video import check_fps
 
-    fmt = output_format(out)
+    fmt = check_record_output(out)  # the folder exists and is writable: checked before any work
     size = size or tour.size or (1280, 720)
     fps = check_fps(fps or tour.fps or 30.0)
     theme = theme or tour.theme or "light"
@@ -567,9 +567,7 @@ def record(
         )  # fmt: skip
     except BaseException:
         if writer is not None:
-            writer.abort()
-            if fmt in ("mp4", "gif"):
-                Path(out).unlink(missing_ok=True)  # no half-written video left behind
+            writer.abort()  # the temporary output is deleted; a previous file at `out` stays as it was
         raise
     finally:
         rec.close()
@@ -606,7 +604,7 @@ class GuiRecording(QObject):
         from ..recording.tour import single_view_tour
 
         self.out = Path(out)
-        self.format = output_format(out)
+        self.format = check_record_output(out)
         clone = view.clone(setup=prepare_view)
         n = len(clone.records)
         if n == 0:
@@ -644,9 +642,7 @@ class GuiRecording(QObject):
         if not self.running:
             return
         self._timer.stop()
-        self._cleanup(abort=True)
-        if self.format in ("mp4", "gif"):
-            self.out.unlink(missing_ok=True)  # half a video is no video
+        self._cleanup(abort=True)  # half a video is no video: the temporary file goes, a previous `out` stays
         self.failed.emit("recording cancelled")
 
     def _tick(self) -> None:
