@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings, QTimer  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, QSettings, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from explorer.session import Session  # noqa: E402
@@ -56,25 +57,38 @@ def test_window_loads_model_in_worker_and_streams_records(qtbot, window):
     assert "cpu" in window.status_device.text() and "float32" in window.status_device.text()
 
 
+def press(qtbot, win, key, modifier=Qt.KeyboardModifier.NoModifier):
+    """A real key press on whatever has focus in the window (shortcuts are resolved as for a user's keyboard)."""
+    if QApplication.activeWindow() is not win:
+        win.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=2000)
+    target = QApplication.focusWidget() or win
+    qtbot.keyClick(target, key, modifier)
+
+
 def test_player_steps_back_and_forward_and_shows_earlier_step_exactly(qtbot, window):
     run_and_wait(qtbot, window, tokens=8)
     view = window.views["generate"]
     n = len(view.records)
     header_last = view.header.text()
-    window.player.back()
+    press(qtbot, window, Qt.Key.Key_Left)
     assert window.player.step == n - 2 and not window.player.follow
     assert view.current == n - 2
     assert f"step {n - 1} of {n}" in view.header.text()
     text_before = view.text.toPlainText()
-    window.player.forward()
+    press(qtbot, window, Qt.Key.Key_Right)
     assert view.header.text() == header_last and window.player.follow
-    window.player.back()
+    press(qtbot, window, Qt.Key.Key_Left)
     assert view.text.toPlainText() == text_before  # stepping back again gives the same picture
-    window.player.first()
+    press(qtbot, window, Qt.Key.Key_Home)
     assert view.current == 0
-    window.player.play()
+    press(qtbot, window, Qt.Key.Key_Space)
+    assert window.player.playing
     qtbot.waitUntil(lambda: window.player.step == n - 1, timeout=20000)
     qtbot.waitUntil(lambda: not window.player.playing, timeout=5000)
+    press(qtbot, window, Qt.Key.Key_Home)
+    press(qtbot, window, Qt.Key.Key_End)
+    assert view.current == n - 1 and window.player.follow
 
 
 def test_gui_thread_never_blocked_over_50ms(qtbot, window):
@@ -123,17 +137,39 @@ def test_export_png_json_csv(qtbot, window, tmp_path):
     assert csv_text.splitlines()[0].startswith("step,token_id,token_text")
 
 
-def test_theme_font_and_presentation(qtbot, window):
+def test_theme_font_and_presentation_by_keys(qtbot, window):
+    qtbot.waitExposed(window)
     size = QApplication.font().pointSizeF()
-    window.zoom(1.15)
-    assert QApplication.font().pointSizeF() > size
-    window.zoom(None)
+    press(qtbot, window, Qt.Key.Key_Equal, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.font().pointSizeF() == pytest.approx(size * 1.15)
+    press(qtbot, window, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    press(qtbot, window, Qt.Key.Key_Minus, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.font().pointSizeF() == pytest.approx(size / 1.15)
+    press(qtbot, window, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.font().pointSizeF() == pytest.approx(size)
     window.set_theme("dark")
     assert window.views["generate"].theme.name == "dark"
-    window.set_presentation(True)
-    assert not window.dock.isVisible() and QApplication.font().pointSizeF() > size
-    window.set_presentation(False)
-    assert window.dock.isVisible()
+    window.prompt_edit.setFocus()  # focus in the panel, which presentation mode hides
+    press(qtbot, window, Qt.Key.Key_F11)
+    assert window.presenting and not window.dock.isVisible() and not window.menuBar().isVisible()
+    assert QApplication.font().pointSizeF() > size
+    assert window.presentation_hint.isVisible() and "F11 or Esc" in window.presentation_hint.text()
+    assert window.presentation_hint.geometry().intersects(window.stack.geometry().translated(0, 30))
+    # Every shortcut still works with the menu bar and the panel hidden.
+    presenting_size = QApplication.font().pointSizeF()
+    press(qtbot, window, Qt.Key.Key_Equal, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.font().pointSizeF() > presenting_size
+    press(qtbot, window, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.font().pointSizeF() == pytest.approx(presenting_size)
+    press(qtbot, window, Qt.Key.Key_F11)  # F11 leaves
+    assert not window.presenting and window.dock.isVisible() and window.menuBar().isVisible()
+    assert not window.presentation_hint.isVisible()
+    assert QApplication.font().pointSizeF() == pytest.approx(size)
+    press(qtbot, window, Qt.Key.Key_F11)
+    assert window.presenting
+    qtbot.waitUntil(lambda: not window.presentation_hint.isVisible(), timeout=window._hint_timer.interval() + 2000)
+    press(qtbot, window, Qt.Key.Key_Escape)  # so does Esc
+    assert not window.presenting and window.dock.isVisible() and window.statusBar().isVisible()
     window.set_theme("light")
 
 
@@ -147,3 +183,118 @@ def test_screenshot_is_exact_size_and_not_blank(qtbot, tmp_path):
     pixels = np.frombuffer(ptr, dtype=np.uint8, count=image.sizeInBytes())
     assert pixels.std() > 20  # not a blank image
     assert len(np.unique(pixels.reshape(-1, 4)[::97], axis=0)) > 20
+
+
+def test_esc_cancels_a_run_and_says_so(qtbot, window):
+    view = window.views["generate"]
+    view.max_new.setValue(400)
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models()
+    assert "press run" in view.header.text().lower() and "load a model" not in view.header.text().lower()
+    window.run_view()
+    qtbot.waitUntil(lambda: len(view.records) >= 3, timeout=30000)
+    assert not window.run_button.isEnabled() and window.cancel_button.isEnabled()
+    with qtbot.waitSignal(window.worker.finished, timeout=30000):
+        press(qtbot, window, Qt.Key.Key_Escape)
+    n = len(view.records)
+    assert 3 <= n < 400
+    assert window.progress_label.text() == f"generate: cancelled after {n} steps"
+    assert window.run_button.isEnabled() and not window.cancel_button.isEnabled()
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        press(qtbot, window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)  # Run again: runs to the end
+    assert window.progress_label.text() == f"generate: done, {len(view.records)} steps"
+
+
+def test_failed_load_puts_back_the_loaded_models(qtbot, window, tmp_path):
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models()
+    loaded = window.target_edit.text()
+    status = window.status_models.text()
+    window.target_edit.setText(str(tmp_path / "nope"))
+    window.draft_edit.setText("")
+    with qtbot.waitSignal(window.worker.failed, timeout=20000):
+        window.load_models()
+    window.error_box.close()
+    assert "model directory not found" in window.last_error
+    assert window.target_edit.text() == loaded and window.draft_edit.text()  # the fields name what is loaded
+    assert window.status_models.text() == status
+    assert window.session.target_dir == window.session.target.path
+    assert window.progress_label.text().startswith("loading failed: model directory not found")
+    assert not window._models_changed()  # Run runs on the loaded pair instead of retrying the bad path
+
+
+def test_panel_scrolls_keeps_run_visible_and_wheel_needs_focus(qtbot, window):
+    window.resize(1280, 720)
+    window.select_view("attention")
+    window.zoom(1.6)
+    qtbot.waitExposed(window)
+    QApplication.processEvents()
+    bar = window.panel_scroll.verticalScrollBar()
+    assert bar.maximum() > 0  # the settings do not fit: they scroll
+    for button in (window.run_button, window.cancel_button):
+        top_left = button.mapTo(window, QPoint(0, 0))
+        assert button.isVisible() and top_left.y() + button.height() <= window.statusBar().y()
+    spin = window.views["attention"].layer
+    before, scroll_before = spin.value(), bar.value()
+    assert not spin.hasFocus()
+    centre = QPointF(spin.rect().center())
+    wheel = QWheelEvent(
+        centre,
+        QPointF(spin.mapToGlobal(spin.rect().center())),
+        QPoint(0, 0),
+        QPoint(0, -120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(spin, wheel)
+    assert spin.value() == before  # the wheel over an unfocused spin box does not edit it...
+    assert bar.value() > scroll_before  # ...it scrolls the panel
+    spin.setFocus()
+    wheel = QWheelEvent(
+        centre,
+        QPointF(spin.mapToGlobal(spin.rect().center())),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(spin, wheel)
+    assert spin.value() == before + 1  # with focus it does
+    window.zoom(None)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1366, 768), (1920, 1080), (3840, 2160)])
+def test_window_lays_out_from_720p_to_2160p_at_text_scales(qtbot, window, size):
+    window.resize(*size)
+    qtbot.waitExposed(window)
+    for scale in (0.8, 1.0, 1.5, 2.0):
+        window.font_scale = scale
+        window._apply_font()
+        for name in ("attention", "speculative"):
+            window.select_view(name)
+            QApplication.processEvents()
+            assert window.size().width() == size[0]
+            panel = window.dock.geometry()
+            assert window.stack.width() >= size[0] * 0.5, (scale, name, panel.width())
+            for button in (window.run_button, window.cancel_button):
+                corner = button.mapTo(window, QPoint(button.width(), button.height()))
+                assert corner.x() <= panel.right() + 1 and corner.y() <= window.statusBar().y(), (scale, name)
+            assert window.player.mapTo(window, QPoint(0, window.player.height())).y() <= window.statusBar().y()
+    window.zoom(None)
+
+
+def test_long_status_messages_elide_with_the_whole_text_on_hover(qtbot, window):
+    qtbot.waitExposed(window)
+    width = window.dock.width()
+    long = "loading failed: " + "a very long message about a model directory " * 8
+    window.progress_label.setText(long)
+    QApplication.processEvents()
+    assert window.dock.width() == width
+    assert window.progress_label.text() == long and window.progress_label.toolTip() == long
+    shown = super(type(window.progress_label), window.progress_label).text()
+    assert shown.endswith("…") and len(shown) < len(long)
+    assert window.progress_label.height() < 2.5 * window.progress_label.fontMetrics().height()  # one line

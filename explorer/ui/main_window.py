@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QTabBar,
     QToolButton,
@@ -49,10 +51,13 @@ from .player import Player
 from .recorder import GuiRecording
 from .theme import THEMES, apply_theme, set_font_scale
 from .views import VIEWS
+from .views.controls import ChoiceBox
 from .worker import Worker, reserve_gui_core
 
 MAX_RECENT = 8
 PRESENTATION_SCALE = 1.6
+PRESENTATION_HINT = "F11 or Esc to leave presentation mode"
+PRESENTATION_HINT_MS = 3000
 
 
 class ModelsLoaded:
@@ -60,6 +65,44 @@ class ModelsLoaded:
 
     def __init__(self, target, draft):
         self.target, self.draft = target, draft
+
+
+class ElidedLabel(QLabel):
+    """One line that never wraps or widens its parent: text too long for the space ends in "…", and the whole
+    text is in the tooltip. text() answers the whole text."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt name
+        self._full = text
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(0, super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._elide()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:
+            self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(0, self.width()))
+        super().setText(shown)
+        self.setToolTip(self._full if shown != self._full else "")
 
 
 class MainWindow(QMainWindow):
@@ -76,6 +119,8 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self._job_view = None
         self._pending_run = False
+        self._loaded_fields: tuple[str, str, str, str] | None = None  # the model fields of the loaded pair
+        self._loading_fields = self._loaded_fields
         self.recording: GuiRecording | None = None
 
         reserve_gui_core()
@@ -126,8 +171,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ building
     def _build_panel(self) -> None:
-        panel = QWidget()
-        v = QVBoxLayout(panel)
+        """Models, prompt and the view's settings scroll; Run / Cancel and the progress line below them stay put."""
+        content = QWidget()
+        v = QVBoxLayout(content)
+        v.setContentsMargins(6, 4, 6, 4)
         models = QGroupBox("Models")
         form = QFormLayout(models)
         self.target_edit = QLineEdit()
@@ -135,12 +182,9 @@ class MainWindow(QMainWindow):
         self.draft_edit.setPlaceholderText("none")
         form.addRow("Target", self._with_browse(self.target_edit, "target"))
         form.addRow("Draft", self._with_browse(self.draft_edit, "draft"))
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["cpu"] + (["cuda"] if _cuda_available() else []))
-        self.dtype_combo = QComboBox()
-        self.dtype_combo.addItems(["auto", *DTYPES])
-        self.attention_combo = QComboBox()
-        self.attention_combo.addItems(available_backends())
+        self.device_combo = ChoiceBox(["cpu"] + (["cuda"] if _cuda_available() else []), "cpu")
+        self.dtype_combo = ChoiceBox(["auto", *DTYPES], "auto")
+        self.attention_combo = ChoiceBox(available_backends(), available_backends()[0])
         self.attention_combo.setToolTip("How the model computes attention (triton: the FlashAttention kernel)")
         form.addRow("Device", self.device_combo)
         form.addRow("Dtype", self.dtype_combo)
@@ -164,7 +208,22 @@ class MainWindow(QMainWindow):
             self.settings_stack.addWidget(view.settings_widget() or QWidget())
         sv.addWidget(self.settings_stack)
         v.addWidget(self.settings_box)
+        v.addStretch(1)
 
+        self.panel_scroll = QScrollArea()
+        self.panel_scroll.setWidgetResizable(True)
+        self.panel_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.panel_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.panel_scroll.setWidget(content)
+
+        panel = QWidget()
+        outer = QVBoxLayout(panel)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.setSpacing(0)
+        outer.addWidget(self.panel_scroll, 1)
+        footer = QWidget()
+        fv = QVBoxLayout(footer)
+        fv.setContentsMargins(8, 6, 8, 6)
         row = QHBoxLayout()
         self.run_button = QPushButton("Run")
         self.run_button.setDefault(True)
@@ -174,22 +233,20 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(False)
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
-        v.addLayout(row)
+        fv.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(8)
-        self.progress_label = QLabel("")
-        self.progress_label.setWordWrap(True)
-        v.addWidget(self.progress)
-        v.addWidget(self.progress_label)
-        v.addStretch(1)
+        self.progress_label = ElidedLabel("")
+        fv.addWidget(self.progress)
+        fv.addWidget(self.progress_label)
+        outer.addWidget(footer)
 
         self.dock = QDockWidget("Model", self)
         self.dock.setObjectName("model-panel")
         self.dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.dock.setWidget(panel)
-        self.dock.setMinimumWidth(260)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
 
     def _with_browse(self, edit: QLineEdit, role: str) -> QWidget:
@@ -205,8 +262,9 @@ class MainWindow(QMainWindow):
         return w
 
     def _build_status(self) -> None:
-        self.status_models = QLabel()
-        self.status_device = QLabel()
+        self.status_models = ElidedLabel()
+        self.status_device = ElidedLabel()  # takes its whole width when there is room, elides when there is not
+        self.status_device.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.status_rec = QLabel()  # "● REC n/N" while a recording runs
         self.status_rec.setStyleSheet("color: #d62828; font-weight: bold")
         self.status_rec.setVisible(False)
@@ -224,21 +282,33 @@ class MainWindow(QMainWindow):
         self.status_device.setContentsMargins(0, 0, 10, 0)
         self.status_models.setContentsMargins(6, 0, 0, 0)
 
+    def _shortcut_action(self, menu, text: str, keys, slot) -> QAction:
+        """A menu entry whose shortcut belongs to the window, so that it works when the menu bar is hidden
+        (presentation mode hides it)."""
+        act = QAction(text, self)
+        act.setShortcuts([QKeySequence(k) for k in keys])
+        act.triggered.connect(lambda *_: slot())
+        menu.addAction(act)
+        self.addAction(act)
+        return act
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
-        file.addAction("Open model…", QKeySequence.StandardKey.Open, lambda: self.open_model_dialog("target"))
+        self._shortcut_action(
+            file, "Open model…", [QKeySequence.StandardKey.Open], lambda: self.open_model_dialog("target")
+        )
         file.addAction("Open draft model…", lambda: self.open_model_dialog("draft"))
         self.recent_menu = file.addMenu("Recent models")
         self._rebuild_recent()
         file.addSeparator()
-        file.addAction("Export view as PNG…", QKeySequence("Ctrl+E"), self._export_png_dialog)
-        file.addAction("Export data (JSON/CSV)…", QKeySequence("Ctrl+Shift+E"), self._export_data_dialog)
-        self.record_action = file.addAction("Record view…", QKeySequence("Ctrl+Shift+R"), self._record_dialog)
+        self._shortcut_action(file, "Export view as PNG…", ["Ctrl+E"], self._export_png_dialog)
+        self._shortcut_action(file, "Export data (JSON/CSV)…", ["Ctrl+Shift+E"], self._export_data_dialog)
+        self.record_action = self._shortcut_action(file, "Record view…", ["Ctrl+Shift+R"], self._record_dialog)
         self.stop_record_action = file.addAction("Stop recording", self.stop_recording)
         self.stop_record_action.setEnabled(False)
         file.addSeparator()
-        file.addAction("Quit", QKeySequence.StandardKey.Quit, self.close)
+        self._shortcut_action(file, "Quit", [QKeySequence.StandardKey.Quit], self.close)
 
         view = bar.addMenu("&View")
         themes = QActionGroup(self)
@@ -249,19 +319,17 @@ class MainWindow(QMainWindow):
             themes.addAction(act)
             view.addAction(act)
         view.addSeparator()
-        view.addAction("Larger text", QKeySequence.StandardKey.ZoomIn, lambda: self.zoom(1.15))
-        zoom_in_alt = QShortcut(QKeySequence("Ctrl+="), self)
-        zoom_in_alt.activated.connect(lambda: self.zoom(1.15))
-        view.addAction("Smaller text", QKeySequence.StandardKey.ZoomOut, lambda: self.zoom(1 / 1.15))
-        view.addAction("Normal text size", QKeySequence("Ctrl+0"), lambda: self.zoom(None))
-        self.present_action = QAction("Presentation mode", self, checkable=True)
-        self.present_action.setShortcut(QKeySequence("F11"))
-        self.present_action.triggered.connect(self.set_presentation)
-        view.addAction(self.present_action)
+        self._shortcut_action(view, "Larger text", ["Ctrl++", "Ctrl+="], lambda: self.zoom(1.15))
+        self._shortcut_action(view, "Smaller text", ["Ctrl+-"], lambda: self.zoom(1 / 1.15))
+        self._shortcut_action(view, "Normal text size", ["Ctrl+0"], lambda: self.zoom(None))
+        self.present_action = self._shortcut_action(
+            view, "Presentation mode", ["F11"], lambda: self.set_presentation(not self.presenting)
+        )
+        self.present_action.setCheckable(True)
 
         run = bar.addMenu("&Run")
-        run.addAction("Run view", QKeySequence("Ctrl+R"), self.run_view)
-        run.addAction("Cancel", QKeySequence("Esc"), self.worker.cancel)
+        self.run_action = self._shortcut_action(run, "Run view", ["Ctrl+R"], self.run_view)
+        self.cancel_action = self._shortcut_action(run, "Cancel (or leave presentation mode)", ["Esc"], self.escape)
 
     def _build_shortcuts(self) -> None:
         for key, slot in (
@@ -271,8 +339,20 @@ class MainWindow(QMainWindow):
             (Qt.Key.Key_Home, self.player.first),
             (Qt.Key.Key_End, self.player.last),
         ):
-            sc = QShortcut(QKeySequence(key), self)
+            sc = QShortcut(QKeySequence(key), self)  # window-wide: works in every mode, whatever has focus
             sc.activated.connect(slot)
+        # The hint shown on entering presentation mode, over the views.
+        self.presentation_hint = QLabel(PRESENTATION_HINT, self)
+        self.presentation_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.presentation_hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.presentation_hint.setStyleSheet(
+            "background: rgba(20, 22, 27, 215); color: #f4f5f7; border-radius: 8px; padding: 10px 22px"
+        )
+        self.presentation_hint.hide()
+        self._hint_timer = QTimer(self)
+        self._hint_timer.setSingleShot(True)
+        self._hint_timer.setInterval(PRESENTATION_HINT_MS)
+        self._hint_timer.timeout.connect(self.presentation_hint.hide)
 
     # ------------------------------------------------------------------ models
     def _sync_panel_from_session(self) -> None:
@@ -301,8 +381,39 @@ class MainWindow(QMainWindow):
             (self.target_edit if role == "target" else self.draft_edit).setText(path)
             self.load_models()
 
+    def _model_fields(self) -> tuple[str, str, str, str]:
+        return (
+            self.target_edit.text(),
+            self.draft_edit.text(),
+            self.device_combo.currentText(),
+            self.dtype_combo.currentText(),
+        )
+
+    def _restore_model_fields(self) -> None:
+        """After a failed load: the fields name the models that are loaded again, as the status bar does."""
+        if self._loaded_fields is None:
+            return  # nothing loaded: leave what the user typed, to be corrected
+        target, draft, device, dtype = self._loaded_fields
+        self.target_edit.setText(target)
+        self.draft_edit.setText(draft)
+        self.device_combo.setCurrentText(device)
+        self.dtype_combo.setCurrentText(dtype)
+        s = self.session
+        s.target_dir, s.draft_dir = s.target.path, (s.draft.path if s.draft is not None else None)
+        s.device = device
+        s.dtype = None if dtype == "auto" else dtype
+
+    def _refuse_while_busy(self) -> bool:
+        """Run and load wait for the running job: say so instead of blocking the window on it."""
+        if self.worker.running:
+            self.statusBar().showMessage("a job is running: Cancel (Esc) it first", 4000)
+            return True
+        return False
+
     def load_models(self, then_run: bool = False) -> None:
         """Load target (and draft) in the worker; the GUI keeps running. Optionally run the view afterwards."""
+        if self._refuse_while_busy():
+            return
         self._sync_session_from_panel()
         wanted = replace(self.session, target=None, draft=None)  # a snapshot: the panel may change meanwhile
 
@@ -311,6 +422,7 @@ class MainWindow(QMainWindow):
 
         self._pending_run = then_run
         self._job_view = None
+        self._loading_fields = self._model_fields()
         target_dir, draft_dir = wanted.target_dir, wanted.draft_dir
         self.progress_label.setText(f"loading {target_dir.name}" + (f" + {draft_dir.name}" if draft_dir else "") + "…")
         self.worker.start(job)
@@ -340,6 +452,8 @@ class MainWindow(QMainWindow):
 
     def run_view(self) -> None:
         """Run the active view's computation on the loaded models (loading them first if needed)."""
+        if self._refuse_while_busy():
+            return
         self._sync_session_from_panel()
         if self.session.target is None or self._models_changed():
             self.load_models(then_run=True)
@@ -386,8 +500,13 @@ class MainWindow(QMainWindow):
     def _on_record(self, rec: Any) -> None:
         if isinstance(rec, ModelsLoaded):
             self.session.target, self.session.draft = rec.target, rec.draft
+            self._loaded_fields = self._loading_fields
             self._remember(rec.target.path)
             self._update_status()
+            for view in self.views.values():
+                view.models_loaded = True
+                if not view.records:
+                    view.show_step(-1)  # the empty view now says "press Run", not "load a model"
             return
         view = self._job_view
         if view is None:
@@ -415,7 +534,15 @@ class MainWindow(QMainWindow):
             self._live_render.stop()
         if self._job_view is not None and self._job_view is self.active_view:
             self.active_view.show_step(self.player.step)  # the final state, without waiting for the timer
-        if self._job_view is None:
+        if self.worker.cancelled:
+            self._pending_run = False
+            if self._job_view is None:
+                self._restore_model_fields()
+                self.progress_label.setText("loading cancelled")
+            else:
+                n = len(self._job_view.records)
+                self.progress_label.setText(f"{self._job_view.name}: cancelled after {n} step{'s' * (n != 1)}")
+        elif self._job_view is None:
             self.progress_label.setText("models loaded")
             if self._pending_run:
                 self._pending_run = False
@@ -425,7 +552,13 @@ class MainWindow(QMainWindow):
 
     def _on_failed(self, message: str) -> None:
         self._pending_run = False
-        self.progress_label.setText("failed")
+        if self._job_view is None:
+            self._restore_model_fields()
+            self.progress_label.setText(f"loading failed: {message}")
+        else:
+            n = len(self._job_view.records)
+            self.progress_label.setText(f"{self._job_view.name}: failed after {n} step{'s' * (n != 1)}: {message}")
+        self._update_status()
         self._show_error(message)
 
     def _show_error(self, message: str) -> None:
@@ -441,6 +574,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(busy)
         self.run_button.setEnabled(not busy)
         self.load_button.setEnabled(not busy)
+        self.run_action.setEnabled(not busy)
 
     def _on_tab(self, index: int) -> None:
         self.stack.setCurrentIndex(index)
@@ -465,7 +599,6 @@ class MainWindow(QMainWindow):
             device, dtype = str(s.target.device), str(s.target.dtype).removeprefix("torch.")
         text = f"device {device}  ·  {dtype}  ·  attention {describe_backend(s.attention_backend, device)}"
         self.status_device.setText(text)
-        self.status_device.setMinimumWidth(self.status_device.fontMetrics().horizontalAdvance(text) + 26)
 
     # ------------------------------------------------------------------ comfort
     def set_theme(self, name: str) -> None:
@@ -479,8 +612,15 @@ class MainWindow(QMainWindow):
         self.font_scale = 1.0 if factor is None else max(0.6, min(3.0, self.font_scale * factor))
         self._apply_font()
 
+    def escape(self) -> None:
+        """Esc leaves presentation mode first; otherwise it cancels the running job."""
+        if self.presenting:
+            self.set_presentation(False)
+        else:
+            self.worker.cancel()
+
     def set_presentation(self, on: bool) -> None:
-        """Projector mode: bigger text, no chrome, full screen."""
+        """Projector mode: bigger text, no chrome, full screen; F11 or Esc leaves it (a hint says so)."""
         self.presenting = on
         self.present_action.setChecked(on)
         for w in (self.dock, self.statusBar()):
@@ -491,6 +631,30 @@ class MainWindow(QMainWindow):
             self.showFullScreen()
         elif not on and self.isFullScreen():
             self.showNormal()
+        if on:
+            focus = QApplication.focusWidget()
+            if focus is None or not focus.isVisible():
+                self.tabs.setFocus()  # the panel's field had focus: keys go to the window again
+            self._show_presentation_hint()
+        else:
+            self._hint_timer.stop()
+            self.presentation_hint.hide()
+
+    def _show_presentation_hint(self) -> None:
+        self.presentation_hint.adjustSize()
+        self._place_presentation_hint()
+        self.presentation_hint.show()
+        self.presentation_hint.raise_()
+        self._hint_timer.start()
+
+    def _place_presentation_hint(self) -> None:
+        hint = self.presentation_hint
+        hint.move((self.width() - hint.width()) // 2, max(8, self.height() // 12))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.presentation_hint.isVisible():
+            self._place_presentation_hint()
 
     def _apply_font(self) -> None:
         app = QApplication.instance()
@@ -501,7 +665,16 @@ class MainWindow(QMainWindow):
         for view in self.views.values():
             if hasattr(view, "apply_font"):
                 view.apply_font(font)
+        self._fit_panel()
         self._update_status()
+
+    def _fit_panel(self) -> None:
+        """The panel scrolls vertically only: make it as wide as its widest settings at the current text size."""
+        content = self.panel_scroll.widget()
+        content.adjustSize()
+        bar = self.panel_scroll.verticalScrollBar().sizeHint().width()
+        width = max(content.minimumSizeHint().width(), self.fontMetrics().averageCharWidth() * 30) + bar + 4
+        self.panel_scroll.setMinimumWidth(width)
 
     # ------------------------------------------------------------------ export
     def export_png(self, path: str | Path) -> Path:

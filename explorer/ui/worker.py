@@ -42,13 +42,16 @@ def reserve_gui_core() -> None:
 
 
 class _Runner(QObject):
-    record = Signal(object)
-    finished = Signal()
-    failed = Signal(str)
+    """Iterates one job in the worker thread. Every signal carries the job's number, so that whatever an earlier,
+    replaced job still had queued is dropped instead of landing in the next job's view."""
 
-    def __init__(self, job: Callable[[], Iterator[Any]], cancel: threading.Event, gate: threading.Lock):
+    record = Signal(int, object)
+    finished = Signal(int, bool)  # (job, cancelled)
+    failed = Signal(int, str)
+
+    def __init__(self, job: Callable[[], Iterator[Any]], number: int, cancel: threading.Event, gate: threading.Lock):
         super().__init__()
-        self._job, self._cancel, self._gate = job, cancel, gate
+        self._job, self._number, self._cancel, self._gate = job, number, cancel, gate
 
     def run(self) -> None:
         try:
@@ -57,15 +60,18 @@ class _Runner(QObject):
                     break
                 with self._gate:  # wait here while the GUI paints a frame (see Worker.gate)
                     pass
-                self.record.emit(item)
+                self.record.emit(self._number, item)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a message, never a crash
-            self.failed.emit(describe_error(exc))
+            self.failed.emit(self._number, describe_error(exc))
         else:
-            self.finished.emit()
+            self.finished.emit(self._number, self._cancel.is_set())
 
 
 class Worker(QObject):
-    """Runs one job at a time. Signals: record(obj), finished(), failed(message), busy(bool)."""
+    """Runs one job at a time. Signals: record(obj), finished(), failed(message), busy(bool).
+
+    After ``finished``, ``cancelled`` says whether the job was cancelled rather than run to its end; ``records``
+    counts what the job delivered."""
 
     record = Signal(object)
     finished = Signal()
@@ -77,6 +83,9 @@ class Worker(QObject):
         self._thread: QThread | None = None
         self._runner: _Runner | None = None
         self._cancel = threading.Event()
+        self._number = 0  # the current job's number; signals of older jobs are ignored
+        self.cancelled = False
+        self.records = 0
         # Held by the GUI thread while it paints a live frame: the job pauses between two records instead of
         # competing for the GIL with the painting (pyqtgraph calls into Python hundreds of times per frame).
         self.gate = threading.Lock()
@@ -88,11 +97,13 @@ class Worker(QObject):
     def start(self, job: Callable[[], Iterator[Any]]) -> None:
         self.cancel_and_wait()
         self._cancel = threading.Event()
+        self._number += 1
+        self.cancelled, self.records = False, 0
         thread = QThread()
-        runner = _Runner(job, self._cancel, self.gate)
+        runner = _Runner(job, self._number, self._cancel, self.gate)
         runner.moveToThread(thread)
         thread.started.connect(runner.run)
-        runner.record.connect(self.record)
+        runner.record.connect(self._on_record)
         runner.finished.connect(self._on_finished)
         runner.failed.connect(self._on_failed)
         self._thread, self._runner = thread, runner
@@ -119,10 +130,20 @@ class Worker(QObject):
             runner.deleteLater()
         self.busy.emit(False)
 
-    def _on_finished(self) -> None:
+    def _on_record(self, number: int, item: Any) -> None:
+        if number == self._number and self._thread is not None:
+            self.records += 1
+            self.record.emit(item)
+
+    def _on_finished(self, number: int, cancelled: bool) -> None:
+        if number != self._number or self._thread is None:
+            return  # a replaced job's late word
         self._stop_thread()
+        self.cancelled = cancelled
         self.finished.emit()
 
-    def _on_failed(self, message: str) -> None:
+    def _on_failed(self, number: int, message: str) -> None:
+        if number != self._number or self._thread is None:
+            return
         self._stop_thread()
         self.failed.emit(message)

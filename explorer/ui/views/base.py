@@ -38,6 +38,8 @@ class View(QWidget):
         # Recording: draw nothing measured with the wall clock (tokens/s, ms), so that the same records give
         # the same pixels on every run. Views consult it when they render.
         self.deterministic = False
+        # Set by the window once models are loaded: an empty view then asks only for Run (see empty_hint).
+        self.models_loaded = False
 
     @property
     def display_settings(self) -> tuple[str, ...]:
@@ -69,6 +71,11 @@ class View(QWidget):
                 form.addRow(label, widget)
             self._settings_form = w
         return self._settings_form
+
+    def empty_hint(self, action: str) -> str:
+        """What an empty view says: "Load a model and press Run to <action>.", or once models are loaded only
+        "Press Run to <action>." """
+        return f"Press Run to {action}." if self.models_loaded else f"Load a model and press Run to {action}."
 
     def make_job(self, session: Session) -> Callable[[], Iterator[Any]]:
         raise NotImplementedError
@@ -127,6 +134,7 @@ class View(QWidget):
         """A second view of the same class showing the same records with the same settings (a recording draws
         this one offscreen while the window keeps its own); ``setup`` runs on it before the records arrive."""
         other = type(self)(self.theme)
+        other.models_loaded = self.models_loaded
         if setup is not None:
             setup(other)
         other.apply_settings(self.settings_values())

@@ -6,13 +6,55 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QValidator, QWheelEvent
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QSpinBox,
+    QWidget,
+)
 
 from ...options import Option
 
 
-class Pow2SpinBox(QSpinBox):
+class WheelWhenFocused:
+    """Mixin for value controls in a scrolling panel: the mouse wheel changes the value only once the control has
+    focus (a click or Tab); over an unfocused control it scrolls the panel instead of silently editing a setting."""
+
+    def _wheel_needs_focus(self) -> None:
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # the default WheelFocus would take focus on the wheel
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        if self.hasFocus():
+            super().wheelEvent(event)
+            return
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parentWidget()
+        if area is None:
+            event.ignore()  # goes on to the parent
+        else:
+            QApplication.sendEvent(area.verticalScrollBar(), event.clone())  # scroll the panel
+            event.accept()
+
+
+class SpinBox(WheelWhenFocused, QSpinBox):
+    def __init__(self):
+        super().__init__()
+        self._wheel_needs_focus()
+
+
+class DoubleSpinBox(WheelWhenFocused, QDoubleSpinBox):
+    def __init__(self):
+        super().__init__()
+        self._wheel_needs_focus()
+
+
+class Pow2SpinBox(SpinBox):
     """A spin box over powers of two: the arrows double and halve, typed values snap."""
 
     def __init__(self, lo: int = 16, hi: int = 128, value: int = 32):
@@ -51,11 +93,12 @@ class CheckBox(QCheckBox):
         return self.isChecked()
 
 
-class ChoiceBox(QComboBox):
+class ChoiceBox(WheelWhenFocused, QComboBox):
     """A combo box that also answers setValue / value (by item text)."""
 
     def __init__(self, items: list[str], value: str):
         super().__init__()
+        self._wheel_needs_focus()
         self.addItems(items)
         self.setCurrentText(value)
 
@@ -79,11 +122,11 @@ def control(option: Option) -> QWidget:
     elif o.kind is int and o.power_of_two:
         w = Pow2SpinBox(int(o.lo), int(o.hi), int(o.default))
     elif o.kind is int:
-        w = QSpinBox()
+        w = SpinBox()
         w.setRange(int(o.lo if o.lo is not None else -(2**31)), int(o.hi if o.hi is not None else 2**31 - 1))
         w.setValue(int(o.default if o.default is not None else w.minimum()))
     elif o.kind is float:
-        w = QDoubleSpinBox()
+        w = DoubleSpinBox()
         w.setRange(float(o.lo if o.lo is not None else -1e300), float(o.hi if o.hi is not None else 1e300))
         if o.decimals is not None:
             w.setDecimals(o.decimals)

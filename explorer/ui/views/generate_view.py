@@ -163,7 +163,7 @@ class GenerateView(View):
     def render(self, r: GenerateRecord | None) -> None:
         th = self.theme
         if r is None:
-            self.header.setText(f"<span style='color:{th.muted}'>Load a model and press Run to decode.</span>")
+            self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('decode')}</span>")
             self.text.setHtml("")
             self.bars.setOpts(x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0), brushes=[])
             for t in self.bar_texts:

@@ -196,7 +196,7 @@ class SpeculativeView(View):
     def render(self, r: StepRecord | None) -> None:
         th = self.theme
         if r is None:
-            self.header.setText(f"<span style='color:{th.muted}'>Load a target and draft, then press Run.</span>")
+            self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('speculate with the draft')}</span>")
             self.text.setHtml("")
             self.edges.setData([], [])
             self.nodes.setData([], [])
