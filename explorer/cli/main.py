@@ -54,6 +54,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Text given on the command line must be valid Unicode: bytes that are not UTF-8 reach Python as lone
+    surrogates, which no tokenizer (and no JSON) can take. File paths are left alone (Linux allows any bytes)."""
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if not isinstance(v, str) or dest in PATH_DESTS:
+                continue
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                flag = "--" + dest.removeprefix("opt_").replace("_", "-")
+                raise ExplorerError(
+                    f"{flag} is not valid UTF-8 text (invalid byte or lone surrogate at character {exc.start})"
+                ) from None
+
+
+PATH_DESTS = {"model", "draft", "out", "tour", "text", "prompts", "func", "export"}
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every ``finally`` and ``except BaseException`` runs: outputs being
     written are discarded and previous files stay as they were."""
@@ -107,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         with _sigterm_interrupts():
+            check_text_arguments(args)
             code = args.func(args)
             sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at exit
             return code

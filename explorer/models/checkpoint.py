@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from ..errors import ExplorerError
+from ..memory import check_fits
 from .decoder import CausalLM, ModelConfig, rope_inv_freq
 from .gguf import is_gguf, read_gguf
 from .hub import looks_like_repo_id, resolve_repo_id
@@ -142,7 +143,7 @@ def weight_files(path: Path) -> list[Path]:
         weight_map = read_json(index, "model.safetensors.index.json").get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise ExplorerError(f"{index} has no weight_map")
-        files = [path / name for name in dict.fromkeys(weight_map.values())]
+        files = [shard_path(path, index, name) for name in dict.fromkeys(weight_map.values())]
         for f in files:
             if not f.is_file():
                 raise ExplorerError(f"shard {f.name} named in {index.name} is missing from {path}")
@@ -150,6 +151,95 @@ def weight_files(path: Path) -> list[Path]:
     if any(path.glob("*.bin")) or any(path.glob("*.pt")):
         raise ExplorerError(f"{path} has only pickle weights (.bin/.pt); the explorer loads safetensors only")
     raise ExplorerError(f"no model.safetensors or model.safetensors.index.json in {path}")
+
+
+def shard_path(path: Path, index: Path, name: Any) -> Path:
+    """A shard named by the index, which must be a plain file name inside the model directory (never ``../x`` or
+    an absolute path: an index must not make the explorer read files elsewhere)."""
+    if not isinstance(name, str) or not name:
+        raise ExplorerError(f"{index}: weight_map values must be shard file names (got {name!r})")
+    file = (path / name).resolve()
+    if Path(name).is_absolute() or not file.is_relative_to(path.resolve()):
+        raise ExplorerError(f"{index} names shard {name!r} outside the model directory {path}")
+    return path / name
+
+
+def resolve_device(device: str | None) -> str:
+    """cpu, cuda or cuda:N (default: cuda when available); anything else is refused before a file is read."""
+    import re
+
+    device = device or default_device()
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ExplorerError(f"--device must be cpu, cuda or cuda:N (got {device!r})")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ExplorerError("CUDA was requested but torch sees no CUDA device")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ExplorerError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+FULL_FINITE_CHECK_ELEMENTS = 2 * 10**9  # above this many weights, each big tensor is checked on a sample of rows
+
+
+def check_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Every weight a floating-point tensor of finite values (one NaN or Inf weight makes every logit NaN: the
+    model would "generate" its token 0 forever). Small models are checked in full; huge ones on a strided sample of
+    about a million values per tensor (set EXPLORER_SKIP_WEIGHT_CHECK=1 to skip the check)."""
+    import os
+
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            raise ExplorerError(
+                f"weight {key} in {path} has dtype {str(t.dtype).removeprefix('torch.')}; the explorer needs "
+                "floating-point weights (float32, float16 or bfloat16; quantized safetensors are not supported)"
+            )
+    if os.environ.get("EXPLORER_SKIP_WEIGHT_CHECK") == "1":
+        return
+    sample = sum(t.numel() for t in tensors.values()) > FULL_FINITE_CHECK_ELEMENTS
+    for key, t in tensors.items():
+        if t.device.type == "meta":
+            continue
+        view = t
+        if sample and t.numel() > 2**20:
+            rows = t.reshape(t.shape[0], -1) if t.dim() > 1 else t.reshape(-1, 1)
+            view = rows[:: max(1, rows.shape[0] * rows.shape[1] // 2**20)]
+        if not bool(torch.isfinite(view).all()):
+            bad = view[~torch.isfinite(view)]
+            kind = "NaN" if bool(torch.isnan(bad).any()) else "Inf"
+            raise ExplorerError(
+                f"weight {key} in {path} holds {kind} values ({bad.numel()} of {view.numel()} checked); "
+                "the checkpoint is damaged"
+            )
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """The number of weights a config describes (embedding, attention, MLP, norms, and an untied head)."""
+    h, q, kv = cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+    layer = h * q + 2 * h * kv + q * h + 3 * h * cfg.intermediate_size + 2 * h
+    head = 0 if cfg.tie_word_embeddings else cfg.vocab_size * h
+    return cfg.vocab_size * h + cfg.num_layers * layer + h + head
+
+
+def check_load_memory(cfg: ModelConfig, dtype: torch.dtype, device: str, path: Path) -> None:
+    """Refuse, naming the figure, a model whose weights cannot fit in the free memory of ``device``."""
+    n = parameter_count(cfg)
+    check_fits(n * dtype.itemsize, f"{path.name}'s {n / 1e9:.2f} B weights in {str(dtype).removeprefix('torch.')}",
+               device, "try --dtype bfloat16 or a smaller model")  # fmt: skip
+
+
+def check_tokenizer_fits(tok: Tokenizer, cfg: ModelConfig, path: Path) -> None:
+    """Every token id the tokenizer can produce must have a row in the embedding (a larger tokenizer than
+    ``vocab_size`` would index past it). Padded embeddings (more rows than tokens) are fine."""
+    n = tok.get_vocab_size(with_added_tokens=True)
+    top = max(tok.get_vocab(with_added_tokens=True).values(), default=-1)
+    if top >= cfg.vocab_size:
+        raise ExplorerError(
+            f"tokenizer.json in {path} has token ids up to {top} ({n} tokens), but config.json's vocab_size is "
+            f"{cfg.vocab_size}: the tokenizer does not belong to these weights"
+        )
 
 
 def read_weights(files: list[Path], dtype: torch.dtype, device: str) -> dict[str, torch.Tensor]:
@@ -205,6 +295,7 @@ def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) 
     if unexpected:
         more = f" (and {len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
         raise ExplorerError(f"unexpected weights in {path}: {', '.join(unexpected[:3])}{more}")
+    check_weights(tensors, path)
     for key, ref in expected.items():
         if tuple(tensors[key].shape) != tuple(ref.shape):
             raise ExplorerError(
@@ -238,11 +329,12 @@ def load_model(
     path = check_model_dir(path)
     raw = read_json(path / "config.json", "config.json")
     cfg = ModelConfig.from_hf(raw)
-    device = device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ExplorerError("CUDA was requested but torch sees no CUDA device")
+    device = resolve_device(device)
     dt = parse_dtype(dtype, device)
+    check_load_memory(cfg, dt, device, path)
     tok = load_tokenizer(path) if tokenizer else None
+    if tok is not None:
+        check_tokenizer_fits(tok, cfg, path)
     model = build_model(cfg, read_weights(weight_files(path), dt, device), path)
     eos, bos = special_ids(path, raw)
     return LoadedModel(model, tok, model.config, path, eos, bos, load_prompt_format(path))
@@ -253,6 +345,7 @@ def load_gguf_model(path: Path, dtype: str | torch.dtype | None, device: str | N
     device = device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ExplorerError("CUDA was requested but torch sees no CUDA device")
+    device = resolve_device(device)
     ckpt = read_gguf(path, parse_dtype(dtype, device), device, tokenizer)
     model = build_model(ModelConfig.from_hf(ckpt.raw_config), ckpt.tensors, path)
     if ckpt.rope_freqs is not None:  # Llama 3.x: llama.cpp stores the frequency scaling as a tensor

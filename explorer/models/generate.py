@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ExplorerError
+from ..memory import check_fits, kv_cache_bytes
 from .checkpoint import LoadedModel
 
 
@@ -38,6 +39,23 @@ def check_length(lm: LoadedModel, n_prompt: int, max_new_tokens: int) -> None:
         raise ExplorerError(
             f"prompt ({n_prompt} tokens) + {max_new_tokens} new tokens exceeds {lm.name}'s context of {ctx}; "
             f"ask for at most {ctx - n_prompt} new tokens"
+        )
+
+
+def check_cache_memory(lm: LoadedModel, slots: int) -> None:
+    """The KV cache is allocated at once for every slot: refuse, naming the figure, when it cannot fit."""
+    c = lm.config
+    need = kv_cache_bytes(c.num_layers, c.num_kv_heads, c.head_dim, slots, lm.dtype.itemsize)
+    check_fits(need, f"a KV cache of {slots} tokens for {lm.name}", str(lm.device), "ask for fewer new tokens")
+
+
+def check_finite_logits(logits: torch.Tensor, lm: LoadedModel, step: int) -> None:
+    """NaN or Inf logits (overflow in float16, damaged weights) would silently pick token 0 forever."""
+    if not bool(torch.isfinite(logits).all()):
+        kind = "NaN" if bool(torch.isnan(logits).any()) else "infinite"
+        raise ExplorerError(
+            f"{lm.name} produced {kind} logits at new token {step} (dtype {str(lm.dtype).removeprefix('torch.')}); "
+            "try --dtype float32, or check the checkpoint"
         )
 
 
@@ -68,11 +86,13 @@ def iter_generate(
     check_length(lm, len(prompt_ids), max_new_tokens)
     gen = torch.Generator(device=lm.device)
     gen.manual_seed(0 if seed is None else seed)
+    check_cache_memory(lm, len(prompt_ids) + max_new_tokens)
     cache = lm.model.new_cache(len(prompt_ids) + max_new_tokens)
     ids = torch.tensor([prompt_ids], device=lm.device)
     for i in range(max_new_tokens):
         t0 = time.perf_counter()
         logits = lm.model(ids, cache=cache, last_only=True)[0, -1]
+        check_finite_logits(logits, lm, i)
         probs = next_token_probs(logits, temperature, top_k) if (record or temperature > 0) else None
         if temperature <= 0:
             token = int(torch.argmax(logits))
