@@ -384,7 +384,8 @@ def read_gguf(path: str | Path, dtype: torch.dtype, device: str, tokenizer: bool
     """Config, weights (dequantized into ``dtype`` on ``device``) and tokenizer of a GGUF file."""
     path = Path(path).expanduser()
     meta, infos = read_file(path)
-    raw = config_from_metadata(meta, {t.name for t in infos}, len(meta.get("tokenizer.ggml.tokens") or ()))
+    embedding = next((t.shape[0] for t in infos if t.name == "token_embd.weight"), 0)
+    raw = config_from_metadata(meta, {t.name for t in infos}, embedding)
     tensors, rope_freqs = read_tensors(infos, raw, dtype, device, path)
     tok = build_tokenizer(meta) if tokenizer else None
     eos_ids = tuple(dict.fromkeys(meta[k] for k in EOS_KEYS if isinstance(meta.get(k), int)))
