@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..atomic import check_output
 from ..errors import ExplorerError
 from .common import add_model_options
 
@@ -49,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError(f"unknown view {args.view!r}; available: {', '.join(VIEW_NAMES)}")
     settings = check_settings(args.view, parse_settings(args.set))
     size = parse_size(args.size, even=False)
+    if args.step is not None and args.step < 0:
+        raise ExplorerError(f"--step must be an integer >= 0 (got {args.step})")
+    check_output(args.out, (".png",), "--out")  # before any work
     from ..ui.app import make_session, screenshot
 
     session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)

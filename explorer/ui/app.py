@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+from ..atomic import atomic_path, check_output
 from ..errors import ExplorerError
 from ..session import Session
 from .qapp import ensure_app
@@ -75,12 +77,28 @@ def render_view(
         raise ExplorerError(next(p for p in problems if p))
     v.apply_settings(settings or {})
     win.run_view_blocking()
+    n = len(v.records)
+    if step is not None and strict and not 0 <= step < n:
+        win.close()
+        win.deleteLater()
+        last = f"0..{n - 1}" if n else "none"
+        raise ExplorerError(f"--step {step} is outside the {view} view's steps ({n} computed: {last})")
     if step is not None:
         win.player.go(step)
     win.resize(*size)
     win.show()
     app.processEvents()
     return win
+
+
+LAYOUT_HEIGHT = 720  # smaller pictures are laid out on a canvas this high and scaled down, as recordings are
+
+
+def layout_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The size a screenshot is laid out at: ``size`` itself from 720 lines up, else scaled up to 720 lines."""
+    w, h = size
+    f = max(1.0, LAYOUT_HEIGHT / h)
+    return math.ceil(w * f), math.ceil(h * f)
 
 
 def screenshot(
@@ -93,19 +111,41 @@ def screenshot(
     settings: dict | None = None,
     strict: bool = True,
 ) -> Path:
-    win = render_view(session, view, size, step, theme, settings, strict)
+    """Render ``view`` and save it as a PNG of exactly ``size``. Small sizes are laid out larger (the window
+    needs room for its panels) and scaled down smoothly; the file is written under a temporary name and renamed."""
+    out = check_output(out, (".png",), "--out")  # before any work
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    canvas = layout_size(size)
+    win = render_view(session, view, canvas, step, theme, settings, strict)
+    try:
+        image = _grab(win)
+        if (image.width(), image.height()) != canvas:  # the window's minimum size is larger: lay out larger still
+            f = max(image.width() / canvas[0], image.height() / canvas[1])
+            canvas = (math.ceil(canvas[0] * f), math.ceil(canvas[1] * f))
+            win.resize(*canvas)
+            QApplication.processEvents()
+            image = _grab(win)
+    finally:
+        win.close()
+        win.deleteLater()
+    if (image.width(), image.height()) != canvas:
+        raise ExplorerError(f"the window could not be laid out at {canvas[0]}x{canvas[1]} for a {size[0]}x{size[1]} "
+                            f"screenshot (it rendered {image.width()}x{image.height()})")  # fmt: skip
+    if canvas != size:
+        image = image.scaled(size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio,
+                             Qt.TransformationMode.SmoothTransformation)  # fmt: skip
+    with atomic_path(out) as tmp:
+        if not image.save(str(tmp), "PNG"):
+            raise ExplorerError(f"could not write {out}")
+    return out
+
+
+def _grab(win):
     from PySide6.QtWidgets import QApplication
 
     for _ in range(2):  # painting makes pyqtgraph measure tick labels and widen axes: let the layout follow first
         win.grab()
         QApplication.processEvents()
-    image = win.grab().toImage()
-    win.close()
-    win.deleteLater()
-    if (image.width(), image.height()) != size:
-        raise ExplorerError(f"rendered {image.width()}x{image.height()}, not {size[0]}x{size[1]}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not image.save(str(out), "PNG"):
-        raise ExplorerError(f"could not write {out}")
-    return out
+    return win.grab().toImage()
