@@ -12,10 +12,10 @@ from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import ExplorerError
-from . import amp, attention, generate, gui, info, record, screenshot, speculate, train_demo
+from . import amp, attention, generate, gui, info, open, record, screenshot, speculate, train_demo
 from .common import MODEL_FLAGS, add_model_options
 
-SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp)
+SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, open)
 
 
 class Parser(argparse.ArgumentParser):

@@ -20,7 +20,12 @@ def add_parser(sub) -> None:
     )
     add_model_options(p, skip=("theme",))
     p.add_argument("--lookup", action="store_true", help="prompt lookup drafting, no draft model (= --method lookup)")
-    p.add_argument("--prompts", metavar="FILE", help="file with one prompt per line (JSON strings may hold newlines)")
+    p.add_argument("--prompts", metavar="FILE", help="a prompt set: one prompt a line (\\n escapes), JSON lines with "
+                   "prompt (+ id, category), or Spec-Bench's question.jsonl")  # fmt: skip
+    p.add_argument("--out", metavar="RUN.jsonl", help="stream every prompt's steps and stats into this run file "
+                   "(resumed when it holds the same run; explorer open RUN.jsonl)")  # fmt: skip
+    p.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="also run the prompts with these options changed (repeat for more configurations)")
     SPECULATE.add_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines)")
     p.set_defaults(func=run)
@@ -74,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError("give --prompt TEXT or --prompts FILE, not both")
     method = method_of(args)
     o = SPECULATE.from_args(args)
+    if args.prompts is not None or args.out or args.compare:  # a prompt set: explorer/cli/open.py
+        from .open import speculate_set
+
+        return speculate_set(args, method)
     prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
     accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
     options = SpecOptions(

@@ -1,0 +1,119 @@
+"""``explorer open RUN.jsonl``: a prompt-set run in the app (or, with ``--json``, its analysis); and the prompt-set
+half of ``explorer speculate`` (``--prompts FILE --out RUN.jsonl --compare KEY=VALUE``), which writes run files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ExplorerError
+from ..speculative.options import SPECULATE
+from .common import add_model_options, check_device
+
+RUN_SUFFIXES = (".jsonl",)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("open", help="open a prompt-set run file (explorer speculate --prompts F --out RUN.jsonl)")
+    p.add_argument("run", metavar="RUN.jsonl", help="the run file")
+    p.add_argument("--json", action="store_true", help="print the run's analysis as JSON instead of opening the app")
+    add_model_options(p, skip=("prompt", "draft"))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..speculative.analysis import analyse
+    from ..speculative.runs import read_run
+
+    opened = read_run(args.run)  # errors before any window opens
+    if args.json:
+        print(json.dumps(analyse(opened)))
+        return 0
+    from ..ui.views.promptset_view import open_run_window
+
+    return open_run_window(opened, theme=getattr(args, "theme", None) or "light")
+
+
+# ---------------------------------------------------------------------------------------------- speculate --prompts
+def base_values(args: argparse.Namespace, method: str) -> tuple[dict, bool]:
+    """The base configuration (speculate's option names) and whether --accept was given."""
+    values = SPECULATE.from_args(args)
+    explicit = getattr(args, "opt_accept", None) is not None
+    values["method"] = method
+    if not explicit:
+        values["accept"] = "greedy" if values["temperature"] <= 0 else "sample"
+    return values, explicit
+
+
+def speculate_set(args: argparse.Namespace, method: str) -> int:
+    """Every prompt of --prompts (or the one --prompt) under the base options and each --compare, streamed into
+    --out (resumed when it holds the same run), one line per prompt and configuration on stdout (JSON with --json),
+    then the aggregates."""
+    from ..atomic import check_output
+    from ..models.checkpoint import default_model_dirs, load_model
+    from ..session import DEFAULT_PROMPT
+    from ..speculative.analysis import analyse, categories
+    from ..speculative.promptsets import Prompt, read_prompt_set
+    from ..speculative.runs import (
+        Configuration,
+        Run,
+        RunWriter,
+        check_configurations,
+        make_header,
+        parse_compare,
+        run_prompt_set,
+    )
+
+    base, explicit_accept = base_values(args, method)
+    configs = [Configuration("base", base)]
+    configs += [parse_compare(text, base, explicit_accept) for text in args.compare]
+    check_configurations(configs, has_draft=True)
+    if args.prompts is not None:
+        prompts = read_prompt_set(args.prompts)
+    else:
+        prompts = [Prompt("1", args.prompt or DEFAULT_PROMPT)]
+    if args.out:
+        check_output(args.out, RUN_SUFFIXES, flag="--out")
+    dirs = default_model_dirs()
+    device = check_device(args.device)
+    target = load_model(args.model or dirs["target"], dtype=args.dtype, device=device)
+    needs_draft = any(c.uses_draft for c in configs)
+    if needs_draft and args.draft is None and args.model is not None and method == "lookup":
+        raise ExplorerError("a compared configuration drafts with a model: give --draft DIR")
+    draft = load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device) if needs_draft else None
+    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts)
+    writer = RunWriter(args.out, header) if args.out else None
+    done = writer.run if writer is not None else Run(None, header)
+    if writer is not None and done.results:
+        print(f"resuming {args.out}: {len(done.results)} of {len(prompts) * len(configs)} done", file=sys.stderr)
+    try:
+        for r in run_prompt_set(target, draft, prompts, configs, writer):
+            if writer is None:
+                done.results.append(r)
+            s = r.stats
+            if args.json:
+                print(json.dumps({"prompt": r.prompt, "category": r.category, "config": configs[r.config].key,
+                                  "prompt_ids": r.prompt_ids, "token_ids": r.token_ids, "text": r.text,
+                                  "stats": s}), flush=True)  # fmt: skip
+            else:
+                div = s["first_divergence"]
+                print(f"{r.prompt:>8}  {configs[r.config].key:<16} alpha {s['alpha']:.2f}  tokens/step "
+                      f"{s['new_tokens'] / max(s['steps'], 1):.2f}  speedup {s['speedup'] or 0:.2f}x  "
+                      f"first divergence {'none' if div is None else div}", flush=True)  # fmt: skip
+    finally:
+        if writer is not None:
+            writer.close()
+    if args.json:
+        print(json.dumps(analyse(done)))
+        return 0
+    for i, c in enumerate(configs):
+        results = [r for r in done.results if r.config == i]
+        print(f"{c.key} ({c.describe()}):")
+        for name, k in categories(results).items():
+            sp = "n/a" if k.speedup is None else f"{k.speedup:.2f}x"
+            print(f"  {name:<16} {k.prompts:>4} prompts  alpha {k.alpha:.2f}  mean accepted {k.mean_accepted:.2f} "
+                  f"(+bonus {k.mean_with_bonus:.2f})  tokens/step {k.tokens_per_step:.2f}  speedup {sp}")
+    if args.out:
+        print(f"run written to {args.out} (explorer open {args.out})", file=sys.stderr)
+    return 0
