@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..errors import ExplorerError
+from ..models.options import SEED
 from .common import add_model_options
 from .screenshot import VIEW_NAMES, add_set_option, parse_settings
 
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tour and (args.steps is not None or args.set or args.caption is not None):
         raise ExplorerError("--steps, --set and --caption go with --view; a tour names its own")
     check_record_output(args.out)  # a bad output name or an unwritable folder fails before any work
+    if args.seed is not None and SEED.problem(args.seed):
+        raise ExplorerError(f"--seed {SEED.problem(args.seed)}")
     size = parse_size(args.size) if args.size else None
     fps = check_fps(args.fps) if args.fps is not None else None
     if args.seconds_per_step is not None and not 0 < args.seconds_per_step <= 600:

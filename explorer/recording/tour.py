@@ -45,6 +45,7 @@ The format (all keys optional unless marked)::
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from typing import Any
 from ..amp.options import VIEW as AMP_VIEW
 from ..attention.options import VIEW as ATTENTION_VIEW
 from ..errors import ExplorerError
-from ..models.options import GENERATE
+from ..models.options import GENERATE, SEED
 from ..options import Schema
 from ..speculative.options import VIEW as SPECULATIVE_VIEW
 
@@ -75,6 +76,7 @@ DEFAULT_CAPTION = "{title} · step {step} of {steps} · live on {models}"
 THEME_NAMES = ("light", "dark")
 ZOOMS = ("all", "block", "tile")
 MAX_SECONDS = 600.0
+MAX_SEED = int(SEED.hi)
 
 TOP_KEYS = {
     "title": "the recording's name",
@@ -192,7 +194,7 @@ def parse_tour(text: str, name: str = "<tour>", base: Path | None = None) -> Tou
     _check_keys(tour, data, (), TOP_KEYS, "the tour")
     tour.title = _get(tour, data, ("title",), str, "")
     fps = _get(tour, data, ("fps",), (int, float), None)
-    if fps is not None and not (0 < fps <= 120):
+    if fps is not None and not (0 < fps <= 120):  # NaN fails this too
         raise tour.error(("fps",), f"fps must be above 0 and at most 120, got {fps}")
     tour.fps = None if fps is None else float(fps)
     size = _get(tour, data, ("size",), str, None)
@@ -205,15 +207,15 @@ def parse_tour(text: str, name: str = "<tour>", base: Path | None = None) -> Tou
             raise tour.error(("size",), str(exc)) from None
     tour.theme = _choice(tour, data, ("theme",), THEME_NAMES, None)
     tour.seed = _get(tour, data, ("seed",), int, None)
-    if tour.seed is not None and tour.seed < 0:
-        raise tour.error(("seed",), f"seed must be >= 0, got {tour.seed}")
+    if tour.seed is not None and not 0 <= tour.seed <= MAX_SEED:
+        raise tour.error(("seed",), f"seed must be an integer in 0..{MAX_SEED}, got {tour.seed}")
     defaults = {
         "target": _path(tour, data, ("target",)),
         "draft": _path(tour, data, ("draft",)),
         "prompt": _get(tour, data, ("prompt",), str, None),
     }
     scenes = data.get("scene")
-    if scenes is None:
+    if scenes is None or scenes == []:
         raise ExplorerError(f"{name}: no scenes; add at least one [[scene]] with view = ... or card = ...")
     if not isinstance(scenes, list) or not all(isinstance(s, dict) for s in scenes):
         raise tour.error(("scene",), "scene must be an array of tables: write each scene as [[scene]]")
@@ -338,7 +340,7 @@ def _choice(tour: Tour, d: dict, path: tuple, choices: tuple, default, what: str
 
 def _seconds(tour: Tour, d: dict, path: tuple, default: float, positive: bool = False) -> float:
     v = _get(tour, d, path, (int, float), default)
-    if (positive and v <= 0) or v < 0 or v > MAX_SECONDS:
+    if not math.isfinite(v) or (positive and v <= 0) or v < 0 or v > MAX_SECONDS:
         bound = "above 0" if positive else "at least 0"
         raise tour.error(path, f"{path[-1]} must be {bound} and at most {MAX_SECONDS:g} seconds, got {v}")
     return float(v)
