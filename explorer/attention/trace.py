@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..atomic import atomic_path, check_output
 from ..errors import ExplorerError
 from ..kernels import attention_trace as kernel_attention_trace
 from ..kernels import triton_available
@@ -383,7 +384,8 @@ def save_trace(trace: AttentionTrace, path: str | Path) -> Path:
         raise ExplorerError(f"trace metadata is not plain JSON: {exc}") from None
     tensors = {name: np.ascontiguousarray(arr) for name, arr in trace.tensors().items()}
     try:
-        save_file(tensors, str(path), metadata={METADATA_KEY: text})
+        with atomic_path(path) as tmp:  # a temporary name, renamed when complete: never half a trace
+            save_file(tensors, str(tmp), metadata={METADATA_KEY: text})
     except (OSError, SafetensorError) as exc:
         raise ExplorerError(f"cannot write trace file {path}: {_one_line(exc)}") from None
     return path
@@ -396,7 +398,7 @@ def check_trace_path(path: str | Path) -> Path:
         raise ExplorerError(f"trace output {path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise ExplorerError(f"cannot write trace file {path}: folder {path.parent} does not exist")
-    return path
+    return check_output(path, None, "--out")  # the folder is writable
 
 
 def _one_line(exc: BaseException) -> str:

@@ -29,7 +29,7 @@ TRAIN_DEMO = Schema(
         Option("target_steps", int, 1000, "optimizer steps of the target", lo=1, hi=10**6),
         Option("draft_steps", int, 600, "optimizer steps of the draft (distilled from the target)", lo=1, hi=10**6),
         Option("batch", int, 16, "sequences per step", lo=1, hi=4096),
-        Option("seq_len", int, 512, "tokens per sequence", lo=16, hi=8192),
+        Option("seq_len", int, 512, "tokens per sequence", lo=16, hi=512),  # the demo models' context
         SEED,
     ],
 )

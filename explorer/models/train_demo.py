@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from ..atomic import atomic_dir, check_output, os_reason
+from ..errors import ExplorerError
 from .decoder import CausalLM, ModelConfig
 
 EOS = "<|endoftext|>"
@@ -175,7 +177,14 @@ def hf_config(cfg: ModelConfig, eos_id: int) -> dict:
 
 
 def save_hf(model: CausalLM, tok: Tokenizer, out: Path, card: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    """The model directory, written complete into a temporary folder next to ``out`` and moved in only then: an
+    interrupted save never leaves half a model (see explorer.atomic)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as tmp:
+        _write_hf(model, tok, tmp, card)
+
+
+def _write_hf(model: CausalLM, tok: Tokenizer, out: Path, card: str) -> None:
     eos = tok.token_to_id(EOS)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
@@ -370,6 +379,18 @@ def run(
     max_corpus_mb: float = 40.0,
     log=print,
 ) -> dict:
+    for name, value, lo in (("--batch", batch, 1), ("--seq-len", seq_len, 16), ("--target-steps", target_steps, 1),
+                            ("--draft-steps", draft_steps, 1)):  # fmt: skip
+        if not isinstance(value, int) or value < lo:
+            raise ExplorerError(f"{name} must be an integer >= {lo} (got {value})")
+    if seq_len > CONTEXT:
+        raise ExplorerError(f"--seq-len must be at most the demo models' context of {CONTEXT} tokens (got {seq_len})")
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExplorerError(f"cannot write --out {out_dir}: {os_reason(exc)}") from None
+    for sub in ("demo-target", "demo-draft"):  # before 40 minutes of training, not after
+        check_output(Path(out_dir) / sub, None, "--out", directory=True)
     torch.manual_seed(seed)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     files = corpus_files()
