@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(analyse(opened)))
         return 0
-    from ..ui.views.promptset_view import open_run_window
+    from ..ui.promptset_app import open_run_window
 
     return open_run_window(opened, theme=getattr(args, "theme", None) or "light")
 

@@ -513,3 +513,20 @@ def run_prompt_set(target, draft, prompts: list[Prompt], configs: list[Configura
 def without_timings(stats: dict) -> dict:
     """The stats that do not depend on the wall clock (what a resumed run must reproduce exactly)."""
     return {k: v for k, v in stats.items() if k not in TIMING_KEYS}
+
+
+def run_decoder(header: dict, known: dict[int, str] | None = None) -> Callable[[list[int]], str]:
+    """Token ids to text for replaying a run without its model: the target's tokenizer.json when it is still
+    where the run found it, else the token texts the run stored (``⟨id⟩`` for any other token)."""
+    target = header.get("target") or {}
+    path = Path(target.get("path", "")) / "tokenizer.json"
+    if target.get("path") and path.is_file():
+        try:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(path))
+            return lambda ids: tok.decode([int(i) for i in ids], skip_special_tokens=False)
+        except Exception:  # noqa: BLE001 - an unreadable tokenizer only costs the texts
+            pass
+    table = dict(known or {})
+    return lambda ids: "".join(table.get(int(i), f"⟨{int(i)}⟩") for i in ids)

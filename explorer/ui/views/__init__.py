@@ -6,6 +6,7 @@ from .amp_view import AmpView
 from .attention_view import AttentionView
 from .base import View
 from .generate_view import GenerateView
+from .promptset_view import PromptSetView
 from .speculative_view import SpeculativeView
 
 VIEWS: dict[str, type[View]] = {
@@ -13,4 +14,5 @@ VIEWS: dict[str, type[View]] = {
     AttentionView.name: AttentionView,
     SpeculativeView.name: SpeculativeView,
     AmpView.name: AmpView,
+    PromptSetView.name: PromptSetView,
 }
