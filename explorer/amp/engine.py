@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ExplorerError
-from ..models.checkpoint import ASSETS
+from ..memory import check_fits, training_bytes
+from ..models.checkpoint import ASSETS, parameter_count
 from ..models.decoder import CausalLM
 from .bands import BANDS, HIST_BINS, N_HIST, BandCounter, flushed_share
 from .options import AMP
@@ -84,6 +85,9 @@ class AmpSettings:
     spike: tuple[int, float] | None = None  # (step, factor): the loss is multiplied by factor at that step
     seed: int = 0
     device: str = "cpu"
+    # An fp32 forward + backward of the same batch each step (about the cost of the fp16 step again): the reference
+    # that shows which gradient values the fp16 backward already lost to zero (no band count of fp16 values can).
+    reference: bool = True
 
     def check(self) -> None:
         """The options schema's checks (one message format with the CLI and the view), then the combinations."""
@@ -126,6 +130,22 @@ def sample_batch(tokens: np.ndarray, batch: int, seq_len: int, rng: np.random.Ge
     return rows[:, :-1], rows[:, 1:]
 
 
+def training_memory(cfg, batch: int, seq_len: int) -> int:
+    """Bytes a training step needs, roughly: fp32 weights, gradients and AdamW's two moments (16 bytes per
+    parameter), and the activations backward keeps (per layer ~12 hidden-wide and 3 MLP-wide values per token,
+    the attention probabilities, and the logits three times)."""
+    params = parameter_count(cfg)
+    tokens = batch * seq_len
+    per_layer = tokens * (12 * cfg.hidden_size + 3 * cfg.intermediate_size) + batch * cfg.num_heads * seq_len**2
+    return training_bytes(params, cfg.num_layers * per_layer + 3 * tokens * cfg.vocab_size)
+
+
+def check_training_memory(cfg, batch: int, seq_len: int, device: str) -> None:
+    """Refuse, naming the figure, training that cannot fit in the free memory of ``device``."""
+    check_fits(training_memory(cfg, batch, seq_len), f"training with batch {batch} x {seq_len} tokens", device,
+               "try a smaller --batch or --seq-len")  # fmt: skip
+
+
 def trainable_copy(lm, device: str = "cpu") -> CausalLM:
     """A fresh, unfused, fp32, trainable copy of a LoadedModel's weights (the loaded one stays as it is)."""
     model = CausalLM(lm.config)
@@ -155,6 +175,7 @@ class AmpTrainer:
 
     def __init__(self, model: CausalLM, tokens: np.ndarray, settings: AmpSettings, instrument: bool = True):
         settings.check()
+        check_training_memory(model.config, settings.batch, settings.seq_len, settings.device)
         self.model, self.tokens, self.s, self.instrument = model, tokens, settings, instrument
         self.device = torch.device(settings.device)
         self.dtype = AMP_DTYPES[settings.dtype]
@@ -256,6 +277,7 @@ class AmpTrainer:
         self._stash.clear()
         if instrument := self.instrument:
             self._param_order.clear()
+        reference = self._reference_grads(x, y, factor) if self.instrument and s.reference else None
         self.opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.dtype):
             logits = self.model(x)
@@ -266,7 +288,7 @@ class AmpTrainer:
             self.scaler.scale(train_loss).backward()
         else:
             (train_loss * scale).backward()
-        counts = self._count(scale) if self.instrument else {}
+        counts = self._count(scale, reference) if self.instrument else {}
         stop: LossScaleAtMinimum | None = None
         hysteresis = None
         if self.scaler is not None:
@@ -320,7 +342,18 @@ class AmpTrainer:
             raise stop
         return rec
 
-    def _count(self, scale: float) -> dict:
+    def _reference_grads(self, x: Tensor, y: Tensor, factor: float) -> Tensor:
+        """The parameter gradients of the same loss in plain fp32 (no autocast, no scale), flattened in the order
+        of ``self.params``; ``.grad`` and the activation-gradient stash are left as they were."""
+        logits = self.model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)) * factor
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        self._stash.clear()
+        return torch.cat(
+            [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, self.params, strict=True)]
+        )
+
+    def _count(self, scale: float, reference: Tensor | None = None) -> dict:
         G = len(self.groups)
         # parameter gradients: one vector, one segment per group
         grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params]
@@ -328,6 +361,13 @@ class AmpTrainer:
         sizes = self.param_sizes
         ps, pu, phs, phu = self.counter.count(flat, sizes, scale)
         out = dict(param_scaled=ps, param_unscaled=pu, param_hist_scaled=phs, param_hist_unscaled=phu)
+        if reference is not None:
+            # lost: non-zero in the fp32 backward, exactly zero in the fp16 one (underflowed before any count)
+            lost = ((reference != 0) & (flat == 0)).to(torch.int64)
+            bounds = np.cumsum((0, *sizes))
+            cum = torch.cat([torch.zeros(1, dtype=torch.int64), lost.cumsum(0)]).cpu().numpy()
+            out["param_lost"] = (cum[bounds[1:]] - cum[bounds[:-1]]).astype(np.int64)
+            _, _, out["param_hist_reference"], _ = self.counter.count(reference, sizes, 1.0)
         # activation gradients: which module overflowed first (max |g| per tensor, in backward order), then the
         # counts with one segment per group
         stash = self._stash

@@ -82,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     settings.check()
     text = read_text(args)
     lm = load_model(args.model or default_model_dirs()["target"], dtype="float32", device=settings.device)
+    ctx = lm.config.max_position_embeddings
+    if settings.seq_len > ctx:
+        raise ExplorerError(f"--seq-len must be at most {lm.name}'s context of {ctx} tokens (got {settings.seq_len})")
     tokens = text_tokens(lm.encode, text, settings.seq_len)
     torch.manual_seed(settings.seed)
     trainer = AmpTrainer(trainable_copy(lm, settings.device), tokens, settings)
