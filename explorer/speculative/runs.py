@@ -512,7 +512,10 @@ def run_prompt_set(target, draft, prompts: list[Prompt], configs: list[Configura
 
 def without_timings(stats: dict) -> dict:
     """The stats that do not depend on the wall clock (what a resumed run must reproduce exactly)."""
-    return {k: v for k, v in stats.items() if k not in TIMING_KEYS}
+    def timed(k: str) -> bool:
+        return k in TIMING_KEYS or "seconds" in k or "speedup" in k or k.endswith("_per_s")
+
+    return {k: v for k, v in stats.items() if not timed(k)}
 
 
 def run_decoder(header: dict, known: dict[int, str] | None = None) -> Callable[[list[int]], str]:

@@ -159,7 +159,7 @@ def _sort_key(value: Any):
     if value is None:
         return float("-inf")
     if isinstance(value, str):
-        return value.lower()
+        return float(value) if value.isdigit() else value.lower()  # ids 1, 2, 10 in numeric order
     return float(value)
 
 
@@ -221,6 +221,8 @@ class PromptSetView(View):
         self.table = QTableView(self)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # file order until a click
+        self.proxy.sort(-1)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().setVisible(False)
@@ -230,15 +232,15 @@ class PromptSetView(View):
         self.table.setAlternatingRowColors(True)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
 
-        self.category_plot = static_plot(self, "tokens per step by category")
+        self.category_plot = static_plot(self, "tokens / step by category")
         self.category_plot.invertY(True)
         self.category_plot.setLabel("bottom", "new tokens per target forward")
-        self.calibration_plot = static_plot(self, "calibration: draft q vs acceptance")
+        self.calibration_plot = static_plot(self, "calibration")
         self.calibration_plot.setLabel("bottom", "draft confidence q")
-        self.calibration_plot.setLabel("left", "accepted")
+        self.calibration_plot.setLabel("left", "accepted share")
         self.calibration_plot.setXRange(0, 1, padding=0.02)
         self.calibration_plot.setYRange(0, 1, padding=0.02)
-        self.position_plot = static_plot(self, "acceptance by draft position")
+        self.position_plot = static_plot(self, "α by draft position")
         self.position_plot.setLabel("bottom", "draft position")
         self.position_plot.setYRange(0, 1.05, padding=0)
         self.summary = QLabel(self)
