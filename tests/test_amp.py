@@ -56,6 +56,47 @@ def gradscaler_rule(scale, tracker, found_inf, growth=2.0, backoff=0.5, interval
     return scale, tracker
 
 
+def tiny_gradients_model():
+    """The tiny model with its final norm shrunk 10^4 times: gradients small enough that fp16 backward loses some."""
+    m = tiny_model()
+    with torch.no_grad():
+        m.model.norm.weight.mul_(1e-4)
+    return m
+
+
+def test_lost_counts_values_an_fp32_backward_keeps_and_the_fp16_backward_zeroes():
+    tr = AmpTrainer(tiny_gradients_model(), TOKENS, AmpSettings(steps=1, policy="none", batch=2, seq_len=16))
+    r = tr.step()
+    tr.close()
+    # an independent fp32 backward of the same batch on the same initial weights
+    ref_model = tiny_gradients_model()
+    x, y = sample_batch(TOKENS, 2, 16, np.random.default_rng(0))
+    logits = ref_model(x)
+    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
+    ref = dict(ref_model.named_parameters())
+    lost = sum(int(((ref[n].grad != 0) & (p.grad == 0)).sum()) for n, p in zip(tr.param_names, tr.params, strict=True))
+    assert lost > 1000 and int(r.param_lost.sum()) == lost
+    # scale 1: the band counts barely see them (fp16 zeros count as "zero"; only a few fp32 sums are "flushed")
+    assert r.param_unscaled[:, BANDS.index("flushed")].sum() < lost / 10
+    assert r.param_lost.shape == (len(tr.groups),) and r.param_hist_reference.shape == r.param_hist_scaled.shape
+    # the reference holds the values below 2^-24 that the fp16 histogram lacks
+    below = HIST_BINS.index(-25) + 1
+    assert r.param_hist_reference.sum(0)[:below].sum() > r.param_hist_unscaled.sum(0)[:below].sum()
+    assert r.to_json(tr.groups)["param_lost"] == lost
+
+
+def test_loss_scaling_rescues_what_the_fp16_backward_lost():
+    def lost_with(**kw):
+        tr = AmpTrainer(tiny_gradients_model(), TOKENS, AmpSettings(steps=1, batch=2, seq_len=16, **kw))
+        r = tr.step()
+        tr.close()
+        return int(r.param_lost.sum())
+
+    assert lost_with(policy="static", init_scale=2.0**16) < lost_with(policy="none") / 10
+    tr = AmpTrainer(tiny_model(), TOKENS, AmpSettings(steps=1, batch=2, seq_len=16, reference=False))
+    assert tr.step().param_lost is None  # without the reference pass nothing is claimed
+
+
 # ---------------------------------------------------------------- torch policy is GradScaler
 
 

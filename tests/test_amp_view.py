@@ -7,8 +7,15 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+from PySide6.QtGui import QFontMetrics  # noqa: E402
+
+from explorer.amp.options import VIEW  # noqa: E402
 from explorer.session import Session  # noqa: E402
 from explorer.ui.app import render_view  # noqa: E402
+
+
+def test_amp_view_starts_from_gradscalers_default_scale():
+    assert VIEW.options["init_scale_log2"].default == 16  # torch.amp.GradScaler's init_scale 2^16
 
 
 def test_amp_view_backs_off_and_renders(qtbot):
@@ -23,6 +30,25 @@ def test_amp_view_backs_off_and_renders(qtbot):
         for a, b in zip(records, records[1:], strict=False):
             assert b.scale == a.next_scale
         assert "scaler" in view.header.text() and "unscaled g</b>: flushed " in view.band_text.text()
+        # the fp32 reference counts what the fp16 backward lost; the histogram says what it leaves out
+        assert "lost in the fp16 backward" in view.band_text.text() and "lost to zero" in view.header.text()
+        assert records[0].param_lost is not None
+        win.player.go(0)
+        assert "inf/NaN" in view.nonfinite_text.toPlainText()  # 2^32 overflows: most scaled values are inf/NaN
+        win.player.go(4)
+        assert all(bar.isVisible() for bar in view.colorbars)
+        lo, hi = view.colorbars[1].levels()
+        assert lo == 0 and hi >= float(view.flush_image.image.max()) > 0  # the colour scale covers the cells
+        # 30 layers: row labels thinned to at most one per line of text
+        view.meta["groups"] = ["embed", *(f"layers.{i}" for i in range(30)), "head"]
+        view._row_ticks = {}
+        view._thin_rows()
+        labels = view.over_plot.getAxis("left")._tickLevels[0]
+        line = view.over_plot.getAxis("left").style["tickFont"]
+        assert 2 <= len(labels) < 32 and labels[0][1] == "embed" and labels[-1][1] == "head"
+        rows_apart = min(b[0] - a[0] for a, b in zip(labels, labels[1:], strict=False))
+        gap = view.over_plot.getViewBox().height() / 32 * rows_apart
+        assert gap >= (QFontMetrics(line).height() if line else 10)
         view.grads.setCurrentText("activation gradients")
         win.player.go(2)
         assert "step 3 of 5" in view.header.text()
@@ -30,6 +56,8 @@ def test_amp_view_backs_off_and_renders(qtbot):
         pixels = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.sizeInBytes())
         assert pixels.std() > 20
         assert view.export_data()["steps"][0]["found_inf"] is True
+        view.clear()  # no data: no axes with pyqtgraph's default range
+        assert not view.hist_plot.getPlotItem().getAxis("bottom").isVisible()
     finally:
         win.close()
         win.deleteLater()

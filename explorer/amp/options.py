@@ -32,6 +32,9 @@ AMP = Schema(
                hi=2000, special="none", label="Spike at step"),  # fmt: skip
         Option("spike_factor", float, 1e6, "loss spike factor", lo=1.0, hi=1e38, decimals=0, label="Spike factor"),
         SEED,
+        Option("reference", bool, True, "fp32 reference: also run an fp32 backward of the same batch each step to "
+               "count the gradient values the fp16 backward lost to zero (about one more step's time)", cli=False,
+               label="fp32 reference gradients"),  # fmt: skip
         Option("grads", str, GRADS[0], "which gradients the histogram shows", choices=GRADS, display=True,
                cli=False, label="Show"),  # fmt: skip
         Option("growth_factor", float, 2.0, "scale growth factor", lo=1.0, hi=1024.0, panel=False),
@@ -47,9 +50,10 @@ AMP = Schema(
     ],
 )
 
-# The view: GradScaler's rule made visible in a couple of dozen steps (the scale starts high and halves into range,
-# then grows every 4 clean steps).
+# The view: GradScaler's rule made visible in a couple of dozen steps: from GradScaler's own default scale 2^16 it
+# finds its level (halving on overflow) and grows every 4 clean steps (GradScaler's 2000 would never show growth).
 VIEW = AMP.only(
-    ["policy", "dtype", "init_scale_log2", "growth_interval", "steps", "spike_step", "spike_factor", "seed", "grads"],
-    "amp view", init_scale_log2=32, growth_interval=4, steps=24,
+    ["policy", "dtype", "init_scale_log2", "growth_interval", "steps", "spike_step", "spike_factor", "seed",
+     "reference", "grads"],
+    "amp view", init_scale_log2=16, growth_interval=4, steps=24,
 )  # fmt: skip

@@ -38,6 +38,10 @@ class StepRecord:
     param_unscaled: np.ndarray | None = None
     param_hist_scaled: np.ndarray | None = None
     param_hist_unscaled: np.ndarray | None = None
+    # [groups]: parameter-gradient values that an fp32 backward of the same batch makes non-zero and the fp16
+    # backward left exactly zero (lost before loss scaling could help), and that reference's log2|g| histogram
+    param_lost: np.ndarray | None = None
+    param_hist_reference: np.ndarray | None = None
     module_max: np.ndarray | None = None  # [modules]: max |scaled activation gradient| per hooked module (inf: inf/NaN)
 
     def to_json(self, groups: list[str] | None = None) -> dict:
@@ -66,6 +70,10 @@ class StepRecord:
                 out[f"{kind}_{which}"] = dict(zip(BANDS, arr.sum(0).tolist(), strict=True))
                 out[f"{kind}_{which}_by_layer"] = arr.tolist()
                 out[f"{kind}_hist_{which}"] = getattr(self, f"{kind}_hist_{which}").sum(0).tolist()
+        if self.param_lost is not None:
+            out["param_lost"] = int(self.param_lost.sum())
+            out["param_lost_by_layer"] = self.param_lost.tolist()
+            out["param_hist_reference"] = self.param_hist_reference.sum(0).tolist()
         return out
 
 

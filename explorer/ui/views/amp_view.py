@@ -55,11 +55,12 @@ class AmpView(View):
             text = pg.TextItem(label, anchor=(0.5, 0), color=color)
             self.hist_plot.addItem(text)
             self.regions.append((region, text, lo, hi))
-        self.unscaled_curve = self.hist_plot.plot([], [], stepMode="center", name="unscaled (g)")
-        self.scaled_curve = self.hist_plot.plot([], [], stepMode="center", name="scaled (g × S)")
-        self.hist_plot.addLegend(offset=(10, 10))
-        self.hist_plot.getPlotItem().legend.addItem(self.unscaled_curve, "unscaled g")
-        self.hist_plot.getPlotItem().legend.addItem(self.scaled_curve, "scaled g × S")
+        self.unscaled_curve = self.hist_plot.plot([], [], stepMode="center")
+        self.scaled_curve = self.hist_plot.plot([], [], stepMode="center")
+        self.reference_curve = self.hist_plot.plot([], [], stepMode="center")  # on top: dashed over the others
+        self.nonfinite_text = pg.TextItem(anchor=(1, 0))  # "86% inf/NaN (not drawn)": the bins hold finite values
+        self.hist_plot.addItem(self.nonfinite_text, ignoreBounds=True)
+        self.hint = pg.TextItem(anchor=(0.5, 0.5))
         self.band_text = QLabel(self)
         self.band_text.setWordWrap(True)
         self.band_text.setMinimumHeight(4 * self.band_text.fontMetrics().height())
@@ -84,14 +85,21 @@ class AmpView(View):
         self.step_line = pg.InfiniteLine(angle=90, movable=False)
         self.scale_plot.addItem(self.step_line)
 
-        self.over_plot = static_plot(self, "overflow (inf/NaN or > 65504) per layer", "step")
-        self.flush_plot = static_plot(self, "flushed to zero per layer (unscaled → lost without scaling)", "step")
+        self.over_plot = static_plot(self, "overflow per layer (% inf/NaN or > 65504)", "step")
+        self.flush_plot = static_plot(self, "lost to zero per layer without scaling (%)", "step")
         self.over_image = pg.ImageItem(axisOrder="row-major")
         self.flush_image = pg.ImageItem(axisOrder="row-major")
         self.over_plot.addItem(self.over_image)
         self.flush_plot.addItem(self.flush_image)
-        for plot in (self.over_plot, self.flush_plot):
+        self.colorbars = []
+        for plot, image in ((self.over_plot, self.over_image), (self.flush_plot, self.flush_image)):
             plot.invertY(True)
+            bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=12, colorMapMenu=False)
+            bar.setImageItem(image, insert_in=plot.getPlotItem())
+            self.colorbars.append(bar)
+            plot.getViewBox().sigResized.connect(self._thin_rows)
+        self._row_ticks: dict[int, list[str]] = {}  # the row labels each heatmap shows (set again only on change)
+        self._font = QFont()
 
         grid = QGridLayout()
         left = QWidget(self)
@@ -125,6 +133,7 @@ class AmpView(View):
             growth_interval=self.growth_interval.value(),
             spike=spike,
             seed=self.seed.value(),
+            reference=self.reference.isChecked(),
         )
         settings.check()
         self.meta = {"model": str(lm.path), "settings": dict(settings.__dict__), "stopped": None}
@@ -158,72 +167,147 @@ class AmpView(View):
             theme_plot(plot, theme)
         self.unscaled_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.scaled_curve.setPen(pg.mkPen(theme.accent, width=2))
+        self.reference_curve.setPen(pg.mkPen(theme.text, width=1.5, style=Qt.PenStyle.DashLine))
+        self.nonfinite_text.setColor("#e4572e")
         self.scale_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.loss_curve.setPen(pg.mkPen(theme.muted, width=1.5))
         self.skip_points.setBrush(pg.mkBrush("#e4572e"))
         self.skip_points.setPen(pg.mkPen("#e4572e", width=2))
         self.growth_points.setBrush(pg.mkBrush("#2a9d8f"))
         self.step_line.setPen(pg.mkPen(theme.muted, style=Qt.PenStyle.DashLine))
-        lut = np.array(
-            [pg.mkColor(theme.base).getRgb()[:3]]
-            + [
-                (np.array(pg.mkColor(theme.base).getRgb()[:3]) * (1 - t) + np.array([228, 87, 46]) * t).astype(int)
-                for t in np.linspace(0.15, 1, 255)
-            ],
-            dtype=np.uint8,
-        )
-        self.over_image.setLookupTable(lut)
-        self.flush_image.setLookupTable(lut)
+        base = np.array(pg.mkColor(theme.base).getRgb()[:3], float)
+        hot = np.array([228, 87, 46], float)
+        # 0 is the background; anything above it starts at a visible tint (a few values in a layer still show)
+        cmap = pg.ColorMap([0.0, 0.004, 1.0], [base, base * 0.85 + hot * 0.15, hot])
+        for bar in self.colorbars:
+            bar.setColorMap(cmap)
+            bar.axis.setPen(theme.muted)
+            bar.axis.setTextPen(theme.text)
         super().set_theme(theme)
 
     def apply_font(self, font: QFont) -> None:
+        self._font = QFont(font)
         for plot in (self.hist_plot, self.scale_plot, self.over_plot, self.flush_plot):
             font_plot(plot, font)
+        for bar in self.colorbars:
+            bar.axis.setStyle(tickFont=font)
+        for text in (self.nonfinite_text, *(t for _, t, _, _ in self.regions)):
+            text.setFont(font)
+        self._row_ticks = {}
         self.show_step(self.current)
+
+    def _thin_rows(self) -> None:
+        """Layer names on the heatmaps' rows, as many as fit: every k-th one at least a line apart (30-layer
+        models), the first and last always."""
+        groups = self.meta.get("groups") or []
+        for plot in (self.over_plot, self.flush_plot):
+            left = plot.getAxis("left")
+            font = left.style["tickFont"] or self.font()
+            line = QFontMetrics(font).height()
+            rows = max(len(groups), 1)
+            px = plot.getViewBox().height() / rows if plot.getViewBox().height() > 0 else line
+            every = max(1, math.ceil(1.05 * line / max(px, 1e-6)))
+            shown = [i for i in range(len(groups)) if i % every == 0 or i == len(groups) - 1]
+            if len(shown) > 1 and shown[-1] - shown[-2] < every:  # the last label would crowd its neighbour
+                shown.pop(-2)
+            ticks = [(i + 0.5, groups[i].replace("layers.", "L")) for i in shown]
+            if [t for _, t in ticks] == self._row_ticks.get(id(plot)):
+                continue
+            left.setTicks([ticks, []])
+            self._row_ticks[id(plot)] = [t for _, t in ticks]
+            if ticks:
+                left.setWidth(max(QFontMetrics(font).horizontalAdvance(t) for _, t in ticks) + 18)
 
     def _arrays(self, r: StepRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if self.grads.currentText().startswith("activation"):
             return r.act_unscaled, r.act_scaled, r.act_hist_unscaled, r.act_hist_scaled
         return r.param_unscaled, r.param_scaled, r.param_hist_unscaled, r.param_hist_scaled
 
+    def _show_axes(self, on: bool) -> None:
+        """Axes only with data: empty plots would show pyqtgraph's default range (−600..600, "(x0.001)")."""
+        if getattr(self, "_axes_on", None) == on:
+            return
+        self._axes_on = on
+        for plot in (self.hist_plot, self.scale_plot, self.over_plot, self.flush_plot):
+            for axis in ("left", "bottom"):
+                plot.getPlotItem().showAxis(axis, on)
+        self.scale_plot.getPlotItem().showAxis("right", on)
+        for region, text, _, _ in self.regions:
+            region.setVisible(on)
+            text.setVisible(on)
+        for bar in self.colorbars:
+            bar.setVisible(on)
+
     def render(self, r: StepRecord | None) -> None:
         th = self.theme
+        self._set_hist_title(r)
         if r is None:
-            self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('train it')}</span>")
-            for c in (self.unscaled_curve, self.scaled_curve, self.scale_curve):
+            self.header.setText(f"<span style='color:{th.muted}'>Load a model and press Run to train it.</span>")
+            for c in (self.unscaled_curve, self.scaled_curve, self.reference_curve, self.scale_curve):
                 c.setData([], [])
             self.loss_curve.setData([], [])
             self.skip_points.setData([], [])
             self.growth_points.setData([], [])
             self.over_image.clear()
             self.flush_image.clear()
+            self.nonfinite_text.setText("")
             self.band_text.setText("")
+            self.step_line.hide()
+            self._show_axes(False)
             return
         unscaled, scaled, h_un, h_sc = self._arrays(r)
         if unscaled is None:
             return
+        self._show_axes(True)
+        self.step_line.show()
+        params = not self.grads.currentText().startswith("activation")
+        lost = r.param_lost if params and r.param_lost is not None else None
         # histogram over all layer groups; bin 0 is "< 2^-40", bins 1..61 are k = -40..20, the last ">= 2^21"
         edges = np.arange(HIST_MIN - 1, HIST_MAX + 3, dtype=float)
         self.unscaled_curve.setData(edges, h_un.sum(0).astype(float))
         self.scaled_curve.setData(edges, h_sc.sum(0).astype(float))
-        top = max(float(h_un.sum(0).max()), float(h_sc.sum(0).max()), 1.0)
+        tops = [float(h_un.sum(0).max()), float(h_sc.sum(0).max()), 1.0]
+        if lost is not None:
+            h_ref = r.param_hist_reference.sum(0).astype(float)
+            self.reference_curve.setData(edges, h_ref)
+            tops.append(float(h_ref.max()))
+        else:
+            self.reference_curve.setData([], [])
+        top = max(tops)
         self.hist_plot.setXRange(HIST_MIN - 1, HIST_MAX + 2, padding=0)
         self.hist_plot.setYRange(0, top * 1.15, padding=0)
         for _region, text, lo, hi in self.regions:
-            text.setPos((max(lo, HIST_MIN - 1) + min(hi, HIST_MAX + 2)) / 2, top * 1.14)
+            if hi > HIST_MAX + 1:  # the overflow band: most of it is off the axis, its label sits at the right edge
+                text.setAnchor((1, 0))
+                text.setPos(HIST_MAX + 2, top * 1.14)
+            else:
+                text.setPos((max(lo, HIST_MIN - 1) + min(hi, HIST_MAX + 2)) / 2, top * 1.14)
         bands_un, bands_sc = unscaled.sum(0), scaled.sum(0)
         total = max(int(bands_un.sum()), 1)
+        bad = int(bands_sc[BANDS.index("inf_nan")])
+        if bad / total >= 0.0005:  # the histogram counts finite values only: say how much it leaves out
+            self.nonfinite_text.setText(f"{_pct(bad, total)} inf/NaN\nnot drawn")
+            self.nonfinite_text.setPos(HIST_MAX + 1.6, top * 0.9)
+        else:
+            self.nonfinite_text.setText("")
 
         def share(b: np.ndarray, name: str) -> str:
             v = int(b[BANDS.index(name)])
             return f"{v:,} ({100 * v / total:.2f}%)"
 
+        lost_text = ""
+        if lost is not None:
+            n_lost = int(lost.sum())
+            lost_text = (
+                f"<br><b>lost in the fp16 backward</b> (zero here, non-zero in an fp32 backward of the same batch): "
+                f"{n_lost:,} ({100 * n_lost / total:.2f}%)"
+            )
         self.band_text.setText(
             f"<b>unscaled g</b>: flushed {share(bands_un, 'flushed')}, subnormal {share(bands_un, 'subnormal')},"
             f" overflow {share(bands_un, 'overflow')}, inf/NaN {share(bands_un, 'inf_nan')}<br>"
             f"<b style='color:{th.accent}'>scaled g × {_scale_text(r.scale)}</b>: flushed {share(bands_sc, 'flushed')},"
             f" subnormal {share(bands_sc, 'subnormal')}, overflow {share(bands_sc, 'overflow')},"
-            f" inf/NaN {share(bands_sc, 'inf_nan')}"
+            f" inf/NaN {share(bands_sc, 'inf_nan')}{lost_text}"
         )
         upto = self.records[: r.step + 1]
         steps = np.array([x.step for x in upto], dtype=float)
@@ -246,20 +330,22 @@ class AmpView(View):
             u, s, _, _ = self._arrays(x)
             tot = np.maximum(s.sum(1), 1)
             over.append((s[:, BANDS.index("overflow")] + s[:, BANDS.index("inf_nan")]) / tot)
-            flushed.append(u[:, BANDS.index("flushed")] / np.maximum(u.sum(1), 1))
+            gone = u[:, BANDS.index("flushed")].astype(float)
+            if params and x.param_lost is not None:  # flushed by g / S, or already zero in the fp16 backward
+                gone = gone + x.param_lost
+            flushed.append(gone / np.maximum(u.sum(1), 1))
         over_img = np.zeros((unscaled.shape[0], n), dtype=np.float32)
         flush_img = np.zeros_like(over_img)
-        over_img[:, : len(upto)] = np.array(over).T
-        flush_img[:, : len(upto)] = np.array(flushed).T
-        self.over_image.setImage(np.ascontiguousarray(over_img), levels=(0, max(float(over_img.max()), 1e-9)))
-        self.flush_image.setImage(np.ascontiguousarray(flush_img), levels=(0, max(float(flush_img.max()), 1e-9)))
+        over_img[:, : len(upto)] = 100 * np.array(over).T
+        flush_img[:, : len(upto)] = 100 * np.array(flushed).T
+        for image, img, bar in ((self.over_image, over_img, self.colorbars[0]),
+                                (self.flush_image, flush_img, self.colorbars[1])):  # fmt: skip
+            image.setImage(np.ascontiguousarray(img), autoLevels=False)
+            bar.setLevels((0.0, _nice_top(float(img.max()))))
         groups = self.meta.get("groups") or [str(i) for i in range(unscaled.shape[0])]
-        ticks = [(i + 0.5, g.replace("layers.", "L")) for i, g in enumerate(groups)]
+        self.meta.setdefault("groups", groups)
+        self._thin_rows()
         for plot in (self.over_plot, self.flush_plot):
-            left = plot.getAxis("left")
-            left.setTicks([ticks])
-            metrics = QFontMetrics(left.style["tickFont"] or self.font())
-            left.setWidth(max(metrics.horizontalAdvance(t) for _, t in ticks) + 18)
             plot.setXRange(0, n, padding=0)
             plot.setYRange(0, len(groups), padding=0)
             every = max(1, math.ceil(n / 12))  # step i is the cell [i, i + 1]: its label sits in the middle
@@ -269,6 +355,18 @@ class AmpView(View):
         event = {"growth": "grow ×2", "backoff": "back off ×½", "stop": "stopped"}.get(r.event or "", "")
         flushed_un = bands_un[BANDS.index("flushed")] / total
         flushed_sc = bands_sc[BANDS.index("flushed")] / total
+        if lost is not None:
+            gone = int(lost.sum()) / total
+            loss_line = (
+                f"lost to zero: {100 * (flushed_un + gone):.2f}% of parameter-gradient values without scaling, "
+                f"{100 * (flushed_sc + gone):.2f}% with S = {_scale_text(r.scale)} (against an fp32 backward; "
+                "Micikevicius et al.)"
+            )
+        else:
+            loss_line = (
+                f"flushed to zero: {100 * flushed_un:.2f}% of gradient values without scaling, "
+                f"{100 * flushed_sc:.2f}% with it (Micikevicius et al.)"
+            )
         s = self.meta.get("settings", {})
         first = f" · first overflow in <b>{r.first_overflow}</b>" if r.first_overflow else ""
         stopped = f"<br><b style='color:#e4572e'>{self.meta['stopped']}</b>" if self.meta.get("stopped") else ""
@@ -277,11 +375,32 @@ class AmpView(View):
             f" {s.get('dtype')} autocast &nbsp; loss <b>{r.loss:.3f}</b>"
             f"{f' × {r.loss_factor:g} (spike)' if r.loss_factor != 1 else ''} &nbsp; scale 2^{np.log2(r.scale):.0f} →"
             f" 2^{np.log2(r.next_scale):.0f} &nbsp; <b>{status}</b> {event} &nbsp; growth tracker {r.growth_tracker}"
-            f"{first}<br><span style='color:{th.muted}'>flushed to zero: {100 * flushed_un:.2f}% of gradient values"
-            f" without scaling, {100 * flushed_sc:.2f}% with it (Micikevicius et al.)"
+            f"{first}<br><span style='color:{th.muted}'>{loss_line}"
             f"{'' if self.deterministic else f' · {r.seconds:.2f} s'}</span>"
             f"{stopped}"
         )
+
+    def _set_hist_title(self, r: StepRecord | None) -> None:
+        """The histogram's legend lives in its title (a legend box inside the plot covered the bars), in the
+        longest wording that fits the plot's width."""
+        th = self.theme
+        variants = [("log2 |gradient| against the FP16 range", "log2 |gradient| against the FP16 range")]
+        if r is not None:
+            ref = r.param_lost is not None and not self.grads.currentText().startswith("activation")
+            variants = []
+            for un, sc, fp in (("unscaled g", "scaled g × S", "fp32 reference"), ("g", "g × S", "fp32")):
+                html = (
+                    f"<span style='color:{th.bar}'>━ {un}</span> &nbsp;<span style='color:{th.accent}'>━ {sc}</span>"
+                    + (f" &nbsp;<span style='color:{th.text}'>┅ {fp}</span>" if ref else "")
+                )
+                variants.append((html, f"━ {un}  ━ {sc}" + (f"  ┅ {fp}" if ref else "")))
+        fm = QFontMetrics(self._font)
+        room = self.hist_plot.width() - 30
+        title = next((h for h, plain in variants if fm.horizontalAdvance(plain) * 1.1 <= room), variants[-1][0])
+        if title != getattr(self, "_hist_title", None):
+            self._hist_title = title
+            self.hist_plot.setProperty("title", title)
+            self.hist_plot.setTitle(title, color=th.text)
 
     # ---- tours
     def caption_fields(self, r: StepRecord) -> dict:
@@ -313,6 +432,19 @@ class AmpView(View):
             for r in self.records
         ]
         return header, rows
+
+
+def _pct(part: int, whole: int) -> str:
+    p = 100 * part / max(whole, 1)
+    return f"{p:.0f}%" if p >= 10 else f"{p:.1f}%" if p >= 0.1 else f"{p:.2f}%"
+
+
+def _nice_top(x: float) -> float:
+    """A colour-scale top that reads well (1, 2, 5 times a power of ten), at least 1%."""
+    if x <= 1:
+        return 1.0
+    k = 10 ** math.floor(math.log10(x))
+    return next(m * k for m in (1, 2, 5, 10) if x <= m * k)
 
 
 def _scale_text(scale: float) -> str:
