@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. Known problems (ExplorerError) are one line and exit 2; so is anything unexpected, with
     a hint to rerun with ``--debug`` for the traceback (the catch-all is a last resort: checks name problems)."""
     _tolerant_output()
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed in one line
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         with _sigterm_interrupts():
             check_text_arguments(args)
