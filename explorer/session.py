@@ -17,6 +17,9 @@ class Session:
     target_dir: Path = field(default_factory=lambda: default_model_dirs()["target"])
     draft_dir: Path | None = field(default_factory=lambda: default_model_dirs()["draft"])
     prompt: str = DEFAULT_PROMPT
+    chat: bool = False  # wrap the prompt in the target's chat template (a user turn, the assistant's turn opened)
+    system: str | None = None  # the chat's system prompt
+    ignore_eos: bool = False  # decode past the eos ids of generation_config.json
     device: str = field(default_factory=default_device)
     dtype: str | None = None  # None: float32 on CPU, bf16/fp16 on CUDA
     attention_backend: str = "sdpa"
@@ -27,6 +30,8 @@ class Session:
         """Load the target and, if one is named, the draft with the chosen attention backend, without touching
         this session (safe in a worker thread); refuses a draft with another tokenizer."""
         target = load_model(self.target_dir, dtype=self.dtype, device=self.device)
+        if self.ignore_eos:
+            target.eos_token_ids = ()
         use_backend(target.model, self.attention_backend)
         draft = None
         if self.draft_dir is not None:
@@ -42,7 +47,7 @@ class Session:
     def prompt_ids(self) -> list[int]:
         if self.target is None:
             raise ExplorerError("no model is loaded")
-        return self.target.encode(self.prompt)
+        return self.target.prompt_ids(self.prompt, chat=self.chat, system=self.system or None)
 
 
 def check_same_tokenizer(target: LoadedModel, draft: LoadedModel) -> None:

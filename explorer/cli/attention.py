@@ -7,7 +7,7 @@ import json
 import time
 
 from ..attention.options import CLI as ATTENTION_CLI
-from .common import add_model_options, check_device
+from .common import add_model_options, check_device, prepare_prompt
 
 
 def add_parser(sub) -> None:
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
     lm = load_model(args.model or default_model_dirs()["target"], dtype=o["dtype"], device=check_device(args.device))
     t0 = time.perf_counter()
-    ids = continue_prompt(lm, lm.encode(prompt), o["length"]) if o["length"] else prompt
+    ids = prepare_prompt(lm, prompt, args)
+    ids = continue_prompt(lm, ids, o["length"]) if o["length"] else ids
     trace = trace_attention(
         lm, ids, o["layer"], o["head"], block_m=o["block_m"], block_n=o["block_n"], causal=o["causal"],
         dtype=o["dtype"], backend=o["backend"],

@@ -11,21 +11,27 @@ from ..errors import ExplorerError
 from ..models.options import DTYPE_NAMES
 from ..options import Schema
 
-MODEL_FLAGS = ("model", "draft", "prompt", "device", "dtype", "theme")
+MODEL_FLAGS = ("model", "draft", "prompt", "chat", "system", "ignore_eos", "device", "dtype", "theme")
 DEVICE_HELP = "cpu or cuda (default: cuda when available)"
 
 
 def add_model_options(p: argparse.ArgumentParser, top: bool = False, skip: tuple[str, ...] = ()) -> None:
-    """--model (alias --target), --draft, --prompt, --device, --dtype, --theme. On the top-level parser they
+    """--model (alias --target), --draft, --prompt, --chat, --system, --ignore-eos, --device, --dtype, --theme.
+    On the top-level parser they
     default to None; on a subcommand they default to "not given" (SUPPRESS), so that ``explorer --model DIR
     generate`` and ``explorer generate --model DIR`` mean the same and neither overrides the other."""
     default = None if top else argparse.SUPPRESS
     flags = {
-        "model": (("--model", "--target"), dict(metavar="DIR", help="target model directory (default: the shipped "
-                                                "demo target)")),  # fmt: skip
+        "model": (("--model", "--target"), dict(metavar="MODEL", help="target model: a Hugging Face layout directory, "
+                  "a .gguf file or a Hub repo id org/name[@revision] (default: the shipped demo target)")),  # fmt: skip
         "draft": (("--draft",), dict(metavar="DIR", help="draft model directory (default: the demo draft with the "
                                      "demo target; none with your own target)")),  # fmt: skip
         "prompt": (("--prompt",), dict(metavar="TEXT", help="the prompt (default: the view's own)")),
+        "chat": (("--chat",), dict(action="store_true", help="wrap the prompt in the model's chat template as a user "
+                 "turn with the assistant's turn opened (instruct models)")),  # fmt: skip
+        "system": (("--system",), dict(metavar="TEXT", help="a system prompt for --chat")),
+        "ignore_eos": (("--ignore-eos",), dict(action="store_true", help="keep decoding past the model's "
+                       "end-of-sequence tokens (generation_config.json's eos_token_id)")),  # fmt: skip
         "device": (("--device",), dict(help=DEVICE_HELP)),
         "dtype": (("--dtype",), dict(choices=DTYPE_NAMES, help="model dtype (default: float32 on CPU, bfloat16 on "
                                      "CUDA)")),  # fmt: skip
@@ -34,6 +40,13 @@ def add_model_options(p: argparse.ArgumentParser, top: bool = False, skip: tuple
     for name, (names, kw) in flags.items():
         if name not in skip:
             p.add_argument(*names, dest=name, default=default, **kw)
+
+
+def prepare_prompt(lm, prompt: str, args: argparse.Namespace) -> list[int]:
+    """The prompt's ids as --chat / --system ask; with --ignore-eos the model's eos ids are dropped for this run."""
+    if getattr(args, "ignore_eos", None):
+        lm.eos_token_ids = ()
+    return lm.prompt_ids(prompt, chat=bool(getattr(args, "chat", None)), system=getattr(args, "system", None))
 
 
 def model_args(args: argparse.Namespace) -> dict[str, Any]:

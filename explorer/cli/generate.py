@@ -9,7 +9,7 @@ import time
 
 from ..attention.options import BACKENDS
 from ..models.options import GENERATE_CLI
-from .common import add_model_options, check_device
+from .common import add_model_options, check_device, prepare_prompt
 
 
 def add_parser(sub) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
     lm = load_model(args.model or default_model_dirs()["target"], dtype=args.dtype, device=check_device(args.device))
     use_backend(lm.model, args.attention)
-    prompt_ids = lm.encode(prompt)
+    prompt_ids = prepare_prompt(lm, prompt, args)
     t0 = time.perf_counter()
     new = generate(lm, prompt_ids, o["max_new"], o["temperature"], o["top_k"] or None, o["seed"])
     seconds = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ExplorerError
 from ..speculative.options import SPECULATE
-from .common import add_model_options, check_device, given
+from .common import add_model_options, check_device, given, prepare_prompt
 
 TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     target = load_model(args.model or dirs["target"], dtype=args.dtype, device=device)
     draft = None if method == "lookup" else load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device)
     for prompt in prompts:
-        result = run_speculation(target, draft, target.encode(prompt), o["max_new"], options)
+        result = run_speculation(target, draft, prepare_prompt(target, prompt, args), o["max_new"], options)
         if args.json:
             print(json.dumps(dict(prompt=prompt, **result.as_dict())))
             continue
