@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -82,6 +82,7 @@ class AmpSettings:
     weight_decay: float = 0.0
     batch: int = 2
     seq_len: int = 32
+    train_layers: int = 0  # > 0: only the last N decoder layers and the final norm train (the rest is frozen)
     spike: tuple[int, float] | None = None  # (step, factor): the loss is multiplied by factor at that step
     seed: int = 0
     device: str = "cpu"
@@ -92,7 +93,7 @@ class AmpSettings:
     def check(self) -> None:
         """The options schema's checks (one message format with the CLI and the view), then the combinations."""
         names = ("policy", "dtype", "init_scale", "growth_interval", "steps", "seed", "growth_factor",
-                 "backoff_factor", "hysteresis", "min_scale", "lr", "batch", "seq_len")  # fmt: skip
+                 "backoff_factor", "hysteresis", "min_scale", "lr", "batch", "seq_len", "train_layers")  # fmt: skip
         values = {n: getattr(self, n) for n in names}
         if self.spike is not None:
             values["spike_step"], values["spike_factor"] = self.spike
@@ -130,20 +131,37 @@ def sample_batch(tokens: np.ndarray, batch: int, seq_len: int, rng: np.random.Ge
     return rows[:, :-1], rows[:, 1:]
 
 
-def training_memory(cfg, batch: int, seq_len: int) -> int:
+def training_memory(cfg, batch: int, seq_len: int, train_layers: int = 0) -> int:
     """Bytes a training step needs, roughly: fp32 weights, gradients and AdamW's two moments (16 bytes per
     parameter), and the activations backward keeps (per layer ~12 hidden-wide and 3 MLP-wide values per token,
-    the attention probabilities, and the logits three times)."""
+    the attention probabilities, and the logits three times). With ``train_layers`` N > 0 the frozen weights cost
+    4 bytes each and only the last N layers keep activations for backward."""
     params = parameter_count(cfg)
     tokens = batch * seq_len
     per_layer = tokens * (12 * cfg.hidden_size + 3 * cfg.intermediate_size) + batch * cfg.num_heads * seq_len**2
-    return training_bytes(params, cfg.num_layers * per_layer + 3 * tokens * cfg.vocab_size)
+    if train_layers <= 0:
+        return training_bytes(params, cfg.num_layers * per_layer + 3 * tokens * cfg.vocab_size)
+    layers = min(train_layers, cfg.num_layers)
+    one_layer = (params - parameter_count(replace(cfg, num_layers=0))) // max(cfg.num_layers, 1)
+    trained = layers * one_layer + cfg.hidden_size
+    return 4 * (params - trained) + training_bytes(trained, layers * per_layer + 3 * tokens * cfg.vocab_size)
 
 
-def check_training_memory(cfg, batch: int, seq_len: int, device: str) -> None:
+def check_training_memory(cfg, batch: int, seq_len: int, device: str, train_layers: int = 0) -> None:
     """Refuse, naming the figure, training that cannot fit in the free memory of ``device``."""
-    check_fits(training_memory(cfg, batch, seq_len), f"training with batch {batch} x {seq_len} tokens", device,
-               "try a smaller --batch or --seq-len")  # fmt: skip
+    check_fits(training_memory(cfg, batch, seq_len, train_layers), f"training with batch {batch} x {seq_len} tokens",
+               device, "try a smaller --batch or --seq-len, or --train-layers N")  # fmt: skip
+
+
+def freeze_all_but_last(model: CausalLM, n: int) -> None:
+    """Train only the last ``n`` decoder layers and the final norm (and an untied LM head); 0 trains everything."""
+    if n <= 0:
+        return
+    first = max(model.config.num_layers - n, 0)
+    for name, p in model.named_parameters():
+        group = group_of(name)
+        keep = (group.startswith("layers.") and int(group.split(".")[1]) >= first) or group == "head"
+        p.requires_grad_(keep and p is not model.model.embed_tokens.weight)
 
 
 def trainable_copy(lm, device: str = "cpu") -> CausalLM:
@@ -175,7 +193,8 @@ class AmpTrainer:
 
     def __init__(self, model: CausalLM, tokens: np.ndarray, settings: AmpSettings, instrument: bool = True):
         settings.check()
-        check_training_memory(model.config, settings.batch, settings.seq_len, settings.device)
+        check_training_memory(model.config, settings.batch, settings.seq_len, settings.device, settings.train_layers)
+        freeze_all_but_last(model, settings.train_layers)
         self.model, self.tokens, self.s, self.instrument = model, tokens, settings, instrument
         self.device = torch.device(settings.device)
         self.dtype = AMP_DTYPES[settings.dtype]
@@ -184,7 +203,8 @@ class AmpTrainer:
         n_layers = model.config.num_layers
         self.groups = ["embed", *(f"layers.{i}" for i in range(n_layers)), "head"]
         gi = {g: i for i, g in enumerate(self.groups)}
-        named = sorted(model.named_parameters(), key=lambda kv: gi[group_of(kv[0])])  # stable: keeps module order
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        named = sorted(trained, key=lambda kv: gi[group_of(kv[0])])  # stable: keeps module order
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         sizes = {}

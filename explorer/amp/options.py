@@ -47,6 +47,9 @@ AMP = Schema(
         Option("lr", float, 1e-4, "AdamW learning rate", lo=0.0, hi=10.0, panel=False),
         Option("batch", int, 2, "sequences per step", lo=1, hi=1024, panel=False),
         Option("seq_len", int, 32, "tokens per sequence", lo=2, hi=65536, panel=False),
+        Option("train_layers", int, 0, "train only the last N decoder layers and the final norm (the rest frozen: no "
+               "gradients, no optimizer state, so 1B models fit); 0 = the whole model", lo=0, hi=1024,
+               special="all", label="Train last layers"),  # fmt: skip
     ],
 )
 
@@ -54,6 +57,6 @@ AMP = Schema(
 # finds its level (halving on overflow) and grows every 4 clean steps (GradScaler's 2000 would never show growth).
 VIEW = AMP.only(
     ["policy", "dtype", "init_scale_log2", "growth_interval", "steps", "spike_step", "spike_factor", "seed",
-     "reference", "grads"],
+     "reference", "grads", "train_layers"],
     "amp view", init_scale_log2=16, growth_interval=4, steps=24,
 )  # fmt: skip
