@@ -31,13 +31,13 @@ class Counts:
     target_only_seconds: float = 0.0
 
     def add(self, r: PromptResult) -> None:
-        rows = r.step_rows
+        steps, accepted, tried, drafted, new_tokens = r.totals()
         self.prompts += 1
-        self.steps += len(rows)
-        self.accepted += int(rows[:, 0].sum())
-        self.tried += int(rows[:, 0].sum() + rows[:, 3].sum())
-        self.drafted += int(rows[:, 2].sum())
-        self.new_tokens += int(rows[:, 4].sum())
+        self.steps += steps
+        self.accepted += accepted
+        self.tried += tried
+        self.drafted += drafted
+        self.new_tokens += new_tokens
         self.seconds += float(r.stats.get("seconds") or 0.0)
         self.target_only_tokens += len(r.target_only.get("tokens", []))
         self.target_only_seconds += float(r.target_only.get("seconds") or 0.0)

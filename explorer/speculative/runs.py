@@ -185,6 +185,16 @@ class PromptResult:
     texts: dict[int, str]  # token id -> text, for every token in the decision rows
     steps: list[StepRecord] | None = None  # live runs; loaded from the file on demand otherwise
     steps_at: int | None = field(default=None, repr=False)  # byte offset of the steps line in the run file
+    _totals: tuple | None = field(default=None, repr=False, compare=False)
+
+    def totals(self) -> tuple[int, int, int, int, int]:
+        """Sums over the steps: (steps, accepted drafts, positions decided, drafted nodes, new tokens)."""
+        if self._totals is None:
+            rows = self.step_rows
+            accepted = int(rows[:, 0].sum())
+            self._totals = (len(rows), accepted, accepted + int(rows[:, 3].sum()), int(rows[:, 2].sum()),
+                            int(rows[:, 4].sum()))  # fmt: skip
+        return self._totals
 
     def summary(self) -> dict:
         """The result line (without the steps)."""
@@ -383,8 +393,6 @@ def read_run(path: str | Path) -> Run:
         start, offset = offset, offset + len(line) + 1
         if i == last:
             break  # b"" after the final newline, or a line cut off while writing
-        if not line.strip():
-            continue
         if line.startswith(b'{"kind": "steps"'):
             # steps lines are parsed on demand; only where they start matters now
             try:
@@ -393,6 +401,8 @@ def read_run(path: str | Path) -> Run:
             except (ValueError, KeyError, TypeError):
                 raise RunFileError(f"{path}, line {i + 1}: a malformed steps line") from None
             steps_at[(str(pid), config)] = start
+            continue
+        if not line.strip():
             continue
         try:
             d = json.loads(line)

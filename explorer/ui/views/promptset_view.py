@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, QStandardPaths, Qt
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QSortFilterProxyModel, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -81,6 +81,7 @@ class RunTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.run = run
         self.rows, self.row_of = [], {}
+        self.texts = {p["id"]: p["text"] for p in run.header["prompts"]} if run is not None else {}
         configs = run.configurations if run is not None else []
         cols: list[tuple[str, Callable[[dict], Any], str]] = [
             ("prompt", lambda r: r["id"], "{}"), ("category", lambda r: r["category"], "{}"),
@@ -106,7 +107,7 @@ class RunTableModel(QAbstractTableModel):
         row = self.row_of.get(result.prompt)
         if row is None:
             row = len(self.rows)
-            text = next((p["text"] for p in self.run.header["prompts"] if p["id"] == result.prompt), "")
+            text = self.texts.get(result.prompt, "")
             if signal:
                 self.beginInsertRows(QModelIndex(), row, row)
             self.rows.append({"id": result.prompt, "category": result.category, "text": text, "cells": {}})
@@ -174,8 +175,9 @@ class RunFilter(QSortFilterProxyModel):
         self.setSortRole(SORT_ROLE)
 
     def set_filter(self, text: str, category: str) -> None:
+        self.beginFilterChange()
         self.text, self.category = text.lower(), category
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row, source_parent) -> bool:  # noqa: N802 - Qt override
         row = self.sourceModel().rows[source_row]
@@ -191,6 +193,25 @@ class RunFilter(QSortFilterProxyModel):
         return a < b
 
 
+class RunTable(QTableView):
+    """Up / Down (and clicks) choose the prompt; ← → Home End and Space stay the timeline's, stepping through the
+    replayed prompt as in every other view."""
+
+    TIMELINE_KEYS = (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_Space)
+
+    def event(self, e) -> bool:
+        if e.type() == QEvent.Type.ShortcutOverride and e.key() in self.TIMELINE_KEYS and not e.modifiers():
+            e.ignore()  # let the window's shortcut have it
+            return False
+        return super().event(e)
+
+    def keyPressEvent(self, e) -> None:  # noqa: N802 - Qt override
+        if e.key() in self.TIMELINE_KEYS and not e.modifiers():
+            e.ignore()
+            return
+        super().keyPressEvent(e)
+
+
 class PromptSetView(View):
     name = "promptset"
     title = "Prompt set"
@@ -204,6 +225,10 @@ class PromptSetView(View):
         self.replayed: PromptResult | None = None
         self._decoders: dict[str, Callable] = {}
         self._dirty = False
+        self._plot_timer = QTimer(self)
+        self._plot_timer.setSingleShot(True)
+        self._plot_timer.setInterval(250)
+        self._plot_timer.timeout.connect(self._refresh_if_dirty)
 
         self.header = QLabel(self)
         self.header.setWordWrap(True)
@@ -218,7 +243,7 @@ class PromptSetView(View):
         self.model = RunTableModel(self)
         self.proxy = RunFilter(self)
         self.proxy.setSourceModel(self.model)
-        self.table = QTableView(self)
+        self.table = RunTable(self)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # file order until a click
@@ -229,6 +254,7 @@ class PromptSetView(View):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setResizeContentsPrecision(40)  # size columns by 40 rows, not 1,000
         self.table.setAlternatingRowColors(True)
         self.table.selectionModel().currentRowChanged.connect(self._on_row)
 
@@ -371,11 +397,9 @@ class PromptSetView(View):
         self.run.results.append(record)
         self.model.add(record)
         self._add_category(record.category)
-        self._dirty = True
         if self.replayed is None and record.config == self.config_combo.currentIndex():
             self.select_prompt(record.prompt)
-        elif self.isVisible():
-            self._refresh_plots()
+        self._schedule_plots()
 
     def clear(self) -> None:
         self.replayed = None
@@ -401,9 +425,10 @@ class PromptSetView(View):
         self.category_combo.blockSignals(False)
         for r in run.results:
             self._add_category(r.category)
-        self.table.resizeColumnsToContents()
-        self._refresh_plots()
+        self.table.resizeColumnsToContents()  # measured on the first rows only (see the header's precision)
         self._render_header()
+        self._dirty = True
+        QTimer.singleShot(0, self._refresh_if_dirty)  # the table first; the plots one event later
         if run.results:
             self.table.selectRow(0)
 
@@ -485,6 +510,8 @@ class PromptSetView(View):
         if player is not None and getattr(self.window(), "active_view", None) is self:
             player.set_count(len(self.records))
             player.go(len(self.records) - 1)
+            if self.current != player.step:  # the player was already there: it did not announce the step
+                self.show_step(player.step)
         else:
             self.show_step(len(self.records) - 1)
         self._render_header()
@@ -506,9 +533,12 @@ class PromptSetView(View):
     def show_step(self, step: int) -> None:
         self.current = step
         self.replay.show_step(step)
-        if self._dirty:
-            self._refresh_plots()
-            self._render_header()
+
+    def _schedule_plots(self) -> None:
+        """Redraw the set's plots soon, at most a few times a second while results stream in."""
+        self._dirty = True
+        if not self._plot_timer.isActive():
+            self._plot_timer.start()
 
     def render(self, record: Any | None) -> None:
         if record is None and self.run is None:
@@ -541,6 +571,11 @@ class PromptSetView(View):
             f"{'s' if len(configs) > 1 else ''}</b>{progress} &nbsp; {html.escape(models)} &nbsp; "
             f"seed {h['seed']} &nbsp; <span style='color:{th.muted}'>{where}</span>{replay}"
         )
+
+    def _refresh_if_dirty(self) -> None:
+        if self._dirty:
+            self._refresh_plots()
+            self._render_header()
 
     def _config_results(self, i: int) -> list[PromptResult]:
         return [r for r in self.run.results if r.config == i] if self.run is not None else []

@@ -1,0 +1,188 @@
+"""View `promptset`: a run file opened in the window — table, sorting and filtering by real clicks and keys, a row
+replays its stored steps in the speculative panels, rows stream in while a run computes, a big run opens fast."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+import torch  # noqa: E402
+from PySide6.QtCore import QSettings, QStandardPaths, Qt  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from explorer.models.checkpoint import default_model_dirs, load_model  # noqa: E402
+from explorer.session import Session  # noqa: E402
+from explorer.speculative.options import SPECULATE  # noqa: E402
+from explorer.speculative.promptsets import Prompt  # noqa: E402
+from explorer.speculative.runs import (  # noqa: E402
+    Configuration,
+    RunWriter,
+    make_header,
+    parse_compare,
+    read_run,
+    run_prompt_set,
+)
+from explorer.ui.promptset_app import window_with_run  # noqa: E402
+
+PROMPTS = [
+    Prompt("p1", "def add(a, b):\n    ", "function"),
+    Prompt("p2", "for i in range(10):\n    ", "loop"),
+    Prompt("p3", "import os\n\n\ndef main():\n    ", "function"),
+]
+
+
+def qsettings() -> QSettings:
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "explorer", "test-promptset")
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    dirs = default_model_dirs()
+    target, draft = load_model(dirs["target"]), load_model(dirs["draft"])
+    base = SPECULATE.defaults() | {"method": "chain", "accept": "greedy", "max_new": 8}
+    configs = [Configuration("base", base), parse_compare("gamma=2", base)]
+    path = tmp_path_factory.mktemp("runs") / "run.jsonl"
+    with RunWriter(path, make_header(PROMPTS, configs, target, draft, 0)) as w:
+        live = list(run_prompt_set(target, draft, PROMPTS, configs, w))
+    torch.set_num_threads(threads)
+    return path, live
+
+
+def open_window(qtbot, path):
+    win = window_with_run(read_run(path), offscreen=True, settings=qsettings())
+    qtbot.addWidget(win)
+    win.resize(1600, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    return win, win.views["promptset"]
+
+
+def press(qtbot, win, key) -> None:
+    """A real key press on whatever has focus (after a click, the table)."""
+    if QApplication.activeWindow() is not win:
+        win.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=2000)
+    qtbot.keyClick(QApplication.focusWidget() or win, key)
+
+
+def click_row(view, row: int) -> None:
+    rect = view.table.visualRect(view.proxy.index(row, 0))
+    QTest.mouseClick(view.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def test_table_sorts_filters_and_replays_the_stored_steps(qtbot, run_file, tmp_path):
+    path, live = run_file
+    win, view = open_window(qtbot, path)
+    headers = [view.model.headerData(i, Qt.Orientation.Horizontal) for i in range(view.model.columnCount())]
+    assert headers[:2] == ["prompt", "category"] and "α gamma=2" in headers and "Δ tok/step gamma=2" in headers
+    assert view.proxy.rowCount() == 3
+
+    click_row(view, 1)  # the second prompt, under the base configuration
+    assert view.replayed.prompt == "p2" and view.replayed.config == 0
+    stored = next(r for r in live if r.prompt == "p2" and r.config == 0)
+    assert [s.as_dict() for s in view.records] == [s.as_dict() for s in stored.steps]  # replayed = live
+    assert [s.as_dict() for s in view.replay.records] == [s.as_dict() for s in stored.steps]
+    assert win.player.count == len(stored.steps) and view.replay.current == len(stored.steps) - 1
+    press(qtbot, win, Qt.Key.Key_Home)  # the table has focus: the timeline keys still step the replay
+    assert view.current == 0 and view.replay.current == 0 and "step 1 of" in view.replay.header.text()
+    press(qtbot, win, Qt.Key.Key_Right)
+    assert view.replay.current == 1 and view.replayed.prompt == "p2"
+    press(qtbot, win, Qt.Key.Key_Down)  # Up / Down choose the prompt
+    assert view.replayed.prompt == "p3"
+
+    # Sorting by a value column (a real click on its header), both ways.
+    column = headers.index("tok/step base")
+    header = view.table.horizontalHeader()
+    x = header.sectionViewportPosition(column) + header.sectionSize(column) // 2
+    values = lambda: [view.proxy.index(r, column).data(Qt.ItemDataRole.UserRole) for r in range(3)]  # noqa: E731
+    QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=header.viewport().rect().center().__class__(
+        x, header.height() // 2))  # fmt: skip
+    first = values()
+    assert first in (sorted(first), sorted(first, reverse=True))
+    QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=header.viewport().rect().center().__class__(
+        x, header.height() // 2))  # fmt: skip
+    assert values() == list(reversed(first)) or len(set(first)) < 3
+
+    # Filtering by typing, and by category.
+    QTest.keyClicks(view.filter_edit, "range")
+    assert view.proxy.rowCount() == 1 and view.proxy.index(0, 0).data() == "p2"
+    view.filter_edit.clear()
+    view.category_combo.setCurrentIndex(view.category_combo.findData("function"))
+    assert view.proxy.rowCount() == 2
+
+    # The other configuration replays its own steps; the plots and the summary name both.
+    view.config_combo.setCurrentIndex(1)
+    assert view.replayed.config == 1
+    assert "gamma=2" in view.summary.text() and "most rejected" in view.summary.text()
+
+    # Save run writes a copy that reads back the same.
+    saved = view.save_run(tmp_path / "copy.jsonl")
+    assert [r.summary() for r in read_run(saved).results] == [r.summary() for r in read_run(path).results]
+    data = view.export_data()
+    assert data["view"] == "promptset" and len(data["configurations"]) == 2
+
+
+def test_rows_stream_in_while_a_run_computes(qtbot, tmp_path):
+    QStandardPaths.setTestModeEnabled(True)  # the app's runs folder goes to a test location
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p.text, "id": p.id, "category": p.category}) + "\n"
+                               for p in PROMPTS[:2]))  # fmt: skip
+    from explorer.ui.main_window import MainWindow
+
+    win = MainWindow(Session(), settings=qsettings())
+    qtbot.addWidget(win)
+    win.show()
+    win.select_view("promptset")
+    view = win.views["promptset"]
+    view.prompts_edit.setText(str(prompts))
+    view.compare_edit.setText("gamma=2")
+    view.apply_settings({"max_new": 6})
+    inserted = []
+    view.model.rowsInserted.connect(lambda *_: inserted.append(win.worker.running))
+    threads = torch.get_num_threads()
+    try:
+        win.run_view()
+        qtbot.waitUntil(lambda: view.run is not None and len(view.run.results) == 4 and not win.worker.running,
+                        timeout=180_000)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert win.last_error is None
+    assert view.proxy.rowCount() == 2 and inserted and inserted[0]  # the first row arrived mid-run
+    assert view.replayed is not None and view.records  # the first prompt is replayed as soon as it is done
+    on_disk = read_run(view.run.path)
+    assert [(r.prompt, r.config) for r in on_disk.results] == [("p1", 0), ("p1", 1), ("p2", 0), ("p2", 1)]
+    win.close()
+
+
+def test_a_thousand_prompt_run_opens_fast(qtbot, run_file, tmp_path):
+    """A synthetic 1,000-prompt run (the real records repeated under new ids) shows its table quickly."""
+    path, _ = run_file
+    lines = path.read_bytes().split(b"\n")
+    header = json.loads(lines[0])
+    body = [json.loads(x) for x in lines[1:] if x]
+    prompts, out = [], []
+    for i in range(1000):
+        src = body[(i % 3) * 4 : (i % 3) * 4 + 4]
+        pid = f"q{i:04d}"
+        prompts.append({"id": pid, "category": f"c{i % 12}", "text": f"prompt {i}", "chat": False})
+        for rec in src:
+            out.append(json.dumps(rec | {"prompt": pid} | ({"category": f"c{i % 12}"} if "category" in rec else {})))
+    header["prompts"] = prompts
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps(header) + "\n" + "\n".join(out) + "\n")
+    win, view = open_window(qtbot, path)
+    t0 = time.process_time()  # CPU time: the machine running the tests may be shared
+    view.open_run(big)  # File > Open run...
+    view.table.viewport().repaint()
+    seconds = time.process_time() - t0
+    assert view.proxy.rowCount() == 1000 and len(view.run.results) == 2000
+    click_row(view, 500)
+    assert view.replayed.prompt == view.proxy.index(500, 0).data() and view.records
+    assert seconds < 2.5, f"{seconds:.2f} s"  # ~0.5 s on an idle 2-core machine
