@@ -89,7 +89,8 @@ def test_table_sorts_filters_and_replays_the_stored_steps(qtbot, run_file, tmp_p
     stored = next(r for r in live if r.prompt == "p2" and r.config == 0)
     assert [s.as_dict() for s in view.records] == [s.as_dict() for s in stored.steps]  # replayed = live
     assert [s.as_dict() for s in view.replay.records] == [s.as_dict() for s in stored.steps]
-    assert win.player.count == len(stored.steps) and view.replay.current == len(stored.steps) - 1
+    shown = max(s.step for s in stored.steps if len(s.tree.tokens))  # the last step that drafted something
+    assert win.player.count == len(stored.steps) and view.replay.current == shown
     press(qtbot, win, Qt.Key.Key_Home)  # the table has focus: the timeline keys still step the replay
     assert view.current == 0 and view.replay.current == 0 and "step 1 of" in view.replay.header.text()
     press(qtbot, win, Qt.Key.Key_Right)
@@ -186,3 +187,21 @@ def test_a_thousand_prompt_run_opens_fast(qtbot, run_file, tmp_path):
     click_row(view, 500)
     assert view.replayed.prompt == view.proxy.index(500, 0).data() and view.records
     assert seconds < 2.5, f"{seconds:.2f} s"  # ~0.5 s on an idle 2-core machine
+
+
+def test_screenshot_of_a_stored_run(run_file, tmp_path, capsys):
+    from PySide6.QtGui import QImage
+
+    from explorer.cli.main import main
+
+    path, _ = run_file
+    out = tmp_path / "shot.png"
+    argv = ["screenshot", "--view", "promptset", "--run", str(path), "--out", str(out), "--size", "1280x720",
+            "--set", "prompt=p2", "--set", "config=1"]  # fmt: skip
+    assert main(argv) == 0
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1280, 720)
+    assert main(["screenshot", "--view", "promptset", "--out", str(out)]) == 2
+    assert "give --run RUN.jsonl" in capsys.readouterr().err
+    assert main(argv[:-4] + ["--set", "prompt=nope"]) == 2
+    assert "the run has no prompt 'nope'" in capsys.readouterr().err

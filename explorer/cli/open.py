@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("open", help="open a prompt-set run file (explorer speculate --prompts F --out RUN.jsonl)")
     p.add_argument("run", metavar="RUN.jsonl", help="the run file")
     p.add_argument("--json", action="store_true", help="print the run's analysis as JSON instead of opening the app")
-    add_model_options(p, skip=("prompt", "draft"))
+    add_model_options(p, skip=("prompt", "draft", "chat", "system", "ignore_eos"))
     p.set_defaults(func=run)
 
 
@@ -33,6 +33,36 @@ def run(args: argparse.Namespace) -> int:
     from ..ui.promptset_app import open_run_window
 
     return open_run_window(opened, theme=getattr(args, "theme", None) or "light")
+
+
+def screenshot_run_file(args: argparse.Namespace) -> int:
+    """``explorer screenshot --view promptset --run RUN.jsonl``: the prompt-set view on a stored run."""
+    from ..atomic import check_output
+    from ..recording.video import parse_size
+    from ..speculative.runs import read_run
+    from .screenshot import parse_settings
+
+    if args.run is None:
+        raise ExplorerError("--view promptset shows a stored run: give --run RUN.jsonl")
+    if args.view not in ("promptset", "speculative"):
+        raise ExplorerError(f"--run goes with --view promptset (or speculative), not {args.view}")
+    settings = parse_settings(args.set)
+    unknown = set(settings) - {"prompt", "config"}
+    if unknown:
+        raise ExplorerError(f"the promptset view has no setting {sorted(unknown)[0]!r} (its settings: prompt, config)")
+    size = parse_size(args.size, even=False)
+    check_output(args.out, (".png",), "--out")
+    opened = read_run(args.run)
+    config = settings.get("config", 0)
+    if isinstance(config, bool) or not isinstance(config, int) or not 0 <= config < len(opened.configurations):
+        raise ExplorerError(f"config must be an integer in 0..{len(opened.configurations) - 1} (got {config!r})")
+    from ..ui.promptset_app import screenshot_run
+
+    prompt = None if "prompt" not in settings else str(settings["prompt"])
+    out = screenshot_run(opened, args.out, size, theme=args.theme or "light", prompt=prompt, step=args.step,
+                         config=config)  # fmt: skip
+    print(out)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- speculate --prompts
@@ -82,13 +112,24 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     if needs_draft and args.draft is None and args.model is not None and method == "lookup":
         raise ExplorerError("a compared configuration drafts with a model: give --draft DIR")
     draft = load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device) if needs_draft else None
-    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts)
+    chat_all, system = bool(getattr(args, "chat", None)), getattr(args, "system", None)
+    ignore_eos = bool(getattr(args, "ignore_eos", None))
+    if ignore_eos:
+        target.eos_token_ids = ()
+
+    def encode(p: Prompt) -> list[int]:
+        """--chat templates every prompt; a Spec-Bench turn is templated whenever the model has a template."""
+        chat = chat_all or (p.chat and target.prompt_format.chat_template is not None)
+        return target.prompt_ids(p.text, chat=chat, system=system if chat else None)
+
+    encoding = {"chat": chat_all, "system": system, "ignore_eos": ignore_eos}
+    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts, encoding)
     writer = RunWriter(args.out, header) if args.out else None
     done = writer.run if writer is not None else Run(None, header)
     if writer is not None and done.results:
         print(f"resuming {args.out}: {len(done.results)} of {len(prompts) * len(configs)} done", file=sys.stderr)
     try:
-        for r in run_prompt_set(target, draft, prompts, configs, writer):
+        for r in run_prompt_set(target, draft, prompts, configs, writer, encode=encode):
             if writer is None:
                 done.results.append(r)
             s = r.stats

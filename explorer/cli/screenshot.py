@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--size", default="1920x1080", help="WxH, or 720p / 1080p / 2160p (default: 1920x1080)")
     p.add_argument("--step", type=int, default=None, help="step to show, 0-based (default: the last)")
     add_set_option(p, "a view setting, as in a tour's settings (repeat: --set method=tree --set tree_depth=4)")
+    p.add_argument("--run", metavar="RUN.jsonl", help="a prompt-set run file: the promptset view replaying it, "
+                   "nothing recomputed (--set prompt=ID --set config=N pick the row and configuration)")  # fmt: skip
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -43,6 +45,10 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.run is not None or args.view == "promptset":  # a stored run: explorer/cli/open.py
+        from .open import screenshot_run_file
+
+        return screenshot_run_file(args)
     from ..recording.tour import check_settings
     from ..recording.video import parse_size
 

@@ -150,7 +150,8 @@ def model_identity(lm) -> dict | None:
 
 
 def make_header(prompts: list[Prompt], configs: list[Configuration], target, draft, seed: int,
-                prompts_file: str | None = None) -> dict:  # fmt: skip
+                prompts_file: str | None = None, encoding: dict | None = None) -> dict:  # fmt: skip
+    """``encoding``: how prompts became ids beyond each prompt's own chat flag (--chat, --system, --ignore-eos)."""
     return {
         "kind": RUN_KIND,
         "version": RUN_VERSION,
@@ -160,11 +161,12 @@ def make_header(prompts: list[Prompt], configs: list[Configuration], target, dra
         "target": model_identity(target),
         "draft": model_identity(draft) if any(c.uses_draft for c in configs) else None,
         "configurations": [c.as_dict() for c in configs],
+        "encoding": encoding or {},
         "prompts": [p.as_dict() for p in prompts],
     }
 
 
-SAME_RUN_KEYS = ("version", "seed", "target", "draft", "configurations", "prompts")
+SAME_RUN_KEYS = ("version", "seed", "target", "draft", "configurations", "encoding", "prompts")
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -500,9 +502,11 @@ def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Config
 
 def run_prompt_set(target, draft, prompts: list[Prompt], configs: list[Configuration],
                    writer: RunWriter | None = None, should_stop: Callable[[], bool] | None = None,
-                   ) -> Iterator[PromptResult]:  # fmt: skip
+                   encode: Callable[[Prompt], list[int]] | None = None) -> Iterator[PromptResult]:  # fmt: skip
     """Every prompt under every configuration (prompt by prompt, so that the table fills row by row), skipping
-    the pairs the writer's file already holds; each result is written before it is yielded."""
+    the pairs the writer's file already holds; each result is written before it is yielded. ``encode`` turns a
+    prompt into ids (default: :func:`encode_prompt`)."""
+    encode = encode or (lambda p: encode_prompt(target, p))
     done = writer.run.done() if writer is not None else set()
     baseline: dict = {}
     for prompt in prompts:
@@ -513,7 +517,7 @@ def run_prompt_set(target, draft, prompts: list[Prompt], configs: list[Configura
             if should_stop is not None and should_stop():
                 return
             if prompt_ids is None:
-                prompt_ids = encode_prompt(target, prompt)
+                prompt_ids = encode(prompt)
             result = run_one(target, draft, prompt, prompt_ids, config, index, baseline)
             if writer is not None:
                 writer.write(result)

@@ -41,7 +41,7 @@ def open_run_window(run: Run, theme: str = "light") -> int:
 
 
 def screenshot_run(run: Run, out: str | Path, size: tuple[int, int], theme: str = "light",
-                   prompt: str | None = None, step: int | None = None) -> Path:  # fmt: skip
+                   prompt: str | None = None, step: int | None = None, config: int = 0) -> Path:  # fmt: skip
     """The window on ``run`` rendered offscreen at exactly ``size`` (replaying ``prompt``, default the first row)."""
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -54,6 +54,7 @@ def screenshot_run(run: Run, out: str | Path, size: tuple[int, int], theme: str 
     win.resize(*size)
     win.show()
     QApplication.processEvents()
+    view.config_combo.setCurrentIndex(config)
     if prompt is not None:
         if prompt not in view.model.row_of:
             win.close()

@@ -367,14 +367,20 @@ class PromptSetView(View):
             raise ExplorerError("a configuration drafts with a model, but no draft model is loaded")
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = runs_folder() / f"run-{stamp}.jsonl"
-        header = make_header(prompts, configs, target, draft, configs[0].values["seed"], prompts_file)
+        chat_all, system = bool(getattr(session, "chat", False)), getattr(session, "system", None) or None
+        encoding = {"chat": chat_all, "system": system, "ignore_eos": bool(getattr(session, "ignore_eos", False))}
+        header = make_header(prompts, configs, target, draft, configs[0].values["seed"], prompts_file, encoding)
         self._close_writer()
         self.writer = writer = RunWriter(path, header, resume=False)
         self.set_run(Run(path, header))  # filled as the results arrive on this thread (the writer has its own)
 
+        def encode(p) -> list[int]:
+            chat = chat_all or (p.chat and target.prompt_format.chat_template is not None)
+            return target.prompt_ids(p.text, chat=chat, system=system if chat else None)
+
         def job() -> Iterator[PromptResult]:
             try:
-                yield from run_prompt_set(target, draft, prompts, configs, writer)
+                yield from run_prompt_set(target, draft, prompts, configs, writer, encode=encode)
             finally:
                 writer.close()
 
@@ -506,14 +512,16 @@ class PromptSetView(View):
             self.replay.add_record(s)
         self.records = list(steps)
         self.current = -1
+        # Show the last step that drafted something (the very last one often only adds the final token).
+        shown = max((s.step for s in steps if len(s.tree.tokens)), default=len(steps) - 1)
         player = getattr(self.window(), "player", None)
         if player is not None and getattr(self.window(), "active_view", None) is self:
             player.set_count(len(self.records))
-            player.go(len(self.records) - 1)
+            player.go(shown)
             if self.current != player.step:  # the player was already there: it did not announce the step
                 self.show_step(player.step)
         else:
-            self.show_step(len(self.records) - 1)
+            self.show_step(shown)
         self._render_header()
 
     def _decoder(self, result: PromptResult) -> Callable[[list[int]], str]:
