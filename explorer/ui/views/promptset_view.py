@@ -396,10 +396,8 @@ class PromptSetView(View):
 
     # ---- records: prompt results arrive here; self.records are the replayed prompt's steps (the timeline's)
     def add_record(self, record: Any) -> None:
-        if not isinstance(record, PromptResult):
-            return
-        if self.run is None:
-            return
+        if not isinstance(record, PromptResult) or self.run is None or self.writer is None:
+            return  # results belong to the run this view computes (not to one opened since)
         self.run.results.append(record)
         self.model.add(record)
         self._add_category(record.category)
@@ -443,6 +441,26 @@ class PromptSetView(View):
         self._close_writer()
         self.set_run(run)
         return run
+
+    def open_run_dialog(self, parent: QWidget | None = None) -> bool:
+        """File › Open run…: choose a run file and show it (raises ExplorerError on a malformed one)."""
+        start = str(self.run.path.parent if self.run is not None and self.run.path else runs_folder())
+        path, _ = QFileDialog.getOpenFileName(parent or self, "Open run", start, "Runs (*.jsonl);;All files (*)")
+        if not path:
+            return False
+        self.open_run(path)
+        return True
+
+    def save_run_dialog(self, parent: QWidget | None = None) -> bool:
+        """File › Save run…: copy the shown run (its complete results) to a file the user chooses."""
+        if self.run is None or self.run.path is None:
+            raise ExplorerError("no run to save: open one or run a prompt set first")
+        path, _ = QFileDialog.getSaveFileName(parent or self, "Save run", str(Path.home() / self.run.path.name),
+                                              "Runs (*.jsonl)")  # fmt: skip
+        if not path:
+            return False
+        self.save_run(path)
+        return True
 
     def save_run(self, path: str | Path) -> Path:
         """Copy the run file (complete results only) to ``path``: a temporary name there, renamed when complete."""
