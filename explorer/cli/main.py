@@ -7,15 +7,14 @@ import argparse
 import os
 import signal
 import sys
-import threading
-from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import ExplorerError
-from . import amp, attention, generate, gui, info, open, record, screenshot, speculate, train_demo
+from ..interrupt import Terminated, interrupts
+from . import amp, attention, generate, gui, info, open, record, screenshot, speculate, train_demo, train_heads
 from .common import MODEL_FLAGS, add_model_options
 
-SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, open)
+SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, open, train_heads)
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,27 +73,6 @@ def check_text_arguments(args: argparse.Namespace) -> None:
 PATH_DESTS = {"model", "draft", "out", "tour", "text", "prompts", "func", "export"}
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every ``finally`` and ``except BaseException`` runs: outputs being
-    written are discarded and previous files stay as they were."""
-
-
-@contextmanager
-def _sigterm_interrupts():
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _tolerant_output() -> None:
     """Text the terminal's encoding cannot show (PYTHONIOENCODING=ascii) is escaped instead of failing."""
     for stream in (sys.stdout, sys.stderr):
@@ -129,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed in one line
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        with _sigterm_interrupts():
+        with interrupts():
             check_text_arguments(args)
             code = args.func(args)
             sys.stdout.flush()  # a closed pipe shows here, inside the handlers, not at exit

@@ -24,6 +24,8 @@ from PySide6.QtGui import QColor, QFont, QFontDatabase, QFontMetricsF, QImage, Q
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from ..errors import ExplorerError
+from ..interrupt import check as check_interrupt
+from ..interrupt import deferred as deferred_interrupts
 from ..recording.tour import VIEW_TITLES, Shot, Tour, plan_shots
 from ..recording.video import ThreadedWriter, check_record_output, open_writer
 from ..session import Session
@@ -427,6 +429,7 @@ class Recorder:
                 try:
                     job = view.make_job(session)
                     for record in job():
+                        check_interrupt()
                         view.add_record(record)
                 except ExplorerError as exc:
                     raise self.tour.error(at + ("view",), str(exc)) from None
@@ -553,11 +556,13 @@ def record(
     rec = Recorder(tour, size, fps, theme=theme, seed=seed, models=models, log=log)
     writer = None
     try:
-        rec.prepare()  # every check and every job before the output is touched
-        writer = ThreadedWriter(open_writer(out, size, fps))  # encodes frame i while frame i + 1 is drawn
-        t0 = time.perf_counter()
-        for frame in rec.frames():
-            writer.write(frame)
+        with deferred_interrupts():  # Ctrl-C / SIGTERM are taken between frames, never lost inside Qt's calls
+            rec.prepare()  # every check and every job before the output is touched
+            writer = ThreadedWriter(open_writer(out, size, fps))  # encodes frame i while frame i + 1 is drawn
+            t0 = time.perf_counter()
+            for frame in rec.frames():
+                check_interrupt()
+                writer.write(frame)
         writer.close()  # waits for the encoder, flushes it, writes the GIF
         return RecordStats(
             out=Path(out), format=fmt, size=size, fps=fps, frames=writer.frames, shots=len(rec.shots),
