@@ -7,9 +7,13 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QUrl  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from PySide6.QtCore import QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
 
 from explorer.session import Session  # noqa: E402
+from explorer.speculative.records import DraftTree  # noqa: E402
 from explorer.ui.app import render_view  # noqa: E402
 
 
@@ -39,3 +43,85 @@ def test_speculative_view_renders_real_steps(qtbot, method):
     finally:
         win.close()
         win.deleteLater()
+
+
+def _label_rects(view):
+    return [t.mapRectToScene(t.boundingRect()) for t in view.node_texts if t.toPlainText()]
+
+
+def _node_points(view):
+    vb = view.tree_plot.getViewBox()
+    xs, ys = view.nodes.getData()
+    return [vb.mapViewToScene(QPointF(float(x), float(y))) for x, y in zip(xs, ys, strict=True)]
+
+
+def test_tree_labels_avoid_each_other_and_the_nodes_and_hover_tells_all(qtbot):
+    settings = {"method": "tree", "max_new": 8, "tree_budget": 64, "tree_depth": 7, "tree_topk": 5}
+    win = render_view(Session(), "speculative", (1280, 720), settings=settings)
+    view = win.views["speculative"]
+    try:
+        assert max(len(r.tree.tokens) for r in view.records) >= 40  # a big tree is among the steps
+        for step in range(len(view.records)):
+            win.player.go(step)
+            r = view.records[step]
+            view.grab()  # painted: the labels follow the view box's new range
+            points = _node_points(view)
+            rects = [rect.adjusted(4, 4, -4, -4) for rect in _label_rects(view)]  # the text, not its 4 px margin
+            assert rects and "(root)" in view.node_texts[0].toPlainText()
+            for i, a in enumerate(rects):
+                assert not any(a.intersects(b) for b in rects[i + 1 :]), f"labels overlap at step {step + 1}"
+                assert not any(a.contains(p) for p in points), f"a label covers a node at step {step + 1}"
+            # every node, labelled or not, tells its full text on hover
+            assert all(f"token {int(t)}" in view._node_tip(data=i) for i, t in enumerate(r.tree.tokens))
+            # the root label is the word the root token ends, never a fragment of the token
+            root = view.meta["decode"]([r.root_token]).strip()
+            assert root[:4] in view.node_texts[0].toPlainText() or "…" in view.node_texts[0].toPlainText()
+            # the mask: whole cells and whole-number ticks in their middles
+            ticks = view.mask_plot.getAxis("bottom")._tickLevels[0]
+            assert ticks[0] == (0.5, "0") and all(float(lab) + 0.5 == x for x, lab in ticks)
+            (x0, x1), (y0, y1) = view.mask_plot.getViewBox().viewRange()
+            n = len(r.tree.tokens) + 1
+            assert x0 < 0 and x1 > n and y0 < 0 and y1 > n
+    finally:
+        win.close()
+        win.deleteLater()
+
+
+def test_clicking_a_faded_node_selects_it_and_says_why_it_has_no_decision(qtbot):
+    settings = {"method": "tree", "max_new": 12, "tree_budget": 12}
+    win = render_view(Session(), "speculative", (1280, 720), settings=settings)
+    view = win.views["speculative"]
+    try:
+        step = next(i for i, r in enumerate(view.records) if len(r.tree.tokens) > len(r.decisions))
+        win.player.go(step)
+        r = view.records[step]
+        decided = {d.node for d in r.decisions}
+        node = next(i for i in range(len(r.tree.tokens)) if i not in decided)
+        point = _node_points(view)[node + 1]  # entry 0 is the root
+        QTest.mouseClick(view.tree_plot.viewport(), Qt.MouseButton.LeftButton, pos=view.tree_plot.mapFromScene(point))
+        assert view.selected == node
+        assert "no decision" in view.decision_plot.getPlotItem().titleLabel.text
+        assert view.decision_text.text().startswith(f"No decision on node {node}: ")
+        assert view.decision_plot.getAxis("left")._tickLevels == [[], []]  # no stale token labels
+        # a decided node shows its decision again
+        point = _node_points(view)[_deciding(r) + 1]
+        QTest.mouseClick(view.tree_plot.viewport(), Qt.MouseButton.LeftButton, pos=view.tree_plot.mapFromScene(point))
+        assert view.selected == _deciding(r) and "p = " in view.decision_text.text()
+        # a step that drafted nothing: no stale labels from the step before
+        empty = replace(
+            r,
+            tree=DraftTree(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), []),
+            p=np.zeros(0), decisions=[], accepted=[], rejected=None, mask=None, position_ids=r.position_ids[:1],
+        )  # fmt: skip
+        view.render(empty)
+        assert view.decision_plot.getAxis("left")._tickLevels == [[], []]
+        assert "nothing was drafted" in view.decision_plot.getPlotItem().titleLabel.text
+        view.clear()  # no records: no default axes
+        assert not view.mask_plot.getPlotItem().getAxis("bottom").isVisible()
+    finally:
+        win.close()
+        win.deleteLater()
+
+
+def _deciding(r):
+    return r.rejected if r.rejected is not None else r.accepted[-1]

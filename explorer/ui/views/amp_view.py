@@ -242,7 +242,7 @@ class AmpView(View):
         th = self.theme
         self._set_hist_title(r)
         if r is None:
-            self.header.setText(f"<span style='color:{th.muted}'>Load a model and press Run to train it.</span>")
+            self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('train it')}</span>")
             for c in (self.unscaled_curve, self.scaled_curve, self.reference_curve, self.scale_curve):
                 c.setData([], [])
             self.loss_curve.setData([], [])

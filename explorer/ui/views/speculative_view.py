@@ -5,12 +5,13 @@ min(1, p/q), the residual), the tree attention mask with position ids and kept K
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -31,6 +32,8 @@ from ..theme import Theme
 from .base import View, font_plot, static_plot, theme_plot
 
 ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
+NODE_PX = 14  # tree node size in pixels
+TRUNK = 0.14  # elbow edges turn this far (in depth units) left of the children's column; labels stop before it
 
 
 class SpeculativeView(View):
@@ -57,8 +60,11 @@ class SpeculativeView(View):
         self.tree_plot.setLabel("bottom", "depth")
         self.tree_plot.invertY(True)
         self.edges = pg.PlotDataItem(connect="pairs")
-        self.nodes = pg.ScatterPlotItem(symbol="s", size=16, pxMode=True)
+        self.nodes = pg.ScatterPlotItem(symbol="s", size=NODE_PX, pxMode=True, hoverable=True, tip=self._node_tip)
         self.nodes.sigClicked.connect(self._on_node_clicked)
+        self._tips: dict[int, str] = {}  # node (-1: the root) -> its full description, shown on hover
+        self._font = QFont()
+        self.tree_plot.getViewBox().sigResized.connect(lambda *_: self._rerender_tree())
         self.tree_plot.addItem(self.edges)
         self.tree_plot.addItem(self.nodes)
         self.node_texts: list[pg.TextItem] = []
@@ -183,6 +189,9 @@ class SpeculativeView(View):
         self.text.setFont(mono)
         for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
             font_plot(plot, font)
+        self._font = QFont(font)
+        for t in self.node_texts:
+            t.setFont(font)
         self._fit_text_heights(font)
         self.show_step(self.current)
 
@@ -195,8 +204,14 @@ class SpeculativeView(View):
 
     def render(self, r: StepRecord | None) -> None:
         th = self.theme
+        for plot in (self.tree_plot, self.mask_plot, self.hist_plot, self.pos_plot, self.decision_plot):
+            for axis in ("left", "bottom"):
+                if plot is not self.tree_plot or axis == "bottom":
+                    plot.showAxis(axis, r is not None)  # empty plots: no default −600..600 axes
         if r is None:
             self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('speculate with the draft')}</span>")
+            self.decision_plot.getAxis("left").setTicks([[], []])
+            self._fit_title(self.decision_plot, ["decision"])
             self.text.setHtml("")
             self.edges.setData([], [])
             self.nodes.setData([], [])
@@ -213,8 +228,8 @@ class SpeculativeView(View):
         if self._selected_step != r.step:  # a new step: show the decision that ended its walk
             self._selected_step = r.step
             self.selected = _deciding_node(r)
-        if all(d.node != self.selected for d in r.decisions):  # a node the walk never reached has no decision
-            self.selected = _deciding_node(r)
+        if self.selected is not None and not 0 <= self.selected < len(r.tree.tokens):
+            self.selected = _deciding_node(r)  # a node this step does not have
         self._render_header(r)
         self.text.setHtml(self._text_html(r))
         self.text.verticalScrollBar().setValue(self.text.verticalScrollBar().maximum())
@@ -309,17 +324,66 @@ class SpeculativeView(View):
         xs = np.concatenate([[0], r.tree.depth]).astype(float)
         return xs, ys
 
+    def _fit_title(self, plot: pg.PlotWidget, variants: list[str]) -> None:
+        """The first (rich-text) title of ``variants`` that fits the plot's width: a pyqtgraph title never wraps
+        and its minimum width would push the grid past the window's edge."""
+        fm = QFontMetrics(self._font)
+        room = plot.width() - 20
+        plain = [re.sub(r"<[^>]+>", "", v).replace("&nbsp;", " ") for v in variants]
+        title = next((v for v, p in zip(variants, plain, strict=True) if fm.horizontalAdvance(p) * 1.15 <= room), None)
+        if title is None:
+            title = variants[-1]
+        plot.setProperty("title", title)
+        plot.setTitle(title, color=self.theme.text)
+
+    def _rerender_tree(self) -> None:
+        if 0 <= self.current < len(self.records):
+            self._render_tree(self.records[self.current])
+
+    def _context_ids(self, r: StepRecord) -> list[int]:
+        """The tokens before step ``r`` (prompt + every earlier step's new tokens): the root is the last one."""
+        ids = list(self.meta.get("prompt_ids") or [])
+        for s in self.records[: r.step]:
+            ids += s.new_tokens
+        return ids
+
+    def _root_text(self, r: StepRecord) -> tuple[str, str]:
+        """(label, exact token) of the root: the whole word the root token ends (a subword token alone reads as a
+        fragment, "ditional"), and the token itself for the tooltip."""
+        decode = self.meta.get("decode")
+        if decode is None:
+            return str(r.root_token), str(r.root_token)
+        token = decode([r.root_token])
+        ids = self._context_ids(r)
+        if not ids or ids[-1] != r.root_token:
+            return token, token
+        tail = decode(ids[-8:])
+        word = tail.rstrip("\n")
+        cut = max(word.rfind(c) for c in " \n\t([{.,:;=\"'")
+        word = word[cut + 1 :] if cut + 1 < len(word) else word[cut:]
+        return (word if word.endswith(token.strip()) and len(word) >= len(token.strip()) else token), token
+
+    def _node_tip(self, x=None, y=None, data=None) -> str:
+        return self._tips.get(int(data), "") if data is not None else ""
+
     def _render_tree(self, r: StepRecord) -> None:
         th = self.theme
         xs, ys = self._layout_tree(r)
         n = len(r.tree.tokens)
+        parent = r.tree.parent
+        has_children = np.zeros(n + 1, bool)
         ex, ey = [], []
-        for i, p in enumerate(r.tree.parent):
-            ex += [xs[p + 1], xs[i + 1]]
-            ey += [ys[p + 1], ys[i + 1]]
+        for i, p in enumerate(parent):  # elbow edges: parent → trunk just left of the child's column → child
+            px_, py_, cx, cy = xs[p + 1], ys[p + 1], xs[i + 1], ys[i + 1]
+            trunk = cx - TRUNK
+            ex += [px_, trunk, trunk, trunk, trunk, cx]
+            ey += [py_, py_, py_, cy, cy, cy]
+            has_children[p + 1] = True
         self.edges.setData(ex, ey)
         accepted = set(r.accepted)
-        brushes, pens = [pg.mkBrush(th.text)], [pg.mkPen(th.text)]
+        decided = {d.node for d in r.decisions}
+        source = getattr(r.tree, "source", None)
+        brushes, pens = [pg.mkBrush(th.text)], [pg.mkPen(th.accent if self.selected == -1 else th.text)]
         for i in range(n):
             if i in accepted:
                 color = ORIGIN_COLORS["accepted"]
@@ -330,39 +394,125 @@ class SpeculativeView(View):
             brushes.append(pg.mkBrush(color))
             pens.append(pg.mkPen(th.accent if i == self.selected else color, width=3 if i == self.selected else 1))
         self.nodes.setData(xs, ys, brush=brushes, pen=pens, data=list(range(-1, n)))
+
+        # ranges: room above the first row for its label, and right of the deepest column for its labels
+        vb = self.tree_plot.getViewBox()
+        w_px, h_px = max(vb.width(), 120.0), max(vb.height(), 80.0)
+        fm = QFontMetrics(self._font)
+        line = fm.height()
+        depth_max = int(max(xs.max(), 1))
+        # the root's label sits left of it, on its row (its edges leave to the right): room for it left of depth 0
+        root_label, root_token = self._root_text(r)
+        root_text = fm.elidedText(f"{visible_token(root_label, 24)} (root)", Qt.TextElideMode.ElideLeft, int(w_px / 4))
+        left_px = fm.horizontalAdvance(root_text) + NODE_PX / 2 + 12
+        x_hi = depth_max + 1.0
+        x_lo = -left_px * (x_hi + 0.1) / max(w_px - left_px, 1.0) - 0.1
+        rows = float(ys.max())
+        est_row_px = (h_px - line) / (rows + 1.2)
+        lines = 2 if est_row_px >= 2.4 * line else 1
+        top_px = lines * line + 2
+        row_px = (h_px - top_px) / (rows + 0.7)
+        y_lo, y_hi = -top_px / max(row_px, 1e-6) - 0.05, rows + 0.6
+        self.tree_plot.setXRange(x_lo, x_hi, padding=0)
+        self.tree_plot.setYRange(y_lo, y_hi, padding=0)
+        self.tree_plot.getAxis("bottom").setTicks([[(d, str(d)) for d in range(depth_max + 1)]])
+        depth_px = w_px / (x_hi - x_lo)
+        label_rows = (lines * line + 1) / max(row_px, 1e-6)  # a label's height in rows: it sits just above its row
+        node_px = float(np.clip(0.8 * row_px, 4, NODE_PX))  # dense trees: smaller squares that do not overlap
+        self.nodes.setSize(node_px)
+
+        # texts and priorities: the root, the accepted path, the rejected and the selected node first, then by q
         decode = self.meta.get("decode")
+        self._tips = {-1: f"root: “{root_token}” (token {r.root_token}), the last token before this step"}
+        items = []  # (priority, k, one-line text, two-line text, width in px)
+        for k in range(1, n + 1):
+            i = k - 1
+            tok = r.tree.texts[i]
+            src = f" h{int(source[i])}" if source is not None else ""
+            head = visible_token(tok, 24)
+            full = f"{head}  q {r.tree.q[i]:.2f} p {r.p[i]:.2f}{src}"
+            two = f"{head}\nq {r.tree.q[i]:.2f} p {r.p[i]:.2f}{src}"
+            state = "accepted" if i in accepted else "rejected" if i == r.rejected else (
+                "decided" if i in decided else "not reached by the walk")  # fmt: skip
+            by = f", proposed by head {int(source[i])}" if source is not None else ""
+            token_id = int(r.tree.tokens[i])
+            self._tips[i] = (
+                f"node {i}: “{decode([token_id]) if decode else tok}” (token {token_id}), "
+                f"depth {int(r.tree.depth[i])}{by}\ndraft q {r.tree.q[i]:.4f}, target p {r.p[i]:.4f}: {state}"
+            )
+            important = i in accepted or i == r.rejected or i == self.selected
+            prio = (0 if important else 1, -float(r.tree.q[i]))
+            room = (x_hi - xs[k] if xs[k] >= depth_max else 1.0 - TRUNK) * depth_px - node_px / 2 - 10
+            items.append((prio, k, full, two, room))
+
+        placed: dict[float, list[tuple[float, float]]] = {}  # depth -> label bands (rows) already taken
+        crossings: dict[float, list[float]] = {}  # depth -> rows of horizontal edges leaving that column
+        for k in range(n + 1):
+            if has_children[k]:
+                crossings.setdefault(xs[k], []).append(ys[k])
         while len(self.node_texts) < n + 1:
-            t = pg.TextItem(anchor=(0.5, -0.35))
+            t = pg.TextItem(anchor=(0, 1))
+            t.setFont(self._font)
             self.tree_plot.addItem(t)
             self.node_texts.append(t)
+        texts: dict[int, str] = {0: root_text}
+        for _prio, k, full, two, room in sorted(items):
+            lo, hi = ys[k] - label_rows, ys[k]
+            if any(a < hi and lo < b for a, b in placed.get(xs[k], [])):
+                continue  # another label holds this band: hover shows this node's text
+            if any(lo < y < hi - 1e-9 for y in crossings.get(xs[k], []) if y != ys[k]):
+                continue  # an edge crosses the band
+            if room < fm.horizontalAdvance("…") * 3:
+                continue
+            text = two if lines == 2 else full
+            if lines == 1 and fm.horizontalAdvance(full) > room:
+                text = full.split("  q ")[0]  # the token alone; q and p on hover
+            text = "\n".join(fm.elidedText(part, Qt.TextElideMode.ElideRight, int(room)) for part in text.split("\n"))
+            texts[k] = text
+            placed.setdefault(xs[k], []).append((lo, hi))
         for k, t in enumerate(self.node_texts):
-            if k > n:
+            if k not in texts:
                 t.setText("")
                 continue
+            faded = k > 0 and (k - 1) not in accepted and (k - 1) != r.rejected
+            t.setColor(th.muted if faded else th.text)
+            t.setText(texts[k])
             if k == 0:
-                label = visible_token(decode([r.root_token]) if decode else str(r.root_token), 10) + "\n(root)"
-                t.setColor(th.text)
-            else:
-                i = k - 1
-                faded = i not in accepted and i != r.rejected
-                sep = "  " if ys.max() >= 3 else "\n"  # four or more leaves: one line per node, or labels collide
-                label = f"{visible_token(r.tree.texts[i], 10)}{sep}q {r.tree.q[i]:.2f} p {r.p[i]:.2f}"
-                t.setColor(th.muted if faded else th.text)
-            t.setText(label)
-            t.setPos(xs[k], ys[k])
-        self.tree_plot.setXRange(-0.5, max(xs.max(), 1) + 0.75, padding=0)
-        self.tree_plot.getAxis("bottom").setTicks([[(d, str(d)) for d in range(int(max(xs.max(), 1)) + 1)]])
-        self.tree_plot.setYRange(-0.7, max(ys.max(), 1) + 0.9, padding=0)
+                t.setAnchor((1, 0.5))
+                t.setPos(xs[k] - (node_px / 2 + 1) / depth_px, ys[k])
+                continue
+            t.setAnchor((0, 1))
+            t.setPos(xs[k] + (node_px / 2 + 1) / depth_px, ys[k])
+        hidden = n + 1 - len(texts)
+        self._fit_title(
+            self.tree_plot,
+            [
+                "draft tree: accepted path, rejected node, the rest faded"
+                + (f" ({hidden} labels hidden: hover a node)" if hidden else ""),
+                f"draft tree, {n} nodes" + (f" ({hidden} unlabelled: hover)" if hidden else ""),
+                "draft tree",
+            ],
+        )
 
     def _render_decision(self, r: StepRecord) -> None:
         th = self.theme
         decision = next((d for d in r.decisions if d.node == self.selected), None)
         if decision is None:
-            self.decision_plot.setTitle("no decision: nothing was drafted this step", color=th.text)
             self.p_bars.setOpts(x0=[], y=[], width=[])
             self.q_bars.setOpts(x0=[], y=[], width=[])
-            self.decision_text.setText("")
+            left = self.decision_plot.getAxis("left")
+            left.setTicks([[], []])  # no stale token labels from an earlier step
+            self.decision_plot.showAxis("left", False)
+            self.decision_plot.showAxis("bottom", False)
+            if self.selected is None or not len(r.tree.tokens):
+                self._fit_title(self.decision_plot, ["no decision: nothing was drafted this step", "nothing drafted"])
+                self.decision_text.setText("")
+            else:
+                self._fit_title(self.decision_plot, [f"node {self.selected}: no decision", "no decision"])
+                self.decision_text.setText(html.escape(_why_undecided(r, self.selected)))
             return
+        self.decision_plot.showAxis("left", True)
+        self.decision_plot.showAxis("bottom", True)
         decode = self.meta.get("decode") or (lambda ids: str(ids))
         ids: list[int] = []
         for arr in (decision.p_top_ids, decision.q_top_ids):
@@ -384,7 +534,15 @@ class SpeculativeView(View):
         left.setTicks([list(enumerate(labels))])
         metrics = QFontMetrics(left.style["tickFont"] or self.font())
         left.setWidth(max(metrics.horizontalAdvance(t) for t in labels) + 16)
-        self.decision_plot.setTitle(f"node {decision.node}: target p (blue) vs draft q (orange)", color=th.text)
+        self._fit_title(
+            self.decision_plot,
+            [
+                f"node {decision.node}: <span style='color:{th.bar}'>■ target p</span> vs "
+                f"<span style='color:{th.accent}'>■ draft q</span>",
+                f"node {decision.node}: <span style='color:{th.bar}'>■ p</span> "
+                f"<span style='color:{th.accent}'>■ q</span>",
+            ],
+        )
         verdict = "accepted" if decision.accepted else "rejected"
         rule = self.meta.get("options", {}).get("accept")
         if rule == "sample" and decision.u is not None:
@@ -419,10 +577,19 @@ class SpeculativeView(View):
         n = len(r.tree.tokens) + 1
         mask = r.mask if r.mask is not None else np.tril(np.ones((n, n), dtype=bool))
         self.mask_image.setImage(np.ascontiguousarray(mask.astype(np.uint8)), levels=(0, 1), autoLevels=False)
-        self.mask_plot.setXRange(0, n, padding=0.02)
-        self.mask_plot.setYRange(0, n, padding=0.02)
+        self.mask_image.setRect(0, 0, n, n)
+        pad = max(0.04 * n, 0.15)  # the border cells whole, not cut by the frame
+        self.mask_plot.setRange(xRange=(-pad, n + pad), yRange=(-pad, n + pad), padding=0)
+        # cell i spans [i, i + 1]: its whole-number label in the middle (0 = the root), thinned to fit
+        vb = self.mask_plot.getViewBox()
+        side = max(min(vb.width(), vb.height()), 40.0)
+        every = max(1, int(np.ceil(n * QFontMetrics(self._font).horizontalAdvance("000") / side)))
+        every = next(e for e in (1, 2, 5, 10, 20, 50, 100) if e >= every)
+        ticks = [(i + 0.5, str(i)) for i in range(0, n, every)]
+        for axis in ("left", "bottom"):
+            self.mask_plot.getAxis(axis).setTicks([ticks, []])
         kept = r.target_slots_kept
-        pos = " ".join(map(str, r.position_ids.tolist()))
+        pos = _runs(r.position_ids.tolist())
         self.mask_text.setText(
             f"position ids: {pos}<br>KV: target {r.target_slots_verified} slots → kept {len(kept)} new, "
             f"draft kept {len(r.draft_slots_kept)}"
@@ -518,6 +685,34 @@ class SpeculativeView(View):
             for s in self.records
         ]
         return header, rows
+
+
+def _runs(values: list[int]) -> str:
+    """ "12 13 13 13 14" as "12 13×3 14": a tree's position ids repeat once per node of a depth."""
+    out: list[str] = []
+    for v in values:
+        if out and out[-1].split("×")[0] == str(v):
+            k = int(out[-1].split("×")[1]) + 1 if "×" in out[-1] else 2
+            out[-1] = f"{v}×{k}"
+        else:
+            out.append(str(v))
+    return " ".join(out)
+
+
+def _why_undecided(r: StepRecord, node: int) -> str:
+    """Why the acceptance walk made no decision on ``node``: it only tries children of accepted nodes, in order,
+    and stops at the first rejection with no sibling left to try."""
+    parent = int(r.tree.parent[node])
+    decided = {d.node for d in r.decisions}
+    if parent >= 0 and parent not in r.accepted:
+        return f"No decision on node {node}: its parent, node {parent}, was not accepted, so the walk never reached it."
+    siblings = [d.node for d in r.decisions if d.node != node and int(r.tree.parent[d.node]) == parent]
+    taken = [i for i in siblings if i in r.accepted]
+    if taken:
+        return f"No decision on node {node}: the walk accepted its sibling, node {taken[0]}, and went on from there."
+    if r.rejected is not None and r.rejected in decided:
+        return f"No decision on node {node}: the walk ended at node {r.rejected}, rejected, before trying it."
+    return f"No decision on node {node}: the walk ended before reaching it."
 
 
 def _deciding_node(r: StepRecord) -> int | None:
