@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     _tolerant_output()
     try:
         args = parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error already printed in one line
+    except SystemExit as exc:  # a usage error, already printed in one line (--help and --version exit as usual)
+        if exc.code in (0, None):
+            raise
         return exc.code if isinstance(exc.code, int) else 2
     try:
         with interrupts():
