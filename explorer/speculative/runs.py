@@ -450,10 +450,11 @@ class RunWriter:
         self._file = self.path.open("ab")
 
     def write(self, result: PromptResult) -> None:
-        steps = [s.as_dict() for s in result.steps or []]
+        # One json.dumps per step: the C encoder holds the GIL for a whole call, and a GUI thread may be waiting.
+        steps = ", ".join(json.dumps(s.as_dict()) for s in result.steps or [])
         head = json.dumps({"kind": "steps", "prompt": result.prompt, "config": result.config})[:-1]
         start = self._file.tell()
-        self._file.write((head + ', "steps": ' + json.dumps(steps) + "}\n").encode("utf-8"))
+        self._file.write((head + ', "steps": [' + steps + "]}\n").encode("utf-8"))
         self._file.write((json.dumps(result.summary()) + "\n").encode("utf-8"))
         self._file.flush()
         os.fsync(self._file.fileno())

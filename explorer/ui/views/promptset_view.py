@@ -373,6 +373,7 @@ class PromptSetView(View):
         self._close_writer()
         self.writer = writer = RunWriter(path, header, resume=False)
         self.set_run(Run(path, header))  # filled as the results arrive on this thread (the writer has its own)
+        self._decoders[str(header["target"]["path"])] = target.decode  # the loaded tokenizer, not a second copy
 
         def encode(p) -> list[int]:
             chat = chat_all or (p.chat and target.prompt_format.chat_template is not None)
