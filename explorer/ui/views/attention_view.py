@@ -339,7 +339,8 @@ class AttentionView(View):
             return
         font = QFont(self._font)
         font.setPointSizeF(self._title_pt)
-        room = plot.width() - 24
+        vb_width = plot.getViewBox().width()  # the title sits over the view box's column, not the axes'
+        room = vb_width - 8 if vb_width > 50 else plot.width() - 24 - plot.getAxis("left").width()
         text = variants[-1]
         for v in variants:
             if _rich_width(v, font) <= room:

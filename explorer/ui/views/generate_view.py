@@ -64,9 +64,7 @@ class GenerateView(View):
         self.trend_plot.hideButtons()
         self.trend_plot.setLabel("bottom", "step")
         self.trend_plot.setLabel("left", "entropy (bits)")
-        self.trend_plot.setTitle("entropy and p(chosen) per step")
-        legend = self.trend_plot.addLegend(offset=(-10, 10))
-        self.entropy_curve = self.trend_plot.plot([], [], name="entropy (bits, left)")
+        self.entropy_curve = self.trend_plot.plot([], [])  # its legend is the title: a legend box covered the curves
         # p(chosen) lives on its own 0..1 axis on the right, in a view box linked to the plot's x axis.
         item = self.trend_plot.getPlotItem()
         self.prob_box = pg.ViewBox(enableMouse=False)
@@ -79,7 +77,6 @@ class GenerateView(View):
         item.vb.sigResized.connect(lambda: self.prob_box.setGeometry(item.vb.sceneBoundingRect()))
         self.chosen_curve = pg.PlotCurveItem()
         self.prob_box.addItem(self.chosen_curve)
-        legend.addItem(self.chosen_curve, "p(chosen), right")
         self.step_line = pg.InfiniteLine(angle=90, movable=False)
         self.trend_plot.addItem(self.step_line)
 
@@ -127,11 +124,7 @@ class GenerateView(View):
         for curve in (self.entropy_curve.curve, self.chosen_curve):
             curve.setSegmentedLineMode("on")  # thick lines as segments: far cheaper to paint than one long path
         self.step_line.setPen(pg.mkPen(theme.muted, width=1, style=Qt.PenStyle.DashLine))
-        legend = self.trend_plot.getPlotItem().legend
-        legend.setLabelTextColor(theme.text)
-        backdrop = pg.mkColor(theme.base)
-        backdrop.setAlpha(220)
-        legend.setBrush(pg.mkBrush(backdrop))  # readable over the curves it covers
+        self._trend_title()
         for t in self.bar_texts:
             t.setColor(theme.text)
         super().set_theme(theme)
@@ -148,11 +141,8 @@ class GenerateView(View):
                 plot.getAxis(axis).setStyle(tickFont=small)
                 plot.getAxis(axis).label.setFont(small)
             plot.getPlotItem().titleLabel.setText(plot.getPlotItem().titleLabel.text, size=f"{font.pointSizeF():.0f}pt")
-        legend = self.trend_plot.getPlotItem().legend
-        legend.setLabelTextSize(f"{font.pointSizeF() * 0.9:.0f}pt")
-        legend.setLabelTextColor(self.theme.text)
-        for _sample, label in legend.items:
-            label.setText(label.text, size=f"{font.pointSizeF() * 0.9:.0f}pt", color=self.theme.text)
+        self._title_pt = font.pointSizeF()
+        self._trend_title()
         tick_font = QFont(mono)
         tick_font.setPointSizeF(font.pointSizeF())
         self.bars_plot.getAxis("left").setStyle(tickFont=tick_font)
@@ -160,8 +150,21 @@ class GenerateView(View):
             t.setFont(small)
         self.show_step(self.current)
 
+    def _trend_title(self) -> None:
+        th = self.theme
+        self.trend_plot.getPlotItem().setTitle(
+            f"<span style='color:{th.bar}'>━ entropy (bits, left)</span> &nbsp; "
+            f"<span style='color:{th.accent}'>━ p(chosen) (right)</span>",
+            size=f"{getattr(self, '_title_pt', 10.0):.0f}pt",
+            color=th.text,
+        )
+
     def render(self, r: GenerateRecord | None) -> None:
         th = self.theme
+        for plot in (self.bars_plot, self.trend_plot):  # empty plots: no default −600..600 axes
+            for axis in ("left", "bottom"):
+                plot.getPlotItem().showAxis(axis, r is not None)
+        self.trend_plot.getPlotItem().showAxis("right", r is not None)
         if r is None:
             self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('decode')}</span>")
             self.text.setHtml("")

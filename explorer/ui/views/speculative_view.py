@@ -328,7 +328,8 @@ class SpeculativeView(View):
         """The first (rich-text) title of ``variants`` that fits the plot's width: a pyqtgraph title never wraps
         and its minimum width would push the grid past the window's edge."""
         fm = QFontMetrics(self._font)
-        room = plot.width() - 20
+        vb_width = plot.getViewBox().width()  # the title sits over the view box's column, not the axes'
+        room = vb_width + 30 if vb_width > 50 else plot.width() - 20
         plain = [re.sub(r"<[^>]+>", "", v).replace("&nbsp;", " ") for v in variants]
         title = next((v for v, p in zip(variants, plain, strict=True) if fm.horizontalAdvance(p) * 1.15 <= room), None)
         if title is None:
