@@ -790,3 +790,66 @@ def test_recording_over_a_file_replaces_it_whole(capsys, model_dir, tmp_path):
     assert code == 0, err
     assert out.read_bytes()[:6] == b"GIF89a"
     assert [p.name for p in tmp_path.iterdir()] == ["v.gif"]
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+def _disk_full(*a, **k):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["fsync", "write"])
+def test_full_disk_keeps_the_old_file(tmp_path, monkeypatch, where):
+    import builtins
+
+    from explorer.atomic import write_text_atomic
+    from explorer.errors import ExplorerError
+
+    target = tmp_path / "run.json"
+    target.write_text("old")
+    if where == "fsync":
+        monkeypatch.setattr(os, "fsync", _disk_full)
+    else:
+        real_open = builtins.open
+
+        def full_open(file, mode="r", *a, **k):
+            f = real_open(file, mode, *a, **k)
+            if ".partial-" in str(file) and "w" in mode:
+                f.write = _disk_full
+            return f
+
+        monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(ExplorerError, match="cannot write .*run.json: no space left on device"):
+        write_text_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_full_disk_while_recording_keeps_the_old_video(capsys, model_dir, tmp_path, monkeypatch):
+    from explorer.recording import video
+
+    out = tmp_path / "v.gif"
+    out.write_bytes(b"old video")
+    monkeypatch.setattr(video.GifWriter, "_write", _disk_full)
+    line = assert_error(cli(capsys, "record", "--view", "generate", "--model", model_dir, "--set", "max_new=1",
+                            "--size", "320x240", "--fps", 1, "--out", out, "--quiet"))  # fmt: skip
+    assert "no space left on device" in line and str(out) in line
+    assert out.read_bytes() == b"old video" and [p.name for p in tmp_path.iterdir()] == ["v.gif"]
+
+
+def test_interrupted_atomic_dir_leaves_the_folder_alone(tmp_path):
+    from explorer.atomic import atomic_dir
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "frame_00000.png").write_bytes(b"old")
+    (frames / "notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(frames, "frame_*.png") as tmp:
+        (tmp / "frame_00000.png").write_bytes(b"new")
+        raise KeyboardInterrupt
+    assert (frames / "frame_00000.png").read_bytes() == b"old"
+    with atomic_dir(frames, "frame_*.png") as tmp:
+        (tmp / "frame_00001.png").write_bytes(b"new")
+    assert sorted(p.name for p in frames.iterdir()) == ["frame_00001.png", "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
