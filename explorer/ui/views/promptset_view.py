@@ -293,19 +293,21 @@ class PromptSetView(View):
         grid.addWidget(self.category_plot, 0, 0)
         grid.addWidget(self.calibration_plot, 0, 1)
         grid.addWidget(self.position_plot, 0, 2)
-        grid.addWidget(self.summary, 0, 3)
-        for col, stretch in enumerate((5, 4, 4, 4)):
+        grid.addWidget(self.summary, 1, 0, 1, 3)
+        for col, stretch in enumerate((4, 3, 3)):
             grid.setColumnStretch(col, stretch)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(1, 2)
         upper = QSplitter(Qt.Orientation.Horizontal, self)
         upper.addWidget(top)
         upper.addWidget(plots)
-        upper.setStretchFactor(0, 2)
-        upper.setStretchFactor(1, 3)
+        upper.setStretchFactor(0, 1)
+        upper.setStretchFactor(1, 1)
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.splitter.addWidget(upper)
         self.splitter.addWidget(self.replay)
-        self.splitter.setStretchFactor(0, 2)
-        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.addWidget(self.header)
@@ -674,7 +676,7 @@ class PromptSetView(View):
         parts = [f"{name} {d['acceptance']:.0%} ({d['decisions']})" for name, d in classes.items()
                  if d["acceptance"] is not None]  # fmt: skip
         out = f"<br><br><b>acceptance by token class</b> ({html.escape(configs[chosen].key)}): " + ", ".join(parts)
-        rejected = analysis.rejected_tokens(results, top=5)
+        rejected = analysis.rejected_tokens(results, top=4)
         if rejected:
             from ...models.text import visible_token
 
