@@ -151,7 +151,10 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     for i, c in enumerate(configs):
         results = [r for r in done.results if r.config == i]
         print(f"{c.key} ({c.describe()}):")
-        for name, k in categories(results).items():
+        per = categories(results)
+        if len(per) == 2:  # one category: its line would repeat "all"
+            per = {"all": per["all"]}
+        for name, k in per.items():
             sp = "n/a" if k.speedup is None else f"{k.speedup:.2f}x"
             print(f"  {name:<16} {k.prompts:>4} prompts  alpha {k.alpha:.2f}  mean accepted {k.mean_accepted:.2f} "
                   f"(+bonus {k.mean_with_bonus:.2f})  tokens/step {k.tokens_per_step:.2f}  speedup {sp}")
