@@ -163,7 +163,7 @@ class AttentionView(View):
 
         self.l_plot = _plot(self, "KV tile")
         self.l_plot.setLogMode(x=False, y=True)
-        self.l_plot.setLabel("left", "l, α (log scale)")
+        self.l_plot.setLabel("left", "l, α (log)")  # short axis labels: they must fit short plots at large text
         self.one_line = pg.InfiniteLine(pos=0.0, angle=0, movable=False)  # log10(1)
         self.l_plot.addItem(self.one_line)
         self.l_rows = self.l_plot.plot([], [], connect="finite")
@@ -172,7 +172,7 @@ class AttentionView(View):
         self.alpha_row = self.l_plot.plot([], [], pen=None, symbol="d", symbolSize=10)
 
         self.d_plot = _plot(self, "KV tile")
-        self.d_plot.setLabel("left", "‖O_partial − O‖₂")
+        self.d_plot.setLabel("left", "‖acc/l − O‖")
         self.d_rows = self.d_plot.plot([], [], connect="finite")
         self.d_mean = self.d_plot.plot([], [], connect="finite", symbol="o", symbolSize=6)
         self.d_row = self.d_plot.plot([], [], connect="finite")
@@ -709,7 +709,8 @@ class AttentionView(View):
         pad = 0.06 * (hi - lo or 1.0)
         m_range = ((lo - pad) * f, (hi + pad) * f)
         self._once("m_range", m_range, lambda: self.m_plot.setYRange(*m_range, padding=0))
-        self._once("m_label", unit, lambda: self.m_plot.setLabel("left", f"m ({unit.split(' (')[0]})"))
+        short = "log₂" if base2 else "nat"
+        self._once("m_label", unit, lambda: self.m_plot.setLabel("left", f"m ({short})"))
         fa4_note = f" &nbsp;<span style='color:{th.text}'>┅ FA-4</span>" if self.fa4.isChecked() else ""
         self._set_title(
             self.m_plot,
@@ -719,6 +720,8 @@ class AttentionView(View):
             f"m: &nbsp;<span style='color:{th.accent}'>━ {row_short}</span> &nbsp;"
             f"<span style='color:{th.muted}'>━ rows</span> &nbsp;"
             f"<span style='color:{th.bar}'>○ tile rowmax</span>{fa4_note}",
+            f"m: &nbsp;<span style='color:{th.accent}'>━ {row_short}</span> &nbsp;"
+            f"<span style='color:{th.bar}'>○ max</span>",
         )
 
         # l and alpha, log scale (alpha = 0 on a row's first tile: nothing to rescale yet, not drawn)
