@@ -98,7 +98,11 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     base, explicit_accept = base_values(args, method)
     configs = [Configuration("base", base)]
     configs += [parse_compare(text, base, explicit_accept) for text in args.compare]
-    check_configurations(configs, has_draft=True)
+    check_configurations([c for c in configs if not c.uses_heads], has_draft=True)  # before any model loads
+    heads_dir = getattr(args, "heads", None)  # --heads DIR (draft heads: medusa, eagle, mtp)
+    if heads_dir is None and any(c.uses_heads for c in configs):
+        raise ExplorerError(f"{configs[0].values['method'] if configs[0].uses_heads else 'a compared'} "
+                            "configuration drafts with heads: give --heads DIR")  # fmt: skip
     if args.prompts is not None:
         prompts = read_prompt_set(args.prompts)
     else:
@@ -112,6 +116,12 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     if needs_draft and args.draft is None and args.model is not None and method == "lookup":
         raise ExplorerError("a compared configuration drafts with a model: give --draft DIR")
     draft = load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device) if needs_draft else None
+    heads = None
+    if heads_dir is not None and any(c.uses_heads for c in configs):
+        from ..speculative.heads import load_heads
+
+        heads = load_heads(heads_dir, target)
+    check_configurations(configs, has_draft=draft is not None, heads_kind=heads.kind if heads else None)
     chat_all, system = bool(getattr(args, "chat", None)), getattr(args, "system", None)
     ignore_eos = bool(getattr(args, "ignore_eos", None))
     if ignore_eos:
@@ -123,13 +133,13 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
         return target.prompt_ids(p.text, chat=chat, system=system if chat else None)
 
     encoding = {"chat": chat_all, "system": system, "ignore_eos": ignore_eos}
-    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts, encoding)
+    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts, encoding, heads)
     writer = RunWriter(args.out, header) if args.out else None
     done = writer.run if writer is not None else Run(None, header)
     if writer is not None and done.results:
         print(f"resuming {args.out}: {len(done.results)} of {len(prompts) * len(configs)} done", file=sys.stderr)
     try:
-        for r in run_prompt_set(target, draft, prompts, configs, writer, encode=encode):
+        for r in run_prompt_set(target, draft, prompts, configs, writer, encode=encode, heads=heads):
             if writer is None:
                 done.results.append(r)
             s = r.stats

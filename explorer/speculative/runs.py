@@ -61,7 +61,12 @@ class Configuration:
 
     @property
     def uses_draft(self) -> bool:
-        return self.values.get("method") != "lookup"
+        """Drafts with a draft model (chain, tree); lookup needs nothing, head methods need heads."""
+        return self.values.get("method", "chain") in ("chain", "tree")
+
+    @property
+    def uses_heads(self) -> bool:
+        return self.values.get("method", "chain") not in ("chain", "tree", "lookup")
 
     def describe(self) -> str:
         """Short words for a column header: ``chain γ=3``, ``tree 5/4/24``, ``lookup γ=3`` (+ accept, T)."""
@@ -115,11 +120,12 @@ def parse_compare(text: str, base: dict[str, Any], explicit_accept: bool = False
     return Configuration(key, values)
 
 
-def check_configurations(configs: list[Configuration], has_draft: bool) -> None:
+def check_configurations(configs: list[Configuration], has_draft: bool, heads_kind: str | None = None) -> None:
+    """Each configuration's options and combinations (``heads_kind``: the kind of the heads loaded, if any)."""
     keys = [c.key for c in configs]
     for c in configs:
         try:
-            c.options().check(has_draft or not c.uses_draft)
+            c.options().check(has_draft or not c.uses_draft, *([heads_kind] if heads_kind else []))
         except ExplorerError as exc:
             raise ExplorerError(f"configuration {c.key}: {exc}") from None
         if keys.count(c.key) > 1:
@@ -150,8 +156,10 @@ def model_identity(lm) -> dict | None:
 
 
 def make_header(prompts: list[Prompt], configs: list[Configuration], target, draft, seed: int,
-                prompts_file: str | None = None, encoding: dict | None = None) -> dict:  # fmt: skip
-    """``encoding``: how prompts became ids beyond each prompt's own chat flag (--chat, --system, --ignore-eos)."""
+                prompts_file: str | None = None, encoding: dict | None = None, heads=None) -> dict:  # fmt: skip
+    """``encoding``: how prompts became ids beyond each prompt's own chat flag (--chat, --system, --ignore-eos);
+    ``heads``: the draft heads (explorer.speculative.heads.Heads) when a configuration drafts with them."""
+    uses_heads = heads is not None and any(c.uses_heads for c in configs)
     return {
         "kind": RUN_KIND,
         "version": RUN_VERSION,
@@ -160,13 +168,14 @@ def make_header(prompts: list[Prompt], configs: list[Configuration], target, dra
         "seed": seed,
         "target": model_identity(target),
         "draft": model_identity(draft) if any(c.uses_draft for c in configs) else None,
+        **({"heads": {"kind": heads.kind, "name": heads.name, "path": str(heads.path)}} if uses_heads else {}),
         "configurations": [c.as_dict() for c in configs],
         "encoding": encoding or {},
         "prompts": [p.as_dict() for p in prompts],
     }
 
 
-SAME_RUN_KEYS = ("version", "seed", "target", "draft", "configurations", "encoding", "prompts")
+SAME_RUN_KEYS = ("version", "seed", "target", "draft", "heads", "configurations", "encoding", "prompts")
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -474,13 +483,14 @@ class RunWriter:
 
 # ---------------------------------------------------------------------------------------------- running
 def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Configuration, index: int,
-            baseline: dict) -> PromptResult:  # fmt: skip
+            baseline: dict, heads=None) -> PromptResult:  # fmt: skip
     """Speculate one prompt under one configuration; the target-only baseline (speed, first divergence) is
     decoded once per prompt and decoding settings and shared by the configurations that agree on them."""
     opt = config.options()
     max_new = config.max_new
     t0 = time.perf_counter()
-    spec = Speculator(target, draft if config.uses_draft else None, prompt_ids, max_new, opt)
+    extra = {"heads": heads} if heads is not None and config.uses_heads else {}
+    spec = Speculator(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, **extra)
     steps = []
     while not spec.done:
         steps.append(spec.step())
@@ -503,7 +513,8 @@ def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Config
 
 def run_prompt_set(target, draft, prompts: list[Prompt], configs: list[Configuration],
                    writer: RunWriter | None = None, should_stop: Callable[[], bool] | None = None,
-                   encode: Callable[[Prompt], list[int]] | None = None) -> Iterator[PromptResult]:  # fmt: skip
+                   encode: Callable[[Prompt], list[int]] | None = None, heads=None,
+                   ) -> Iterator[PromptResult]:  # fmt: skip
     """Every prompt under every configuration (prompt by prompt, so that the table fills row by row), skipping
     the pairs the writer's file already holds; each result is written before it is yielded. ``encode`` turns a
     prompt into ids (default: :func:`encode_prompt`)."""
@@ -519,7 +530,7 @@ def run_prompt_set(target, draft, prompts: list[Prompt], configs: list[Configura
                 return
             if prompt_ids is None:
                 prompt_ids = encode(prompt)
-            result = run_one(target, draft, prompt, prompt_ids, config, index, baseline)
+            result = run_one(target, draft, prompt, prompt_ids, config, index, baseline, heads)
             if writer is not None:
                 writer.write(result)
             yield result
