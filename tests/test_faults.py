@@ -684,7 +684,7 @@ def test_kv_cache_memory_refused(capsys, model_dir, monkeypatch):
 def test_training_memory_refused(capsys, model_dir, monkeypatch):
     import explorer.amp.engine
 
-    monkeypatch.setattr(explorer.amp.engine, "training_memory", lambda cfg, b, s: 10**15)
+    monkeypatch.setattr(explorer.amp.engine, "training_memory", lambda *a, **k: 10**15)
     assert_error(cli(capsys, "amp", "--model", model_dir, "--steps", 2), "training with batch 2 x 32 tokens needs")
 
 
