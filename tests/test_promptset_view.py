@@ -124,6 +124,11 @@ def test_table_sorts_filters_and_replays_the_stored_steps(qtbot, run_file, tmp_p
     assert view.replayed.config == 1
     assert "gamma=2" in view.summary.text() and "most rejected" in view.summary.text()
 
+    # Recording the view records the replayed prompt in the speculative panels.
+    copy = view.clone()
+    assert copy.name == "speculative" and [s.as_dict() for s in copy.records] == [s.as_dict() for s in view.records]
+    copy.deleteLater()
+
     # Save run writes a copy that reads back the same.
     saved = view.save_run(tmp_path / "copy.jsonl")
     assert [r.summary() for r in read_run(saved).results] == [r.summary() for r in read_run(path).results]

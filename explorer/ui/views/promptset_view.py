@@ -710,6 +710,13 @@ class PromptSetView(View):
             font_plot(plot, font)
         self.replay.apply_font(font)
 
+    def clone(self, setup=None) -> View:
+        """Recording this view records the replayed prompt's steps in the speculative panels."""
+        return self.replay.clone(setup)
+
+    def caption_fields(self, record: Any) -> dict:
+        return self.replay.caption_fields(record)
+
     # ---- export
     def export_data(self) -> dict:
         if self.run is None:
