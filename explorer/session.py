@@ -25,6 +25,8 @@ class Session:
     attention_backend: str = "sdpa"
     target: LoadedModel | None = None
     draft: LoadedModel | None = None
+    heads_dirs: dict[str, Path] = field(default_factory=dict)  # kind -> heads directory (default: found beside)
+    _heads: dict = field(default_factory=dict, repr=False)  # (id(target), kind) -> loaded Heads
 
     def load_pair(self) -> tuple[LoadedModel, LoadedModel | None]:
         """Load the target and, if one is named, the draft with the chosen attention backend, without touching
@@ -43,6 +45,28 @@ class Session:
     def load(self) -> None:
         """Load (or reload) the target and the draft into this session."""
         self.target, self.draft = self.load_pair()
+
+    def heads_for(self, method: str):
+        """The draft heads a head method (medusa, eagle, mtp) drafts with, loaded once per target: from
+        ``heads_dirs[method]`` if set, else found beside the target (``DIR/heads-KIND``, ``demo-heads-KIND``).
+        None for the other methods; a clear error when none are found."""
+        from .speculative.heads import KINDS, find_heads, load_heads
+
+        if method not in KINDS:
+            return None
+        if self.target is None:
+            raise ExplorerError("no model is loaded")
+        key = (id(self.target), method)
+        if key not in self._heads:
+            path = self.heads_dirs.get(method) or find_heads(self.target.path).get(method)
+            if path is None:
+                raise ExplorerError(
+                    f"no {method} heads for {self.target.name} (train them: explorer train-heads --model "
+                    f"{self.target.path} --kind {method} --out {self.target.path}/heads-{method})"
+                )
+            self._heads = {k: v for k, v in self._heads.items() if k[0] == id(self.target)}
+            self._heads[key] = load_heads(path, self.target)
+        return self._heads[key]
 
     def prompt_ids(self) -> list[int]:
         if self.target is None:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..attention.backends import available_backends
-    from ..models.checkpoint import default_device, default_dtype, default_model_dirs
+    from ..models.checkpoint import default_device, default_dtype, default_head_dirs, default_model_dirs
 
     device = default_device()
     info = {
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "attention_backends": available_backends(),
         "default_models": {role: str(path) for role, path in default_model_dirs().items()},
     }
+    info["default_models"]["heads"] = {kind: str(path) for kind, path in default_head_dirs().items()}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -62,5 +63,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"device: {info['device']} ({info['device_name']}), default dtype {info['default_dtype']}")
     print(f"attention backends: {', '.join(info['attention_backends'])}")
     for role, path in info["default_models"].items():
+        if role == "heads":
+            path = ", ".join(f"{kind} {p}" for kind, p in path.items())
         print(f"default {role}: {path}")
     return 0

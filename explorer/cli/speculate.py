@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ExplorerError
-from ..speculative.options import SPECULATE
+from ..speculative.options import HEAD_METHODS, SPECULATE
 from .common import add_model_options, check_device, given, prepare_prompt
 
 TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
@@ -26,6 +26,12 @@ def add_parser(sub) -> None:
                    "(resumed when it holds the same run; explorer open RUN.jsonl)")  # fmt: skip
     p.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also run the prompts with these options changed (repeat for more configurations)")
+    p.add_argument("--heads", metavar="DIR", help="draft heads on the target (explorer train-heads): medusa, eagle "
+                   "or mtp; --method defaults to their kind (default: heads found beside the target)")  # fmt: skip
+    p.add_argument("--runs", type=int, default=3, metavar="N", help="timed pairs of target-only and speculative "
+                   "runs, alternated after a warm-up (the speedup is their median, with min and max; default 3)")
+    p.add_argument("--costs", action="store_true", help="also measure the cost of verifying 1..32 tokens (chain and "
+                   "tree) and report where this run stands: drafting cost per token, break-even acceptance")
     SPECULATE.add_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines)")
     p.set_defaults(func=run)
@@ -59,6 +65,8 @@ def method_of(args: argparse.Namespace) -> str:
     """--method, else --lookup, else a tree when a tree option was given, else the chain."""
     tree = any(given(SPECULATE, args, n) for n in TREE_OPTIONS)
     method = getattr(args, "opt_method", None)
+    if method is None and getattr(args, "heads", None):
+        method = heads_kind(args.heads)
     if args.lookup and method not in (None, "lookup"):
         raise ExplorerError(f"--lookup and --method {method} contradict each other")
     method = method or ("lookup" if args.lookup else "tree" if tree else "chain")
@@ -66,7 +74,41 @@ def method_of(args: argparse.Namespace) -> str:
         raise ExplorerError(f"--tree-depth, --tree-topk and --tree-budget go with tree drafting, not {method}")
     if method == "lookup" and args.draft:
         raise ExplorerError("prompt lookup drafts without a draft model; it cannot be combined with --draft")
+    if method in HEAD_METHODS and args.draft:
+        raise ExplorerError(f"{method} drafts with heads on the target; it cannot be combined with --draft")
     return method
+
+
+def heads_kind(path: str) -> str:
+    """The kind named in a heads directory's config.json (a bare published Medusa file: medusa)."""
+    from ..speculative.heads import CONFIG_FILE, MEDUSA_FILE
+
+    d = Path(path).expanduser()
+    if not d.is_dir():
+        raise ExplorerError(f"heads directory not found: {d}")
+    if not (d / CONFIG_FILE).is_file():
+        if (d / MEDUSA_FILE).is_file():
+            return "medusa"
+        raise ExplorerError(f"no {CONFIG_FILE} in heads directory {d}")
+    try:
+        kind = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("kind")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        kind = None
+    if kind not in HEAD_METHODS:
+        raise ExplorerError(f"{d / CONFIG_FILE} must name a kind: one of {', '.join(HEAD_METHODS)}")
+    return kind
+
+
+def load_heads_for(target, method: str, heads_dir: str | None):
+    """The heads a head method drafts with: --heads DIR, else the ones found beside the target."""
+    from ..speculative.heads import find_heads, load_heads
+
+    if heads_dir is None:
+        found = find_heads(target.path).get(method)
+        if found is None:
+            raise ExplorerError(f"--method {method} needs --heads DIR (no {method} heads found beside {target.path})")
+        heads_dir = found
+    return load_heads(heads_dir, target)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,15 +130,25 @@ def run(args: argparse.Namespace) -> int:
     options = SpecOptions(
         method=method, accept=accept, gamma=o["gamma"], temperature=o["temperature"], top_k=o["top_k"] or None,
         seed=o["seed"], tree_depth=o["tree_depth"], tree_topk=o["tree_topk"], tree_budget=o["tree_budget"],
-        detail=args.json,
+        medusa_tree=o["medusa_tree"], detail=args.json,
     )  # fmt: skip
-    options.check(has_draft=method != "lookup")  # before any model loads
+    if args.runs < 1:
+        raise ExplorerError(f"--runs must be an integer >= 1 (got {args.runs})")
+    uses_heads = method in HEAD_METHODS
+    options.check(has_draft=method not in ("lookup", *HEAD_METHODS), heads_kind=method if uses_heads else None)
     dirs = default_model_dirs()
     device = check_device(args.device)
     target = load_model(args.model or dirs["target"], dtype=args.dtype, device=device)
-    draft = None if method == "lookup" else load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device)
+    heads = load_heads_for(target, method, args.heads) if uses_heads else None
+    if heads is not None:
+        options.check(has_draft=False, heads_kind=heads.kind)
+    draft = None
+    if method not in ("lookup", *HEAD_METHODS):
+        draft = load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device)
     for prompt in prompts:
-        result = run_speculation(target, draft, prepare_prompt(target, prompt, args), o["max_new"], options)
+        ids = prepare_prompt(target, prompt, args)
+        result = run_speculation(target, draft, ids, o["max_new"], options, heads=heads, runs=args.runs,
+                                 costs=args.costs)  # fmt: skip
         if args.json:
             print(json.dumps(dict(prompt=prompt, **result.as_dict())))
             continue
@@ -107,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
             f"[{s['new_tokens']} tokens in {s['steps']} steps, {s['method']}/{s['accept']}: alpha {s['alpha']:.2f}, "
             f"mean accepted {s['mean_accepted_without_bonus']:.2f} (+bonus {s['mean_accepted_with_bonus']:.2f}), "
             f"{s['tokens_per_s']:.1f} tokens/s vs target-only {s['target_only_tokens_per_s']:.1f} "
-            f"= {s['speedup']:.2f}x (theory {s['theoretical_speedup']:.2f}x, c {s['c']:.2f}); "
+            f"= {s['speedup']:.2f}x (median of {s['runs']}, {s['speedup_min']:.2f}-{s['speedup_max']:.2f}; "
+            f"cost model {s['theoretical_speedup']:.2f}x, c {s['c']:.2f}); "
             f"first divergence from plain greedy: {div if o['temperature'] <= 0 else 'n/a (sampling)'}]",
             file=sys.stderr,
         )

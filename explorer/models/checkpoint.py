@@ -33,6 +33,11 @@ def default_model_dirs() -> dict[str, Path]:
     return {"target": ASSETS / "models" / "demo-target", "draft": ASSETS / "models" / "demo-draft"}
 
 
+def default_head_dirs() -> dict[str, Path]:
+    """The demo target's shipped draft heads (``explorer train-heads``), by kind."""
+    return {kind: ASSETS / "models" / f"demo-heads-{kind}" for kind in ("medusa", "eagle", "mtp")}
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

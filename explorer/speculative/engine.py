@@ -35,17 +35,22 @@ catch-up costs no extra forward (gpt-fast spends one).
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 
+from ..errors import ExplorerError
 from ..models.checkpoint import LoadedModel
 from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
+from .costs import verify_cost_curve, where_it_pays
 from .drafters import lookup_continuation
-from .records import Decision, DraftTree, SpecOptions, StepRecord
+from .heads import Heads, capture_features, parse_choices
+from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord
 from .stats import SpecResult, compute_stats
 
 
@@ -99,6 +104,13 @@ def verify(model, cache, root: int, tokens: list[int], parent: list[int]):
     return model(ids, position_ids=pos, cache=cache, mask=mask.to(dev))[0], mask, position_ids, depth
 
 
+def _node_depths(parent: list[int]) -> list[int]:
+    depth: list[int] = []
+    for p in parent:
+        depth.append(1 if p < 0 else depth[p] + 1)
+    return depth
+
+
 class Speculator:
     """Holds the two caches and the context; :meth:`step` runs one draft → verify → accept → commit round."""
 
@@ -109,11 +121,19 @@ class Speculator:
         prompt_ids: list[int],
         max_new_tokens: int,
         options: SpecOptions | None = None,
+        heads: Heads | None = None,
     ):
         self.opt = opt = options or SpecOptions()
-        if opt.method == "lookup":
+        if opt.method in ("lookup", *HEAD_METHODS):
             draft = None
-        opt.check(draft is not None)
+        opt.check(draft is not None, heads.kind if heads is not None else None)
+        self.heads = heads if opt.method in HEAD_METHODS else None
+        self.choices = None
+        if opt.method == "medusa":
+            self.choices = sorted(parse_choices(opt.medusa_tree) if opt.medusa_tree else heads.medusa_choices(),
+                                  key=lambda c: (len(c), c))  # fmt: skip
+            if max(len(c) for c in self.choices) > heads.count:
+                raise ExplorerError(f"the medusa tree is deeper than the {heads.count} heads of {heads.name}")
         if draft is not None and target.tokenizer is not None and draft.tokenizer is not None:
             check_same_tokenizer(target, draft)  # tokenizers decide, not vocab sizes (padding)
         check_length(target, len(prompt_ids), max_new_tokens)
@@ -127,13 +147,24 @@ class Speculator:
         self.done = max_new_tokens <= 0
         self.gen = torch.Generator(device=target.device)
         self.gen.manual_seed(opt.seed)
-        slots = len(prompt_ids) + max_new_tokens + opt.max_nodes + 2
+        self.max_nodes = len(self.choices) if self.choices else opt.max_nodes
+        slots = len(prompt_ids) + max_new_tokens + self.max_nodes + 2
         self.tcache = target.model.new_cache(slots)
         self.dcache = draft.model.new_cache(slots) if draft is not None else None
+        # Heads: the target's feature at every position in the cache (slot = position), and EAGLE's own cache,
+        # whose entry t joins feature t with token t + 1 (filled up to the root's predecessor).
+        self.feats = self.ecache = None
+        if self.heads is not None:
+            self.feats = torch.zeros(slots, target.config.hidden_size, dtype=target.dtype, device=target.device)
+            if self.heads.kind == "eagle":
+                self.ecache = self.heads.module.new_cache(slots + self.max_nodes)
         with torch.inference_mode():
             head = torch.tensor([prompt_ids[:-1]], device=target.device)
             if head.shape[1]:
-                target.model(head, cache=self.tcache, last_only=True)
+                with capture_features(target.model) as out:
+                    target.model(head, cache=self.tcache, last_only=self.ecache is None)
+                if self.feats is not None:
+                    self.feats[head.shape[1] - out[0].shape[1] : head.shape[1]] = out[0][0]
                 if self.dcache is not None:
                     draft.model(head.to(draft.device), cache=self.dcache, last_only=True)
 
@@ -149,6 +180,8 @@ class Speculator:
         self.tcache.truncate(length - 1)
         if self.dcache is not None:
             self.dcache.truncate(min(self.dcache.length, length - 1))
+        if self.ecache is not None:
+            self.ecache.truncate(min(self.ecache.length, length - 1))
         self.done = False
 
     # -- drafting --------------------------------------------------------------------------------------------
@@ -244,6 +277,126 @@ class Speculator:
         tokens = lookup_continuation(self.context, self.opt.lookup_ngram, gamma)
         return tokens, list(range(-1, len(tokens) - 1)), [1.0] * len(tokens), [None] * len(tokens), {}, 0
 
+    # -- drafting with heads on the target (source = the head / module / depth that proposed each node) -------
+
+    def _lm_head(self) -> torch.Tensor:
+        return self.target.model.lm_head.weight[: self.vocab]
+
+    def draft_medusa(self, depth: int):
+        """Medusa's static tree: path (r1, .., rd) is the r_d-th best token of head d under the node (r1..r_{d-1}).
+        All heads read the feature that predicted the root; one LM-head product for all of them."""
+        L = len(self.context) - 1
+        if L < 1:
+            return [], [], [], [], {}, 0, []
+        probs = self._q(self.heads.module.logits(self.feats[L - 1], self._lm_head()))  # [K, V]
+        need = 1 + max(c[-1] for c in self.choices)
+        top = torch.topk(probs, min(need, probs.shape[-1]), dim=-1).indices.tolist()
+        index: dict[tuple[int, ...], int] = {}
+        tokens, parent, qs, dists, source = [], [], [], [], []
+        for c in self.choices:
+            if len(c) > depth:
+                continue
+            k = len(c) - 1
+            tok = top[k][c[-1]]
+            index[c] = len(tokens)
+            tokens.append(tok)
+            parent.append(index[c[:-1]] if k else -1)
+            qs.append(float(probs[k, tok]))
+            dists.append(probs[k])
+            source.append(k)
+        return tokens, parent, qs, dists, {}, 1, source
+
+    def draft_mtp(self, depth: int):
+        """A chain through the sequential MTP modules: module k joins module k−1's state (the target's feature for
+        k = 1) with the embedding of the token before, and predicts the next one."""
+        L = len(self.context) - 1
+        if L < 1:
+            return [], [], [], [], {}, 0, []
+        embed, lm = self.target.model.model.embed_tokens, self._lm_head()
+        h, prev = self.feats[L - 1], self.context[-1]
+        tokens, qs, dists = [], [], []
+        for module in list(self.heads.module)[:depth]:
+            h, out = module(h, embed.weight[prev])
+            logits = out @ lm.T
+            probs = self._q(logits)
+            if self.opt.accept == "sample":
+                prev = int(torch.multinomial(probs, 1, generator=self.gen))
+            else:
+                prev = int(torch.argmax(logits))
+            tokens.append(prev)
+            qs.append(float(probs[prev]))
+            dists.append(probs)
+        n = len(tokens)
+        return tokens, list(range(-1, n - 1)), qs, dists, {}, n, list(range(n))
+
+    def draft_eagle(self, depth: int):
+        """EAGLE-2: feed EAGLE's cache the real features it lacks (ending with the root's entry) in one forward,
+        then grow the tree as :meth:`draft_tree` does, each depth one masked forward of EAGLE on its own
+        predicted features; finally drop the drafted entries (the next step feeds the real ones)."""
+        eagle, ec, opt = self.heads.module, self.ecache, self.opt
+        L = len(self.context) - 1  # the root's position
+        if L < 1:
+            return [], [], [], [], {}, 0, []
+        embed, lm, dev = self.target.model.model.embed_tokens, self._lm_head(), self.target.device
+        start = ec.length
+        ids = torch.tensor(self.context[start + 1 : L + 1], device=dev)
+        pos = torch.arange(start, L, device=dev)[None]
+        out = eagle(self.feats[start:L][None], embed(ids)[None], pos, cache=ec)[0]
+        feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
+        k = opt.tree_topk
+        root_probs = self._q(out[-1] @ lm.T)
+        tok, par, dep, logq, score = [], [], [], [], []
+        dist = {-1: root_probs}
+        slot: dict[int, int] = {}
+        calls = 1
+
+        def add_children(node: int, probs: torch.Tensor, base: float, d: int) -> list[int]:
+            v, i = torch.topk(probs, min(k, probs.shape[-1]))
+            added = []
+            for pv, ti in zip(v.tolist(), i.tolist(), strict=True):
+                if pv <= 0:
+                    break
+                tok.append(ti), par.append(node), dep.append(d), logq.append(math.log(pv))
+                score.append(base + math.log(pv))
+                added.append(len(tok) - 1)
+            return added
+
+        frontier = add_children(-1, root_probs, 0.0, 1)
+        for d in range(2, depth + 1):
+            expand = sorted(sorted(frontier, key=lambda n: -score[n])[:k])
+            if not expand:
+                break
+            base, T = ec.length, len(expand)
+            mask = torch.zeros(T, base + T, dtype=torch.bool, device=dev)
+            mask[:, :L] = True  # the real entries 0 .. L - 1
+            for j, n in enumerate(expand):
+                mask[j, base + j] = True
+                a = par[n]
+                while a >= 0:
+                    mask[j, slot[a]] = True
+                    a = par[a]
+                slot[n] = base + j
+            f_in = torch.stack([feat[par[n]] for n in expand])[None]
+            e_in = embed(torch.tensor([tok[n] for n in expand], device=dev))[None]
+            pos = torch.tensor([[L - 1 + dep[n] for n in expand]], device=dev)
+            out = eagle(f_in, e_in, pos, cache=ec, mask=mask)[0]
+            probs = self._q(out @ lm.T)
+            calls += 1
+            frontier = []
+            for j, n in enumerate(expand):
+                feat[n], dist[n] = out[j], probs[j]
+                frontier += add_children(n, probs[j], score[n], d)
+            frontier = sorted(frontier, key=lambda n: -score[n])[:k]
+        ec.truncate(L)
+        best = sorted(range(len(tok)), key=lambda n: (-score[n], dep[n], n))[: opt.tree_budget]
+        order = sorted(best, key=lambda n: (dep[n], n))
+        index = {n: i for i, n in enumerate(order)}
+        tokens = [tok[n] for n in order]
+        parent = [index[par[n]] if par[n] >= 0 else -1 for n in order]
+        qs = [math.exp(logq[n]) for n in order]
+        dists = [dist[par[n]] for n in order]
+        return tokens, parent, qs, dists, {}, calls, [dep[n] - 1 for n in order]
+
     # -- one step --------------------------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -257,19 +410,25 @@ class Speculator:
         depth = min(opt.depth, remaining - 1)  # never draft past max_new_tokens
 
         t0 = time.perf_counter()
+        source = None
         if depth <= 0:
             tokens, parent, qs, dists, fed, calls = [], [], [], [], {}, 0
+            source = [] if self.heads is not None else None
         elif opt.method == "chain":
             tokens, parent, qs, dists, fed, calls = self.draft_chain(depth)
         elif opt.method == "tree":
             tokens, parent, qs, dists, fed, calls = self.draft_tree(depth)
-        else:
+        elif opt.method == "lookup":
             tokens, parent, qs, dists, fed, calls = self.draft_lookup(depth)
+        else:
+            draft = {"medusa": self.draft_medusa, "eagle": self.draft_eagle, "mtp": self.draft_mtp}[opt.method]
+            tokens, parent, qs, dists, fed, calls, source = draft(depth)
         t1 = time.perf_counter()
 
         # Verify: one target forward over [root, nodes...].
         N = len(tokens)
-        logits, mask, position_ids, depth_arr = verify(self.target.model, self.tcache, root, tokens, parent)
+        with capture_features(self.target.model) as feats_out:
+            logits, mask, position_ids, depth_arr = verify(self.target.model, self.tcache, root, tokens, parent)
         logits = logits[:, : self.vocab]
         dev = self.target.device
         verified = self.tcache.length
@@ -298,6 +457,9 @@ class Speculator:
         in_cache = path[: len(new) - 1]  # accepted nodes whose keys/values stay (the last new token is the root)
         t_kept = [L] + [L + 1 + n for n in in_cache]
         _compact(self.tcache, L, t_kept)
+        if self.feats is not None:  # the target's features along the kept path, for the next step's heads
+            rows = torch.tensor([0] + [n + 1 for n in in_cache], device=dev)
+            self.feats[L : L + len(rows)] = feats_out[0][0, rows]
         t2 = time.perf_counter()
 
         d_kept: list[int] = []
@@ -318,6 +480,7 @@ class Speculator:
                 depth=depth_arr,
                 q=np.asarray(qs, dtype=np.float32),
                 texts=_texts(self.target, tokens) if opt.detail else [],
+                source=None if source is None else np.asarray(source, dtype=np.int64),
             ),
             p=p_nodes,
             target_argmax=argmax.cpu().numpy().astype(np.int64),
@@ -349,7 +512,7 @@ class Speculator:
         children: dict[int, list[int]] = {}
         for i, p in enumerate(parent):
             children.setdefault(p, []).append(i)
-        sampled_chain = opt.method == "chain" and opt.accept == "sample"
+        sampled_chain = opt.method in ("chain", "mtp") and opt.accept == "sample"
         path, decisions = [], []
         cur, rejected = -1, None
         residual = residual_token = bonus = None
@@ -431,9 +594,10 @@ def speculate(
     prompt_ids: list[int],
     max_new_tokens: int,
     options: SpecOptions | None = None,
+    heads: Heads | None = None,
 ) -> Iterator[StepRecord]:
     """One :class:`StepRecord` per speculative step until ``max_new_tokens`` or an end-of-sequence token."""
-    spec = Speculator(target, draft, prompt_ids, max_new_tokens, options)
+    spec = Speculator(target, draft, prompt_ids, max_new_tokens, options, heads)
     while not spec.done:
         yield spec.step()
 
@@ -445,19 +609,48 @@ def run_speculation(
     max_new_tokens: int,
     options: SpecOptions | None = None,
     compare: bool = True,
+    heads: Heads | None = None,
+    runs: int = 3,
+    costs: bool = False,
 ) -> SpecResult:
-    """Speculate, then (``compare``) decode the same prompt with the target alone in the same run, for the
-    measured speedup and, at temperature 0, the first divergence from plain greedy."""
+    """Speculate (the recorded run, which also warms the drafter up), then (``compare``) warm the target up and
+    time ``runs`` alternated pairs of target-only and speculative decoding of the same prompt and length: the
+    speedup is their median ratio with min and max; at temperature 0 the first divergence from plain greedy is
+    reported. ``costs``: also measure this machine's verification-cost curve and where this run stands on it."""
     opt = options or SpecOptions()
     t0 = time.perf_counter()
-    steps = list(speculate(target, draft, prompt_ids, max_new_tokens, opt))
+    steps = list(speculate(target, draft, prompt_ids, max_new_tokens, opt, heads))
     seconds = time.perf_counter() - t0
     new = [t for s in steps for t in s.new_tokens]
-    base = base_seconds = None
+    base, pairs = None, []
     if compare:
-        t1 = time.perf_counter()
-        base = generate(target, prompt_ids, max_new_tokens, opt.temperature, opt.top_k, opt.seed, opt.stop_at_eos)
-        base_seconds = time.perf_counter() - t1
-    stats = compute_stats(steps, len(new), seconds, opt, base, base_seconds, new)
+        quiet = replace(opt, detail=False)
+
+        def target_only() -> list[int]:
+            return generate(target, prompt_ids, max_new_tokens, opt.temperature, opt.top_k, opt.seed, opt.stop_at_eos)
+
+        base = target_only()  # warm-up
+        for _ in range(max(runs, 1)):
+            t1 = time.perf_counter()
+            target_only()
+            t2 = time.perf_counter()
+            for _ in speculate(target, draft, prompt_ids, max_new_tokens, quiet, heads):
+                pass
+            pairs.append((t2 - t1, time.perf_counter() - t2))
+    stats = compute_stats(steps, len(new), seconds, opt, base, None, new, runs=pairs)
+    if compare:
+        base_step = statistics.median(b for b, _ in pairs) / max(len(base), 1)
+        n_steps = max(len(steps), 1)
+        tree = any(s.mask is not None for s in steps)
+        if costs:
+            curve = verify_cost_curve(target.model, len(prompt_ids))
+            stats["costs"] = where_it_pays(curve, stats, tree)
+            verify = stats["costs"]["verify_ms_per_step"] / 1000
+        else:
+            verify = stats["verify_seconds"] / n_steps
+        # The cost model: tokens per step over the step's measured cost (drafting + verifying its n nodes),
+        # in target-only steps.
+        step_cost = stats["draft_seconds"] / n_steps + verify
+        stats["theoretical_speedup"] = stats["mean_accepted_with_bonus"] * base_step / step_cost
     text = target.decode(new) if target.tokenizer is not None else ""
     return SpecResult(list(prompt_ids), new, text, steps, stats)

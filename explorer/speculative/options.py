@@ -5,14 +5,36 @@ from __future__ import annotations
 from ..models.options import SEED, TEMPERATURE, TOP_K
 from ..options import Option, Schema
 
-METHODS = ("chain", "tree", "lookup")
+METHODS = ("chain", "tree", "lookup", "medusa", "eagle", "mtp")
+HEAD_METHODS = ("medusa", "eagle", "mtp")  # drafted by heads on the target itself (explorer/speculative/heads.py)
 ACCEPT_RULES = ("greedy", "sample", "typical")
+
+
+
+def _tree_problem(text: str) -> str | None:
+    """Why a Medusa tree spelling is malformed (paths of ranks joined by dots, separated by commas), or None."""
+    paths = set()
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        try:
+            path = tuple(int(r) for r in part.strip().split("."))
+        except ValueError:
+            return f"must be paths of ranks joined by dots, separated by commas (got {part.strip()!r})"
+        if min(path) < 0 or max(path) > 9:
+            return f"ranks must be in 0..9 (got {part.strip()!r})"
+        if len(path) > 1 and path[:-1] not in paths:
+            return f"lists {part.strip()!r} before its parent"
+        paths.add(path)
+    return None
+
 
 SPECULATE = Schema(
     "speculate",
     [
-        Option("method", str, "chain", "drafting: a draft-model chain, an EAGLE-2-style dynamic tree, or prompt lookup "
-               "(no draft model)", choices=METHODS, label="Drafting"),  # fmt: skip
+        Option("method", str, "chain", "drafting: a draft-model chain, an EAGLE-2-style dynamic tree, prompt lookup "
+               "(no draft model), or heads on the target (--heads DIR): Medusa's static tree, EAGLE's dynamic tree, "
+               "a chain of MTP modules", choices=METHODS, label="Drafting"),  # fmt: skip
         Option("accept", str, "greedy", "acceptance: greedy (lossless at temperature 0), sample (speculative "
                "sampling, lossless; needs temperature > 0), typical (Medusa's, not lossless)",
                choices=ACCEPT_RULES, label="Acceptance",
@@ -22,6 +44,9 @@ SPECULATE = Schema(
         Option("tree_depth", int, 5, "tree drafting: depth", lo=1, hi=12, label="Tree depth"),
         Option("tree_topk", int, 4, "tree drafting: children per expanded node", lo=1, hi=10, label="Tree top-k"),
         Option("tree_budget", int, 24, "tree drafting: nodes kept", lo=1, hi=64, label="Tree budget"),
+        Option("medusa_tree", str, "", "medusa: the static tree, one path of per-head ranks a comma (e.g. "
+               "'0,1,0.0,0.0.0'); empty = the tree tuned with the heads", label="Medusa tree",
+               check_fn=_tree_problem, panel=False),  # fmt: skip
         TEMPERATURE,
         TOP_K,
         Option("max_new", int, 64, "new tokens to decode", lo=1, hi=512, flag="--max-new-tokens", label="New tokens"),
@@ -31,6 +56,24 @@ SPECULATE = Schema(
 
 # The view: smaller trees than the command line (readable at 720p) and no top-k.
 VIEW = SPECULATE.only(
-    [n for n in SPECULATE.options if n != "top_k"], "speculative view", tree_depth=4, tree_topk=3, tree_budget=12,
-    max_new=48,
+    [n for n in SPECULATE.options if n not in ("top_k", "medusa_tree")], "speculative view", tree_depth=4,
+    tree_topk=3, tree_budget=12, max_new=48,
 )  # fmt: skip
+
+HEAD_KINDS = ("medusa", "eagle", "mtp")
+
+TRAIN_HEADS = Schema(
+    "train-heads",
+    [
+        Option("kind", str, "medusa", "which heads: Medusa (K heads on the last feature), EAGLE (one decoder layer on "
+               "its own features), MTP (K sequential modules)", choices=HEAD_KINDS),  # fmt: skip
+        Option("heads", int, 4, "Medusa heads / MTP modules (EAGLE has one layer)", lo=1, hi=8),
+        Option("steps", int, 600, "optimizer steps", lo=1, hi=10**6),
+        Option("sequences", int, 1536, "self-distilled sequences (text window + the target's greedy continuation)",
+               lo=16, hi=10**6),  # fmt: skip
+        Option("continuation", int, 64, "greedy tokens the target adds to each window", lo=4, hi=1024),
+        Option("batch", int, 512, "positions per optimizer step (EAGLE: tokens, in whole sequences)", lo=8, hi=65536),
+        Option("lr", float, 1e-3, "AdamW learning rate (cosine decay)", lo=0.0, hi=1.0, lo_open=True),
+        SEED,
+    ],
+)

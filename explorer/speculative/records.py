@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ExplorerError
-from .options import SPECULATE
+from .options import HEAD_METHODS, SPECULATE
+
+__all__ = ["HEAD_METHODS", "Decision", "DraftTree", "SpecOptions", "StepRecord"]
 
 TYPICAL_EPSILON = 0.09
 TYPICAL_DELTA = 0.3
@@ -24,6 +26,9 @@ class DraftTree:
     depth: np.ndarray  # int64 [N], 1 for the root's children (the root is depth 0)
     q: np.ndarray  # float32 [N]: draft probability of the node's token given its parent (1.0 for lookup)
     texts: list[str]
+    # int64 [N]: which head proposed the node (Medusa head k, MTP module k, EAGLE depth k; 0-based);
+    # None when a draft model or prompt lookup drafted.
+    source: np.ndarray | None = None
 
 
 @dataclass
@@ -91,6 +96,7 @@ class StepRecord:
                 "parent": t.parent.tolist(),
                 "depth": t.depth.tolist(),
                 "q": t.q.tolist(),
+                "source": None if t.source is None else t.source.tolist(),
             },
             "p": self.p.tolist(),
             "target_argmax": self.target_argmax.tolist(),
@@ -127,26 +133,35 @@ class SpecOptions:
     tree_topk: int = 4
     tree_budget: int = 24
     lookup_ngram: int = 3  # longest n-gram tried by prompt lookup
+    medusa_tree: str = ""  # Medusa's static tree ("0,1,0.0,..."); "" = the one tuned with the heads
     typical_epsilon: float = TYPICAL_EPSILON
     typical_delta: float = TYPICAL_DELTA
     stop_at_eos: bool = True
     detail: bool = True  # token texts and top-10 distributions in the records (off for benchmarks)
 
-    def check(self, has_draft: bool) -> None:
-        """The options schema's checks (one message format with the CLI and the view), then the combinations."""
-        names = ("method", "accept", "gamma", "tree_depth", "tree_topk", "tree_budget", "temperature", "seed")
+    def check(self, has_draft: bool, heads_kind: str | None = None) -> None:
+        """The options schema's checks (one message format with the CLI and the view), then the combinations.
+        ``heads_kind``: the kind of the loaded draft heads (None: none loaded)."""
+        names = ("method", "accept", "gamma", "tree_depth", "tree_topk", "tree_budget", "temperature", "seed",
+                 "medusa_tree")  # fmt: skip
         values = {n: getattr(self, n) for n in names}
         values["top_k"] = self.top_k or 0
         SPECULATE.check(values)
-        if self.method != "lookup" and not has_draft:
+        if self.method in HEAD_METHODS:
+            if heads_kind != self.method:
+                have = f"{heads_kind} heads are loaded" if heads_kind else "no heads are loaded"
+                raise ExplorerError(f"{self.method} drafting needs {self.method} heads (--heads DIR); {have}")
+        elif self.method != "lookup" and not has_draft:
             raise ExplorerError(f"{self.method} drafting needs a draft model (or use prompt lookup)")
         if self.accept == "sample" and self.temperature <= 0:
             raise ExplorerError("--accept sample needs --temperature > 0 (at temperature 0 use --accept greedy)")
 
     @property
     def depth(self) -> int:
-        return self.tree_depth if self.method == "tree" else self.gamma
+        if self.method == "medusa":
+            return 64  # the tree's own depth (at most the number of heads)
+        return self.tree_depth if self.method in ("tree", "eagle") else self.gamma
 
     @property
     def max_nodes(self) -> int:
-        return self.tree_budget if self.method == "tree" else self.gamma
+        return self.tree_budget if self.method in ("tree", "eagle") else self.gamma

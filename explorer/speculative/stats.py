@@ -3,6 +3,7 @@ per-position acceptance, speeds, measured and theoretical speedup, first diverge
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,8 +49,12 @@ def compute_stats(
     target_only_tokens: list[int] | None = None,
     target_only_seconds: float | None = None,
     new_tokens: list[int] | None = None,
+    runs: list[tuple[float, float]] | None = None,
 ) -> dict:
-    """α, mean accepted with / without the bonus token, per-position acceptance, speeds and speedups."""
+    """α, mean accepted with / without the bonus token, per-position acceptance, speeds and speedups.
+
+    ``runs``: (target-only seconds, speculative seconds) of alternated timed runs after a warm-up; the speedup is
+    then their median ratio, with the min and max (one cold pair can be off by 10x on a loaded machine)."""
     n_steps = max(len(steps), 1)
     accepted = [len(s.accepted) for s in steps]
     tried = sum(len(s.accepted) + (s.rejected is not None) for s in steps)  # positions that had a decision
@@ -61,11 +66,13 @@ def compute_stats(
         "method": options.method,
         "accept": options.accept,
         "lossless": options.accept != "typical",
-        "gamma": options.gamma if options.method != "tree" else None,
+        "gamma": options.gamma if options.method in ("chain", "lookup", "mtp") else None,
         "tree": dict(depth=options.tree_depth, topk=options.tree_topk, budget=options.tree_budget)
-        if options.method == "tree"
+        if options.method in ("tree", "eagle")
         else None,
         "steps": len(steps),
+        "drafted": drafted,
+        "depth": depth,
         "new_tokens": n_new,
         "alpha": alpha,
         "draft_acceptance_rate": sum(accepted) / drafted if drafted else 0.0,
@@ -73,25 +80,58 @@ def compute_stats(
         "mean_accepted_without_bonus": sum(accepted) / n_steps,
         "per_position_acceptance": [sum(a > d for a in accepted) / n_steps for d in range(depth)],
         "acceptance_length_histogram": np.bincount(accepted, minlength=depth + 1).tolist() if steps else [],
+        "per_head_acceptance": per_head_acceptance(steps),
         "seconds": seconds,
         "tokens_per_s": tps,
         "draft_seconds": sum(s.draft_seconds for s in steps),
         "verify_seconds": sum(s.verify_seconds for s in steps),
         "target_only_tokens_per_s": None,
         "speedup": None,
+        "speedup_min": None,
+        "speedup_max": None,
+        "runs": 0,
         "c": None,
         "theoretical_speedup": None,
         "first_divergence": None,
     }
-    if target_only_tokens is not None and target_only_seconds:
+    if target_only_tokens is not None and runs:
+        ratios = [b / s for b, s in runs]
+        target_only_seconds = statistics.median(b for b, _ in runs)
+        tps = n_new / statistics.median(s for _, s in runs)
+        stats["tokens_per_s"] = tps
+        stats.update(speedup=statistics.median(ratios), speedup_min=min(ratios), speedup_max=max(ratios))
+        stats["runs"] = len(runs)
+        stats["target_only_tokens_per_s"] = len(target_only_tokens) / target_only_seconds
+    elif target_only_tokens is not None and target_only_seconds:
         base_tps = len(target_only_tokens) / target_only_seconds
         stats["target_only_tokens_per_s"] = base_tps
-        stats["speedup"] = tps / base_tps if tps else None
-        gamma = options.depth
-        target_step = target_only_seconds / max(len(target_only_tokens), 1)
-        c = stats["draft_seconds"] / n_steps / gamma / target_step
+        stats["speedup"] = stats["speedup_min"] = stats["speedup_max"] = tps / base_tps if tps else None
+        stats["runs"] = 1
+    if stats["target_only_tokens_per_s"]:
+        target_step = 1 / stats["target_only_tokens_per_s"]
+        c = stats["draft_seconds"] / max(drafted, 1) / target_step  # drafting per drafted token, in target steps
         stats["c"] = c
-        stats["theoretical_speedup"] = theoretical_speedup(alpha, gamma, c)
+        stats["theoretical_speedup"] = theoretical_speedup(alpha, max(depth, 1), c)
         if options.temperature <= 0 and new_tokens is not None:
             stats["first_divergence"] = first_divergence(new_tokens, target_only_tokens)
     return stats
+
+
+def per_head_acceptance(steps: list[StepRecord]) -> list[float] | None:
+    """For heads on the target (nodes with a ``source``): per head k, the share of the steps whose walk reached
+    head k's candidates (a decision on one of them) that accepted one. None for draft-model or lookup drafting."""
+    if not steps or all(s.tree.source is None for s in steps):
+        return None
+    n = 1 + max((int(s.tree.source.max()) for s in steps if s.tree.source is not None and len(s.tree.source)),
+                default=-1)  # fmt: skip
+    reached, took = np.zeros(n), np.zeros(n)
+    for s in steps:
+        src = s.tree.source
+        if src is None or not len(src):
+            continue
+        heads_tried = {int(src[d.node]) for d in s.decisions}
+        for k in heads_tried:
+            reached[k] += 1
+        for node in s.accepted:
+            took[int(src[node])] += 1
+    return [float(t / r) if r else 0.0 for t, r in zip(took, reached, strict=True)]

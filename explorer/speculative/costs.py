@@ -1,0 +1,117 @@
+"""Where speculation pays: this machine's measured cost of verifying n tokens, drafting costs, and the acceptance
+a configuration needs to break even (Qt-free).
+
+A step costs its drafting plus ONE target forward over the root and the n drafted nodes. Speculation wins when the
+expected tokens per step outgrow that cost measured in target-only steps: on a GPU or with a large model, verifying
+8 tokens costs about as much as 1 (weight streaming dominates); on a small model on two CPU cores it does not.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+CURVE_SIZES = tuple(range(1, 33))
+
+
+def chain_tokens(alpha: float, depth: int) -> float:
+    """Expected tokens per step of a chain of ``depth`` drafts with per-position acceptance α (bonus included)."""
+    return depth + 1.0 if alpha >= 1 else (1 - alpha ** (depth + 1)) / (1 - alpha)
+
+
+def alpha_for(tokens: float, depth: int) -> float | None:
+    """The per-position acceptance α of a chain of ``depth`` that yields ``tokens`` per step; None if even α = 1
+    falls short (bisection)."""
+    if tokens > depth + 1:
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if chain_tokens(mid, depth) < tokens else (lo, mid)
+    return lo
+
+
+def _binary_tree_mask(n: int) -> torch.Tensor:
+    """[n + 1, n + 1] tree mask over [root, nodes] for a heap-ordered binary tree (node i's parent (i − 1) // 2)."""
+    mask = torch.eye(n + 1, dtype=torch.bool)
+    mask[:, 0] = True
+    for i in range(n):
+        p = (i - 1) // 2 if i else -1
+        if p >= 0:
+            mask[i + 1] |= mask[p + 1]
+    return mask
+
+
+@torch.inference_mode()
+def verify_cost_curve(model, context_len: int, sizes=CURVE_SIZES, repeats: int = 3) -> dict:
+    """Median seconds of one target forward over [root, n nodes] after a ``context_len`` prefix, for a chain
+    (causal) and a tree (binary tree mask, positions by depth), n in ``sizes``; n = 0 is a plain decode step."""
+    dev = model.lm_head.weight.device
+    top = max(sizes)
+    cache = model.new_cache(context_len + top + 2)
+    ids = torch.zeros(1, top + 1, dtype=torch.long, device=dev)
+    if context_len:
+        model(torch.zeros(1, context_len, dtype=torch.long, device=dev), cache=cache, last_only=True)
+
+    def timed(n: int, tree: bool) -> float:
+        kw = {}
+        if tree and n > 1:
+            mask = _binary_tree_mask(n).to(dev)
+            depth = torch.zeros(n + 1, dtype=torch.long)
+            for i in range(n):
+                depth[i + 1] = 1 if i == 0 else depth[(i - 1) // 2 + 1] + 1
+            kw = dict(mask=mask, position_ids=(context_len + depth).to(dev))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(ids[:, : n + 1], cache=cache, **kw)
+            times.append(time.perf_counter() - t0)
+            cache.truncate(context_len)
+        return statistics.median(times)
+
+    timed(4, False), timed(4, True)  # warm-up
+    base = timed(0, False)
+    return {
+        "sizes": list(sizes),
+        "base_seconds": base,
+        "chain_seconds": [timed(n, False) for n in sizes],
+        "tree_seconds": [timed(n, True) for n in sizes],
+    }
+
+
+def where_it_pays(curve: dict, stats: dict, tree: bool) -> dict:
+    """The costs of the run's configuration on ``curve``: verification of its mean node count relative to one
+    target step, drafting per drafted token, the tokens per step and the chain α needed to break even, and the
+    measured figures against them."""
+    sizes = np.asarray(curve["sizes"])
+    seconds = np.asarray(curve["tree_seconds" if tree else "chain_seconds"])
+    base = curve["base_seconds"]
+    steps = max(stats["steps"], 1)
+    nodes = stats["drafted"] / steps
+    verify = float(np.interp(nodes, np.concatenate([[0], sizes]), np.concatenate([[base], seconds])))
+    draft_step = stats["draft_seconds"] / steps
+    depth = stats["depth"] or 1
+    need = (verify + draft_step) / base  # tokens per step that break even with target-only decoding
+    have = stats["mean_accepted_with_bonus"]
+    return {
+        "verify_cost_curve": {
+            "sizes": curve["sizes"],
+            "base_ms": 1000 * base,
+            "chain_ms": [1000 * s for s in curve["chain_seconds"]],
+            "tree_ms": [1000 * s for s in curve["tree_seconds"]],
+        },
+        "nodes_per_step": nodes,
+        "verify_ms_per_step": 1000 * verify,
+        "verify_cost_ratio": verify / base,
+        "draft_ms_per_step": 1000 * draft_step,
+        "draft_ms_per_token": 1000 * stats["draft_seconds"] / max(stats["drafted"], 1),
+        "draft_cost_per_token": stats["draft_seconds"] / max(stats["drafted"], 1) / base,
+        "break_even_tokens_per_step": need,
+        "break_even_alpha": alpha_for(need, depth),
+        "measured_tokens_per_step": have,
+        "measured_alpha": alpha_for(have, depth),
+        "model_speedup": have / need,
+    }

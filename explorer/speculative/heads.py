@@ -1,0 +1,295 @@
+"""Draft heads that live on the target itself (Qt-free): Medusa, EAGLE and multi-token prediction (MTP).
+
+All three read the target's *feature* f_t: its final hidden state after the last RMSNorm, the vector its LM head
+turns into the logits of token t + 1. They reuse the target's frozen LM head (and, for EAGLE / MTP, its token
+embedding), so a head set costs a few small matmuls per drafted token and stores only its own weights.
+
+- ``medusa`` (Cai et al. 2024): K residual blocks f + SiLU(W·f + b); head k predicts token t + k + 1 from f_t alone.
+  Candidates are a static tree of the heads' top-k ("choices": each path is one rank per head).
+- ``eagle`` (Li et al. 2024): one decoder layer (attention over its own KV cache of past entries, then an MLP)
+  that maps [f_t ; embed(x_{t+1})] (projected from 2d to d) to the next feature f̂_{t+1}; it then runs on its own
+  features, so it drafts a dynamic tree (EAGLE-2).
+- ``mtp`` (DeepSeek-V3): D sequential modules; module k joins RMSNorm(h^{k-1}) with RMSNorm(embed(x_{t+k})),
+  projects 2d → d and applies one block. Our block is a pre-norm SwiGLU MLP *without* attention (DeepSeek's has
+  attention over the sequence at depth k; drafting from one position here, the MLP keeps each module's cost to two
+  small matmuls). Drafts a chain.
+
+A head directory holds ``config.json`` (``kind``, sizes, the target it was trained on, Medusa's tuned tree),
+``heads.safetensors`` and a model card. A published Medusa file (``medusa_lm_head.safetensors``, keys
+``{i}.{j}.linear.weight`` / ``bias`` and ``{i}.{n}.weight``) loads when its shapes fit the target.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from torch import Tensor, nn
+
+from ..errors import ExplorerError
+from ..models.checkpoint import LoadedModel
+from ..models.decoder import MLP, DecoderLayer, KVCache, ModelConfig, RMSNorm, rope_cos_sin, rope_inv_freq
+from ..models.decoder import sdpa_attention as attention
+
+KINDS = ("medusa", "eagle", "mtp")
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "heads.safetensors"
+MEDUSA_FILE = "medusa_lm_head.safetensors"
+
+
+# -- the modules -----------------------------------------------------------------------------------------------
+
+
+class ResBlock(nn.Module):
+    """Medusa's block: f + SiLU(W·f + b); W starts at zero, so an untrained head equals the LM head (token t + 1)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.linear = nn.Linear(d, d)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + F.silu(self.linear(x))
+
+
+class MedusaHeads(nn.ModuleList):
+    """K heads, each ``layers`` ResBlocks and optionally its own LM head (published files have one; ours share the
+    target's). Indexed like Medusa's ``medusa_head`` so its state-dict keys match published files."""
+
+    def __init__(self, d: int, vocab: int, num_heads: int, layers: int = 1, own_lm_head: bool = False):
+        super().__init__(
+            nn.Sequential(*[ResBlock(d) for _ in range(layers)], *([nn.Linear(d, vocab, bias=False)] * own_lm_head))
+            for _ in range(num_heads)
+        )
+        self.layers, self.own_lm_head = layers, own_lm_head
+
+    def features(self, f: Tensor) -> list[Tensor]:
+        return [head[: self.layers](f) for head in self]
+
+    def logits(self, f: Tensor, lm_head: Tensor) -> Tensor:
+        """[K, ..., V]: each head's logits for f [..., d]."""
+        feats = self.features(f)
+        if self.own_lm_head:
+            return torch.stack([head[self.layers](x) for head, x in zip(self, feats, strict=True)])
+        return torch.stack(feats) @ lm_head.T
+
+
+class EagleHead(nn.Module):
+    """fc([f_t ; e(x_{t+1})]) → one decoder layer (the target's layer shape) → f̂_{t+1}, with its own KV cache."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg = replace(cfg, num_layers=1)
+        d = cfg.hidden_size
+        self.fc = nn.Linear(2 * d, d)
+        self.layer = DecoderLayer(cfg, 0)
+        self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+
+    def new_cache(self, slots: int, batch: int = 1) -> KVCache:
+        w = self.fc.weight
+        return KVCache(self.cfg, slots, batch, w.dtype, w.device)
+
+    def forward(self, feats: Tensor, emb: Tensor, position_ids: Tensor, cache: KVCache | None = None,
+                mask: Tensor | None = None) -> Tensor:  # fmt: skip
+        """feats, emb [B, T, d]; position_ids [B, T]; mask None (causal) or bool [T, cached + T]."""
+        x = self.fc(torch.cat([feats, emb], dim=-1))
+        cos, sin = rope_cos_sin(self.inv_freq, position_ids, x.dtype)
+        start = cache.length if cache is not None else 0
+        if mask is not None:
+            mask = mask[None, None]
+        out = self.layer(x, cos, sin, attention, cache, start, mask)
+        if cache is not None:
+            cache.length = start + x.shape[1]
+        return out
+
+
+class MTPModule(nn.Module):
+    def __init__(self, cfg: ModelConfig, intermediate: int):
+        super().__init__()
+        d, eps = cfg.hidden_size, cfg.rms_norm_eps
+        self.norm_h, self.norm_e = RMSNorm(d, eps), RMSNorm(d, eps)
+        self.proj = nn.Linear(2 * d, d, bias=False)
+        self.mlp_norm = RMSNorm(d, eps)
+        self.mlp = MLP(replace(cfg, intermediate_size=intermediate, mlp_bias=False))
+        self.out_norm = RMSNorm(d, eps)
+
+    def forward(self, h: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
+        """(the module's hidden state h^k, its output feature for the LM head)."""
+        x = self.proj(torch.cat([self.norm_h(h), self.norm_e(emb)], dim=-1))
+        x = x + self.mlp(self.mlp_norm(x))
+        return x, self.out_norm(x)
+
+
+class MTPModules(nn.ModuleList):
+    def __init__(self, cfg: ModelConfig, num_modules: int, intermediate: int):
+        super().__init__(MTPModule(cfg, intermediate) for _ in range(num_modules))
+
+
+# -- a loaded head set -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Heads:
+    """A head set bound to its target: the module, its config, and where it came from."""
+
+    kind: str
+    module: nn.Module
+    config: dict
+    path: Path | None
+
+    @property
+    def count(self) -> int:
+        """Medusa heads / MTP modules (how deep a chain or tree can go); EAGLE: 1 (it runs on its own output)."""
+        return 1 if self.kind == "eagle" else len(self.module)
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else f"{self.kind} (in memory)"
+
+    def medusa_choices(self) -> list[tuple[int, ...]]:
+        choices = self.config.get("medusa_choices")
+        if choices:
+            return [tuple(c) for c in choices]
+        return default_medusa_choices(self.count)
+
+
+def build_heads(kind: str, cfg: ModelConfig, num_heads: int, **kw) -> nn.Module:
+    if kind == "medusa":
+        return MedusaHeads(cfg.hidden_size, cfg.vocab_size, num_heads, kw.get("layers", 1), kw.get("own", False))
+    if kind == "eagle":
+        return EagleHead(cfg)
+    if kind == "mtp":
+        return MTPModules(cfg, num_heads, kw.get("intermediate", 2 * cfg.hidden_size))
+    raise ExplorerError(f"unknown head kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def default_medusa_choices(num_heads: int) -> list[tuple[int, ...]]:
+    """A small tree when nothing was tuned: top-2 of head 1, then the best path's top-1 of the others."""
+    choices = [(0,), (1,)]
+    for k in range(2, num_heads + 1):
+        choices.append((0,) * k)
+    return choices
+
+
+def parse_choices(text: str) -> list[tuple[int, ...]]:
+    """"0,1,0.0,0.1,0.0.0" → [(0,), (1,), (0, 0), (0, 1), (0, 0, 0)]: one path a comma, ranks joined by dots."""
+    try:
+        paths = [tuple(int(r) for r in part.strip().split(".")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ExplorerError(f"medusa tree {text!r}: paths are ranks joined by dots, separated by commas") from None
+    check_choices(paths)
+    return paths
+
+
+def format_choices(paths: list[tuple[int, ...]]) -> str:
+    return ",".join(".".join(str(r) for r in p) for p in paths)
+
+
+def check_choices(paths: list[tuple[int, ...]], num_heads: int | None = None) -> None:
+    have = set(paths)
+    for p in paths:
+        if not p or min(p) < 0:
+            raise ExplorerError(f"medusa tree path {format_choices([p])!r} must hold ranks >= 0")
+        if len(p) > 1 and p[:-1] not in have:
+            raise ExplorerError(f"medusa tree path {format_choices([p])} lacks its parent {format_choices([p[:-1]])}")
+        if num_heads is not None and len(p) > num_heads:
+            raise ExplorerError(f"medusa tree path {format_choices([p])} is deeper than the {num_heads} heads")
+    if len(have) != len(paths):
+        raise ExplorerError("medusa tree lists a path twice")
+
+
+def load_heads(path: str | Path, target: LoadedModel) -> Heads:
+    """Read a head directory (ours or a published Medusa file) and check that it fits ``target``."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ExplorerError(f"heads directory not found: {path}")
+    cfg = target.config
+    if (path / CONFIG_FILE).is_file():
+        try:
+            config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ExplorerError(f"heads config is not valid JSON ({path / CONFIG_FILE}): {exc}") from None
+    else:
+        config = {}
+    weights = path / WEIGHTS_FILE if (path / WEIGHTS_FILE).is_file() else path / MEDUSA_FILE
+    if not weights.is_file():
+        raise ExplorerError(f"no {WEIGHTS_FILE} or {MEDUSA_FILE} in {path}")
+    tensors = _read(weights)
+    kind = config.get("kind", "medusa" if weights.name == MEDUSA_FILE else None)
+    if kind not in KINDS:
+        raise ExplorerError(f"{path / CONFIG_FILE} must name a kind: one of {', '.join(KINDS)} (got {kind!r})")
+    for key in ("hidden_size", "vocab_size"):
+        if key in config and config[key] != getattr(cfg, key):
+            raise ExplorerError(
+                f"heads in {path} were made for {key} {config[key]}, the target {target.name} has {getattr(cfg, key)}"
+            )
+    if kind == "medusa":
+        heads = sorted({int(k.split(".")[0]) for k in tensors})
+        layers = max(int(k.split(".")[1]) for k in tensors if k.endswith("linear.weight")) + 1 if tensors else 0
+        own = any(k == f"0.{layers}.weight" for k in tensors)
+        module = MedusaHeads(cfg.hidden_size, cfg.vocab_size, len(heads), layers, own)
+    else:
+        n = int(config.get("num_heads", 1))
+        module = build_heads(kind, cfg, n, intermediate=int(config.get("intermediate_size") or 2 * cfg.hidden_size))
+    expected = module.state_dict()
+    if set(expected) != set(tensors):
+        missing = sorted(set(expected) - set(tensors))[:3]
+        extra = sorted(set(tensors) - set(expected))[:3]
+        raise ExplorerError(f"{weights} does not hold {kind} heads for this target (missing {missing}, extra {extra})")
+    for key, ref in expected.items():
+        if tuple(tensors[key].shape) != tuple(ref.shape):
+            raise ExplorerError(
+                f"head weight {key} in {weights} has shape {tuple(tensors[key].shape)}; the target "
+                f"{target.name} (hidden {cfg.hidden_size}, vocab {cfg.vocab_size}) needs {tuple(ref.shape)}"
+            )
+    module.load_state_dict({k: v.to(target.dtype) for k, v in tensors.items()})
+    module = module.to(target.device).eval().requires_grad_(False)
+    heads = Heads(kind, module, config, path)
+    if kind == "medusa":
+        check_choices(heads.medusa_choices(), heads.count)
+    return heads
+
+
+def _read(file: Path) -> dict[str, Tensor]:
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        raise ExplorerError(f"corrupt or truncated safetensors file {file}: {str(exc).splitlines()[0]}") from None
+
+
+def find_heads(model_dir: str | Path) -> dict[str, Path]:
+    """Head directories for a model: ``DIR/heads-KIND`` inside it, or ``NAME-heads-KIND`` / (for the demo target)
+    ``demo-heads-KIND`` beside it. The first found per kind."""
+    model_dir = Path(model_dir)
+    found: dict[str, Path] = {}
+    for kind in KINDS:
+        for cand in (
+            model_dir / f"heads-{kind}",
+            model_dir.parent / f"{model_dir.name}-heads-{kind}",
+            model_dir.parent / f"{model_dir.name.removesuffix('-target')}-heads-{kind}",
+        ):
+            if (cand / CONFIG_FILE).is_file():
+                found[kind] = cand
+                break
+    return found
+
+
+# -- capturing the target's features ---------------------------------------------------------------------------
+
+
+@contextmanager
+def capture_features(model):
+    """Within the block, ``out[0]`` is the target's last final-norm output (its features, [B, T, d])."""
+    out: list[Tensor] = []
+    handle = model.model.norm.register_forward_hook(lambda mod, args, result: out.insert(0, result))
+    try:
+        yield out
+    finally:
+        handle.remove()

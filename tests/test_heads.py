@@ -1,0 +1,192 @@
+"""Draft heads on the target (Medusa, EAGLE, MTP): greedy is lossless, speculative sampling keeps the target's
+distribution (χ²), every node records its head, head files round-trip and published Medusa files load."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from explorer.errors import ExplorerError
+from explorer.models.checkpoint import LoadedModel, default_head_dirs, default_model_dirs, load_model
+from explorer.models.decoder import CausalLM, ModelConfig
+from explorer.models.generate import generate, next_token_probs
+from explorer.speculative.engine import Speculator, run_speculation
+from explorer.speculative.heads import Heads, build_heads, find_heads, load_heads, parse_choices
+from explorer.speculative.records import SpecOptions
+from explorer.speculative.stats import per_head_acceptance
+from explorer.speculative.train_heads import write_heads
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS = {
+    "medusa": SpecOptions(method="medusa", medusa_tree="0,1,0.0,0.1,1.0,0.0.0"),
+    "eagle": SpecOptions(method="eagle", tree_depth=3, tree_topk=2, tree_budget=6),
+    "mtp": SpecOptions(method="mtp", gamma=3),
+}
+
+
+def tiny_target(seed: int = 1, vocab: int = 97, std: float = 0.3) -> LoadedModel:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        model_type="llama", vocab_size=vocab, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
+        num_kv_heads=1, head_dim=16, rope_scaling={"rope_type": "default"}, max_position_embeddings=256,
+    )  # fmt: skip
+    model = CausalLM(cfg)
+    for p in model.parameters():
+        p.data.normal_(0, std)
+    return LoadedModel(model.eval().requires_grad_(False), None, cfg, Path(f"random-{seed}"), (), None)
+
+
+def random_heads(kind: str, target: LoadedModel, std: float = 0.2, seed: int = 0) -> Heads:
+    torch.manual_seed(seed)
+    module = build_heads(kind, target.config, 3)
+    for p in module.parameters():
+        p.data.normal_(0, std)
+    return Heads(kind, module.eval().requires_grad_(False), {}, None)
+
+
+@pytest.mark.parametrize("kind", ["medusa", "eagle", "mtp"])
+def test_greedy_is_lossless_with_random_heads(kind):
+    target = tiny_target()
+    heads = random_heads(kind, target)
+    for prompt in ([5, 17, 3, 88, 41, 2, 9], [7], [1, 2]):
+        result = run_speculation(target, None, prompt, 40, OPTIONS[kind], heads=heads, runs=1)
+        assert result.token_ids == generate(target, prompt, 40, stop_at_eos=False)
+        assert result.stats["first_divergence"] is None
+        assert all(s.tree.source is not None and len(s.tree.source) == len(s.tree.tokens) for s in result.steps)
+
+
+@pytest.mark.parametrize("kind", ["medusa", "eagle", "mtp"])
+def test_shipped_heads_are_lossless_and_accept_something(kind):
+    path = default_head_dirs()[kind]
+    if not path.is_dir():
+        pytest.skip(f"{path} not trained yet")
+    target = load_model(default_model_dirs()["target"], dtype="float32", device="cpu")
+    heads = load_heads(path, target)
+    ids = target.encode("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    ")
+    opt = SpecOptions(method=kind, detail=False)
+    result = run_speculation(target, None, ids, 48, opt, heads=heads, runs=1)
+    assert result.token_ids == generate(target, ids, 48)
+    assert result.stats["alpha"] > 0
+    assert result.stats["per_head_acceptance"][0] > 0
+
+
+@pytest.mark.parametrize("kind", ["medusa", "eagle", "mtp"])
+def test_speculative_sampling_with_heads_preserves_target_distribution(kind):
+    """5k draws of the first new token: the distribution is the target's (χ², p > 1e-3), head q as the draft."""
+    from tests.test_speculative import chi2_pvalue
+
+    target = tiny_target(5, vocab=12, std=0.6)
+    heads = random_heads(kind, target, std=0.5, seed=3)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6, 3, 1, 4]
+    opt = {
+        "medusa": SpecOptions(method="medusa", medusa_tree="0,1,2,0.0"),
+        "eagle": SpecOptions(method="eagle", tree_depth=2, tree_topk=3, tree_budget=6),
+        "mtp": SpecOptions(method="mtp", gamma=2),
+    }[kind]
+    opt.accept, opt.temperature, opt.detail, opt.seed = "sample", 1.0, False, 1
+    spec = Speculator(target, None, prompt, 3, opt, heads)
+    with torch.inference_mode():
+        p = next_token_probs(target.model(torch.tensor([prompt]))[0, -1], 1.0, None).double().numpy()
+    n, counts, rejected = 5000, np.zeros(12), 0
+    for _ in range(n):
+        record = spec.step()
+        counts[record.new_tokens[0]] += 1
+        rejected += record.rejected is not None and not record.accepted
+        spec.rewind(len(prompt))
+    assert 0 < rejected < n
+    assert chi2_pvalue(counts, p) > 1e-3
+
+
+def test_per_head_acceptance_counts_reached_heads():
+    target = tiny_target()
+    heads = random_heads("mtp", target, std=0.0)  # zero heads: the LM head of an embedding-only feature
+    result = run_speculation(target, None, [5, 17, 3, 88], 20, OPTIONS["mtp"], heads=heads, compare=False)
+    per_head = per_head_acceptance(result.steps)
+    assert per_head == result.stats["per_head_acceptance"]
+    reached0 = sum(1 for s in result.steps if len(s.decisions))
+    took0 = sum(1 for s in result.steps if s.accepted)
+    assert per_head[0] == pytest.approx(took0 / reached0)
+
+
+def test_heads_round_trip_and_refuse_other_targets(tmp_path):
+    target = tiny_target()
+    for kind in ("medusa", "eagle", "mtp"):
+        heads = random_heads(kind, target)
+        card = {"top1": [0.5] * heads.count, "top5": [0.9] * heads.count, "sequences": 1, "prefix": 1,
+                "continuation": 1, "steps": 1, "seconds": 1.0, "text_files": 1, "corpus_tokens": 1,
+                "medusa_choices": [[0], [0, 0]] if kind == "medusa" else None}  # fmt: skip
+        out = write_heads(tmp_path / kind, kind, heads.module, target, card, 3, "explorer train-heads ...")
+        assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "heads.safetensors"]
+        back = load_heads(out, target)
+        assert back.kind == kind
+        for (k, a), b in zip(heads.module.state_dict().items(), back.module.state_dict().values(), strict=True):
+            torch.testing.assert_close(b, a.half().float(), msg=k)
+        with pytest.raises(ExplorerError, match="hidden_size"):
+            load_heads(out, tiny_target_wider())
+    assert load_heads(tmp_path / "medusa", target).medusa_choices() == [(0,), (0, 0)]
+
+
+def tiny_target_wider() -> LoadedModel:
+    cfg = ModelConfig(
+        model_type="llama", vocab_size=97, hidden_size=48, intermediate_size=64, num_layers=1, num_heads=2,
+        num_kv_heads=1, head_dim=24, rope_scaling={"rope_type": "default"},
+    )  # fmt: skip
+    return LoadedModel(CausalLM(cfg).eval(), None, cfg, Path("wider"), (), None)
+
+
+def test_published_medusa_file_loads_when_shapes_fit(tmp_path):
+    """Medusa's own layout: medusa_lm_head.safetensors, keys {i}.0.linear.weight/bias and {i}.1.weight."""
+    target = tiny_target()
+    d, v = 32, 97
+    tensors = {}
+    for i in range(2):
+        tensors[f"{i}.0.linear.weight"] = torch.randn(d, d) * 0.1
+        tensors[f"{i}.0.linear.bias"] = torch.zeros(d)
+        tensors[f"{i}.1.weight"] = torch.randn(v, d) * 0.1
+    save_file(tensors, str(tmp_path / "medusa_lm_head.safetensors"))
+    heads = load_heads(tmp_path, target)
+    assert heads.kind == "medusa" and heads.count == 2 and heads.module.own_lm_head
+    result = run_speculation(target, None, [5, 17, 3, 88], 24, SpecOptions(method="medusa"), heads=heads, runs=1)
+    assert result.token_ids == generate(target, [5, 17, 3, 88], 24, stop_at_eos=False)
+    tensors["0.1.weight"] = torch.randn(v + 1, d)
+    save_file(tensors, str(tmp_path / "medusa_lm_head.safetensors"))
+    with pytest.raises(ExplorerError, match="shape"):
+        load_heads(tmp_path, target)
+
+
+def test_medusa_tree_spelling():
+    assert parse_choices("0,1,0.0,0.1,0.0.0") == [(0,), (1,), (0, 0), (0, 1), (0, 0, 0)]
+    with pytest.raises(ExplorerError, match="parent"):
+        parse_choices("0,1.0")
+    with pytest.raises(ExplorerError, match="medusa_tree|ranks"):
+        SpecOptions(method="medusa", medusa_tree="0,x").check(False, "medusa")
+    with pytest.raises(ExplorerError, match="needs medusa heads"):
+        SpecOptions(method="medusa").check(True, None)
+
+
+def test_heads_are_found_beside_the_model(tmp_path):
+    model = tmp_path / "demo-target"
+    (tmp_path / "demo-heads-eagle").mkdir(parents=True)
+    (tmp_path / "demo-heads-eagle" / "config.json").write_text(json.dumps({"kind": "eagle"}))
+    (model / "heads-mtp").mkdir(parents=True)
+    (model / "heads-mtp" / "config.json").write_text(json.dumps({"kind": "mtp"}))
+    assert find_heads(model) == {"eagle": tmp_path / "demo-heads-eagle", "mtp": model / "heads-mtp"}
+
+
+def test_train_heads_cli_writes_a_card(tmp_path):
+    out = tmp_path / "h"
+    cmd = [sys.executable, "-m", "explorer", "train-heads", "--kind", "mtp", "--heads", "2", "--out", str(out),
+           "--text", str(ROOT / "explorer" / "speculative" / "engine.py"), "--sequences", "16", "--continuation", "4",
+           "--steps", "2", "--batch", "16"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    card = (out / "README.md").read_text()
+    assert "| 2 |" in card and "explorer train-heads --kind mtp" in card
+    assert json.loads((out / "config.json").read_text())["kind"] == "mtp"
+    bad = subprocess.run([*cmd[:-2], "--batch", "0"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("explorer: error: --batch must be")
