@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 
-from explorer.models.checkpoint import default_model_dirs, load_model
+from explorer.models.checkpoint import default_head_dirs, default_model_dirs, load_model
 from explorer.models.generate import generate
+from explorer.speculative.costs import verify_cost_curve, where_it_pays
 from explorer.speculative.engine import run_speculation
+from explorer.speculative.heads import load_heads
 from explorer.speculative.records import SpecOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +47,16 @@ CONFIGS = {
     "tree d=4 k=2 n=8": SpecOptions(method="tree", tree_depth=4, tree_topk=2, tree_budget=8),
     "tree d=5 k=4 n=24": SpecOptions(method="tree", tree_depth=5, tree_topk=4, tree_budget=24),
     "prompt lookup γ=4": SpecOptions(method="lookup", gamma=4),
+    "medusa (tuned tree)": SpecOptions(method="medusa"),
+    "medusa chain 0.0": SpecOptions(method="medusa", medusa_tree="0,0.0"),
+    "eagle d=3 k=1 n=3": SpecOptions(method="eagle", tree_depth=3, tree_topk=1, tree_budget=3),
+    "eagle d=4 k=2 n=6": SpecOptions(method="eagle", tree_depth=4, tree_topk=2, tree_budget=6),
+    "mtp γ=2": SpecOptions(method="mtp", gamma=2),
+    "mtp γ=3": SpecOptions(method="mtp", gamma=3),
+    "prompt lookup γ=4 + mtp heads": SpecOptions(method="lookup", gamma=4),
+    "prompt lookup γ=4 + medusa heads": SpecOptions(method="lookup", gamma=4),
 }
+FALLBACK = {"prompt lookup γ=4 + mtp heads": "mtp", "prompt lookup γ=4 + medusa heads": "medusa"}  # no n-gram: heads
 
 
 def main() -> None:
@@ -53,7 +64,11 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--only", nargs="+", metavar="WORD", help="run only the configurations whose name has a word")
     args = ap.parse_args()
+    if args.only:
+        for name in [k for k in CONFIGS if not any(w in k for w in args.only)]:
+            del CONFIGS[name]
     if args.threads:
         torch.set_num_threads(args.threads)
     import transformers
@@ -61,6 +76,14 @@ def main() -> None:
     dirs = default_model_dirs()
     target = load_model(dirs["target"], dtype="float32", device="cpu")
     draft = load_model(dirs["draft"], dtype="float32", device="cpu")
+    heads = {k: load_heads(p, target) for k, p in default_head_dirs().items() if p.is_dir()}
+    for name in [k for k, o in CONFIGS.items() if FALLBACK.get(k, o.method) in ("medusa", "eagle", "mtp")]:
+        if FALLBACK.get(name, CONFIGS[name].method) not in heads:
+            del CONFIGS[name]
+    for kind, h in heads.items():
+        acc = h.config.get("accuracy", {})
+        pairs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(acc.get("top1", []), acc.get("top5", []), strict=True))
+        print(f"{kind} heads ({h.path}): held-out top-1/top-5 per head {pairs}")
     hf_target = transformers.AutoModelForCausalLM.from_pretrained(dirs["target"], dtype=torch.float32).eval()
     hf_draft = transformers.AutoModelForCausalLM.from_pretrained(dirs["draft"], dtype=torch.float32).eval()
     n = args.new_tokens
@@ -70,8 +93,10 @@ def main() -> None:
     def target_only(ids):
         return generate(target, ids, n, stop_at_eos=False)
 
-    def spec(opt):
-        return lambda ids: run_speculation(target, draft, ids, n, opt, compare=False).token_ids
+    def spec(name, opt):
+        h = heads.get(FALLBACK.get(name, opt.method))
+        d = None if h is not None or opt.method == "lookup" else draft
+        return lambda ids: run_speculation(target, d, ids, n, opt, compare=False, heads=h).token_ids
 
     @torch.inference_mode()
     def assisted(ids):
@@ -80,13 +105,15 @@ def main() -> None:
         )
         return out[0, len(ids) :].tolist()
 
-    runners = {"target-only": target_only, **{k: spec(v) for k, v in CONFIGS.items()}}
+    runners = {"target-only": target_only, **{k: spec(k, v) for k, v in CONFIGS.items()}}
     runners["transformers assisted"] = assisted
     seconds = {k: 0.0 for k in runners}
     tokens = {k: 0 for k in runners}
     identical = {k: True for k in runners}
     accepted = {k: [] for k in CONFIGS}
     step_seconds = {k: [0.0, 0] for k in CONFIGS}  # seconds and steps of the stats runs
+    ratios = {k: [] for k in runners}  # per prompt and repeat: target-only time / this method's time
+    model_speedup = {k: [] for k in CONFIGS}  # the cost model's figure per prompt
     prompts = held_out_prompts()
     for prompt in prompts:
         ids = target.encode(prompt)
@@ -94,8 +121,14 @@ def main() -> None:
         times = {k: [] for k in runners}
         for name, fn in runners.items():  # warm-up + correctness
             identical[name] &= fn(ids) == ref
+        curve = verify_cost_curve(target.model, len(ids), sizes=tuple(range(1, 25)))
         for name, opt in CONFIGS.items():
-            stats = run_speculation(target, draft, ids, n, opt, compare=False).stats
+            h = heads.get(FALLBACK.get(name, opt.method))
+            d = None if h is not None or opt.method == "lookup" else draft
+            stats = run_speculation(target, d, ids, n, opt, compare=False, heads=h).stats
+            model_speedup[name].append(
+                where_it_pays(curve, stats, opt.method in ("tree", "eagle", "medusa"))["model_speedup"]
+            )
             accepted[name].append(stats["mean_accepted_with_bonus"])
             step_seconds[name][0] += stats["seconds"]
             step_seconds[name][1] += stats["steps"]
@@ -105,6 +138,8 @@ def main() -> None:
                 out = fn(ids)
                 times[name].append(time.perf_counter() - t0)
             tokens_once = len(out)
+            for name in runners:
+                ratios[name].append(times["target-only"][-1] / times[name][-1])
         for name in runners:
             seconds[name] += statistics.median(times[name])
             tokens[name] += n if name != "transformers assisted" else tokens_once
@@ -114,20 +149,26 @@ def main() -> None:
         f"greedy, median of {args.repeats}; torch {torch.__version__}, transformers {transformers.__version__}"
     )
     print()
-    print("| method | tokens/s | vs target-only | vs transformers assisted | tokens/step | = greedy |")
-    print("|---|---:|---:|---:|---:|:-:|")
+    print(
+        "| method | tokens/s | vs target-only: median (min–max) | cost model | vs transformers assisted | "
+        "tokens/step | = greedy |"
+    )
+    print("|---|---:|---:|---:|---:|---:|:-:|")
     base, hf = tps["target-only"], tps["transformers assisted"]
     for name in runners:
         per_step = f"{statistics.mean(accepted[name]):.2f}" if name in accepted else ""
+        r = ratios[name]
+        model = f"{statistics.median(model_speedup[name]):.2f}x" if name in model_speedup else ""
         print(
-            f"| {name} | {tps[name]:.1f} | {tps[name] / base:.2f}x | {tps[name] / hf:.2f}x | {per_step} | "
-            f"{'yes' if identical[name] else 'NO'} |"
+            f"| {name} | {tps[name]:.1f} | {statistics.median(r):.2f}x ({min(r):.2f}–{max(r):.2f}) | {model} | "
+            f"{tps[name] / hf:.2f}x | {per_step} | {'yes' if identical[name] else 'NO'} |"
         )
-    best = max(tps[k] for k in CONFIGS if not k.startswith("prompt"))
+    best = max((tps[k] for k in CONFIGS if CONFIGS[k].method in ("chain", "tree")), default=0.0)
+    best_heads = max((tps[k] for k in CONFIGS if CONFIGS[k].method in ("medusa", "eagle", "mtp")), default=0.0)
     print()
     print(
-        f"best chain/tree: {best / base:.2f}x target-only (required >= 1.6x), "
-        f"{best / hf:.2f}x transformers assisted (required >= 1.2x)"
+        f"best draft-model chain/tree: {best / base:.2f}x target-only, {best / hf:.2f}x transformers assisted; "
+        f"best heads: {best_heads / base:.2f}x target-only (required >= 1.1x and faster than the draft model)"
     )
     print_cost_model(CONFIGS, accepted, step_seconds, 1000 * seconds["target-only"] / tokens["target-only"])
 

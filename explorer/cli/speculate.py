@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also run the prompts with these options changed (repeat for more configurations)")
     p.add_argument("--heads", metavar="DIR", help="draft heads on the target (explorer train-heads): medusa, eagle "
-                   "or mtp; --method defaults to their kind (default: heads found beside the target)")  # fmt: skip
+                   "or mtp; --method defaults to their kind (default: heads found beside the target); with "
+                   "--lookup they draft where no n-gram matches")  # fmt: skip
     p.add_argument("--runs", type=int, default=3, metavar="N", help="timed pairs of target-only and speculative "
                    "runs, alternated after a warm-up (the speedup is their median, with min and max; default 3)")
     p.add_argument("--costs", action="store_true", help="also measure the cost of verifying 1..32 tokens (chain and "
@@ -65,7 +66,7 @@ def method_of(args: argparse.Namespace) -> str:
     """--method, else --lookup, else a tree when a tree option was given, else the chain."""
     tree = any(given(SPECULATE, args, n) for n in TREE_OPTIONS)
     method = getattr(args, "opt_method", None)
-    if method is None and getattr(args, "heads", None):
+    if method is None and getattr(args, "heads", None) and not args.lookup:
         method = heads_kind(args.heads)
     if args.lookup and method not in (None, "lookup"):
         raise ExplorerError(f"--lookup and --method {method} contradict each other")
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     device = check_device(args.device)
     target = load_model(args.model or dirs["target"], dtype=args.dtype, device=device)
     heads = load_heads_for(target, method, args.heads) if uses_heads else None
+    if method == "lookup" and args.heads:  # heads guess where no n-gram matches
+        heads = load_heads_for(target, heads_kind(args.heads), args.heads)
     if heads is not None:
         options.check(has_draft=False, heads_kind=heads.kind)
     draft = None

@@ -127,9 +127,10 @@ class Speculator:
         if opt.method in ("lookup", *HEAD_METHODS):
             draft = None
         opt.check(draft is not None, heads.kind if heads is not None else None)
-        self.heads = heads if opt.method in HEAD_METHODS else None
+        # Heads draft for their own method, and for prompt lookup when no n-gram matches (a fallback).
+        self.heads = heads if opt.method in (*HEAD_METHODS, "lookup") else None
         self.choices = None
-        if opt.method == "medusa":
+        if self.heads is not None and self.heads.kind == "medusa":
             self.choices = sorted(parse_choices(opt.medusa_tree) if opt.medusa_tree else heads.medusa_choices(),
                                   key=lambda c: (len(c), c))  # fmt: skip
             if max(len(c) for c in self.choices) > heads.count:
@@ -420,6 +421,9 @@ class Speculator:
             tokens, parent, qs, dists, fed, calls = self.draft_tree(depth)
         elif opt.method == "lookup":
             tokens, parent, qs, dists, fed, calls = self.draft_lookup(depth)
+            if not tokens and self.heads is not None:  # no n-gram matched: the heads guess instead
+                draft = {"medusa": self.draft_medusa, "eagle": self.draft_eagle, "mtp": self.draft_mtp}
+                tokens, parent, qs, dists, fed, calls, source = draft[self.heads.kind](depth)
         else:
             draft = {"medusa": self.draft_medusa, "eagle": self.draft_eagle, "mtp": self.draft_mtp}[opt.method]
             tokens, parent, qs, dists, fed, calls, source = draft(depth)

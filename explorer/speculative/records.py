@@ -147,7 +147,7 @@ class SpecOptions:
         values = {n: getattr(self, n) for n in names}
         values["top_k"] = self.top_k or 0
         SPECULATE.check(values)
-        if self.method in HEAD_METHODS:
+        if self.method in HEAD_METHODS:  # (prompt lookup takes any heads as its fallback)
             if heads_kind != self.method:
                 have = f"{heads_kind} heads are loaded" if heads_kind else "no heads are loaded"
                 raise ExplorerError(f"{self.method} drafting needs {self.method} heads (--heads DIR); {have}")
