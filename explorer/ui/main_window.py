@@ -302,6 +302,9 @@ class MainWindow(QMainWindow):
         self.recent_menu = file.addMenu("Recent models")
         self._rebuild_recent()
         file.addSeparator()
+        file.addAction("Open run…", lambda: self._run_file_dialog("open"))  # prompt-set runs (promptset view)
+        file.addAction("Save run…", lambda: self._run_file_dialog("save"))
+        file.addSeparator()
         self._shortcut_action(file, "Export view as PNG…", ["Ctrl+E"], self._export_png_dialog)
         self._shortcut_action(file, "Export data (JSON/CSV)…", ["Ctrl+Shift+E"], self._export_data_dialog)
         self.record_action = self._shortcut_action(file, "Record view…", ["Ctrl+Shift+R"], self._record_dialog)
@@ -776,6 +779,19 @@ class MainWindow(QMainWindow):
         try:
             self.start_recording(**dialog.values())
         except (ExplorerError, OSError) as exc:
+            self._show_error(str(exc))
+
+    def _run_file_dialog(self, what: str) -> None:
+        """File › Open run… / Save run…: prompt-set run files; the promptset view reads and writes them."""
+        view = self.views["promptset"]
+        try:
+            if what == "open" and view.open_run_dialog(self):
+                if self._job_view is view:
+                    self.worker.cancel()  # the set it was computing is no longer shown
+                self.select_view("promptset")
+            elif what == "save":
+                view.save_run_dialog(self)
+        except ExplorerError as exc:
             self._show_error(str(exc))
 
     def _guard(self, fn) -> None:
