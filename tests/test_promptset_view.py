@@ -224,3 +224,28 @@ def test_screenshot_of_a_stored_run(run_file, tmp_path, capsys):
     assert "give --run RUN.jsonl" in capsys.readouterr().err
     assert main(argv[:-4] + ["--set", "prompt=nope"]) == 2
     assert "the run has no prompt 'nope'" in capsys.readouterr().err
+
+
+def test_file_menu_opens_and_saves_runs(qtbot, run_file, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from explorer.ui.main_window import MainWindow
+
+    path, _ = run_file
+    win = MainWindow(Session(), settings=qsettings())
+    qtbot.addWidget(win)
+    win.show()
+    actions = {a.text(): a for a in win.menuBar().actions()[0].menu().actions()}
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    actions["Open run…"].trigger()
+    view = win.views["promptset"]
+    assert win.active_view is view and view.proxy.rowCount() == 3 and win.player.count == len(view.records) > 0
+    saved = tmp_path / "saved.jsonl"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(saved), ""))
+    actions["Save run…"].trigger()
+    assert saved.read_bytes() == path.read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("nope\n")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    actions["Open run…"].trigger()
+    assert "not an explorer run file" in win.last_error and view.proxy.rowCount() == 3  # the shown run stays
