@@ -13,6 +13,7 @@ from PySide6.QtCore import QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from explorer.session import Session  # noqa: E402
+from explorer.speculative import stats as spec_stats  # noqa: E402
 from explorer.speculative.records import DraftTree  # noqa: E402
 from explorer.ui.app import render_view  # noqa: E402
 
@@ -116,6 +117,12 @@ def test_clicking_a_faded_node_selects_it_and_says_why_it_has_no_decision(qtbot)
         view.render(empty)
         assert view.decision_plot.getAxis("left")._tickLevels == [[], []]
         assert "nothing was drafted" in view.decision_plot.getPlotItem().titleLabel.text
+        if hasattr(spec_stats, "per_head_acceptance"):  # drafting heads: which head proposed each node
+            for rec in view.records:
+                rec.tree.source = rec.tree.depth - 1  # as Medusa: head k drafts depth k + 1
+            view.show_step(step)
+            assert "proposed by head" in view._node_tip(data=0)
+            assert len(view.head_bars.opts["height"]) >= 1
         view.clear()  # no records: no default axes
         assert not view.mask_plot.getPlotItem().getAxis("bottom").isVisible()
     finally:

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from ...models.generate import generate
 from ...models.text import visible_token
 from ...session import Session
+from ...speculative import stats as spec_stats
 from ...speculative.engine import speculate
 from ...speculative.options import VIEW as SPECULATIVE_VIEW
 from ...speculative.records import SpecOptions, StepRecord
@@ -83,6 +84,7 @@ class SpeculativeView(View):
         self.mask_plot = static_plot(self, "tree attention mask")
         self.mask_plot.invertY(True)
         self.mask_plot.setAspectLocked(True)
+        self.mask_plot.getViewBox().sigResized.connect(lambda *_: self._mask_ticks())
         self.mask_image = pg.ImageItem(axisOrder="row-major")
         self.mask_plot.addItem(self.mask_image)
         self.mask_text = QLabel(self)
@@ -97,6 +99,8 @@ class SpeculativeView(View):
         self.pos_plot.setYRange(0, 1.05, padding=0)
         self.pos_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
         self.pos_plot.addItem(self.pos_bars)
+        self.head_bars = pg.BarGraphItem(x=[], height=[], width=0.35)  # drafting heads: acceptance per head
+        self.pos_plot.addItem(self.head_bars)
 
         grid = QGridLayout()
         grid.addWidget(self.text, 0, 0, 1, 2)
@@ -146,7 +150,8 @@ class SpeculativeView(View):
             tree_topk=self.tree_topk.value(),
             tree_budget=self.tree_budget.value(),
         )
-        options.check(draft is not None)
+        heads = session.heads_for(options.method)  # draft heads on the target (medusa, eagle, mtp), else None
+        options.check(draft is not None, heads.kind if heads is not None else None)
         max_new = self.max_new.value()
         self.meta = {
             "target": str(target.path),
@@ -163,7 +168,7 @@ class SpeculativeView(View):
             t0 = time.perf_counter()
             base = generate(target, prompt_ids, max_new, temperature, None, options.seed)
             meta["target_only"] = {"tokens": base, "seconds": time.perf_counter() - t0}
-            yield from speculate(target, draft, prompt_ids, max_new, options)
+            yield from speculate(target, draft, prompt_ids, max_new, options, heads)
 
         return job
 
@@ -175,6 +180,7 @@ class SpeculativeView(View):
         self.edges.setPen(pg.mkPen(theme.muted, width=1.5))
         self.hist_bars.setOpts(brush=theme.bar, pen=None)
         self.pos_bars.setOpts(brush=theme.bar, pen=None)
+        self.head_bars.setOpts(brush=ORIGIN_COLORS["accepted"], pen=None)
         self.p_bars.setOpts(brush=theme.bar, pen=None)
         self.q_bars.setOpts(brush=theme.accent, pen=None)
         self.mask_image.setLookupTable(
@@ -224,6 +230,7 @@ class SpeculativeView(View):
             self.q_bars.setOpts(x0=[], y=[], width=[])
             self.hist_bars.setOpts(x=[], height=[])
             self.pos_bars.setOpts(x=[], height=[])
+            self.head_bars.setOpts(x=[], height=[])
             return
         if self._selected_step != r.step:  # a new step: show the decision that ended its walk
             self._selected_step = r.step
@@ -581,20 +588,27 @@ class SpeculativeView(View):
         self.mask_image.setRect(0, 0, n, n)
         pad = max(0.04 * n, 0.15)  # the border cells whole, not cut by the frame
         self.mask_plot.setRange(xRange=(-pad, n + pad), yRange=(-pad, n + pad), padding=0)
-        # cell i spans [i, i + 1]: its whole-number label in the middle (0 = the root), thinned to fit
-        vb = self.mask_plot.getViewBox()
-        side = max(min(vb.width(), vb.height()), 40.0)
-        every = max(1, int(np.ceil(n * QFontMetrics(self._font).horizontalAdvance("000") / side)))
-        every = next(e for e in (1, 2, 5, 10, 20, 50, 100) if e >= every)
-        ticks = [(i + 0.5, str(i)) for i in range(0, n, every)]
-        for axis in ("left", "bottom"):
-            self.mask_plot.getAxis(axis).setTicks([ticks, []])
+        self._mask_n = n
+        self._mask_ticks()
         kept = r.target_slots_kept
         pos = _runs(r.position_ids.tolist())
         self.mask_text.setText(
             f"position ids: {pos}<br>KV: target {r.target_slots_verified} slots → kept {len(kept)} new, "
             f"draft kept {len(r.draft_slots_kept)}"
         )
+
+    def _mask_ticks(self) -> None:
+        """Cell i spans [i, i + 1]: its whole-number label in the middle (0 = the root), thinned to fit."""
+        n = getattr(self, "_mask_n", 0)
+        if not n:
+            return
+        vb = self.mask_plot.getViewBox()
+        side = max(min(vb.width(), vb.height()), 40.0)
+        every = max(1, int(np.ceil(n * 1.6 * QFontMetrics(self._font).horizontalAdvance("00") / side)))
+        every = next(e for e in (1, 2, 5, 10, 20, 50, 100) if e >= every)
+        ticks = [(i + 0.5, str(i)) for i in range(0, n, every)]
+        for axis in ("left", "bottom"):
+            self.mask_plot.getAxis(axis).setTicks([ticks, []])
 
     def _render_stats(self, r: StepRecord) -> None:
         upto = self.records[: r.step + 1]
@@ -609,7 +623,26 @@ class SpeculativeView(View):
         left.setTickSpacing(*((1, 1) if top <= 8 else ()))  # counts: whole numbers while they are few
         depth = max((int(s.tree.depth.max()) for s in upto if len(s.tree.tokens)), default=0)
         rates = [float((lengths > d).mean()) for d in range(depth)]
-        self.pos_bars.setOpts(x=np.arange(1, depth + 1), height=rates)
+        per_head_fn = getattr(spec_stats, "per_head_acceptance", None)  # drafting heads (Medusa, EAGLE, MTP)
+        per_head = per_head_fn(upto) if per_head_fn is not None else None
+        if per_head:  # head k proposes position k + 1: its bar stands next to that position's
+            self.pos_bars.setOpts(x=np.arange(1, depth + 1) - 0.18, height=rates, width=0.35)
+            self.head_bars.setOpts(x=np.arange(1, len(per_head) + 1) + 0.18, height=per_head, width=0.35)
+            depth = max(depth, len(per_head))
+            th = self.theme
+            self._fit_title(
+                self.pos_plot,
+                [
+                    f"α: <span style='color:{th.bar}'>■ per position</span> "
+                    f"<span style='color:{ORIGIN_COLORS['accepted']}'>■ per head</span>",
+                    f"<span style='color:{th.bar}'>■ α</span> <span style='color:{ORIGIN_COLORS['accepted']}'>"
+                    "■ head</span>",
+                ],
+            )
+        else:
+            self.pos_bars.setOpts(x=np.arange(1, depth + 1), height=rates, width=0.7)
+            self.head_bars.setOpts(x=[], height=[])
+            self._fit_title(self.pos_plot, ["α per position"])
         self.pos_plot.setXRange(0.4, max(depth, 1) + 0.6, padding=0)
         self.pos_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, depth + 1)]])
 
