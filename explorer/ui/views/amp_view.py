@@ -55,9 +55,11 @@ class AmpView(View):
             text = pg.TextItem(label, anchor=(0.5, 0), color=color)
             self.hist_plot.addItem(text)
             self.regions.append((region, text, lo, hi))
+        # the fp32 reference first, under the fp16 curves: it shows where it runs on below them (under 2^-24)
+        self.reference_curve = self.hist_plot.plot([], [], stepMode="center")
         self.unscaled_curve = self.hist_plot.plot([], [], stepMode="center")
         self.scaled_curve = self.hist_plot.plot([], [], stepMode="center")
-        self.reference_curve = self.hist_plot.plot([], [], stepMode="center")  # on top: dashed over the others
+        self.hist_plot.getViewBox().sigResized.connect(lambda *_: self._set_hist_title(self._shown_record()))
         self.nonfinite_text = pg.TextItem(anchor=(1, 0))  # "86% inf/NaN (not drawn)": the bins hold finite values
         self.hist_plot.addItem(self.nonfinite_text, ignoreBounds=True)
         self.hint = pg.TextItem(anchor=(0.5, 0.5))
@@ -167,7 +169,7 @@ class AmpView(View):
             theme_plot(plot, theme)
         self.unscaled_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.scaled_curve.setPen(pg.mkPen(theme.accent, width=2))
-        self.reference_curve.setPen(pg.mkPen(theme.text, width=1.5, style=Qt.PenStyle.DashLine))
+        self.reference_curve.setPen(pg.mkPen(theme.muted, width=3, style=Qt.PenStyle.DotLine))
         self.nonfinite_text.setColor("#e4572e")
         self.scale_curve.setPen(pg.mkPen(theme.bar, width=2))
         self.loss_curve.setPen(pg.mkPen(theme.muted, width=1.5))
@@ -380,6 +382,9 @@ class AmpView(View):
             f"{stopped}"
         )
 
+    def _shown_record(self) -> StepRecord | None:
+        return self.records[self.current] if 0 <= self.current < len(self.records) else None
+
     def _set_hist_title(self, r: StepRecord | None) -> None:
         """The histogram's legend lives in its title (a legend box inside the plot covered the bars), in the
         longest wording that fits the plot's width."""
@@ -391,7 +396,7 @@ class AmpView(View):
             for un, sc, fp in (("unscaled g", "scaled g × S", "fp32 reference"), ("g", "g × S", "fp32")):
                 html = (
                     f"<span style='color:{th.bar}'>━ {un}</span> &nbsp;<span style='color:{th.accent}'>━ {sc}</span>"
-                    + (f" &nbsp;<span style='color:{th.text}'>┅ {fp}</span>" if ref else "")
+                    + (f" &nbsp;<span style='color:{th.muted}'>┅ {fp}</span>" if ref else "")
                 )
                 variants.append((html, f"━ {un}  ━ {sc}" + (f"  ┅ {fp}" if ref else "")))
         fm = QFontMetrics(self._font)
