@@ -40,13 +40,18 @@ def screenshot_run_file(args: argparse.Namespace) -> int:
     from ..atomic import check_output
     from ..recording.video import parse_size
     from ..speculative.runs import read_run
-    from .screenshot import parse_settings
 
     if args.run is None:
         raise ExplorerError("--view promptset shows a stored run: give --run RUN.jsonl")
     if args.view not in ("promptset", "speculative"):
         raise ExplorerError(f"--run goes with --view promptset (or speculative), not {args.view}")
-    settings = parse_settings(args.set)
+    settings = {}
+    for item in args.set:  # --set prompt=ID --set config=N
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ExplorerError(f"--set takes KEY=VALUE (prompt=ID or config=N), got {item!r}")
+        value = value.strip().strip('"')
+        settings[key.strip()] = int(value) if key.strip() == "config" and value.lstrip("-").isdigit() else value
     unknown = set(settings) - {"prompt", "config"}
     if unknown:
         raise ExplorerError(f"the promptset view has no setting {sorted(unknown)[0]!r} (its settings: prompt, config)")
@@ -76,10 +81,11 @@ def base_values(args: argparse.Namespace, method: str) -> tuple[dict, bool]:
     return values, explicit
 
 
-def speculate_set(args: argparse.Namespace, method: str) -> int:
+def speculate_set(args: argparse.Namespace, method: str, load_heads_for=None, heads_kind=None) -> int:
     """Every prompt of --prompts (or the one --prompt) under the base options and each --compare, streamed into
     --out (resumed when it holds the same run), one line per prompt and configuration on stdout (JSON with --json),
-    then the aggregates."""
+    then the aggregates. ``load_heads_for(target, method, dir)`` and ``heads_kind(dir)`` load draft heads (passed
+    in by explorer/cli/speculate.py, which owns --heads)."""
     from ..atomic import check_output
     from ..models.checkpoint import default_model_dirs, load_model
     from ..session import DEFAULT_PROMPT
@@ -100,9 +106,6 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     configs += [parse_compare(text, base, explicit_accept) for text in args.compare]
     check_configurations([c for c in configs if not c.uses_heads], has_draft=True)  # before any model loads
     heads_dir = getattr(args, "heads", None)  # --heads DIR (draft heads: medusa, eagle, mtp)
-    if heads_dir is None and any(c.uses_heads for c in configs):
-        raise ExplorerError(f"{configs[0].values['method'] if configs[0].uses_heads else 'a compared'} "
-                            "configuration drafts with heads: give --heads DIR")  # fmt: skip
     if args.prompts is not None:
         prompts = read_prompt_set(args.prompts)
     else:
@@ -116,12 +119,14 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     if needs_draft and args.draft is None and args.model is not None and method == "lookup":
         raise ExplorerError("a compared configuration drafts with a model: give --draft DIR")
     draft = load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device) if needs_draft else None
-    heads = None
-    if heads_dir is not None and any(c.uses_heads for c in configs):
-        from ..speculative.heads import load_heads
-
-        heads = load_heads(heads_dir, target)
-    check_configurations(configs, has_draft=draft is not None, heads_kind=heads.kind if heads else None)
+    heads = {}  # method -> heads: each head method's own (--heads DIR or found beside the target)
+    for c in configs if load_heads_for is not None else []:
+        m = c.values["method"]
+        if c.uses_heads and m not in heads:
+            heads[m] = load_heads_for(target, m, heads_dir if heads_dir and heads_kind(heads_dir) == m else None)
+        elif m == "lookup" and heads_dir and m not in heads:  # heads guess where no n-gram matches
+            heads[m] = load_heads_for(target, heads_kind(heads_dir), heads_dir)
+    check_configurations(configs, has_draft=draft is not None, heads=heads)
     chat_all, system = bool(getattr(args, "chat", None)), getattr(args, "system", None)
     ignore_eos = bool(getattr(args, "ignore_eos", None))
     if ignore_eos:

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prompts is not None or args.out or args.compare:  # a prompt set: explorer/cli/open.py
         from .open import speculate_set
 
-        return speculate_set(args, method)
+        return speculate_set(args, method, load_heads_for, heads_kind)
     prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
     accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
     options = SpecOptions(

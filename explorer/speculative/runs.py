@@ -120,12 +120,13 @@ def parse_compare(text: str, base: dict[str, Any], explicit_accept: bool = False
     return Configuration(key, values)
 
 
-def check_configurations(configs: list[Configuration], has_draft: bool, heads_kind: str | None = None) -> None:
-    """Each configuration's options and combinations (``heads_kind``: the kind of the heads loaded, if any)."""
+def check_configurations(configs: list[Configuration], has_draft: bool, heads: dict | None = None) -> None:
+    """Each configuration's options and combinations (``heads``: method -> the heads loaded for it)."""
     keys = [c.key for c in configs]
     for c in configs:
+        h = (heads or {}).get(c.values.get("method"))
         try:
-            c.options().check(has_draft or not c.uses_draft, *([heads_kind] if heads_kind else []))
+            c.options().check(has_draft or not c.uses_draft, heads_kind=h.kind if h is not None else None)
         except ExplorerError as exc:
             raise ExplorerError(f"configuration {c.key}: {exc}") from None
         if keys.count(c.key) > 1:
@@ -158,8 +159,7 @@ def model_identity(lm) -> dict | None:
 def make_header(prompts: list[Prompt], configs: list[Configuration], target, draft, seed: int,
                 prompts_file: str | None = None, encoding: dict | None = None, heads=None) -> dict:  # fmt: skip
     """``encoding``: how prompts became ids beyond each prompt's own chat flag (--chat, --system, --ignore-eos);
-    ``heads``: the draft heads (explorer.speculative.heads.Heads) when a configuration drafts with them."""
-    uses_heads = heads is not None and any(c.uses_heads for c in configs)
+    ``heads``: method -> the draft heads (explorer.speculative.heads.Heads) the configurations draft with."""
     return {
         "kind": RUN_KIND,
         "version": RUN_VERSION,
@@ -168,7 +168,8 @@ def make_header(prompts: list[Prompt], configs: list[Configuration], target, dra
         "seed": seed,
         "target": model_identity(target),
         "draft": model_identity(draft) if any(c.uses_draft for c in configs) else None,
-        **({"heads": {"kind": heads.kind, "name": heads.name, "path": str(heads.path)}} if uses_heads else {}),
+        **({"heads": {m: {"kind": h.kind, "name": h.name, "path": str(h.path)} for m, h in heads.items()}}
+           if heads else {}),  # fmt: skip
         "configurations": [c.as_dict() for c in configs],
         "encoding": encoding or {},
         "prompts": [p.as_dict() for p in prompts],
@@ -489,7 +490,8 @@ def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Config
     opt = config.options()
     max_new = config.max_new
     t0 = time.perf_counter()
-    extra = {"heads": heads} if heads is not None and config.uses_heads else {}
+    h = (heads or {}).get(config.values.get("method"))  # a head method's heads, or lookup's fallback
+    extra = {"heads": h} if h is not None else {}
     spec = Speculator(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, **extra)
     steps = []
     while not spec.done:
