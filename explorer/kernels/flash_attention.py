@@ -46,6 +46,7 @@ import os
 import torch
 from torch import Tensor
 
+from ..errors import ExplorerError
 from .tiled_torch import LOG2E, FlashResult, cdiv, check_inputs, tiled_attention
 
 if not torch.cuda.is_available():  # must happen before triton is imported (it decides at @jit time)
@@ -360,24 +361,64 @@ def flash_attention(
     return res
 
 
+# Shared memory one block may use (the opt-in maximum), by compute capability: A100 163 KB; RTX 30xx/40xx and
+# other sm_86/sm_89 parts 99 KB; H100 227 KB. Triton refuses a kernel above the device's own limit at launch.
+SHARED_MEMORY_LIMITS = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
+
+
+def padded_head_dim(head_dim: int) -> int:
+    """The kernel's BLOCK_D: head_dim padded to a power of two, at least 16."""
+    return max(16, 1 << (head_dim - 1).bit_length())
+
+
+def launch_options(head_dim: int) -> list[dict[str, int]]:
+    """The compiled launch options to try, best first: two K/V pipeline stages, then one (half the shared memory).
+    The launcher takes the first whose kernel fits the device; ``benchmarks/gpu_check.py --compile-only`` compiles
+    the same list for sm_80/86/89/90 without a GPU."""
+    warps = 4 if padded_head_dim(head_dim) <= 64 else 8
+    return [{"num_warps": warps, "num_stages": 2}, {"num_warps": warps, "num_stages": 1}]
+
+
+def kernel_constants(dtype: torch.dtype, block_m: int, block_n: int, head_dim: int, causal: bool, has_mask: bool,
+                     trace: bool, interpreted: bool = False) -> dict:  # fmt: skip
+    """The kernel's compile-time constants, shared by the launcher and the ahead-of-time compile check."""
+    return dict(
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=padded_head_dim(head_dim),
+        CAUSAL=bool(causal), HAS_MASK=bool(has_mask), TRACE=bool(trace),
+        UPCAST=interpreted, ROUND_BF16=interpreted and dtype == torch.bfloat16,
+        PRECISION="ieee" if dtype == torch.float32 else None,
+    )  # fmt: skip
+
+
 def _launch(q, k, v, o, lse, mask_arg, mask_strides, tm, tl_, ta, ts, H, Hkv, T, S, D, NQ, NKV, scale,
             block_m, block_n, causal, has_mask, trace, interpreted):  # fmt: skip
     B = q.shape[0]
-    block_d = max(16, triton.next_power_of_2(D))
-    extra = {}
-    if not interpreted:
-        kv_stage = 2 * block_n * block_d * q.element_size()  # one K and one V tile in shared memory
-        extra = {"num_warps": 4 if block_d <= 64 else 8, "num_stages": 2 if 2 * kv_stage <= 96 * 1024 else 1}
-    _flash_fwd[(NQ, B * H)](
+    args = (
         q, k, v, o, lse, mask_arg, tm, tl_, ta, ts,
         *q.stride(), *k.stride(), *v.stride(), *o.stride(), *mask_strides,
         H, H // Hkv, T, S, D, NQ, NKV, scale * LOG2E,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        CAUSAL=bool(causal), HAS_MASK=has_mask, TRACE=bool(trace),
-        UPCAST=interpreted, ROUND_BF16=interpreted and q.dtype == torch.bfloat16,
-        PRECISION="ieee" if q.dtype == torch.float32 else None,
-        **extra,
     )  # fmt: skip
+    constants = kernel_constants(q.dtype, block_m, block_n, D, causal, has_mask, trace, interpreted)
+    if interpreted:
+        _flash_fwd[(NQ, B * H)](*args, **constants)
+        return
+    from triton.runtime.errors import OutOfResources
+
+    refused = None
+    for options in launch_options(D):
+        try:  # triton checks the compiled kernel's shared memory against the device before it runs anything
+            _flash_fwd[(NQ, B * H)](*args, **constants, **options)
+            return
+        except OutOfResources as exc:
+            if exc.name != "shared memory":
+                raise
+            refused = exc
+    dtype = str(q.dtype).removeprefix("torch.")
+    hint = "smaller blocks" + (", or float16/bfloat16" if q.dtype == torch.float32 else "")
+    raise ExplorerError(
+        f"FlashAttention tiles {block_m}x{block_n} at head_dim {D} in {dtype} need {refused.required // 1024} KB of "
+        f"shared memory; this GPU allows {refused.limit // 1024} KB per block: choose {hint}"
+    )
 
 
 def attention_trace(
