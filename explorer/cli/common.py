@@ -49,6 +49,14 @@ def prepare_prompt(lm, prompt: str, args: argparse.Namespace) -> list[int]:
     return lm.prompt_ids(prompt, chat=bool(getattr(args, "chat", None)), system=getattr(args, "system", None))
 
 
+def with_prompt_options(session, args: argparse.Namespace):
+    """A Session with --chat, --system and --ignore-eos applied (the GUI and screenshots)."""
+    session.chat = bool(getattr(args, "chat", None))
+    session.system = getattr(args, "system", None)
+    session.ignore_eos = bool(getattr(args, "ignore_eos", None))
+    return session
+
+
 def model_args(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name, None) for name in MODEL_FLAGS}
 

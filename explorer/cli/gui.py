@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import ExplorerError
+from .common import with_prompt_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
         from ..ui.app import make_session, run_gui
     except ImportError as exc:
         raise ExplorerError(f"the GUI needs PySide6 and pyqtgraph ({exc})") from None
-    session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
+    session = with_prompt_options(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), args)
     return run_gui(session, theme=args.theme or "light")

@@ -6,7 +6,7 @@ import argparse
 
 from ..atomic import check_output
 from ..errors import ExplorerError
-from .common import add_model_options
+from .common import add_model_options, with_prompt_options
 
 VIEW_NAMES = ("generate", "attention", "speculative", "amp")
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, (".png",), "--out")  # before any work
     from ..ui.app import make_session, screenshot
 
-    session = make_session(args.model, args.draft, args.prompt, args.device, args.dtype)
+    session = with_prompt_options(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), args)
     out = screenshot(
         session, args.view, args.out, size, step=args.step, theme=args.theme or "light",
         settings=settings,
