@@ -71,8 +71,8 @@ def method_of(args: argparse.Namespace) -> str:
     if args.lookup and method not in (None, "lookup"):
         raise ExplorerError(f"--lookup and --method {method} contradict each other")
     method = method or ("lookup" if args.lookup else "tree" if tree else "chain")
-    if method != "tree" and tree:
-        raise ExplorerError(f"--tree-depth, --tree-topk and --tree-budget go with tree drafting, not {method}")
+    if method not in ("tree", "eagle") and tree:
+        raise ExplorerError(f"--tree-depth, --tree-topk and --tree-budget go with tree or eagle drafting, not {method}")
     if method == "lookup" and args.draft:
         raise ExplorerError("prompt lookup drafts without a draft model; it cannot be combined with --draft")
     if method in HEAD_METHODS and args.draft:
