@@ -70,7 +70,8 @@ def resolve_repo_id(text: str) -> Path:
     at = f"@{revision}" if revision else ""
     if offline():
         raise ExplorerError(
-            f"model {repo}{at} is not in the Hugging Face cache {cache} and downloads are off (HF_HUB_OFFLINE=1)"
+            f"model {repo}{at} is not in the Hugging Face cache {cache} and downloads are off (HF_HUB_OFFLINE=1); "
+            f"no local directory {text} either"
         )
     try:
         return Path(snapshot_download(**kwargs))
