@@ -738,48 +738,71 @@ def test_closed_pipe_is_quiet(model_dir):
     assert p.returncode in (0, 141)
 
 
-def test_signals_while_recording_keep_the_old_files(model_dir, tmp_path):
-    """SIGINT and SIGTERM while `explorer record` writes over an earlier MP4 or frames directory: the old output
-    is byte for byte as it was and no partial file is left. The three recordings run at once."""
-    cases = {"int-mp4": (signal.SIGINT, ".mp4"), "term-mp4": (signal.SIGTERM, ".mp4"), "term-png": (signal.SIGTERM, "")}
+def previous_output(folder: Path, suffix: str) -> tuple[Path, dict[str, bytes]]:
+    """An earlier recording at ``folder/previous{suffix}`` (a file, or a frames directory with a file of the
+    user's) and its bytes."""
+    out = folder / f"previous{suffix}"
+    if suffix:
+        out.write_bytes(b"the previous video")
+    else:
+        out.mkdir()
+        (out / "frame_00000.png").write_bytes(b"old frame")
+        (out / "notes.txt").write_text("mine")
+    return out, snapshot(out)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in ([out] if out.is_file() else sorted(out.iterdir()))}
+
+
+def record_argv(model_dir: Path, out: Path) -> list[str]:
+    """A long recording (2 steps x 60 s at 30 fps) of a tiny run: the signal always comes while it writes."""
+    return ["record", "--view", "generate", "--model", str(model_dir), "--set", "max_new=2", "--seconds-per-step",
+            "60", "--fps", "30", "--size", "320x240", "--out", str(out), "--quiet"]  # fmt: skip
+
+
+def signal_when_writing(folder: Path, sig: int, pid: int, deadline_s: float = 100.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not any(".partial-" in p.name for p in folder.iterdir()):  # the writer has started
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+    time.sleep(0.3)
+    os.kill(pid, sig)
+
+
+@pytest.mark.parametrize("sig,suffix", [(signal.SIGINT, ".mp4"), (signal.SIGTERM, "")], ids=["int-mp4", "term-png"])
+def test_signal_while_recording_keeps_the_old_output(capsys, model_dir, tmp_path, sig, suffix):
+    """SIGINT / SIGTERM (sent to this process while ``explorer record`` runs in it) while the recording overwrites
+    an earlier one: the old output is byte for byte as it was, and no partial file is left."""
+    import threading
+
+    out, before = previous_output(tmp_path, suffix)
+    sender = threading.Thread(target=signal_when_writing, args=(tmp_path, sig, os.getpid()), daemon=True)
+    sender.start()
+    code, _, err = cli(capsys, *record_argv(model_dir, out))
+    sender.join()
+    assert code == (143 if sig == signal.SIGTERM else 130), err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_sigterm_to_a_recording_process_keeps_the_old_video(model_dir, tmp_path):
+    """The same from outside: `kill PID` while `python -m explorer record` overwrites an MP4."""
+    out, before = previous_output(tmp_path, ".mp4")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    runs = {}
-    for name, (sig, suffix) in cases.items():
-        folder = tmp_path / name
-        folder.mkdir()
-        out = folder / f"previous{suffix}"
-        if suffix:
-            out.write_bytes(b"the previous video")
-        else:
-            out.mkdir()
-            (out / "frame_00000.png").write_bytes(b"old frame")
-            (out / "notes.txt").write_text("mine")
-        before = {p.name: p.read_bytes() for p in ([out] if suffix else out.iterdir())}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "explorer", "record", "--view", "generate", "--model", str(model_dir), "--set",
-             "max_new=2", "--seconds-per-step", "60", "--fps", "30", "--size", "320x240", "--out", str(out)],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        runs[name] = (sig, suffix, folder, out, before, proc)
-    deadline = time.monotonic() + 100
-    waiting = dict(runs)
-    while waiting:
-        for name, (sig, _, folder, _, _, proc) in list(waiting.items()):
-            if any(".partial-" in p.name for p in folder.iterdir()):  # the writer has started
-                time.sleep(0.3)
-                proc.send_signal(sig)
-                del waiting[name]
-            else:
-                assert proc.poll() is None, (name, proc.communicate())
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for name, (sig, suffix, folder, out, before, proc) in runs.items():
+    proc = subprocess.Popen([sys.executable, "-m", "explorer", *record_argv(model_dir, out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        signal_when_writing(tmp_path, signal.SIGTERM, proc.pid)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == (128 + sig if sig == signal.SIGTERM else 130), (name, err)
-        assert b"Traceback" not in err and b"Error" not in err, (name, err)
-        after = {p.name: p.read_bytes() for p in ([out] if suffix else out.iterdir())}
-        assert after == before, name
-        assert sorted(p.name for p in folder.iterdir()) == [out.name], name
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert b"Traceback" not in err and b"Error" not in err, err
+    assert snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
 def test_recording_over_a_file_replaces_it_whole(capsys, model_dir, tmp_path):
