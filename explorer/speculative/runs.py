@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import mmap
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +73,12 @@ class Configuration:
         """Short words for a column header: ``chain γ=3``, ``tree 5/4/24``, ``lookup γ=3`` (+ accept, T)."""
         v = self.values
         m = v.get("method", "chain")
-        what = f"tree {v['tree_depth']}/{v['tree_topk']}/{v['tree_budget']}" if m == "tree" else f"{m} γ={v['gamma']}"
+        if m in ("tree", "eagle"):
+            what = f"{m} {v['tree_depth']}/{v['tree_topk']}/{v['tree_budget']}"
+        elif m == "medusa":
+            what = "medusa" + (f" {v['medusa_tree']}" if v.get("medusa_tree") else "")
+        else:
+            what = f"{m} γ={v['gamma']}"
         if v.get("accept", "greedy") != "greedy":
             what += f" {v['accept']}"
         if v.get("temperature", 0):
@@ -221,7 +227,9 @@ class PromptResult:
             "stats": self.stats,
             "target_only": self.target_only,
             "step_rows": self.step_rows.tolist(),
-            "decisions": [[int(x) if i not in (3, 4) else float(x) for i, x in enumerate(r)] for r in self.decisions],
+            # q and p to 6 decimals (the steps line keeps them exact): half the bytes a reopened run parses
+            "decisions": [[int(x) if i not in (3, 4) else round(float(x), 6) for i, x in enumerate(r)]
+                          for r in self.decisions],  # fmt: skip
             "texts": {str(k): v for k, v in self.texts.items()},
         }
 
@@ -381,39 +389,58 @@ def _check_header(header: Any, where: str) -> dict:
 
 def read_run(path: str | Path) -> Run:
     """Open a run file: the header and every complete result (steps stay on disk until asked for). A cut-off
-    last line (an interrupted run) is ignored; anything else malformed is one error line naming the line."""
+    last line (an interrupted run) is ignored; anything else malformed is one error line naming the line.
+
+    The file is memory-mapped and steps lines are skipped by their first bytes, never copied: opening a
+    1,000-prompt run reads only its small result lines."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     except OSError as exc:
         raise RunFileError(f"cannot read run file {path}: {exc.strerror}") from None
-    if not data.strip():
-        raise RunFileError(f"{path}: empty file, not an explorer run")
-    lines = data.split(b"\n")
-    # The last element is b"" for a file that ends with a newline, else a cut-off line.
     try:
-        header = json.loads(lines[0])
+        return _parse_run(path, data, size)
+    finally:
+        if size:
+            data.close()
+
+
+def _parse_run(path: Path, data, size: int) -> Run:
+    first_end = data.find(b"\n")
+    first = bytes(data[: first_end if first_end >= 0 else size])
+    if not first.strip():
+        raise RunFileError(f"{path}: empty file, not an explorer run")
+    try:
+        header = json.loads(first)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise RunFileError(f"{path}, line 1: not JSON: not an explorer run file") from None
     run = Run(path, _check_header(header, str(path)))
+    if first_end < 0:
+        return run  # only a header, cut off: nothing complete yet
     n_configs = len(header["configurations"])
-    offset = len(lines[0]) + 1
-    run.complete_bytes = offset if len(lines) > 1 else 0
+    run.complete_bytes = first_end + 1
     steps_at: dict[tuple[str, int], int] = {}
-    last = len(lines) - 1
-    for i, line in enumerate(lines[1:], 1):
-        start, offset = offset, offset + len(line) + 1
-        if i == last:
-            break  # b"" after the final newline, or a line cut off while writing
-        if line.startswith(b'{"kind": "steps"'):
+    start, lineno = first_end + 1, 1
+    while start < size:
+        end = data.find(b"\n", start)
+        lineno += 1
+        if end < 0:
+            break  # a line cut off while writing
+        if data[start : start + 16] == b'{"kind": "steps"':
             # steps lines are parsed on demand; only where they start matters now
+            cut = data.find(b', "steps": ', start, min(end, start + 4096))
             try:
-                head = json.loads(line[: line.index(b', "steps": ')] + b"}")
+                head = json.loads(bytes(data[start:cut]) + b"}") if cut >= 0 else None
                 pid, config = head["prompt"], int(head["config"])
             except (ValueError, KeyError, TypeError):
-                raise RunFileError(f"{path}, line {i + 1}: a malformed steps line") from None
+                raise RunFileError(f"{path}, line {lineno}: a malformed steps line") from None
             steps_at[(str(pid), config)] = start
+            start = end + 1
             continue
+        line = bytes(data[start:end])
+        start = end + 1
         if not line.strip():
             continue
         try:
@@ -424,9 +451,9 @@ def read_run(path: str | Path) -> Run:
                 raise ValueError(f"configuration {d['config']} does not exist")
             result = PromptResult.from_summary(d, steps_at.get((str(d["prompt"]), int(d["config"]))))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RunFileError(f"{path}, line {i + 1}: not a run record ({exc})") from None
+            raise RunFileError(f"{path}, line {lineno}: not a run record ({exc})") from None
         run.results.append(result)
-        run.complete_bytes = offset
+        run.complete_bytes = end + 1
     return run
 
 
