@@ -57,6 +57,8 @@ def check_output(
         raise ExplorerError(f"{flag} {path} exists and is not a directory")
     folder = p if directory else p.parent
     folder = folder if str(folder) else Path(".")
+    if directory and not folder.exists() and folder.parent.is_dir():
+        folder = folder.parent  # the directory is made when the output is complete: its parent must be writable
     if not folder.is_dir():
         if folder.exists():
             raise ExplorerError(f"cannot write {flag} {path}: {folder} is not a directory")
