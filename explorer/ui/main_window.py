@@ -569,8 +569,13 @@ class MainWindow(QMainWindow):
         self.last_error = message
         box = QMessageBox(QMessageBox.Icon.Warning, "explorer", message, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(lambda *_: self._forget_error_box(box))  # closed boxes are deleted: drop the handle
         box.open()
         self.error_box = box
+
+    def _forget_error_box(self, box: QMessageBox) -> None:
+        if self.error_box is box:
+            self.error_box = None
 
     def _on_busy(self, busy: bool) -> None:
         self.progress.setRange(0, 0 if busy else 1)
@@ -644,6 +649,7 @@ class MainWindow(QMainWindow):
             self.presentation_hint.hide()
 
     def _show_presentation_hint(self) -> None:
+        self.presentation_hint.setFont(QApplication.font())  # the presentation's larger text
         self.presentation_hint.adjustSize()
         self._place_presentation_hint()
         self.presentation_hint.show()
@@ -652,7 +658,7 @@ class MainWindow(QMainWindow):
 
     def _place_presentation_hint(self) -> None:
         hint = self.presentation_hint
-        hint.move((self.width() - hint.width()) // 2, max(8, self.height() // 12))
+        hint.move((self.width() - hint.width()) // 2, (self.height() - hint.height()) * 2 // 5)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -669,6 +675,7 @@ class MainWindow(QMainWindow):
             if hasattr(view, "apply_font"):
                 view.apply_font(font)
         self._fit_panel()
+        QTimer.singleShot(0, self._fit_panel)  # again once the new font's layout requests are processed
         self._update_status()
 
     def _fit_panel(self) -> None:
