@@ -20,11 +20,13 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSplitter,
     QTableView,
     QToolButton,
@@ -293,7 +295,13 @@ class PromptSetView(View):
         grid.addWidget(self.category_plot, 0, 0)
         grid.addWidget(self.calibration_plot, 0, 1)
         grid.addWidget(self.position_plot, 0, 2)
-        grid.addWidget(self.summary, 1, 0, 1, 3)
+        summary = QScrollArea(self)  # long summaries scroll instead of squeezing the plots at 720p
+        summary.setWidget(self.summary)
+        summary.setWidgetResizable(True)
+        summary.setFrameShape(QFrame.Shape.NoFrame)
+        grid.addWidget(summary, 1, 0, 1, 3)
+        for plot in (self.category_plot, self.calibration_plot, self.position_plot):
+            plot.setMinimumHeight(120)
         for col, stretch in enumerate((4, 3, 3)):
             grid.setColumnStretch(col, stretch)
         grid.setRowStretch(0, 3)
