@@ -311,6 +311,7 @@ class PromptSetView(View):
         upper.addWidget(plots)
         upper.setStretchFactor(0, 1)
         upper.setStretchFactor(1, 1)
+        upper.setSizes([900, 1100])  # proportions: the plots and their summary need a little more
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.splitter.addWidget(upper)
         self.splitter.addWidget(self.replay)
