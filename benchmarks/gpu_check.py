@@ -146,11 +146,11 @@ def bench_kernel(device: str, sizes: list[int], dtype_name: str) -> list[dict]:
                 torch.cuda.synchronize()
             return (time.perf_counter() - t0) / repeat
 
-        qkv = dict(q=q, k=k, v=v)
+        qkv = (q, k, v)
         with torch.no_grad():
-            ours = timed(lambda qkv=qkv: kernel(**qkv, causal=True, trace=False))
-            traced = timed(lambda qkv=qkv: kernel(**qkv, causal=True, trace=True), repeat=1)
-            sdpa = timed(lambda qkv=qkv: F.scaled_dot_product_attention(**qkv, is_causal=True))
+            ours = timed(lambda qkv=qkv: kernel(*qkv, causal=True, trace=False))
+            traced = timed(lambda qkv=qkv: kernel(*qkv, causal=True, trace=True), repeat=1)
+            sdpa = timed(lambda qkv=qkv: F.scaled_dot_product_attention(*qkv, is_causal=True))
         flops = 2 * 2 * heads * n * n * d / 2  # causal: half of QK^T and PV
         rows.append(dict(n=n, kernel="triton" if use_triton else "torch-tiled", dtype=dtype_name,
                          tflops=flops / ours / 1e12, sdpa_tflops=flops / sdpa / 1e12,
