@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         self._pending_run = False
         self._loaded_fields: tuple[str, str, str, str] | None = None  # the model fields of the loaded pair
         self._loading_fields = self._loaded_fields
+        self._stale_empty: set = set()  # empty views still saying "load a model" after models loaded
         self.recording: GuiRecording | None = None
 
         reserve_gui_core()
@@ -507,9 +508,9 @@ class MainWindow(QMainWindow):
             self._remember(rec.target.path)
             self._update_status()
             for view in self.views.values():
-                view.models_loaded = True
-                if not view.records:
-                    view.show_step(-1)  # the empty view now says "press Run", not "load a model"
+                view.models_loaded = True  # an empty view now says "press Run", not "load a model"...
+            self._stale_empty = {v for v in self.views.values() if not v.records}
+            self._refresh_if_stale(self.active_view)  # ...the others when they are shown (each costs a render)
             return
         view = self._job_view
         if view is None:
@@ -584,10 +585,17 @@ class MainWindow(QMainWindow):
         self.load_button.setEnabled(not busy)
         self.run_action.setEnabled(not busy)
 
+    def _refresh_if_stale(self, view) -> None:
+        if view in self._stale_empty:
+            self._stale_empty.discard(view)
+            if not view.records:
+                view.show_step(-1)
+
     def _on_tab(self, index: int) -> None:
         self.stack.setCurrentIndex(index)
         self.settings_stack.setCurrentIndex(index)
         view = self.active_view
+        self._refresh_if_stale(view)
         self.player.pause()
         self.player.count = len(view.records)
         self.player.step = -1
