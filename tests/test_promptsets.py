@@ -292,3 +292,26 @@ def test_decision_rows_name_the_token_the_output_has_instead(full_run):
                     assert s.new_tokens[depth - 1] == int(s.target_argmax[parent + 1])
     rows = np.concatenate([r.decisions for r in live])
     assert rows.shape[1] == 8 and set(np.unique(rows[:, 5])) <= {0.0, 1.0}
+
+
+def test_trees_and_sampling_replay_exactly(pair, tmp_path):
+    """Tree masks, residual distributions, u draws and typical thresholds survive the run file bit for bit."""
+    target, draft = pair
+    base = base_values() | {"max_new": 6}
+    configs = [Configuration("base", base)] + [
+        parse_compare(text, base)
+        for text in ("method=tree,tree_depth=3,tree_budget=6", "temperature=0.8", "method=tree,temperature=0.8",
+                     "accept=typical")
+    ]  # fmt: skip
+    path = tmp_path / "run.jsonl"
+    with RunWriter(path, make_header(PROMPTS[:1], configs, target, draft, 0)) as writer:
+        live = list(run_prompt_set(target, draft, PROMPTS[:1], configs, writer))
+    run = read_run(path)
+    assert [c.describe() for c in run.configurations][1:] == [
+        "tree 3/4/6", "chain γ=3 sample T=0.8", "tree 5/4/24 sample T=0.8", "chain γ=3 typical"
+    ]  # fmt: skip
+    for a, b in zip(live, run.results, strict=True):
+        assert [s.as_dict() for s in run.load_steps(b)] == [s.as_dict() for s in a.steps]
+    sampled = [s for r in live if r.config in (2, 3) for s in r.steps]
+    assert any(d.u is not None for s in sampled for d in s.decisions)
+    assert any(s.mask is not None for r in live if r.config == 1 for s in r.steps)
