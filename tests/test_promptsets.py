@@ -315,3 +315,23 @@ def test_trees_and_sampling_replay_exactly(pair, tmp_path):
     sampled = [s for r in live if r.config in (2, 3) for s in r.steps]
     assert any(d.u is not None for s in sampled for d in s.decisions)
     assert any(s.mask is not None for r in live if r.config == 1 for s in r.steps)
+
+
+def test_spec_bench_turns_use_the_chat_template_when_there_is_one():
+    from types import SimpleNamespace
+
+    from explorer.speculative.promptsets import encode_prompt
+
+    calls = []
+
+    def fake(template):
+        return SimpleNamespace(
+            prompt_format=SimpleNamespace(chat_template=template),
+            encode=lambda text: calls.append(("plain", text)) or [1],
+            prompt_ids=lambda text, chat=False: calls.append(("chat" if chat else "plain", text)) or [2],
+        )
+
+    turn, code = Prompt("1", "Hi", "writing", chat=True), Prompt("2", "def f():", "code")
+    assert encode_prompt(fake("{{ messages }}"), turn) == [2] and calls[-1] == ("chat", "Hi")
+    assert encode_prompt(fake("{{ messages }}"), code) == [1] and calls[-1] == ("plain", "def f():")
+    assert encode_prompt(fake(None), turn) == [1] and calls[-1] == ("plain", "Hi")  # no template: plain text
