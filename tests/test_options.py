@@ -20,7 +20,7 @@ CASES = [
     (["speculate", "--tree-depth", "0"], "speculative", "tree_depth", "0", "must be an integer in 1..12 (got 0)"),
     (["speculate", "--gamma", "99"], "speculative", "gamma", "99", "must be an integer in 1..16 (got 99)"),
     (["speculate", "--method", "beam"], "speculative", "method", '"beam"',
-     "must be one of chain, tree, lookup (got 'beam')"),
+     "must be one of chain, tree, lookup, medusa, eagle, mtp (got 'beam')"),
     (["speculate", "--temperature", "nan"], "speculative", "temperature", "nan",
      "must be a finite number in 0..5 (got nan)"),
     (["generate", "--temperature", "-1"], "generate", "temperature", "-1.0",
@@ -75,7 +75,7 @@ def test_every_option_of_every_subcommand_has_help():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"info", "generate", "attention", "speculate", "screenshot", "record", "train-demo",
-                                "amp"}  # fmt: skip
+                                "amp", "open", "train-heads"}  # fmt: skip
     missing = []
     for name, p in [("explorer", parser), *sub.choices.items()]:
         for action in p._actions:
@@ -89,7 +89,7 @@ def test_help_shows_range_and_default(capsys):
         main(["speculate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--tree-depth N tree drafting: depth; integer in 1..12 (default: 5)" in out
-    assert "--target DIR" in out and "--model DIR" in out
+    assert "--model MODEL, --target MODEL" in out
 
 
 def test_model_given_before_or_after_the_subcommand_means_the_same(capsys):
