@@ -1,4 +1,5 @@
-"""Cost of the amp engine's instrumentation: a plain torch.amp.GradScaler training loop vs the instrumented
+"""Cost of the amp engine's instrumentation (without the optional fp32 reference backward, which costs about one
+more step: --no-reference): a plain torch.amp.GradScaler training loop vs the instrumented
 AmpTrainer (activation-gradient hooks, fp16 band counts and log2 histograms of activation and parameter gradients,
 scaled and unscaled) on the same model, same batches, same dtype, alternating steps so that machine noise hits both
 alike. Prints a Markdown table; the issue requires <= 25% overhead per step on the demo target (fp16).
@@ -45,7 +46,7 @@ class PlainLoop:
 
 def measure(lm, tokens, dtype: str, batch: int, seq_len: int, steps: int, warmup: int = 2) -> dict:
     plain = PlainLoop(trainable_copy(lm), tokens, DTYPES[dtype], batch, seq_len, seed=0)
-    settings = AmpSettings(steps=steps, dtype=dtype, batch=batch, seq_len=seq_len, seed=0)
+    settings = AmpSettings(steps=steps, dtype=dtype, batch=batch, seq_len=seq_len, seed=0, reference=False)
     inst = AmpTrainer(trainable_copy(lm), tokens, settings, instrument=True)
     count_times = []
     count = inst._count

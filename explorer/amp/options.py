@@ -33,7 +33,7 @@ AMP = Schema(
         Option("spike_factor", float, 1e6, "loss spike factor", lo=1.0, hi=1e38, decimals=0, label="Spike factor"),
         SEED,
         Option("reference", bool, True, "fp32 reference: also run an fp32 backward of the same batch each step to "
-               "count the gradient values the fp16 backward lost to zero (about one more step's time)", cli=False,
+               "count the gradient values the fp16 backward lost to zero (about one more step's time)",
                label="fp32 reference gradients"),  # fmt: skip
         Option("grads", str, GRADS[0], "which gradients the histogram shows", choices=GRADS, display=True,
                cli=False, label="Show"),  # fmt: skip

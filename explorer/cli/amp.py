@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         growth_factor=o["growth_factor"], backoff_factor=o["backoff_factor"], growth_interval=o["growth_interval"],
         hysteresis=o["hysteresis"], min_scale=o["min_scale"], lr=o["lr"], batch=o["batch"], seq_len=o["seq_len"],
         spike=spike_of(args, o), seed=o["seed"], device=check_device(args.device) or "cpu",
-        train_layers=o["train_layers"],
+        train_layers=o["train_layers"], reference=o["reference"],
     )  # fmt: skip
     settings.check()
     text = read_text(args)
