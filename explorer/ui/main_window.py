@@ -58,6 +58,7 @@ MAX_RECENT = 8
 PRESENTATION_SCALE = 1.6
 PRESENTATION_HINT = "F11 or Esc to leave presentation mode"
 PRESENTATION_HINT_MS = 3000
+PANEL_MAX_SHARE = 0.38  # of the window's width
 
 
 class ModelsLoaded:
@@ -214,7 +215,7 @@ class MainWindow(QMainWindow):
         self.panel_scroll = QScrollArea()
         self.panel_scroll.setWidgetResizable(True)
         self.panel_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.panel_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.panel_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.panel_scroll.setWidget(content)
 
         panel = QWidget()
@@ -670,6 +671,8 @@ class MainWindow(QMainWindow):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._fit_panel()
         if self.presentation_hint.isVisible():
             self._place_presentation_hint()
 
@@ -687,12 +690,15 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def _fit_panel(self) -> None:
-        """The panel scrolls vertically only: make it as wide as its widest settings at the current text size."""
+        """Make the panel as wide as its widest settings at the current text size, but never wider than
+        PANEL_MAX_SHARE of the window (the views come first; beyond that the panel scrolls sideways too)."""
         content = self.panel_scroll.widget()
         content.adjustSize()
         bar = self.panel_scroll.verticalScrollBar().sizeHint().width()
         width = max(content.minimumSizeHint().width(), self.fontMetrics().averageCharWidth() * 30) + bar + 4
+        width = min(width, int(self.width() * PANEL_MAX_SHARE))
         self.panel_scroll.setMinimumWidth(width)
+        self.resizeDocks([self.dock], [width], Qt.Orientation.Horizontal)  # narrower again after Ctrl 0
 
     # ------------------------------------------------------------------ export
     def export_png(self, path: str | Path) -> Path:
