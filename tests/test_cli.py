@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from explorer.models.checkpoint import default_model_dirs
 
@@ -19,7 +20,9 @@ def test_info_json():
     assert "triton" in info["versions"]  # a version string, or null where triton is missing
     assert info["device"] in ("cpu", "cuda")
     assert "sdpa" in info["attention_backends"]
+    heads = info["default_models"].pop("heads")
     assert info["default_models"] == {k: str(v) for k, v in default_model_dirs().items()}
+    assert set(heads) == {"medusa", "eagle", "mtp"} and all(Path(p).is_dir() for p in heads.values())
 
 
 def test_generate_json_is_greedy_and_repeatable():

@@ -339,8 +339,9 @@ class Speculator:
         if L < 1:
             return [], [], [], [], {}, 0, []
         embed, lm, dev = self.target.model.model.embed_tokens, self._lm_head(), self.target.device
-        start = ec.length
-        ids = torch.tensor(self.context[start + 1 : L + 1], device=dev)
+        start = min(ec.length, L - 1)  # at least the root's entry, whose output is the root's feature
+        ec.truncate(start)
+        ids = torch.tensor(self.context[start + 1 : L + 1], dtype=torch.long, device=dev)
         pos = torch.arange(start, L, device=dev)[None]
         out = eagle(self.feats[start:L][None], embed(ids)[None], pos, cache=ec)[0]
         feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
