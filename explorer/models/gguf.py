@@ -90,15 +90,15 @@ class TensorInfo:
 
 
 class _Cursor:
-    """Reads little-endian GGUF values from a memory-mapped file."""
+    """Reads little-endian GGUF values from a memory-mapped file (through a memoryview: no copies per value)."""
 
     def __init__(self, buf: np.ndarray):
-        self.buf, self.pos = buf, 0
+        self.view, self.size, self.pos = memoryview(buf), len(buf), 0
 
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.buf):
+    def take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > self.size:
             raise ExplorerError("the file ends inside its header")
-        out = self.buf[self.pos : self.pos + n].tobytes()
+        out = self.view[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -106,7 +106,23 @@ class _Cursor:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
     def string(self) -> str:
-        return self.take(self.scalar("<Q")).decode("utf-8", errors="replace")
+        return str(self.take(self.scalar("<Q")), "utf-8", errors="replace")
+
+    def strings(self, n: int) -> list[str]:
+        """n strings in a row (a vocabulary, merges): the hot loop of reading a header, kept tight."""
+        view, size, pos, out = self.view, self.size, self.pos, []
+        unpack = struct.Struct("<Q").unpack_from
+        for _ in range(n):
+            if pos + 8 > size:
+                raise ExplorerError("the file ends inside its header")
+            (length,) = unpack(view, pos)
+            pos += 8
+            if pos + length > size:
+                raise ExplorerError("the file ends inside its header")
+            out.append(str(view[pos : pos + length], "utf-8", errors="replace"))
+            pos += length
+        self.pos = pos
+        return out
 
     def value(self, kind: int):
         if kind == STRING:
@@ -116,6 +132,8 @@ class _Cursor:
             if inner in VALUE_FORMATS and inner != 7:
                 dt = np.dtype(VALUE_FORMATS[inner])
                 return np.frombuffer(self.take(n * dt.itemsize), dtype=dt).tolist()
+            if inner == STRING:
+                return self.strings(n)
             return [self.value(inner) for _ in range(n)]
         if kind not in VALUE_FORMATS:
             raise ExplorerError(f"unknown GGUF value type {kind}")
@@ -135,7 +153,7 @@ def read_file(path: Path) -> tuple[dict[str, Any], list[TensorInfo]]:
         raise ExplorerError(f"cannot read GGUF file {path}: {exc}") from None
     cur = _Cursor(buf)
     try:
-        if cur.take(4) != b"GGUF":
+        if bytes(cur.take(4)) != b"GGUF":
             raise ExplorerError("it does not start with the GGUF magic")
         version = cur.scalar("<I")
         if version not in (2, 3):
