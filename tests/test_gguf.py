@@ -174,3 +174,23 @@ def test_broken_files_give_one_line(tmp_path, hf_model):
                          text=True)  # fmt: skip
     assert run.returncode == 2
     assert run.stderr.startswith("explorer: error: truncated GGUF file") and run.stderr.count("\n") == 1
+
+
+def test_convert_writes_a_directory_transformers_and_explorer_load(tmp_path, hf_model):
+    from explorer.cli.main import main
+
+    path = write_gguf(tmp_path / "m.gguf", hf_model, Q.Q8_0)
+    out = tmp_path / "hf"
+    assert main(["convert", str(path), "--out", str(out), "--to-dtype", "float32"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generation_config.json", "model.safetensors",
+                                                     "tokenizer.json", "tokenizer_config.json"]  # fmt: skip
+    from_gguf, from_dir = load_model(path, "float32", "cpu"), load_model(out, "float32", "cpu")
+    ids = from_gguf.encode("def add(a, b):\n    return a + b")
+    assert from_dir.encode("def add(a, b):\n    return a + b") == ids
+    ref = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(from_dir.model(torch.tensor([ids])), from_gguf.model(torch.tensor([ids])))
+        torch.testing.assert_close(ref(torch.tensor([ids])).logits, from_gguf.model(torch.tensor([ids])), atol=1e-4,
+                                   rtol=1e-4)  # fmt: skip
+    assert transformers.AutoTokenizer.from_pretrained(out)("def add(a, b):\n    return a + b").input_ids == ids
+    assert main(["convert", str(path), "--out", str(out)]) == 2  # "--out DIR exists and is not an empty directory"

@@ -11,10 +11,10 @@ import sys
 from .. import __version__
 from ..errors import ExplorerError
 from ..interrupt import Terminated, interrupts
-from . import amp, attention, generate, gui, info, open, record, screenshot, speculate, train_demo, train_heads
+from . import amp, attention, convert, generate, gui, info, open, record, screenshot, speculate, train_demo, train_heads
 from .common import MODEL_FLAGS, add_model_options
 
-SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, open, train_heads)
+SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, open, train_heads, convert)
 
 
 class Parser(argparse.ArgumentParser):
