@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..atomic import atomic_path, write_text_atomic
 from ..attention.backends import available_backends, describe_backend, use_backend
 from ..errors import ExplorerError
 from ..models.checkpoint import DTYPES, default_dtype
@@ -702,22 +703,25 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ export
     def export_png(self, path: str | Path) -> Path:
+        """The active view as a PNG, written to a temporary name and renamed (a failed save keeps the old file)."""
         path = Path(path)
-        if not self.active_view.grab().save(str(path), "PNG"):
-            raise OSError(f"could not write {path}")
+        with atomic_path(path) as tmp:
+            if not self.active_view.grab().save(str(tmp), "PNG"):
+                raise OSError(f"could not write {path}")
         return path
 
     def export_data(self, path: str | Path) -> Path:
+        """The active view's data as CSV (by suffix) or JSON, all or nothing."""
         path = Path(path)
         view = self.active_view
         if path.suffix.lower() == ".csv":
             header, rows = view.export_rows()
-            with path.open("w", newline="", encoding="utf-8") as f:
+            with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f)
                 w.writerow(header)
                 w.writerows(rows)
         else:
-            path.write_text(json.dumps(view.export_data(), indent=1), encoding="utf-8")
+            write_text_atomic(path, json.dumps(view.export_data(), indent=1))
         return path
 
     def _export_png_dialog(self) -> None:
