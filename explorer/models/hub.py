@@ -78,7 +78,8 @@ def resolve_repo_id(text: str) -> Path:
     except GatedRepoError:
         raise ExplorerError(f"model {repo} is gated: accept its licence on huggingface.co and log in") from None
     except RepositoryNotFoundError:
-        raise ExplorerError(f"no model {repo} on the Hugging Face Hub (or it is private)") from None
+        raise ExplorerError(f"no local directory {text} and no model {repo} on the Hugging Face Hub (or it is "
+                            "private)") from None  # fmt: skip
     except RevisionNotFoundError:
         raise ExplorerError(f"model {repo} has no revision {revision!r}") from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
