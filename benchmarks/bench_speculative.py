@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def held_out_prompts() -> list[str]:
-    sources = [ROOT / "explorer" / "generate.py", ROOT / "explorer" / "session.py", Path(inspect.getfile(json))]
+    sources = [ROOT / "explorer" / "models" / "generate.py", ROOT / "explorer" / "session.py"]
+    sources.append(Path(inspect.getfile(json)))
     sources.append(Path(inspect.getfile(statistics)))
     prompts = []
     for path in sources:
