@@ -16,6 +16,7 @@ from PySide6.QtCore import QEvent, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -202,6 +203,13 @@ class MainWindow(QMainWindow):
         self.prompt_edit = QPlainTextEdit()
         self.prompt_edit.setMaximumHeight(140)
         pv.addWidget(self.prompt_edit)
+        self.chat_check = QCheckBox("Chat template")  # the prompt as a user turn in the model's chat template
+        self.chat_check.setToolTip("Wrap the prompt in the model's chat template, assistant turn opened (--chat)")
+        self.system_edit = QLineEdit()
+        self.system_edit.setPlaceholderText("System prompt (chat)")
+        self.chat_check.toggled.connect(self.system_edit.setEnabled)
+        pv.addWidget(self.chat_check)
+        pv.addWidget(self.system_edit)
         v.addWidget(prompt_box)
 
         self.settings_box = QGroupBox("Settings")
@@ -366,6 +374,9 @@ class MainWindow(QMainWindow):
         self.target_edit.setText(str(s.target_dir))
         self.draft_edit.setText(str(s.draft_dir) if s.draft_dir else "")
         self.prompt_edit.setPlainText(s.prompt)
+        self.chat_check.setChecked(s.chat)
+        self.system_edit.setText(s.system or "")
+        self.system_edit.setEnabled(s.chat)
         self.device_combo.setCurrentText(s.device)
         self.dtype_combo.setCurrentText(s.dtype or "auto")
         self.attention_combo.setCurrentText(s.attention_backend)
@@ -376,6 +387,7 @@ class MainWindow(QMainWindow):
         draft = self.draft_edit.text().strip()
         s.draft_dir = Path(draft).expanduser() if draft else None
         s.prompt = self.prompt_edit.toPlainText()
+        s.chat, s.system = self.chat_check.isChecked(), self.system_edit.text() or None
         s.device = self.device_combo.currentText()
         s.dtype = None if self.dtype_combo.currentText() == "auto" else self.dtype_combo.currentText()
         s.attention_backend = self.attention_combo.currentText()
