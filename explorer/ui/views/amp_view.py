@@ -136,6 +136,7 @@ class AmpView(View):
             spike=spike,
             seed=self.seed.value(),
             reference=self.reference.isChecked(),
+            train_layers=self.train_layers.value(),
         )
         settings.check()
         self.meta = {"model": str(lm.path), "settings": dict(settings.__dict__), "stopped": None}
