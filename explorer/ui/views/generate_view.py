@@ -71,7 +71,7 @@ class GenerateView(View):
         item.showAxis("right")
         item.scene().addItem(self.prob_box)
         item.getAxis("right").linkToView(self.prob_box)
-        item.getAxis("right").setLabel("p(chosen)")
+        item.getAxis("right").setLabel("p")  # short: the title names it p(chosen); a long label clips at 1.5x text
         self.prob_box.setXLink(item)
         self.prob_box.setYRange(0, 1.02, padding=0)
         item.vb.sigResized.connect(lambda: self.prob_box.setGeometry(item.vb.sceneBoundingRect()))
@@ -153,8 +153,8 @@ class GenerateView(View):
     def _trend_title(self) -> None:
         th = self.theme
         self.trend_plot.getPlotItem().setTitle(
-            f"<span style='color:{th.bar}'>━ entropy (bits, left)</span> &nbsp; "
-            f"<span style='color:{th.accent}'>━ p(chosen) (right)</span>",
+            f"<span style='color:{th.bar}'>━ entropy, bits</span> &nbsp; "
+            f"<span style='color:{th.accent}'>━ p(chosen)</span>",
             size=f"{getattr(self, '_title_pt', 10.0):.0f}pt",
             color=th.text,
         )
