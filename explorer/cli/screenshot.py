@@ -13,7 +13,10 @@ VIEW_NAMES = ("generate", "attention", "speculative", "amp")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
-    p.add_argument("--view", required=True, help="generate, attention, speculative or amp")
+    p.add_argument(
+        "--view", required=True,
+        help="generate, attention, speculative or amp; promptset (or speculative) with --run RUN.jsonl",
+    )  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE.png", help="PNG file to write")
     p.add_argument("--size", default="1920x1080", help="WxH, or 720p / 1080p / 2160p (default: 1920x1080)")
     p.add_argument("--step", type=int, default=None, help="step to show, 0-based (default: the last)")
