@@ -48,7 +48,7 @@ from ..models.checkpoint import LoadedModel
 from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
 from .costs import verify_cost_curve, where_it_pays
-from .drafters import lookup_continuation
+from .drafters import TreePool, lookup_continuation
 from .heads import Heads, capture_features, parse_choices
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord
 from .stats import SpecResult, compute_stats
@@ -222,55 +222,25 @@ class Speculator:
         log-probability) into their top-k children in one masked draft forward; finally keep the best
         ``tree_budget`` nodes. Children are deterministic (q = δ for acceptance)."""
         opt, dc = self.opt, self.dcache
-        k, root_slot = opt.tree_topk, len(self.context) - 1
-        root_probs = self._q(self._draft_pending())
-        tok, par, dep, logq, score = [], [], [], [], []  # the pool of candidates
-        dist = {-1: root_probs}  # pool node -> the draft distribution over its children
+        root_slot = len(self.context) - 1
+        pool = TreePool(opt.tree_topk, self._q(self._draft_pending()))
         fed: dict[int, int] = {}  # pool node -> draft cache slot
         calls = 1
-
-        def add_children(node: int, probs: torch.Tensor, base_score: float, d: int) -> list[int]:
-            v, i = torch.topk(probs, min(k, probs.shape[-1]))
-            out = []
-            for pv, ti in zip(v.tolist(), i.tolist(), strict=True):
-                if pv <= 0:
-                    break
-                tok.append(ti), par.append(node), dep.append(d), logq.append(math.log(pv))
-                score.append(base_score + math.log(pv))
-                out.append(len(tok) - 1)
-            return out
-
-        frontier = add_children(-1, root_probs, 0.0, 1)
+        frontier = pool.add_children(-1, pool.dist[-1], 1)
         for d in range(2, depth + 1):
-            expand = sorted(sorted(frontier, key=lambda n: -score[n])[:k])
+            expand = sorted(pool.best(frontier))
             if not expand:
                 break
-            base, T = dc.length, len(expand)
-            mask = torch.zeros(T, base + T, dtype=torch.bool)
-            mask[:, : root_slot + 1] = True
-            for j, n in enumerate(expand):
-                mask[j, base + j] = True
-                a = par[n]
-                while a >= 0:
-                    mask[j, fed[a]] = True
-                    a = par[a]
-                fed[n] = base + j
-            pos = torch.tensor([root_slot + dep[n] for n in expand], device=self.draft.device)
-            probs = self._q(self._draft_forward([[tok[n] for n in expand]], position_ids=pos, mask=mask))
+            mask = pool.mask(expand, dc.length, root_slot + 1, fed)
+            pos = torch.tensor([root_slot + pool.dep[n] for n in expand], device=self.draft.device)
+            probs = self._q(self._draft_forward([[pool.tok[n] for n in expand]], position_ids=pos, mask=mask))
             calls += 1
             frontier = []
             for j, n in enumerate(expand):
-                dist[n] = probs[j]
-                frontier += add_children(n, probs[j], score[n], d)
-            frontier = sorted(frontier, key=lambda n: -score[n])[:k]  # EAGLE-2: a global top-k per depth
-        # Rerank: the best `budget` nodes (a child never outscores its parent, so the set is ancestor-closed).
-        best = sorted(range(len(tok)), key=lambda n: (-score[n], dep[n], n))[: opt.tree_budget]
-        order = sorted(best, key=lambda n: (dep[n], n))  # parents first
+                pool.grow(n, probs[j], d, frontier)
+            frontier = pool.best(frontier)  # EAGLE-2: a global top-k per depth
+        order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
         index = {n: i for i, n in enumerate(order)}
-        tokens = [tok[n] for n in order]
-        parent = [index[par[n]] if par[n] >= 0 else -1 for n in order]
-        qs = [math.exp(logq[n]) for n in order]
-        dists = [dist[par[n]] for n in order]
         fed_tree = {index[n]: s for n, s in fed.items() if n in index}
         return tokens, parent, qs, dists, fed_tree, calls
 
@@ -345,59 +315,29 @@ class Speculator:
         pos = torch.arange(start, L, device=dev)[None]
         out = eagle(self.feats[start:L][None], embed(ids)[None], pos, cache=ec)[0]
         feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
-        k = opt.tree_topk
-        root_probs = self._q(out[-1] @ lm.T)
-        tok, par, dep, logq, score = [], [], [], [], []
-        dist = {-1: root_probs}
+        pool = TreePool(opt.tree_topk, self._q(out[-1] @ lm.T))
         slot: dict[int, int] = {}
         calls = 1
-
-        def add_children(node: int, probs: torch.Tensor, base: float, d: int) -> list[int]:
-            v, i = torch.topk(probs, min(k, probs.shape[-1]))
-            added = []
-            for pv, ti in zip(v.tolist(), i.tolist(), strict=True):
-                if pv <= 0:
-                    break
-                tok.append(ti), par.append(node), dep.append(d), logq.append(math.log(pv))
-                score.append(base + math.log(pv))
-                added.append(len(tok) - 1)
-            return added
-
-        frontier = add_children(-1, root_probs, 0.0, 1)
+        frontier = pool.add_children(-1, pool.dist[-1], 1)
         for d in range(2, depth + 1):
-            expand = sorted(sorted(frontier, key=lambda n: -score[n])[:k])
+            expand = sorted(pool.best(frontier))
             if not expand:
                 break
-            base, T = ec.length, len(expand)
-            mask = torch.zeros(T, base + T, dtype=torch.bool, device=dev)
-            mask[:, :L] = True  # the real entries 0 .. L - 1
-            for j, n in enumerate(expand):
-                mask[j, base + j] = True
-                a = par[n]
-                while a >= 0:
-                    mask[j, slot[a]] = True
-                    a = par[a]
-                slot[n] = base + j
-            f_in = torch.stack([feat[par[n]] for n in expand])[None]
-            e_in = embed(torch.tensor([tok[n] for n in expand], device=dev))[None]
-            pos = torch.tensor([[L - 1 + dep[n] for n in expand]], device=dev)
+            mask = pool.mask(expand, ec.length, L, slot, device=dev)  # the real entries 0 .. L - 1
+            f_in = torch.stack([feat[pool.par[n]] for n in expand])[None]
+            e_in = embed(torch.tensor([pool.tok[n] for n in expand], device=dev))[None]
+            pos = torch.tensor([[L - 1 + pool.dep[n] for n in expand]], device=dev)
             out = eagle(f_in, e_in, pos, cache=ec, mask=mask)[0]
             probs = self._q(out @ lm.T)
             calls += 1
             frontier = []
             for j, n in enumerate(expand):
-                feat[n], dist[n] = out[j], probs[j]
-                frontier += add_children(n, probs[j], score[n], d)
-            frontier = sorted(frontier, key=lambda n: -score[n])[:k]
+                feat[n] = out[j]
+                pool.grow(n, probs[j], d, frontier)
+            frontier = pool.best(frontier)
         ec.truncate(L)
-        best = sorted(range(len(tok)), key=lambda n: (-score[n], dep[n], n))[: opt.tree_budget]
-        order = sorted(best, key=lambda n: (dep[n], n))
-        index = {n: i for i, n in enumerate(order)}
-        tokens = [tok[n] for n in order]
-        parent = [index[par[n]] if par[n] >= 0 else -1 for n in order]
-        qs = [math.exp(logq[n]) for n in order]
-        dists = [dist[par[n]] for n in order]
-        return tokens, parent, qs, dists, {}, calls, [dep[n] - 1 for n in order]
+        order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
+        return tokens, parent, qs, dists, {}, calls, [pool.dep[n] - 1 for n in order]
 
     # -- one step --------------------------------------------------------------------------------------------
 
