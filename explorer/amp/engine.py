@@ -226,17 +226,9 @@ class AmpTrainer:
                 backoff_factor=settings.backoff_factor,
                 growth_interval=interval,
             )
-        elif settings.policy == "deepspeed":
-            self.policy = DeepSpeedScaler(
-                scale,
-                settings.growth_factor,
-                settings.backoff_factor,
-                interval,
-                settings.hysteresis,
-                settings.min_scale,
-            )
-        elif settings.policy == "megatron":
-            self.policy = MegatronScaler(
+        elif settings.policy in ("deepspeed", "megatron"):
+            scaler_class = DeepSpeedScaler if settings.policy == "deepspeed" else MegatronScaler
+            self.policy = scaler_class(
                 scale,
                 settings.growth_factor,
                 settings.backoff_factor,

@@ -198,17 +198,20 @@ class Speculator:
         """Feed the draft whatever context it lacks (normally just the root); its logits at the root."""
         return self._draft_forward([self.context[self.dcache.length :]], last_only=True)[-1]
 
+    def _draw(self, logits: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """A chain's next draft token and q: sampled from q under the sample rule, else the argmax."""
+        probs = self._q(logits)
+        if self.opt.accept == "sample":
+            return int(torch.multinomial(probs, 1, generator=self.gen)), probs
+        return int(torch.argmax(logits)), probs
+
     def draft_chain(self, gamma: int):
         """γ draft tokens, sampled from q (sample rule) or its argmax. Returns tokens, parent, q of each token,
         the draft distribution each was drawn from, and node -> draft cache slot for the nodes fed back."""
         tokens, qs, dists, fed = [], [], [], {}
         logits = self._draft_pending()
         for i in range(gamma):
-            probs = self._q(logits)
-            if self.opt.accept == "sample":
-                tok = int(torch.multinomial(probs, 1, generator=self.gen))
-            else:
-                tok = int(torch.argmax(logits))
+            tok, probs = self._draw(logits)
             tokens.append(tok)
             qs.append(float(probs[tok]))
             dists.append(probs)
@@ -288,12 +291,7 @@ class Speculator:
         tokens, qs, dists = [], [], []
         for module in list(self.heads.module)[:depth]:
             h, out = module(h, embed.weight[prev])
-            logits = out @ lm.T
-            probs = self._q(logits)
-            if self.opt.accept == "sample":
-                prev = int(torch.multinomial(probs, 1, generator=self.gen))
-            else:
-                prev = int(torch.argmax(logits))
+            prev, probs = self._draw(out @ lm.T)
             tokens.append(prev)
             qs.append(float(probs[prev]))
             dists.append(probs)
