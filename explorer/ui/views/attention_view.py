@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen, QTextDocument
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QImage, QPainterPath, QPen, QTextDocument
 from PySide6.QtWidgets import (
+    QGraphicsItem,
     QGraphicsPathItem,
+    QGraphicsRectItem,
     QLabel,
     QSplitter,
     QVBoxLayout,
@@ -98,6 +100,22 @@ def _plot(parent: QWidget, bottom: str) -> pg.PlotWidget:
     return p
 
 
+class _PaintReadyImage(pg.ImageItem):
+    """An ImageItem whose rendered image is in a format Qt paints without converting. pyqtgraph keeps a colormapped
+    image as an indexed QImage and an RGBA one as non-premultiplied ARGB, and Qt converted the 2048×2048 score
+    matrix on every paint (10 of 34 ms per frame); converted once per render instead."""
+
+    FAST = {
+        QImage.Format.Format_Indexed8: QImage.Format.Format_ARGB32_Premultiplied,
+        QImage.Format.Format_ARGB32: QImage.Format.Format_ARGB32_Premultiplied,
+    }
+
+    def render(self) -> None:
+        super().render()
+        if self.qimage is not None and self.qimage.format() in self.FAST:
+            self.qimage = self.qimage.convertToFormat(self.FAST[self.qimage.format()])
+
+
 class AttentionView(View):
     name = "attention"
     title = "Attention"
@@ -130,10 +148,20 @@ class AttentionView(View):
         self.matrix.setLabel("left", "query i")
         self.matrix.invertY(True)
         self.matrix.setAspectLocked(True)
-        self.scores_img = pg.ImageItem(axisOrder="row-major")
-        self.overlay_img = pg.ImageItem(axisOrder="row-major")
+        self.scores_img = _PaintReadyImage(axisOrder="row-major")
+        # Two overlays, so that a step repaints only a small image: the tiles' states at one pixel per tile
+        # (clipped to the matrix: the last tiles may be partial), and per-entry marks that no step changes
+        # (masked entries, fp16 overflow), rebuilt only with the walk, the theme or the unsafe toggle.
+        self.overlay_clip = QGraphicsRectItem()
+        self.overlay_clip.setPen(QPen(Qt.PenStyle.NoPen))
+        self.overlay_clip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape)
+        self.overlay_img = _PaintReadyImage(axisOrder="row-major")
+        self.overlay_img.setParentItem(self.overlay_clip)
+        self.marks_img = _PaintReadyImage(axisOrder="row-major")
+        self._marks_key: tuple | None = None
         self.matrix.addItem(self.scores_img)
-        self.matrix.addItem(self.overlay_img)
+        self.matrix.addItem(self.overlay_clip)
+        self.matrix.addItem(self.marks_img)
         self.cmap = pg.colormap.get("viridis")
         self.colorbar = pg.ColorBarItem(
             values=(0, 1), colorMap=self.cmap, interactive=False, width=14, colorMapMenu=False
@@ -388,8 +416,13 @@ class AttentionView(View):
         img = np.where(w.allowed, w.scores, lo).astype(np.float32)
         self.scores_img.setImage(np.ascontiguousarray(img), autoLevels=False, levels=self._levels)
         self.scores_img.setRect(0, 0, n, n)
-        self.overlay_img.setImage(np.zeros((n, n, 4), np.uint8), autoLevels=False, levels=(0, 255))
-        self.overlay_img.setRect(0, 0, n, n)  # after an image of the right size exists: setRect scales by it
+        nq, nk = tr.tile_state.shape
+        self.overlay_img.setImage(np.zeros((nq, nk, 4), np.uint8), autoLevels=False, levels=(0, 255))
+        self.overlay_img.setRect(0, 0, nk * bn, nq * bm)  # after an image of the right size: setRect scales by it
+        self.overlay_clip.setRect(0, 0, n, n)
+        self.marks_img.setImage(np.zeros((n, n, 4), np.uint8), autoLevels=False, levels=(0, 255))
+        self.marks_img.setRect(0, 0, n, n)
+        self._marks_key = None
         self.colorbar.setLevels(self._levels)
         self._row_block = np.arange(n) // bm
         self._col_block = np.arange(n) // bn
@@ -513,6 +546,8 @@ class AttentionView(View):
             self.scores_img.clear()
             self.never_hatch.setPath(QPainterPath())
             self.overlay_img.clear()
+            self.marks_img.clear()
+            self._marks_key = None
             for item in (self.grid, self.block_box, self.tile_box):
                 item.setData([], [])
             for item in (self.m_rows, self.m_row, self.m_fa4, self.l_rows, self.l_row, self.d_rows, self.d_mean):
@@ -643,13 +678,8 @@ class AttentionView(View):
         n, bm, bn = tr.n, tr.block_m, tr.block_n
         idx = self._step_index
         code = np.where(idx < 0, NEVER_A, np.where(idx < r.step, DONE, np.where(idx == r.step, CURRENT, PENDING)))
-        code = code.astype(np.uint8)
-        full = code[self._row_block[:, None], self._col_block[None, :]]
-        full[self._masked & (full != NEVER_A)] = MASKED
-        if self.unsafe.isChecked():
-            full[self._overflow] = OVERFLOW
-        rgba = self._palette[full]
-        self.overlay_img.setImage(np.ascontiguousarray(rgba), autoLevels=False, levels=(0, 255))
+        self.overlay_img.setImage(self._palette[code.astype(np.uint8)], autoLevels=False, levels=(0, 255))
+        self._render_marks()
         r0, r1 = r.rows
         c0, c1 = r.keys
         self.tile_box.setData([c0, c1, c1, c0, c0], [r0, r0, r1, r1, r0])
@@ -672,6 +702,21 @@ class AttentionView(View):
             else:
                 rng = ((0, n), (0, n))
             self._once("zoom", rng, lambda: self.matrix.setRange(xRange=rng[0], yRange=rng[1], padding=0.02))
+
+    def _render_marks(self) -> None:
+        """Masked entries (over every tile the kernel visits) and, with the unsafe toggle, the fp16 overflows:
+        the same at every step, so drawn once per walk, theme and toggle."""
+        unsafe = self.unsafe.isChecked()
+        key = (id(self.walk), unsafe, self._palette.tobytes())
+        if key == self._marks_key:
+            return
+        self._marks_key = key
+        visited = (self._step_index >= 0)[self._row_block[:, None], self._col_block[None, :]]
+        marks = np.zeros((*self._masked.shape, 4), np.uint8)
+        marks[self._masked & visited] = self._palette[MASKED]
+        if unsafe:
+            marks[self._overflow] = self._palette[OVERFLOW]
+        self.marks_img.setImage(marks, autoLevels=False, levels=(0, 255))
 
     def _render_block(self, r: TileStep) -> None:
         th, b = self.theme, self._block(r.q_block)
