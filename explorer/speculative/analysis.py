@@ -162,17 +162,20 @@ def token_class(text: str) -> str:
 
 def by_token_class(results: list[PromptResult]) -> dict[str, dict]:
     """Acceptance of the drafted token by its class; "after a newline" (the token before it ends a line) overlaps
-    the others."""
+    the others. Counted per distinct (token, previous token, accepted) row: a 1,000-prompt run has ~50k decisions
+    but a few thousand distinct rows."""
     tried, ok = Counter(), Counter()
     for r in results:
-        for row in r.decisions:
-            token, prev, accepted = int(row[2]), int(row[7]), int(row[5])
+        if not len(r.decisions):
+            continue
+        rows, n = np.unique(r.decisions[:, [2, 7, 5]].astype(np.int64), axis=0, return_counts=True)
+        for (token, prev, accepted), count in zip(rows.tolist(), n.tolist(), strict=True):
             classes = [token_class(r.texts.get(token, ""))]
             if r.texts.get(prev, "").endswith("\n"):
                 classes.append("after a newline")
             for c in classes:
-                tried[c] += 1
-                ok[c] += accepted
+                tried[c] += count
+                ok[c] += accepted * count
     return {c: {"decisions": tried[c], "accepted": ok[c], "acceptance": ok[c] / tried[c] if tried[c] else None}
             for c in TOKEN_CLASSES}  # fmt: skip
 
