@@ -49,7 +49,7 @@ from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
 from .costs import verify_cost_curve, where_it_pays
 from .drafters import TreePool, lookup_continuation
-from .heads import Heads, capture_features, parse_choices
+from .heads import Heads, capture_features, lm_logits, parse_choices
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord
 from .stats import SpecResult, compute_stats
 
@@ -291,7 +291,7 @@ class Speculator:
         tokens, qs, dists = [], [], []
         for module in list(self.heads.module)[:depth]:
             h, out = module(h, embed.weight[prev])
-            prev, probs = self._draw(out @ lm.T)
+            prev, probs = self._draw(lm_logits(out, lm))
             tokens.append(prev)
             qs.append(float(probs[prev]))
             dists.append(probs)
@@ -313,7 +313,7 @@ class Speculator:
         pos = torch.arange(start, L, device=dev)[None]
         out = eagle(self.feats[start:L][None], embed(ids)[None], pos, cache=ec)[0]
         feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
-        pool = TreePool(opt.tree_topk, self._q(out[-1] @ lm.T))
+        pool = TreePool(opt.tree_topk, self._q(lm_logits(out[-1], lm)))
         slot: dict[int, int] = {}
         calls = 1
         frontier = pool.add_children(-1, pool.dist[-1], 1)
@@ -326,7 +326,7 @@ class Speculator:
             e_in = embed(torch.tensor([pool.tok[n] for n in expand], device=dev))[None]
             pos = torch.tensor([[L - 1 + pool.dep[n] for n in expand]], device=dev)
             out = eagle(f_in, e_in, pos, cache=ec, mask=mask)[0]
-            probs = self._q(out @ lm.T)
+            probs = self._q(lm_logits(out, lm))
             calls += 1
             frontier = []
             for j, n in enumerate(expand):

@@ -33,7 +33,17 @@ from torch import Tensor, nn
 
 from ..errors import ExplorerError
 from ..models.checkpoint import LoadedModel
-from ..models.decoder import MLP, DecoderLayer, KVCache, ModelConfig, RMSNorm, rope_cos_sin, rope_inv_freq
+from ..models.decoder import (
+    MLP,
+    Attention,
+    DecoderLayer,
+    KVCache,
+    ModelConfig,
+    RMSNorm,
+    inference_linear,
+    rope_cos_sin,
+    rope_inv_freq,
+)
 from ..models.decoder import sdpa_attention as attention
 
 KINDS = ("medusa", "eagle", "mtp")
@@ -43,6 +53,30 @@ MEDUSA_FILE = "medusa_lm_head.safetensors"
 
 
 # -- the modules -----------------------------------------------------------------------------------------------
+
+
+def lm_logits(x: Tensor, lm_head: Tensor) -> Tensor:
+    """x · lm_headᵀ for a few rows, the way the target's own LM head multiplies them when decoding (a GEMM over
+    the row-major weight rather than the slow x·Wᵀ path: see :func:`inference_linear`)."""
+    return inference_linear(x, lm_head) if not torch.is_grad_enabled() else x @ lm_head.T
+
+
+class _InferenceLinear(nn.Linear):
+    """A loaded head's linear layers multiply like the target's fused ones (drafting is a few rows at a time)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return inference_linear(x, self.weight, self.bias)
+
+
+def for_inference(module: nn.Module) -> nn.Module:
+    """Make a loaded (frozen) head set multiply as the target does when decoding: fused q/k/v and gate/up, and
+    every linear through :func:`inference_linear`. The state dict is unchanged."""
+    for m in module.modules():
+        if isinstance(m, (Attention, MLP)):
+            m.fuse()
+        elif type(m) is nn.Linear:
+            m.__class__ = _InferenceLinear
+    return module
 
 
 class ResBlock(nn.Module):
@@ -77,7 +111,7 @@ class MedusaHeads(nn.ModuleList):
         feats = self.features(f)
         if self.own_lm_head:
             return torch.stack([head[self.layers](x) for head, x in zip(self, feats, strict=True)])
-        return torch.stack(feats) @ lm_head.T
+        return lm_logits(torch.stack(feats), lm_head)
 
 
 class EagleHead(nn.Module):
@@ -249,7 +283,7 @@ def load_heads(path: str | Path, target: LoadedModel) -> Heads:
                 f"{target.name} (hidden {cfg.hidden_size}, vocab {cfg.vocab_size}) needs {tuple(ref.shape)}"
             )
     module.load_state_dict({k: v.to(target.dtype) for k, v in tensors.items()})
-    module = module.to(target.device).eval().requires_grad_(False)
+    module = for_inference(module.to(target.device).eval().requires_grad_(False))
     heads = Heads(kind, module, config, path)
     if kind == "medusa":
         check_choices(heads.medusa_choices(), heads.count)
