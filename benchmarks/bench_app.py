@@ -65,17 +65,22 @@ def frame_times(steps: int) -> list[float]:
     from explorer.ui.app import render_view
 
     win = render_view(Session(), "generate", (1920, 1080), settings={"max_new": steps})
-    n = len(win.views["generate"].records)
+    return timed_steps(win, range(len(win.views["generate"].records)))
+
+
+def timed_steps(win, steps) -> list[float]:
+    """Seconds to show each step and paint the whole window into an image, second pass (warm caches)."""
+    steps = list(steps)
     times = []
     for _ in range(2):
-        for step in range(n):
+        for step in steps:
             t0 = time.perf_counter()
             win.player.go(step)
             image = win.grab()
             times.append(time.perf_counter() - t0)
         assert image.width() == 1920 and image.height() == 1080
     win.close()
-    return times[n:]  # second pass: warm caches
+    return times[len(steps) :]
 
 
 def attention_frame_times(n: int, block: int = 64, every: int = 4) -> tuple[int, int, list[float]]:
@@ -95,18 +100,8 @@ def attention_frame_times(n: int, block: int = 64, every: int = 4) -> tuple[int,
     session.prompt = session.target.decode(ids)
     settings = {"block_m": block, "block_n": block, "length": 0}
     win = render_view(session, "attention", (1920, 1080), settings=settings)
-    walk = win.views["attention"].walk
-    steps = list(range(0, len(win.views["attention"].records), every))
-    times = []
-    for _ in range(2):
-        for step in steps:
-            t0 = time.perf_counter()
-            win.player.go(step)
-            image = win.grab()
-            times.append(time.perf_counter() - t0)
-        assert image.width() == 1920 and image.height() == 1080
-    win.close()
-    return walk.trace.n, len(win.views["attention"].records), times[len(steps) :]
+    n_traced, n_steps = win.views["attention"].walk.trace.n, len(win.views["attention"].records)
+    return n_traced, n_steps, timed_steps(win, range(0, n_steps, every))
 
 
 def main() -> None:

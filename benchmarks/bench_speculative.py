@@ -125,7 +125,7 @@ def main() -> None:
         times = {k: [] for k in runners}
         for name, fn in runners.items():  # warm-up + correctness
             identical[name] &= fn(ids) == ref
-        curve = verify_cost_curve(target.model, len(ids), sizes=tuple(range(1, 25)))
+        curve = verify_cost_curve(target.model, len(ids), sizes=tuple(range(1, 25)), repeats=5)
         for name, opt in CONFIGS.items():
             h = heads.get(FALLBACK.get(name, opt.method))
             d = None if h is not None or opt.method == "lookup" else draft

@@ -73,12 +73,18 @@ def verify_cost_curve(model, context_len: int, sizes=CURVE_SIZES, repeats: int =
         return statistics.median(times)
 
     timed(4, False), timed(4, True)  # warm-up
-    base = timed(0, False)
+    # Every cost is divided by the one-token step: measured before, between and after the sweeps and taken as the
+    # median, so that a burst of machine noise while it was timed does not tilt the whole curve.
+    bases = [timed(0, False)]
+    chain = [timed(n, False) for n in sizes]
+    bases.append(timed(0, False))
+    tree = [timed(n, True) for n in sizes]
+    bases.append(timed(0, False))
     return {
         "sizes": list(sizes),
-        "base_seconds": base,
-        "chain_seconds": [timed(n, False) for n in sizes],
-        "tree_seconds": [timed(n, True) for n in sizes],
+        "base_seconds": statistics.median(bases),
+        "chain_seconds": chain,
+        "tree_seconds": tree,
     }
 
 
