@@ -118,6 +118,7 @@ def main() -> None:
     step_seconds = {k: [0.0, 0] for k in CONFIGS}  # seconds and steps of the stats runs
     ratios = {k: [] for k in runners}  # per prompt and repeat: target-only time / this method's time
     model_speedup = {k: [] for k in CONFIGS}  # the cost model's figure per prompt
+    draft_cost = {k: [] for k in CONFIGS}  # drafting seconds per drafted token / one target decode step
     prompts = held_out_prompts()
     for prompt in prompts:
         ids = target.encode(prompt)
@@ -130,9 +131,10 @@ def main() -> None:
             h = heads.get(FALLBACK.get(name, opt.method))
             d = None if h is not None or opt.method == "lookup" else draft
             stats = run_speculation(target, d, ids, n, opt, compare=False, heads=h).stats
-            model_speedup[name].append(
-                where_it_pays(curve, stats, opt.method in ("tree", "eagle", "medusa"))["model_speedup"]
-            )
+            pays = where_it_pays(curve, stats, opt.method in ("tree", "eagle", "medusa"))
+            model_speedup[name].append(pays["model_speedup"])
+            if stats["drafted"] and FALLBACK.get(name, opt.method) != "lookup":
+                draft_cost[name].append(pays["draft_cost_per_token"])
             accepted[name].append(stats["mean_accepted_with_bonus"])
             step_seconds[name][0] += stats["seconds"]
             step_seconds[name][1] += stats["steps"]
@@ -175,6 +177,16 @@ def main() -> None:
         f"best heads: {best_heads / base:.2f}x target-only (required >= 1.1x and faster than the draft model)"
     )
     print_cost_model(CONFIGS, accepted, step_seconds, 1000 * seconds["target-only"] / tokens["target-only"])
+    print()
+    print("drafting cost per drafted token, in target decode steps (median over prompts; required <= 0.15 for heads):")
+    for name, costs in draft_cost.items():
+        if costs:
+            print(f"  {name}: {statistics.median(costs):.3f} ({min(costs):.3f}–{max(costs):.3f})")
+    off = {k: statistics.median(r) / statistics.median(model_speedup[k]) - 1 for k, r in ratios.items()
+           if model_speedup.get(k)}  # fmt: skip
+    worst = max(off, key=lambda k: abs(off[k]))
+    print(f"measured vs cost model: largest gap {off[worst]:+.1%} ({worst}); "
+          f"{sum(abs(v) <= 0.15 for v in off.values())} of {len(off)} within 15%")
 
 
 def tokens_per_step(alpha: float, depth: int) -> float:
