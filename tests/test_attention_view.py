@@ -213,6 +213,11 @@ def _check_view(qtbot, win, tmp_path) -> None:
     win.player.back()
     assert view.current == 0
     np.testing.assert_array_equal(view.overlay_img.image, first_overlay)  # stepping back: the same picture
+    # tiles' states: one pixel per tile; the static marks: exactly the masked entries of the tiles the kernel visits
+    assert view.overlay_img.image.shape[:2] == view.walk.trace.tile_state.shape
+    visited = (view._step_index >= 0)[view._row_block[:, None], view._col_block[None, :]]
+    masked_marks = ~view.walk.allowed & visited
+    np.testing.assert_array_equal(view.marks_img.image[..., 3] > 0, masked_marks)
     win.player.last()
     # every step keeps the accuracy line and one header height (the plots below do not jump while stepping)
     heights = set()
@@ -229,6 +234,7 @@ def _check_view(qtbot, win, tmp_path) -> None:
     view.units.setValue("base 2")
     QApplication.processEvents()
     assert "unsafe softmax" in view.header.text() and "FA-4" in view.header.text()
+    np.testing.assert_array_equal(view.marks_img.image[..., 3] > 0, masked_marks | view._overflow)
     assert "log₂" in view.m_plot.getAxis("left").labelText
     win.set_theme("dark")
     assert view.theme.name == "dark"
