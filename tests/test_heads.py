@@ -41,18 +41,23 @@ def tiny_target(seed: int = 1, vocab: int = 97, std: float = 0.3) -> LoadedModel
     return LoadedModel(model.eval().requires_grad_(False), None, cfg, Path(f"random-{seed}"), (), None)
 
 
-def random_heads(kind: str, target: LoadedModel, std: float = 0.2, seed: int = 0) -> Heads:
+def random_heads(kind: str, target: LoadedModel, std: float = 0.2, seed: int = 0, vocab=None) -> Heads:
+    """Random heads; ``vocab``: a draft vocabulary (FR-Spec), the only tokens the heads may propose."""
     torch.manual_seed(seed)
     module = build_heads(kind, target.config, 3)
     for p in module.parameters():
         p.data.normal_(0, std)
-    return Heads(kind, module.eval().requires_grad_(False), {}, None)
+    return Heads(kind, module.eval().requires_grad_(False), {"draft_vocab": vocab} if vocab else {}, None)
 
 
+@pytest.mark.parametrize("vocab", [None, list(range(0, 97, 2))], ids=["whole vocabulary", "draft vocabulary"])
 @pytest.mark.parametrize("kind", ["medusa", "eagle", "mtp"])
-def test_greedy_is_lossless_with_random_heads(kind):
+def test_greedy_is_lossless_with_random_heads(kind, vocab):
     target = tiny_target()
-    heads = random_heads(kind, target)
+    heads = random_heads(kind, target, vocab=vocab)
+    if vocab:  # every drafted token comes from the draft vocabulary
+        steps = run_speculation(target, None, [5, 17, 3, 88], 30, OPTIONS[kind], heads=heads, runs=1).steps
+        assert {t for s in steps for t in s.tree.tokens} <= set(vocab)
     for prompt in ([5, 17, 3, 88, 41, 2, 9], [7], [1, 2]):
         result = run_speculation(target, None, prompt, 40, OPTIONS[kind], heads=heads, runs=1)
         assert result.token_ids == generate(target, prompt, 40, stop_at_eos=False)
@@ -75,11 +80,13 @@ def test_shipped_heads_are_lossless_and_accept_something(kind):
     assert result.stats["per_head_acceptance"][0] > 0
 
 
+@pytest.mark.parametrize("vocab", [None, [0, 1, 2, 3, 5, 8, 9]], ids=["whole vocabulary", "draft vocabulary"])
 @pytest.mark.parametrize("kind", ["medusa", "eagle", "mtp"])
-def test_speculative_sampling_with_heads_preserves_target_distribution(kind):
-    """5k draws of the first new token: the distribution is the target's (χ², p > 1e-3), head q as the draft."""
+def test_speculative_sampling_with_heads_preserves_target_distribution(kind, vocab):
+    """5k draws of the first new token: the distribution is the target's (χ², p > 1e-3), head q as the draft;
+    with a draft vocabulary q is 0 outside it, and the target's other tokens come from the residual."""
     target = tiny_target(5, vocab=12, std=0.6)
-    heads = random_heads(kind, target, std=0.5, seed=3)
+    heads = random_heads(kind, target, std=0.5, seed=3, vocab=vocab)
     prompt = [3, 1, 4, 1, 5, 9, 2, 6, 3, 1, 4]
     opt = {
         "medusa": SpecOptions(method="medusa", medusa_tree="0,1,2,0.0"),
@@ -197,6 +204,33 @@ def test_train_heads_cli_writes_a_card(tmp_path):
     assert r.returncode == 0, r.stderr
     card = (out / "README.md").read_text()
     assert "| 2 |" in card and "explorer train-heads --kind mtp" in card
-    assert json.loads((out / "config.json").read_text())["kind"] == "mtp"
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "mtp" and config["draft_vocab"] is None
     bad = subprocess.run([*cmd[:-2], "--batch", "0"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("explorer: error: --batch must be")
+
+
+def test_train_heads_with_a_draft_vocabulary(tmp_path):
+    """--draft-vocab N: the N tokens the target emitted most often, recorded in config.json and the card, and the
+    loaded heads draft from them only; a config naming tokens the target lacks is one line."""
+    out = tmp_path / "h"
+    cmd = [sys.executable, "-m", "explorer", "train-heads", "--kind", "eagle", "--out", str(out), "--text",
+           str(ROOT / "explorer" / "speculative" / "engine.py"), "--sequences", "16", "--continuation", "8",
+           "--steps", "2", "--batch", "32", "--draft-vocab", "40"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    vocab = config["draft_vocab"]
+    assert len(vocab) == 40 == len(set(vocab)) and vocab == sorted(vocab)
+    assert "Drafts from the 40 tokens" in (out / "README.md").read_text()
+    target = load_model(default_model_dirs()["target"], dtype="float32", device="cpu")
+    heads = load_heads(out, target)
+    assert heads.draft_vocab == vocab
+    ids = target.encode("def add(a, b):\n    return a + b\n")
+    result = run_speculation(target, None, ids, 24, SpecOptions(method="eagle", detail=False), heads=heads, runs=1)
+    assert result.token_ids == generate(target, ids, 24)
+    assert {t for s in result.steps for t in s.tree.tokens} <= set(vocab)
+    config["draft_vocab"] = [0, 5000]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExplorerError, match="draft_vocab must be distinct token ids in 0..4095"):
+        load_heads(out, target)

@@ -130,6 +130,9 @@ class Speculator:
         # Heads draft for their own method, and for prompt lookup when no n-gram matches (a fallback).
         self.heads = heads if opt.method in (*HEAD_METHODS, "lookup") else None
         self.choices = None
+        vocab_ids = self.heads.draft_vocab if self.heads is not None else None
+        self._draft_ids = torch.tensor(vocab_ids, device=target.device) if vocab_ids else None
+        self._draft_lm = None
         if self.heads is not None and self.heads.kind == "medusa":
             self.choices = sorted(parse_choices(opt.medusa_tree) if opt.medusa_tree else heads.medusa_choices(),
                                   key=lambda c: (len(c), c))  # fmt: skip
@@ -254,7 +257,21 @@ class Speculator:
     # -- drafting with heads on the target (source = the head / module / depth that proposed each node) -------
 
     def _lm_head(self) -> torch.Tensor:
-        return self.target.model.lm_head.weight[: self.vocab]
+        """The LM-head rows the heads draft with: the whole (common) vocabulary, or the heads' draft vocabulary
+        (a contiguous copy made once per run)."""
+        if self._draft_ids is None:
+            return self.target.model.lm_head.weight[: self.vocab]
+        if self._draft_lm is None:
+            self._draft_lm = self.target.model.lm_head.weight.index_select(0, self._draft_ids).contiguous()
+        return self._draft_lm
+
+    def _head_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits over the draft vocabulary put back on the whole one, −inf elsewhere (q = 0 there)."""
+        if self._draft_ids is None:
+            return logits
+        full = logits.new_full((*logits.shape[:-1], self.vocab), float("-inf"))
+        full[..., self._draft_ids] = logits
+        return full
 
     def draft_medusa(self, depth: int):
         """Medusa's static tree: path (r1, .., rd) is the r_d-th best token of head d under the node (r1..r_{d-1}).
@@ -262,7 +279,7 @@ class Speculator:
         L = len(self.context) - 1
         if L < 1:
             return [], [], [], [], {}, 0, []
-        probs = self._q(self.heads.module.logits(self.feats[L - 1], self._lm_head()))  # [K, V]
+        probs = self._q(self._head_logits(self.heads.module.logits(self.feats[L - 1], self._lm_head())))
         need = 1 + max(c[-1] for c in self.choices)
         top = torch.topk(probs, min(need, probs.shape[-1]), dim=-1).indices.tolist()
         index: dict[tuple[int, ...], int] = {}
@@ -291,7 +308,7 @@ class Speculator:
         tokens, qs, dists = [], [], []
         for module in list(self.heads.module)[:depth]:
             h, out = module(h, embed.weight[prev])
-            prev, probs = self._draw(lm_logits(out, lm))
+            prev, probs = self._draw(self._head_logits(lm_logits(out, lm)))
             tokens.append(prev)
             qs.append(float(probs[prev]))
             dists.append(probs)
@@ -313,7 +330,7 @@ class Speculator:
         pos = torch.arange(start, L, device=dev)[None]
         out = eagle(self.feats[start:L][None], embed(ids)[None], pos, cache=ec)[0]
         feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
-        pool = TreePool(opt.tree_topk, self._q(lm_logits(out[-1], lm)))
+        pool = TreePool(opt.tree_topk, self._q(self._head_logits(lm_logits(out[-1], lm))))
         slot: dict[int, int] = {}
         calls = 1
         frontier = pool.add_children(-1, pool.dist[-1], 1)
@@ -326,7 +343,7 @@ class Speculator:
             e_in = embed(torch.tensor([pool.tok[n] for n in expand], device=dev))[None]
             pos = torch.tensor([[L - 1 + pool.dep[n] for n in expand]], device=dev)
             out = eagle(f_in, e_in, pos, cache=ec, mask=mask)[0]
-            probs = self._q(lm_logits(out, lm))
+            probs = self._q(self._head_logits(lm_logits(out, lm)))
             calls += 1
             frontier = []
             for j, n in enumerate(expand):

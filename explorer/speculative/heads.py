@@ -186,6 +186,13 @@ class Heads:
     def name(self) -> str:
         return self.path.name if self.path is not None else f"{self.kind} (in memory)"
 
+    @property
+    def draft_vocab(self) -> list[int] | None:
+        """The tokens the heads draft from (FR-Spec: the most frequent ones in the target's own outputs), or None
+        for the whole vocabulary. Drafting multiplies only these rows of the LM head; the target still verifies
+        against the whole vocabulary, so greedy stays exact and sampling lossless (q is 0 outside the set)."""
+        return self.config.get("draft_vocab") or None
+
     def medusa_choices(self) -> list[tuple[int, ...]]:
         choices = self.config.get("medusa_choices")
         if choices:
@@ -284,6 +291,13 @@ def load_heads(path: str | Path, target: LoadedModel) -> Heads:
             )
     module.load_state_dict({k: v.to(target.dtype) for k, v in tensors.items()})
     module = for_inference(module.to(target.device).eval().requires_grad_(False))
+    vocab = config.get("draft_vocab")
+    if vocab is not None:
+        ok = isinstance(vocab, list) and all(isinstance(t, int) and 0 <= t < cfg.vocab_size for t in vocab)
+        if not ok or len(set(vocab)) != len(vocab):
+            raise ExplorerError(
+                f"{path / CONFIG_FILE}: draft_vocab must be distinct token ids in 0..{cfg.vocab_size - 1}"
+            )
     heads = Heads(kind, module, config, path)
     if kind == "medusa":
         check_choices(heads.medusa_choices(), heads.count)

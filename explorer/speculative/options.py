@@ -74,6 +74,9 @@ TRAIN_HEADS = Schema(
         Option("continuation", int, 64, "greedy tokens the target adds to each window", lo=4, hi=1024),
         Option("batch", int, 512, "positions per optimizer step (EAGLE: tokens, in whole sequences)", lo=8, hi=65536),
         Option("lr", float, 1e-3, "AdamW learning rate (cosine decay)", lo=0.0, hi=1.0, lo_open=True),
+        Option("draft_vocab", int, 0, "draft from only the N tokens the target emits most often in the self-distilled "
+               "data (FR-Spec: a smaller LM-head product per drafted token; 0 = the whole vocabulary)",
+               lo=0, hi=10**7),  # fmt: skip
         SEED,
     ],
 )

@@ -130,7 +130,7 @@ def eagle_forward(module, feats, toks, embed, noise: float = 0.0):
 
 def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files: list[Path] | None, seed: int,
           sequences: int = 1536, prefix: int = 32, gen: int = 64, lr: float = 1e-3, batch: int = 512,
-          log=print) -> tuple[torch.nn.Module, dict]:  # fmt: skip
+          draft_vocab: int = 0, log=print) -> tuple[torch.nn.Module, dict]:  # fmt: skip
     """Train a head set; returns the module (fp32, CPU) and its measured card figures."""
     torch.manual_seed(seed)
     files = text_files or default_text_files()
@@ -170,7 +170,15 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
         if step % 10 == 0 or step == steps - 1:
             progress(f"training {kind}", step + 1, steps, t0, f"loss {float(loss.detach()):.3f}")
     module.eval().requires_grad_(False)
-    card = evaluate(kind, module, va_toks, va_feats, embed, lm, K)
+    vocab = None
+    if 0 < draft_vocab < lm.shape[0]:
+        vocab = frequent_tokens(tr_toks[:, prefix:], draft_vocab)
+    card = evaluate(kind, module, va_toks, va_feats, embed, lm, K, vocab)
+    if vocab is not None:
+        held_out = va_toks[:, prefix:].reshape(-1)
+        inside = torch.zeros(lm.shape[0], dtype=torch.bool)
+        inside[vocab] = True
+        card.update(draft_vocab=vocab.tolist(), draft_vocab_coverage=float(inside[held_out].float().mean()))
     card.update(sequences=sequences, prefix=prefix, continuation=gen, steps=steps, seconds=time.perf_counter() - t0,
                 text_files=len(files), corpus_tokens=int(len(corpus)))  # fmt: skip
     if kind == "medusa":
@@ -178,12 +186,26 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
     return module, card
 
 
+def frequent_tokens(toks: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` tokens the target emitted most often (its greedy continuations), ascending ids; ties by id."""
+    counts = torch.bincount(toks.reshape(-1), minlength=1)
+    order = sorted(range(len(counts)), key=lambda t: (-int(counts[t]), t))[:n]
+    return torch.tensor(sorted(order), dtype=torch.long)
+
+
 @torch.inference_mode()
-def evaluate(kind, module, toks, feats, embed, lm, K) -> dict:
-    """Per head: held-out top-1 / top-5 agreement with the target's greedy token (teacher-forced)."""
+def evaluate(kind, module, toks, feats, embed, lm, K, vocab: torch.Tensor | None = None) -> dict:
+    """Per head: held-out top-1 / top-5 agreement with the target's greedy token (teacher-forced); with a draft
+    vocabulary, the heads' guesses are restricted to it as when drafting."""
     T = feats.shape[1]
+    outside = None
+    if vocab is not None:
+        outside = torch.ones(lm.shape[0], dtype=torch.bool)
+        outside[vocab] = False
     if kind == "eagle":
         out = eagle_forward(module, feats, toks, embed) @ lm.T  # [S, T-1, V]
+        if outside is not None:
+            out = out.masked_fill(outside, float("-inf"))
         truth = (feats[:, 1:] @ lm.T).argmax(-1)
         top5 = out.topk(5, dim=-1).indices
         return {"top1": [float((top5[..., 0] == truth).float().mean())],
@@ -194,6 +216,8 @@ def evaluate(kind, module, toks, feats, embed, lm, K) -> dict:
     top1, top5 = [], []
     for k, lg in enumerate(outs, start=1):
         truth = (feats[n, t + k] @ lm.T).argmax(-1)
+        if outside is not None:
+            lg = lg.masked_fill(outside, float("-inf"))
         idx = lg.topk(5, dim=-1).indices
         top1.append(float((idx[:, 0] == truth).float().mean()))
         top5.append(float((idx == truth[:, None]).any(-1).float().mean()))
@@ -259,6 +283,7 @@ def write_heads(out: Path, kind: str, module, target: LoadedModel, card: dict, n
         "intermediate_size": 2 * cfg.hidden_size if kind == "mtp" else None,
         "target": target.name,
         "medusa_choices": card.get("medusa_choices"),
+        "draft_vocab": card.get("draft_vocab"),
         "accuracy": {"top1": card["top1"], "top5": card["top5"]},
         "command": command,
     }
@@ -290,6 +315,10 @@ def model_card(kind: str, config: dict, card: dict, command: str) -> str:
     if card.get("medusa_choices"):
         paths = card["medusa_choices"]
         tree = f"\nTuned static tree ({len(paths)} nodes): `{format_choices(paths)}`\n"
+    if card.get("draft_vocab"):
+        tree += (f"\nDrafts from the {len(card['draft_vocab'])} tokens the target emitted most often in the training "
+                 f"data ({card['draft_vocab_coverage']:.1%} of its held-out greedy tokens; the figures above are "
+                 "restricted to them).\n")  # fmt: skip
     return f"""# {kind} heads for {config['target']}
 
 {what}. Self-distilled on the frozen target: {card['sequences']} windows of {card['prefix']} tokens of text
