@@ -170,6 +170,10 @@ def test_published_medusa_file_loads_when_shapes_fit(tmp_path):
     assert heads.kind == "medusa" and heads.count == 2 and heads.module.own_lm_head
     result = run_speculation(target, None, [5, 17, 3, 88], 24, SpecOptions(method="medusa"), heads=heads, runs=1)
     assert result.token_ids == generate(target, [5, 17, 3, 88], 24, stop_at_eos=False)
+    (tmp_path / "config.json").write_text(json.dumps({"kind": "medusa", "draft_vocab": [1, 2, 3]}))
+    with pytest.raises(ExplorerError, match="draft_vocab needs heads that share the target's LM head"):
+        load_heads(tmp_path, target)
+    (tmp_path / "config.json").unlink()
     tensors["0.1.weight"] = torch.randn(v + 1, d)
     save_file(tensors, str(tmp_path / "medusa_lm_head.safetensors"))
     with pytest.raises(ExplorerError, match="shape"):

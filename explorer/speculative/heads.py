@@ -298,6 +298,9 @@ def load_heads(path: str | Path, target: LoadedModel) -> Heads:
             raise ExplorerError(
                 f"{path / CONFIG_FILE}: draft_vocab must be distinct token ids in 0..{cfg.vocab_size - 1}"
             )
+        if kind == "medusa" and module.own_lm_head:
+            raise ExplorerError(f"{path / CONFIG_FILE}: draft_vocab needs heads that share the target's LM head; "
+                                "these Medusa heads have their own")  # fmt: skip
     heads = Heads(kind, module, config, path)
     if kind == "medusa":
         check_choices(heads.medusa_choices(), heads.count)

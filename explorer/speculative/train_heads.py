@@ -170,15 +170,15 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
         if step % 10 == 0 or step == steps - 1:
             progress(f"training {kind}", step + 1, steps, t0, f"loss {float(loss.detach()):.3f}")
     module.eval().requires_grad_(False)
-    vocab = None
+    inside = None  # the draft vocabulary as a mask over the whole one
     if 0 < draft_vocab < lm.shape[0]:
-        vocab = frequent_tokens(tr_toks[:, prefix:], draft_vocab)
-    card = evaluate(kind, module, va_toks, va_feats, embed, lm, K, vocab)
-    if vocab is not None:
-        held_out = va_toks[:, prefix:].reshape(-1)
         inside = torch.zeros(lm.shape[0], dtype=torch.bool)
-        inside[vocab] = True
-        card.update(draft_vocab=vocab.tolist(), draft_vocab_coverage=float(inside[held_out].float().mean()))
+        inside[frequent_tokens(tr_toks[:, prefix:], draft_vocab)] = True
+    card = evaluate(kind, module, va_toks, va_feats, embed, lm, K, inside)
+    if inside is not None:
+        held_out = va_toks[:, prefix:].reshape(-1)
+        card.update(draft_vocab=torch.nonzero(inside).flatten().tolist(),
+                    draft_vocab_coverage=float(inside[held_out].float().mean()))  # fmt: skip
     card.update(sequences=sequences, prefix=prefix, continuation=gen, steps=steps, seconds=time.perf_counter() - t0,
                 text_files=len(files), corpus_tokens=int(len(corpus)))  # fmt: skip
     if kind == "medusa":
@@ -186,22 +186,18 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
     return module, card
 
 
-def frequent_tokens(toks: torch.Tensor, n: int) -> torch.Tensor:
-    """The ``n`` tokens the target emitted most often (its greedy continuations), ascending ids; ties by id."""
-    counts = torch.bincount(toks.reshape(-1), minlength=1)
-    order = sorted(range(len(counts)), key=lambda t: (-int(counts[t]), t))[:n]
-    return torch.tensor(sorted(order), dtype=torch.long)
+def frequent_tokens(toks: torch.Tensor, n: int) -> list[int]:
+    """The ``n`` tokens the target emitted most often (its greedy continuations); ties by id."""
+    counts = torch.bincount(toks.reshape(-1)).tolist()
+    return sorted(range(len(counts)), key=lambda t: (-counts[t], t))[:n]
 
 
 @torch.inference_mode()
-def evaluate(kind, module, toks, feats, embed, lm, K, vocab: torch.Tensor | None = None) -> dict:
+def evaluate(kind, module, toks, feats, embed, lm, K, inside: torch.Tensor | None = None) -> dict:
     """Per head: held-out top-1 / top-5 agreement with the target's greedy token (teacher-forced); with a draft
-    vocabulary, the heads' guesses are restricted to it as when drafting."""
+    vocabulary (``inside``, a mask over the whole one), the heads' guesses are restricted to it as when drafting."""
     T = feats.shape[1]
-    outside = None
-    if vocab is not None:
-        outside = torch.ones(lm.shape[0], dtype=torch.bool)
-        outside[vocab] = False
+    outside = ~inside if inside is not None else None
     if kind == "eagle":
         out = eagle_forward(module, feats, toks, embed) @ lm.T  # [S, T-1, V]
         if outside is not None:
