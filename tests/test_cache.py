@@ -96,11 +96,54 @@ def test_keep_rejects_bad_slots(model):
 
 def test_inference_linear_returns_row_major_rows():
     """(W·xᵀ)ᵀ is column-major; handed on like that, a multi-token q sends SDPA's CPU kernel to its slow
-    reference path. The product must come back row-major, and equal x·Wᵀ."""
+    reference path. The product must come back row-major, and equal x·Wᵀ. A single row (decoding) is one
+    column of the doubled product: left strided, as nothing downstream needs it copied."""
     from explorer.models.decoder import inference_linear
 
     w, x = torch.randn(48, 16), torch.randn(1, 4, 16)
-    for rows in (x[:, :1], x):
-        out = inference_linear(rows, w)
-        assert out.is_contiguous()
-        torch.testing.assert_close(out, rows @ w.T)
+    one = inference_linear(x[:, :1], w)
+    assert one.shape == (1, 1, 48) and one.stride()[-1] == 2
+    torch.testing.assert_close(one, x[:, :1] @ w.T)
+    out = inference_linear(x, w)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, x @ w.T)
+    assert torch.equal(inference_linear(x[:, :1], w), inference_linear(x[:, :1].contiguous(), w))
+
+
+def test_rms_norm_inference_path_equals_torch_rms_norm():
+    """Without autograd the norm runs as five cheap ops; they must give F.rms_norm's numbers bit for bit."""
+    import torch.nn.functional as F
+
+    from explorer.models.decoder import RMSNorm
+
+    torch.manual_seed(0)
+    norm = RMSNorm(96, 1e-5)
+    norm.weight.data = torch.randn(96)
+    for shape in ((1, 1, 96), (1, 7, 96), (3, 5, 96)):
+        x = torch.randn(shape) * 10
+        with torch.inference_mode():
+            fast = norm(x)
+        assert torch.equal(fast, F.rms_norm(x, (96,), norm.weight, 1e-5))
+
+
+def test_fused_weights_live_in_one_block_in_reading_order():
+    """On the CPU, fusing moves every matrix a forward streams into one block (advised huge pages), layer by
+    layer, q/k/v then o then gate/up then down, and the LM head last; the state dict keeps its names and values."""
+    from explorer.models.checkpoint import default_model_dirs, load_model
+
+    lm = load_model(default_model_dirs()["target"], dtype="float32", device="cpu")
+    m = lm.model
+    storage = m.lm_head.weight.untyped_storage().data_ptr()
+    ptrs = []
+    for layer in m.model.layers:
+        a, f = layer.self_attn, layer.mlp
+        for w in (a.qkv[0], a.o_proj.weight, f.gate_up[0], f.down_proj.weight):
+            assert w.untyped_storage().data_ptr() == storage
+            ptrs.append(w.data_ptr())
+        assert a.q_proj.weight.data_ptr() == a.qkv[0].data_ptr()
+    ptrs.append(m.lm_head.weight.data_ptr())
+    assert ptrs == sorted(ptrs)
+    assert all(p % 64 == 0 for p in ptrs)
+    fresh = load_model(default_model_dirs()["target"], dtype="float32", device="cpu").model.state_dict()
+    for key, value in m.state_dict().items():
+        assert torch.equal(value, fresh[key]), key

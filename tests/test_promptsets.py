@@ -81,7 +81,7 @@ def step_dicts(steps) -> list[dict]:
     out = []
     for s in steps:
         d = s.as_dict()
-        d.pop("draft_seconds"), d.pop("verify_seconds")
+        d.pop("draft_seconds"), d.pop("verify_seconds"), d.pop("forward_seconds")
         out.append(d)
     return out
 

@@ -116,7 +116,7 @@ def test_clicking_a_faded_node_selects_it_and_says_why_it_has_no_decision(qtbot)
         )  # fmt: skip
         view.render(empty)
         assert view.decision_plot.getAxis("left")._tickLevels == [[], []]
-        assert "nothing was drafted" in view.decision_plot.getPlotItem().titleLabel.text
+        assert "nothing" in view.decision_plot.getPlotItem().titleLabel.text  # the long or the short title
         if hasattr(spec_stats, "per_head_acceptance"):  # drafting heads: which head proposed each node
             for rec in view.records:
                 rec.tree.source = rec.tree.depth - 1  # as Medusa: head k drafts depth k + 1
@@ -132,3 +132,35 @@ def test_clicking_a_faded_node_selects_it_and_says_why_it_has_no_decision(qtbot)
 
 def _deciding(r):
     return r.rejected if r.rejected is not None else r.accepted[-1]
+
+
+def test_where_it_pays_panel_shows_the_measured_curve_and_this_run_on_it(qtbot):
+    """After a run the view measures this machine's verification-cost curve and plots the run's tokens per step
+    against the step cost it implies; a recording of the same run shows no timings."""
+    from explorer.ui.views.speculative_view import COST_SIZES
+
+    win = render_view(Session(), "speculative", (1280, 720), settings={"method": "chain", "gamma": 3, "max_new": 16})
+    view = win.views["speculative"]
+    try:
+        costs = view.meta["costs"]
+        assert costs["verify_cost_curve"]["sizes"] == list(COST_SIZES)
+        assert len(costs["verify_cost_curve"]["chain_ms"]) == len(COST_SIZES)
+        steps = view.records
+        drafted = sum(len(s.tree.tokens) for s in steps)
+        assert costs["nodes_per_step"] == pytest.approx(drafted / len(steps))
+        mean_tokens = sum(len(s.accepted) + 1 for s in steps) / len(steps)
+        assert costs["measured_tokens_per_step"] == pytest.approx(mean_tokens)
+        xs, ys = view.cost_run.getData()
+        assert list(xs) == pytest.approx([drafted / len(steps)]) and list(ys) == pytest.approx([mean_tokens])
+        _, need = view.cost_need.getData()
+        assert list(need) == pytest.approx([costs["break_even_tokens_per_step"]])
+        x_chain, y_chain = view.cost_verify.getData()
+        assert x_chain[0] == 0 and y_chain[0] == pytest.approx(1.0)  # one token costs one target step
+        assert "pays above" in view.cost_text.text() and view._cost_cell.isVisible()
+        view.deterministic = True  # as when recording: no wall-clock figures
+        view.show_step(view.current)
+        assert view.cost_run.getData()[0] is None or len(view.cost_run.getData()[0]) == 0
+        assert "omitted in recordings" in view.cost_text.text()
+    finally:
+        win.close()
+        win.deleteLater()

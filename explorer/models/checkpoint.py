@@ -275,7 +275,8 @@ def _no_random_init():
 
 
 def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) -> CausalLM:
-    """Put loaded tensors into a model built on the meta device (no memory is allocated twice)."""
+    """Put loaded tensors into a model built on the meta device (no memory is allocated twice). Takes ownership
+    of ``tensors`` (the dict is emptied)."""
     names = set(tensors)
     # Biases are decided by what the checkpoint holds (Qwen2 ships q/k/v biases without saying so in config).
     cfg = replace(
@@ -307,6 +308,7 @@ def build_model(cfg: ModelConfig, tensors: dict[str, torch.Tensor], path: Path) 
                 f"weight {key} in {path} has shape {tuple(tensors[key].shape)}, config says {tuple(ref.shape)}"
             )
     model.load_state_dict(tensors, strict=False, assign=True)
+    tensors.clear()  # the model holds them now: fusing can free each one as it moves, not all at the end
     if cfg.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.inv_freq = rope_inv_freq(cfg).to(model.lm_head.weight.device)  # the meta buffer, made real

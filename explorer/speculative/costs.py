@@ -1,7 +1,8 @@
 """Where speculation pays: this machine's measured cost of verifying n tokens, drafting costs, and the acceptance
 a configuration needs to break even (Qt-free).
 
-A step costs its drafting plus ONE target forward over the root and the n drafted nodes. Speculation wins when the
+A step costs its drafting, ONE target forward over the root and the n drafted nodes, and the bookkeeping around it
+(the target's distributions, the acceptance walk, cache compaction). Speculation wins when the
 expected tokens per step outgrow that cost measured in target-only steps: on a GPU or with a large model, verifying
 8 tokens costs about as much as 1 (weight streaming dominates); on a small model on two CPU cores it does not.
 """
@@ -99,8 +100,11 @@ def where_it_pays(curve: dict, stats: dict, tree: bool) -> dict:
     nodes = stats["drafted"] / steps
     verify = float(np.interp(nodes, np.concatenate([[0], sizes]), np.concatenate([[base], seconds])))
     draft_step = stats["draft_seconds"] / steps
+    # What a step does besides drafting and the forward (target distributions, the acceptance walk, cache
+    # compaction), measured in the run: it is paid per step, like verification, and grows with the node count.
+    bookkeeping = stats.get("bookkeeping_seconds", 0.0) / steps
     depth = stats["depth"] or 1
-    need = (verify + draft_step) / base  # tokens per step that break even with target-only decoding
+    need = (verify + draft_step + bookkeeping) / base  # tokens per step that break even with target-only decoding
     have = stats["mean_accepted_with_bonus"]
     return {
         "verify_cost_curve": {
@@ -113,6 +117,7 @@ def where_it_pays(curve: dict, stats: dict, tree: bool) -> dict:
         "verify_ms_per_step": 1000 * verify,
         "verify_cost_ratio": verify / base,
         "draft_ms_per_step": 1000 * draft_step,
+        "bookkeeping_ms_per_step": 1000 * bookkeeping,
         "draft_ms_per_token": 1000 * stats["draft_seconds"] / max(stats["drafted"], 1),
         "draft_cost_per_token": stats["draft_seconds"] / max(stats["drafted"], 1) / base,
         "break_even_tokens_per_step": need,

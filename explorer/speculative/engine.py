@@ -389,6 +389,7 @@ class Speculator:
         N = len(tokens)
         with capture_features(self.target.model) as feats_out:
             logits, mask, position_ids, depth_arr = verify(self.target.model, self.tcache, root, tokens, parent)
+        t_forward = time.perf_counter()
         logits = logits[:, : self.vocab]
         dev = self.target.device
         verified = self.tcache.length
@@ -461,6 +462,7 @@ class Speculator:
             draft_calls=calls,
             draft_seconds=(t1 - t0) + (t3 - t2),
             verify_seconds=t2 - t1,
+            forward_seconds=t_forward - t1,
         )
         self.steps += 1
         return record
@@ -605,11 +607,11 @@ def run_speculation(
         if costs:
             curve = verify_cost_curve(target.model, len(prompt_ids))
             stats["costs"] = where_it_pays(curve, stats, tree)
-            verify = stats["costs"]["verify_ms_per_step"] / 1000
+            verify = (stats["costs"]["verify_ms_per_step"] + stats["costs"]["bookkeeping_ms_per_step"]) / 1000
         else:
             verify = stats["verify_seconds"] / n_steps
-        # The cost model: tokens per step over the step's measured cost (drafting + verifying its n nodes),
-        # in target-only steps.
+        # The cost model: tokens per step over the step's measured cost (drafting + verifying its n nodes +
+        # bookkeeping), in target-only steps.
         step_cost = stats["draft_seconds"] / n_steps + verify
         stats["theoretical_speedup"] = stats["mean_accepted_with_bonus"] * base_step / step_cost
     text = target.decode(new) if target.tokenizer is not None else ""

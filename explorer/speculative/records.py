@@ -82,7 +82,8 @@ class StepRecord:
     draft_slots_kept: list[int]
     draft_calls: int  # draft forwards (the first also feeds whatever the draft cache lacked)
     draft_seconds: float
-    verify_seconds: float
+    verify_seconds: float  # the target forward plus the step's bookkeeping (walk, distributions, cache compaction)
+    forward_seconds: float = 0.0  # of verify_seconds, the target forward alone (0 in runs saved before it was timed)
 
     def as_dict(self) -> dict:
         t = self.tree
@@ -118,6 +119,7 @@ class StepRecord:
             "draft_calls": self.draft_calls,
             "draft_seconds": self.draft_seconds,
             "verify_seconds": self.verify_seconds,
+            "forward_seconds": self.forward_seconds,
         }
 
 

@@ -329,6 +329,7 @@ def step_from_dict(d: dict) -> StepRecord:
         draft_calls=d["draft_calls"],
         draft_seconds=d["draft_seconds"],
         verify_seconds=d["verify_seconds"],
+        forward_seconds=d.get("forward_seconds", 0.0),
     )
 
 

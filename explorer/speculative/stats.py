@@ -85,6 +85,7 @@ def compute_stats(
         "tokens_per_s": tps,
         "draft_seconds": sum(s.draft_seconds for s in steps),
         "verify_seconds": sum(s.verify_seconds for s in steps),
+        "bookkeeping_seconds": sum(s.verify_seconds - s.forward_seconds for s in steps if s.forward_seconds),
         "target_only_tokens_per_s": None,
         "speedup": None,
         "speedup_min": None,

@@ -277,6 +277,7 @@ class PromptSetView(View):
         self.summary.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
         self.replay = SpeculativeView(theme, self)  # the speculative panels, fed with stored records
+        self.replay.set_costs_visible(False)  # stored runs carry no cost curve, and the table needs the room
         self.replay.step_requested.connect(self._on_replay_step)
 
         top = QWidget(self)

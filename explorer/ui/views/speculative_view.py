@@ -5,7 +5,6 @@ min(1, p/q), the residual), the tree attention mask with position ids and kept K
 from __future__ import annotations
 
 import html
-import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -25,16 +24,18 @@ from ...models.generate import generate
 from ...models.text import visible_token
 from ...session import Session
 from ...speculative import stats as spec_stats
+from ...speculative.costs import verify_cost_curve, where_it_pays
 from ...speculative.engine import speculate
 from ...speculative.options import VIEW as SPECULATIVE_VIEW
 from ...speculative.records import SpecOptions, StepRecord
-from ...speculative.stats import theoretical_speedup
 from ..theme import Theme
 from .base import View, font_plot, static_plot, theme_plot
 
 ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
 NODE_PX = 14  # tree node size in pixels
 TRUNK = 0.14  # elbow edges turn this far (in depth units) left of the children's column; labels stop before it
+COST_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # verification-cost curve points measured after a run (~70 forwards)
+TREE_METHODS = ("tree", "eagle", "medusa")  # verified with a tree mask
 
 
 class SpeculativeView(View):
@@ -102,24 +103,37 @@ class SpeculativeView(View):
         self.head_bars = pg.BarGraphItem(x=[], height=[], width=0.35)  # drafting heads: acceptance per head
         self.pos_plot.addItem(self.head_bars)
 
+        # Where speculation pays: this machine's cost of verifying n tokens (in one-token target steps), the
+        # step's cost with this run's drafting, and the run's tokens per step against it.
+        self.cost_plot = static_plot(self, "where it pays", bottom="tokens verified per step")
+        self.cost_verify = pg.PlotDataItem()
+        self.cost_step = pg.PlotDataItem()
+        self.cost_need = pg.ScatterPlotItem(symbol="o", size=9, pxMode=True)
+        self.cost_run = pg.ScatterPlotItem(symbol="o", size=11, pxMode=True)
+        for item in (self.cost_verify, self.cost_step, self.cost_need, self.cost_run):
+            self.cost_plot.addItem(item)
+        self.cost_text = QLabel(self)
+        self.cost_text.setWordWrap(True)
+        self._curves: dict[tuple, dict] = {}  # (target, dtype, prompt length) -> measured curve: reruns reuse it
+
         grid = QGridLayout()
         grid.addWidget(self.text, 0, 0, 1, 2)
         grid.addWidget(self.hist_plot, 1, 0)
         grid.addWidget(self.pos_plot, 1, 1)
-        grid.addWidget(self.tree_plot, 0, 2, 1, 2)
-        decision = QWidget(self)
-        dv = QVBoxLayout(decision)
-        dv.setContentsMargins(0, 0, 0, 0)
-        dv.addWidget(self.decision_plot, 1)
-        dv.addWidget(self.decision_text)
-        grid.addWidget(decision, 1, 2)
-        mask = QWidget(self)
-        mv = QVBoxLayout(mask)
-        mv.setContentsMargins(0, 0, 0, 0)
-        mv.addWidget(self.mask_plot, 1)
-        mv.addWidget(self.mask_text)
-        grid.addWidget(mask, 1, 3)
-        for col, stretch in enumerate((1, 1, 2, 1)):
+        grid.addWidget(self.tree_plot, 0, 2, 1, 3)
+        for col, (plot, caption) in enumerate(
+            ((self.cost_plot, self.cost_text), (self.decision_plot, self.decision_text),
+             (self.mask_plot, self.mask_text)), start=2,
+        ):  # fmt: skip
+            cell = QWidget(self)
+            cv = QVBoxLayout(cell)
+            cv.setContentsMargins(0, 0, 0, 0)
+            cv.addWidget(plot, 1)
+            cv.addWidget(caption)
+            grid.addWidget(cell, 1, col)
+            if plot is self.cost_plot:
+                self._cost_cell = cell
+        for col, stretch in enumerate((2, 2, 3, 3, 2)):
             grid.setColumnStretch(col, stretch)
         grid.setRowStretch(0, 1)  # the decision panel (below) needs room for its bars as much as the tree does
         grid.setRowStretch(1, 1)
@@ -128,6 +142,10 @@ class SpeculativeView(View):
         lay.addWidget(self.header)
         lay.addLayout(grid, 1)
 
+        self._title_variants: dict[pg.PlotWidget, list[str]] = {}
+        for plot in self._plots():
+            if plot is not self.tree_plot:  # the tree re-renders on resize, title included
+                plot.getViewBox().sigResized.connect(lambda *_, p=plot: self._refit_title(p))
         self.build_controls()
         self._fit_text_heights(self.font())
         self.set_theme(theme)
@@ -162,20 +180,35 @@ class SpeculativeView(View):
             "decode": target.decode,
         }
         meta = self.meta
+        measure = not self.deterministic  # a recording shows no timings: nothing to measure
+        if measure:
+            meta["costs"] = None  # measured when the run ends
+        curves, key = self._curves, (str(target.path), str(target.dtype), str(target.device), len(prompt_ids))
 
         def job() -> Iterator[StepRecord]:
             # The target alone first, same prompt and settings: the baseline for speed and for greedy equality.
             t0 = time.perf_counter()
             base = generate(target, prompt_ids, max_new, temperature, None, options.seed)
             meta["target_only"] = {"tokens": base, "seconds": time.perf_counter() - t0}
-            yield from speculate(target, draft, prompt_ids, max_new, options, heads)
+            steps: list[StepRecord] = []
+            t0 = time.perf_counter()
+            for record in speculate(target, draft, prompt_ids, max_new, options, heads):
+                steps.append(record)
+                yield record
+            seconds = time.perf_counter() - t0
+            if measure and steps:  # then where this run stands on this machine's verification-cost curve
+                if key not in curves:
+                    curves[key] = verify_cost_curve(target.model, len(prompt_ids), sizes=COST_SIZES)
+                n_new = sum(len(s.new_tokens) for s in steps)
+                stats = spec_stats.compute_stats(steps, n_new, seconds, options)
+                meta["costs"] = where_it_pays(curves[key], stats, options.method in TREE_METHODS)
 
         return job
 
     # ---- rendering
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
-        for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
+        for plot in self._plots():
             theme_plot(plot, theme)
         self.edges.setPen(pg.mkPen(theme.muted, width=1.5))
         self.hist_bars.setOpts(brush=theme.bar, pen=None)
@@ -193,7 +226,7 @@ class SpeculativeView(View):
         mono.setStyleHint(QFont.StyleHint.Monospace)
         mono.setPointSizeF(font.pointSizeF() * 1.1)
         self.text.setFont(mono)
-        for plot in (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot):
+        for plot in self._plots():
             font_plot(plot, font)
         self._font = QFont(font)
         for t in self.node_texts:
@@ -205,12 +238,15 @@ class SpeculativeView(View):
         """Room for the header's three lines (the first one larger) and the panels' captions at this font."""
         line = QFontMetrics(font).lineSpacing()
         self.header.setMinimumHeight(int(3.6 * line))
-        self.decision_text.setMinimumHeight(int(3.2 * line))
-        self.mask_text.setMinimumHeight(int(3.2 * line))
+        for caption in (self.decision_text, self.mask_text, self.cost_text):
+            caption.setMinimumHeight(int(3.2 * line))
+
+    def _plots(self) -> tuple[pg.PlotWidget, ...]:
+        return (self.tree_plot, self.decision_plot, self.mask_plot, self.hist_plot, self.pos_plot, self.cost_plot)
 
     def render(self, r: StepRecord | None) -> None:
         th = self.theme
-        for plot in (self.tree_plot, self.mask_plot, self.hist_plot, self.pos_plot, self.decision_plot):
+        for plot in self._plots():
             for axis in ("left", "bottom"):
                 if plot is not self.tree_plot or axis == "bottom":
                     plot.showAxis(axis, r is not None)  # empty plots: no default −600..600 axes
@@ -231,6 +267,7 @@ class SpeculativeView(View):
             self.hist_bars.setOpts(x=[], height=[])
             self.pos_bars.setOpts(x=[], height=[])
             self.head_bars.setOpts(x=[], height=[])
+            self._render_costs()
             return
         if self._selected_step != r.step:  # a new step: show the decision that ended its walk
             self._selected_step = r.step
@@ -243,7 +280,9 @@ class SpeculativeView(View):
         self._render_tree(r)
         self._render_decision(r)
         self._render_mask(r)
+        self._fit_title(self.mask_plot, ["tree attention mask", "attention mask", "mask"])
         self._render_stats(r)
+        self._render_costs()
 
     def _render_header(self, r: StepRecord) -> None:
         th = self.theme
@@ -254,7 +293,6 @@ class SpeculativeView(View):
         n_new = sum(len(s.new_tokens) for s in upto)
         spec_s = sum(s.draft_seconds + s.verify_seconds for s in upto)
         opts = self.meta.get("options", {})
-        depth = opts.get("tree_depth") if opts.get("method") == "tree" else opts.get("gamma", 1)
         base = self.meta.get("target_only")
         speed = ""
         if self.deterministic:
@@ -262,10 +300,11 @@ class SpeculativeView(View):
         elif base and base["seconds"] > 0 and spec_s > 0:
             base_tps = len(base["tokens"]) / base["seconds"]
             tps = n_new / spec_s
-            c = (sum(s.draft_seconds for s in upto) / len(upto) / max(depth, 1)) / (1 / base_tps)
+            costs = self.meta.get("costs")
+            model = f", cost model {costs['model_speedup']:.2f}×" if costs else ""
             speed = (
                 f" &nbsp; <b>{tps:.0f}</b> tok/s vs target alone {base_tps:.0f} → measured "
-                f"<b>{tps / base_tps:.2f}×</b>, theory {theoretical_speedup(alpha, depth, c):.2f}× (c = {c:.2f})"
+                f"<b>{tps / base_tps:.2f}×</b>{model}"
             )
         lossless = "" if opts.get("accept") != "typical" else " <span style='color:#e4572e'>(not lossless)</span>"
         self.header.setText(
@@ -334,15 +373,27 @@ class SpeculativeView(View):
     def _fit_title(self, plot: pg.PlotWidget, variants: list[str]) -> None:
         """The first (rich-text) title of ``variants`` that fits the plot's width: a pyqtgraph title never wraps
         and its minimum width would push the grid past the window's edge."""
-        fm = QFontMetrics(self._font)
-        vb_width = plot.getViewBox().width()  # the title sits over the view box's column, not the axes'
-        room = vb_width + 30 if vb_width > 50 else plot.width() - 20
-        plain = [re.sub(r"<[^>]+>", "", v).replace("&nbsp;", " ") for v in variants]
-        title = next((v for v, p in zip(variants, plain, strict=True) if fm.horizontalAdvance(p) * 1.15 <= room), None)
-        if title is None:
-            title = variants[-1]
+        # The title is centred over the view box's column, which is the plot less its left axis (not the view
+        # box's own width: a long title widens that column, pushing the plot past its cell).
+        left = plot.getAxis("left")
+        room = plot.width() - (left.width() if left.isVisible() else 0) - 8
+        label = plot.getPlotItem().titleLabel
+        title = variants[-1]
+        for variant in variants:  # measured as drawn (its HTML sets its own size), not estimated
+            label.setText(variant, color=self.theme.text)
+            if label.item.boundingRect().width() <= room:
+                title = variant
+                break
         plot.setProperty("title", title)
         plot.setTitle(title, color=self.theme.text)
+        self._title_variants[plot] = variants
+
+    def _refit_title(self, plot: pg.PlotWidget) -> None:
+        """Titles are chosen for the plot's width: choose again when it changes (the first render may come
+        before the layout has its final sizes)."""
+        variants = self._title_variants.get(plot)
+        if variants is not None:
+            self._fit_title(plot, variants)
 
     def _rerender_tree(self) -> None:
         if 0 <= self.current < len(self.records):
@@ -642,9 +693,67 @@ class SpeculativeView(View):
         else:
             self.pos_bars.setOpts(x=np.arange(1, depth + 1), height=rates, width=0.7)
             self.head_bars.setOpts(x=[], height=[])
-            self._fit_title(self.pos_plot, ["α per position"])
+            self._fit_title(self.pos_plot, ["α per position", "α/position", "α"])
         self.pos_plot.setXRange(0.4, max(depth, 1) + 0.6, padding=0)
+        self._fit_title(self.hist_plot, ["accepted per step", "accepted/step", "accepted"])
         self.pos_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(1, depth + 1)]])
+
+    def set_costs_visible(self, visible: bool) -> None:
+        """The where-it-pays panel: hidden where a view replays stored runs in little room (prompt sets)."""
+        self._cost_cell.setVisible(visible)
+
+    def _render_costs(self) -> None:
+        """The verification-cost curve (chain and tree) in one-token target steps, this run's step cost (its
+        drafting and bookkeeping added) and its measured tokens per step: above the line, speculation pays."""
+        th = self.theme
+        costs = self.meta.get("costs") if self.records else None
+        for item in (self.cost_verify, self.cost_step):
+            item.setData([], [])
+        self.cost_need.setData([], [])
+        self.cost_run.setData([], [])
+        for axis in ("left", "bottom"):
+            self.cost_plot.showAxis(axis, costs is not None and not self.deterministic)
+        if self.deterministic or costs is None:
+            self._fit_title(self.cost_plot, ["where it pays", "pays?"])
+            if self.deterministic:
+                note = "timings omitted in recordings"
+            elif "costs" in self.meta:
+                note = "measured when the run ends: the cost of verifying 1..32 tokens on this machine"
+            else:
+                note = "not measured for this run (explorer speculate --costs measures it)"
+            note = note if self.records else ""
+            self.cost_text.setText(f"<span style='color:{th.muted}'>{note}</span>")
+            return
+        curve = costs["verify_cost_curve"]
+        tree = self.meta.get("options", {}).get("method") in TREE_METHODS
+        base_ms = curve["base_ms"]
+        sizes = np.array([0, *curve["sizes"]], dtype=float)
+        verify = np.array([base_ms, *curve["tree_ms" if tree else "chain_ms"]]) / base_ms
+        extra = costs["bookkeeping_ms_per_step"] / base_ms
+        step = verify + sizes * costs["draft_cost_per_token"] + extra
+        nodes, need = costs["nodes_per_step"], costs["break_even_tokens_per_step"]
+        have = costs["measured_tokens_per_step"]
+        x_hi = float(np.clip(2 * nodes + 2, 8, sizes[-1]))
+        shown = sizes <= x_hi
+        self.cost_verify.setData(sizes[shown], verify[shown], pen=pg.mkPen(th.bar, width=2))
+        self.cost_step.setData(sizes[shown], step[shown], pen=pg.mkPen(th.accent, width=2))
+        self.cost_need.setData([nodes], [need], brush=pg.mkBrush(th.base), pen=pg.mkPen(th.accent, width=2))
+        color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
+        self.cost_run.setData([nodes], [have], brush=pg.mkBrush(color), pen=pg.mkPen(color))
+        self.cost_plot.setXRange(0, x_hi, padding=0.02)
+        self.cost_plot.setYRange(0, max(float(step[shown].max()), have, need) * 1.1, padding=0)
+        self._fit_title(self.cost_plot, ["where it pays (in target steps)", "where it pays", "pays?"])
+        alpha_need, alpha_have = costs["break_even_alpha"], costs["measured_alpha"]
+        a_need = f" (α {alpha_need:.2f})" if alpha_need is not None else ""
+        a_have = f" (α {alpha_have:.2f})" if alpha_have is not None else ""
+        shape = "tree" if tree else "chain"
+        self.cost_text.setText(  # the caption is the legend: each figure in its curve's colour
+            f"<span style='color:{th.bar}'>■ verifying {nodes:.1f} drafts ({shape})</span> costs "
+            f"{costs['verify_cost_ratio']:.2f} steps; <span style='color:{th.accent}'>■ + drafting "
+            f"{costs['draft_cost_per_token']:.2f}/token, bookkeeping {extra:.2f}</span>: pays above "
+            f"<b>{need:.2f}</b> tokens/step{a_need}; <span style='color:{color}'>● this run "
+            f"<b>{have:.2f}</b></span>{a_have} → {costs['model_speedup']:.2f}×"
+        )
 
     # ---- tours
     focus_help = {"select": "a node of the draft tree (0-based, in drafting order, as the decision plot names it)"}
