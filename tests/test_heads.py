@@ -238,3 +238,27 @@ def test_train_heads_with_a_draft_vocabulary(tmp_path):
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(ExplorerError, match="draft_vocab must be distinct token ids in 0..4095"):
         load_heads(out, target)
+
+
+def test_draft_loss_trains_on_the_draft_vocabulary_rows_alone(monkeypatch):
+    """--draft-loss: the soft targets and the heads' training logits cover the draft vocabulary only (what makes a
+    49k-token model's heads trainable on a CPU); the card says so."""
+    from explorer.speculative import train_heads
+
+    rows = []
+    real = train_heads.soft_targets
+    monkeypatch.setattr(train_heads, "soft_targets", lambda f, lm: rows.append(lm.shape[0]) or real(f, lm))
+    target = load_model(default_model_dirs()["target"], dtype="float32", device="cpu")
+    text = [ROOT / "explorer" / "speculative" / "engine.py"]
+    for kind in ("mtp", "eagle"):
+        rows.clear()
+        with torch.enable_grad():
+            _, card = train_heads.train(target, kind, 2, 2, text, 0, sequences=16, gen=4, batch=32, draft_vocab=40,
+                                        draft_loss=True, log=lambda s: None)  # fmt: skip
+        assert rows and set(rows) == {40}
+        assert card["draft_loss"] and len(card["draft_vocab"]) == 40
+    rows.clear()
+    with torch.enable_grad():
+        train_heads.train(target, "mtp", 2, 1, text, 0, sequences=16, gen=4, batch=32, draft_vocab=40,
+                          log=lambda s: None)  # fmt: skip
+    assert set(rows) == {target.config.vocab_size}  # without it, the whole vocabulary as before

@@ -77,6 +77,9 @@ TRAIN_HEADS = Schema(
         Option("draft_vocab", int, 0, "draft from only the N tokens the target emits most often in the self-distilled "
                "data (FR-Spec: a smaller LM-head product per drafted token; 0 = the whole vocabulary)",
                lo=0, hi=10**7),  # fmt: skip
+        Option("draft_loss", bool, False, "with --draft-vocab, learn the target's distribution restricted to the draft "
+               "vocabulary (renormalized), which is all the heads draft from: the LM-head products of training shrink "
+               "by the vocabulary's size over N, what makes a 49k-token model's heads trainable on a CPU"),  # fmt: skip
         SEED,
     ],
 )

@@ -130,8 +130,10 @@ def eagle_forward(module, feats, toks, embed, noise: float = 0.0):
 
 def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files: list[Path] | None, seed: int,
           sequences: int = 1536, prefix: int = 32, gen: int = 64, lr: float = 1e-3, batch: int = 512,
-          draft_vocab: int = 0, log=print) -> tuple[torch.nn.Module, dict]:  # fmt: skip
-    """Train a head set; returns the module (fp32, CPU) and its measured card figures."""
+          draft_vocab: int = 0, draft_loss: bool = False, log=print) -> tuple[torch.nn.Module, dict]:  # fmt: skip
+    """Train a head set; returns the module (fp32, CPU) and its measured card figures. ``draft_loss``: the soft
+    targets are the target's distributions restricted to the draft vocabulary and renormalized, and the heads'
+    logits are computed over it alone (see the option)."""
     torch.manual_seed(seed)
     files = text_files or default_text_files()
     corpus = read_corpus(target, files)
@@ -142,6 +144,11 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
     tr_toks, tr_feats, va_toks, va_feats = toks[n_val:], feats[n_val:], toks[:n_val], feats[:n_val]
     module = build_heads(kind, target.config, num_heads).float().train()
     K = 1 if kind == "eagle" else num_heads
+    inside = None  # the draft vocabulary as a mask over the whole one
+    if 0 < draft_vocab < lm.shape[0]:
+        inside = torch.zeros(lm.shape[0], dtype=torch.bool)
+        inside[frequent_tokens(tr_toks[:, prefix:], draft_vocab)] = True
+    lm_loss = lm[inside] if draft_loss and inside is not None else lm  # the LM-head rows the loss multiplies
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0)
     warm_cosine = lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warm_cosine)
@@ -153,15 +160,15 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
             f, x = tr_feats[rows], tr_toks[rows]
             out = eagle_forward(module, f, x, embed, noise=0.1)
             reg = F.smooth_l1_loss(out, f[:, 1:])
-            ce = soft_ce(out @ lm.T, soft_targets(f[:, 1:], lm))
+            ce = soft_ce(out @ lm_loss.T, soft_targets(f[:, 1:], lm_loss))
             loss = reg + 0.3 * ce
         else:
             n = torch.randint(0, len(tr_feats), (batch,))
             t = torch.randint(0, T - K, (batch,))
-            outs = head_logits(kind, module, tr_feats[n], tr_toks[n], t, embed, lm, K)
+            outs = head_logits(kind, module, tr_feats[n], tr_toks[n], t, embed, lm_loss, K)
             loss = 0
             for k, lg in enumerate(outs, start=1):
-                tgt = soft_targets(tr_feats[n, t + k], lm)
+                tgt = soft_targets(tr_feats[n, t + k], lm_loss)
                 loss = loss + LOSS_DECAY ** (k - 1) * soft_ce(lg, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -170,15 +177,11 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
         if step % 10 == 0 or step == steps - 1:
             progress(f"training {kind}", step + 1, steps, t0, f"loss {float(loss.detach()):.3f}")
     module.eval().requires_grad_(False)
-    inside = None  # the draft vocabulary as a mask over the whole one
-    if 0 < draft_vocab < lm.shape[0]:
-        inside = torch.zeros(lm.shape[0], dtype=torch.bool)
-        inside[frequent_tokens(tr_toks[:, prefix:], draft_vocab)] = True
     card = evaluate(kind, module, va_toks, va_feats, embed, lm, K, inside)
     if inside is not None:
         held_out = va_toks[:, prefix:].reshape(-1)
         card.update(draft_vocab=torch.nonzero(inside).flatten().tolist(),
-                    draft_vocab_coverage=float(inside[held_out].float().mean()))  # fmt: skip
+                    draft_vocab_coverage=float(inside[held_out].float().mean()), draft_loss=draft_loss)  # fmt: skip
     card.update(sequences=sequences, prefix=prefix, continuation=gen, steps=steps, seconds=time.perf_counter() - t0,
                 text_files=len(files), corpus_tokens=int(len(corpus)))  # fmt: skip
     if kind == "medusa":
@@ -315,6 +318,9 @@ def model_card(kind: str, config: dict, card: dict, command: str) -> str:
         tree += (f"\nDrafts from the {len(card['draft_vocab'])} tokens the target emitted most often in the training "
                  f"data ({card['draft_vocab_coverage']:.1%} of its held-out greedy tokens; the figures above are "
                  "restricted to them).\n")  # fmt: skip
+        if card.get("draft_loss"):
+            tree += ("Trained against the target's distributions restricted to those tokens (renormalized), their "
+                     "LM-head rows alone.\n")  # fmt: skip
     return f"""# {kind} heads for {config['target']}
 
 {what}. Self-distilled on the frozen target: {card['sequences']} windows of {card['prefix']} tokens of text
