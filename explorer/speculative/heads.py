@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from ..errors import ExplorerError
-from ..models.checkpoint import LoadedModel
+from ..models.checkpoint import ASSETS, LoadedModel
 from ..models.decoder import (
     MLP,
     Attention,
@@ -317,14 +317,17 @@ def _read(file: Path) -> dict[str, Tensor]:
 
 def find_heads(model_dir: str | Path) -> dict[str, Path]:
     """Head directories for a model: ``DIR/heads-KIND`` inside it, or ``NAME-heads-KIND`` / (for the demo target)
-    ``demo-heads-KIND`` beside it. The first found per kind."""
+    ``demo-heads-KIND`` beside it (NAME without ``.gguf`` for a GGUF file), or shipped in ``assets/models`` under
+    the same name (SmolLM2's, whose GGUF lives in the user's cache). The first found per kind."""
     model_dir = Path(model_dir)
+    name = model_dir.name.removesuffix(".gguf")
     found: dict[str, Path] = {}
     for kind in KINDS:
         for cand in (
             model_dir / f"heads-{kind}",
-            model_dir.parent / f"{model_dir.name}-heads-{kind}",
-            model_dir.parent / f"{model_dir.name.removesuffix('-target')}-heads-{kind}",
+            model_dir.parent / f"{name}-heads-{kind}",
+            model_dir.parent / f"{name.removesuffix('-target')}-heads-{kind}",
+            ASSETS / "models" / f"{name}-heads-{kind}",
         ):
             if (cand / CONFIG_FILE).is_file():
                 found[kind] = cand
