@@ -238,6 +238,10 @@ def test_records_and_stats(pair):
     assert len(step["tree"]["texts"]) == len(step["tree"]["tokens"]) and step["decisions"]
     origins = [o for r in result.steps for o in r.origins]
     assert len(origins) == len(result.token_ids) and set(origins) <= {"accepted", "corrected", "bonus"}
+    # each step's target forward is timed apart from its bookkeeping, which the cost model adds per step
+    assert all(0 < r.forward_seconds < r.verify_seconds for r in result.steps)
+    assert s["bookkeeping_seconds"] == pytest.approx(sum(r.verify_seconds - r.forward_seconds for r in result.steps))
+    assert "forward_seconds" in step
 
 
 def test_helpers():
@@ -257,3 +261,22 @@ def test_a_chain_step_costs_gamma_draft_forwards(pair):
     assert any(s.rejected is None for s in steps[:-1])  # some step accepted its whole chain
     for s in steps:
         assert s.draft_calls == len(s.tree.tokens)
+
+
+def test_where_it_pays_counts_verification_drafting_and_bookkeeping():
+    """Break-even tokens per step = (verify n nodes on the measured curve + drafting + bookkeeping) per step over
+    one decode step; the model's speedup is the measured tokens per step over it."""
+    from explorer.speculative.costs import alpha_for, chain_tokens, where_it_pays
+
+    curve = {"sizes": [1, 2, 3, 4], "base_seconds": 0.010, "chain_seconds": [0.011, 0.012, 0.013, 0.014],
+             "tree_seconds": [0.011, 0.013, 0.015, 0.017]}  # fmt: skip
+    stats = {"steps": 10, "drafted": 30, "draft_seconds": 0.03, "bookkeeping_seconds": 0.01, "depth": 3,
+             "mean_accepted_with_bonus": 2.5}  # fmt: skip
+    pays = where_it_pays(curve, stats, tree=False)
+    assert pays["nodes_per_step"] == 3 and pays["verify_ms_per_step"] == pytest.approx(13.0)
+    assert pays["bookkeeping_ms_per_step"] == pytest.approx(1.0) and pays["draft_cost_per_token"] == pytest.approx(0.1)
+    assert pays["break_even_tokens_per_step"] == pytest.approx((13 + 3 + 1) / 10)
+    assert pays["model_speedup"] == pytest.approx(2.5 / 1.7)
+    assert chain_tokens(pays["break_even_alpha"], 3) == pytest.approx(1.7, abs=1e-6)
+    assert where_it_pays(curve, stats, tree=True)["verify_ms_per_step"] == pytest.approx(15.0)
+    assert alpha_for(5.0, 3) is None  # more than depth + 1 tokens per step: no α gives it
