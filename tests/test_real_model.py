@@ -140,3 +140,23 @@ def test_every_view_renders(ours, tmp_path):
         assert win.views[view].records, view
         win.grab().save(str(tmp_path / f"{view}.png"))
         win.close()
+
+
+def test_shipped_eagle_heads_are_found_and_lossless(gguf_path, ours):
+    """SmolLM2's EAGLE heads ship in assets/models under the GGUF's name: found for the cached file, and greedy
+    speculation with them gives plain greedy's tokens, drafting from their 4,096-token vocabulary only."""
+    from explorer.models.generate import generate
+    from explorer.speculative.engine import run_speculation
+    from explorer.speculative.heads import find_heads, load_heads
+    from explorer.speculative.records import SpecOptions
+
+    path = find_heads(gguf_path).get("eagle")
+    assert path is not None and path.name == "SmolLM2-135M-Instruct.Q4_1-heads-eagle"
+    heads = load_heads(path, ours)
+    assert len(heads.draft_vocab) == 4096
+    ids = ours.encode(PROMPTS[0])
+    opt = SpecOptions(method="eagle", tree_depth=3, tree_topk=1, tree_budget=3, detail=False, stop_at_eos=False)
+    result = run_speculation(ours, None, ids, 24, opt, compare=False, heads=heads)
+    assert result.token_ids == generate(ours, ids, 24, stop_at_eos=False)
+    assert {int(t) for s in result.steps for t in s.tree.tokens} <= set(heads.draft_vocab)
+    assert result.stats["mean_accepted_with_bonus"] > 1.3  # the heads do guess the target's next tokens
