@@ -230,6 +230,10 @@ class Monkey:
     def presentation_key(self) -> None:
         key = Qt.Key.Key_F11 if (not self.win.presenting or self.rng.random() < 0.5) else Qt.Key.Key_Escape
         was = self.win.presenting
+        popup = QApplication.activePopupWidget()
+        if popup is not None:  # an open drop-down takes every key (Qt's popups grab the keyboard): close it first,
+            self.log.append("close popup")  # as a person would
+            popup.close()
         self.log.append(f"key {key.name}")
         self.press(key)
         assert self.win.presenting != was or (key == Qt.Key.Key_Escape and not was), self.where()
