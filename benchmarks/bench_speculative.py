@@ -134,7 +134,7 @@ def main() -> None:
     accepted = {k: [] for k in CONFIGS}
     step_seconds = {k: [0.0, 0] for k in CONFIGS}  # seconds and steps of the stats runs
     ratios = {k: [] for k in runners}  # per prompt and repeat: target-only time / this method's time
-    model_speedup = {k: [] for k in CONFIGS}  # the cost model's figure per prompt
+    model_speedup = {}  # the cost model's figure for the current prompt
     # The model's figure for the whole benchmark: the target-only time it implies per prompt (its median time
     # over the model's speedup for that prompt), summed; prompts differ a lot (lookup: 1x on one, 3x on another),
     # so medians of per-prompt ratios taken apart do not compare.
@@ -153,7 +153,7 @@ def main() -> None:
             d = None if h is not None or opt.method == "lookup" else draft
             stats = run_speculation(target, d, ids, n, opt, compare=False, heads=h).stats
             pays = where_it_pays(curve, stats, opt.method in ("tree", "eagle", "medusa"))
-            model_speedup[name].append(pays["model_speedup"])
+            model_speedup[name] = pays["model_speedup"]
             if stats["drafted"] and FALLBACK.get(name, opt.method) != "lookup":
                 draft_cost[name].append(pays["draft_cost_per_token"])
             accepted[name].append(stats["mean_accepted_with_bonus"])
@@ -170,7 +170,7 @@ def main() -> None:
         for name in runners:
             seconds[name] += statistics.median(times[name])
             if name in CONFIGS:
-                model_seconds[name] += statistics.median(times["target-only"]) / model_speedup[name][-1]
+                model_seconds[name] += statistics.median(times["target-only"]) / model_speedup[name]
             tokens[name] += n if name != "transformers assisted" else tokens_once
     tps = {k: tokens[k] / seconds[k] for k in runners}
     pair = Path(dirs["target"]).name if args.smollm else "demo pair"
@@ -196,10 +196,13 @@ def main() -> None:
     best = max((tps[k] for k in CONFIGS if CONFIGS[k].method in ("chain", "tree")), default=0.0)
     best_heads = max((tps[k] for k in CONFIGS if CONFIGS[k].method in ("medusa", "eagle", "mtp")), default=0.0)
     print()
-    print(
-        f"best draft-model chain/tree: {best / base:.2f}x target-only, {best / hf:.2f}x transformers assisted; "
-        f"best heads: {best_heads / base:.2f}x target-only (required >= 1.1x and faster than the draft model)"
-    ) if not args.smollm else print(f"best heads: {best_heads / base:.2f}x target-only")
+    if args.smollm:
+        print(f"best heads: {best_heads / base:.2f}x target-only")
+    else:
+        print(
+            f"best draft-model chain/tree: {best / base:.2f}x target-only, {best / hf:.2f}x transformers assisted; "
+            f"best heads: {best_heads / base:.2f}x target-only (required >= 1.1x and faster than the draft model)"
+        )
     print_cost_model(CONFIGS, accepted, step_seconds, 1000 * seconds["target-only"] / tokens["target-only"])
     print()
     print("drafting cost per drafted token, in target decode steps (median over prompts; required <= 0.15 for heads):")

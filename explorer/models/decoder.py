@@ -464,16 +464,20 @@ WeightStore = Callable[[int], Tensor]  # numel -> an uninitialised 1-D tensor to
 ALIGN = 16  # elements: each weight in the block starts on a 64-byte boundary (fp32)
 
 
+def _aligned(numel: int) -> int:
+    return -(-numel // ALIGN) * ALIGN
+
+
 def _weight_store(model: CausalLM, dtype: torch.dtype) -> WeightStore:
     """Hands out consecutive slices of one huge-page block sized for every linear weight and the LM head."""
     sizes = [lin.weight.numel() for lin in model.modules() if isinstance(lin, nn.Linear)]
-    block = huge_page_empty(sum(-(-n // ALIGN) * ALIGN for n in sizes), dtype)
+    block = huge_page_empty(sum(_aligned(n) for n in sizes), dtype)
     pos = 0
 
     def take(numel: int) -> Tensor:
         nonlocal pos
         out = block[pos : pos + numel]
-        pos += -(-numel // ALIGN) * ALIGN
+        pos += _aligned(numel)
         if pos > block.numel():
             raise RuntimeError("weight block overrun")  # a bug, not bad input
         return out

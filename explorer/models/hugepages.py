@@ -49,7 +49,7 @@ def huge_page_empty(numel: int, dtype: torch.dtype) -> torch.Tensor:
     The tensor starts on a 2 MiB boundary inside a slightly larger allocation; only whole huge pages inside it are
     advised, so the tail stays in small pages and nothing outside the tensor is ever touched (no extra memory).
     """
-    itemsize = torch.empty(0, dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     nbytes = numel * itemsize
     if _MADVISE is None or nbytes < MIN_BYTES:
         return torch.empty(numel, dtype=dtype)
