@@ -262,3 +262,61 @@ def test_draft_loss_trains_on_the_draft_vocabulary_rows_alone(monkeypatch):
         train_heads.train(target, "mtp", 2, 1, text, 0, sequences=16, gen=4, batch=32, draft_vocab=40,
                           log=lambda s: None)  # fmt: skip
     assert set(rows) == {target.config.vocab_size}  # without it, the whole vocabulary as before
+
+
+def test_eagle_mlp_width_is_an_option_that_round_trips(tmp_path):
+    """--intermediate N: EAGLE's layer with a narrower MLP (what a drafted token streams on a small target),
+    recorded in config.json as intermediate_size and rebuilt from it; a bad width is one line."""
+    target = tiny_target()
+    module = build_heads("eagle", target.config, 1, intermediate=16)
+    assert module.layer.mlp.down_proj.weight.shape == (32, 16)
+    assert build_heads("eagle", target.config, 1).layer.mlp.down_proj.weight.shape == (32, 64)  # the target's
+    card = {"top1": [0.5], "top5": [0.9], "sequences": 1, "prefix": 1, "continuation": 1, "steps": 1,
+            "seconds": 1.0, "text_files": 1, "corpus_tokens": 1}  # fmt: skip
+    out = write_heads(tmp_path / "e", "eagle", module, target, card, 1, "explorer train-heads ...")
+    config = json.loads((out / "config.json").read_text())
+    assert config["intermediate_size"] == 16
+    back = load_heads(out, target)
+    assert back.module.layer.mlp.down_proj.weight.shape == (32, 16)
+    result = run_speculation(target, None, [5, 17, 3, 88], 20, OPTIONS["eagle"], heads=back, runs=1)
+    assert result.token_ids == generate(target, [5, 17, 3, 88], 20, stop_at_eos=False)
+    config["intermediate_size"] = "wide"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExplorerError, match="intermediate_size must be a positive integer"):
+        load_heads(out, target)
+
+
+def test_eagle_chain_drafting_matches_a_step_by_step_reference():
+    """EAGLE's prompt prefill happens with the target's (entries 0 .. n − 3), its RoPE comes from a table equal to
+    computing it, and a chain (one candidate per depth, unmasked) drafts what feeding EAGLE one entry at a time
+    from the target's features drafts; the distributions come back on the whole vocabulary."""
+    from explorer.models.decoder import rope_cos_sin
+    from explorer.speculative.heads import capture_features
+
+    target = tiny_target()
+    vocab = list(range(0, 97, 2))
+    heads = random_heads("eagle", target, vocab=vocab)
+    eagle, prompt = heads.module, [5, 17, 3, 88, 41, 2, 9]
+    spec = Speculator(target, None, prompt, 20, SpecOptions(method="eagle", tree_depth=4, tree_topk=1), heads)
+    assert spec.ecache.length == len(prompt) - 2
+    cos, sin = eagle.rope_table(40)
+    ref = rope_cos_sin(eagle.inv_freq, torch.arange(40)[None], torch.float32)
+    assert torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
+    tokens, parent, qs, dists, *_ = spec.draft_eagle(4)
+    assert parent == [-1, 0, 1, 2] and spec.ecache.length == len(prompt) - 1  # drafted entries dropped
+    assert all(d.shape == (97,) and float(d[1::2].sum()) == 0 for d in dists)
+
+    with torch.inference_mode():
+        n, embed, lm = len(prompt), target.model.model.embed_tokens.weight, target.model.lm_head.weight[vocab]
+        with capture_features(target.model) as feats:
+            target.model(torch.tensor([prompt[:-1]]))
+        cache = eagle.new_cache(64)
+        out = eagle(feats[0], embed[prompt[1:]][None], torch.arange(n - 1)[None], cache=cache)[0, -1]
+        expect = []
+        for depth in range(1, 5):
+            probs = torch.softmax(out @ lm.T, -1)
+            expect.append(vocab[int(probs.argmax())])
+            assert qs[depth - 1] == pytest.approx(float(probs.max()), rel=1e-4)
+            pos = torch.tensor([[n - 2 + depth]])
+            out = eagle(out.view(1, 1, -1), embed[expect[-1]].view(1, 1, -1), pos, cache=cache)[0, -1]
+    assert tokens == expect

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         module, card = train_heads.train(
             target, o["kind"], o["heads"], o["steps"], files, o["seed"], sequences=o["sequences"],
             gen=o["continuation"], lr=o["lr"], batch=o["batch"], draft_vocab=o["draft_vocab"],
-            draft_loss=o["draft_loss"], log=lambda s: print(s, file=sys.stderr),
+            draft_loss=o["draft_loss"], intermediate=o["intermediate"] or None, log=lambda s: print(s, file=sys.stderr),
         )  # fmt: skip
     path = train_heads.write_heads(out, o["kind"], module, target, card, o["heads"], command)
     acc = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(card["top1"], card["top5"], strict=True))

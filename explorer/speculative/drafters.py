@@ -14,8 +14,11 @@ class TreePool:
     the cumulative log-probability of its path. Per depth the best ``k`` frontier nodes are expanded into their
     top-``k`` children (a global top-k), and at the end the best ``budget`` nodes are kept."""
 
-    def __init__(self, k: int, root_probs: torch.Tensor):
+    def __init__(self, k: int, root_probs: torch.Tensor, vocab: list[int] | None = None):
+        """``vocab``: the token id of each entry of the distributions (a draft vocabulary), None for the whole
+        vocabulary; the distributions are kept as given."""
         self.k = k
+        self.vocab = vocab
         self.tok: list[int] = []
         self.par: list[int] = []
         self.dep: list[int] = []
@@ -30,6 +33,8 @@ class TreePool:
         for pv, ti in zip(v.tolist(), i.tolist(), strict=True):
             if pv <= 0:
                 break
+            if self.vocab is not None:
+                ti = self.vocab[ti]
             self.tok.append(ti), self.par.append(node), self.dep.append(depth), self.logq.append(math.log(pv))
             self.score.append(base + math.log(pv))
             out.append(len(self.tok) - 1)

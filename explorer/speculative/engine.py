@@ -132,7 +132,7 @@ class Speculator:
         self.choices = None
         vocab_ids = self.heads.draft_vocab if self.heads is not None else None
         self._draft_ids = torch.tensor(vocab_ids, device=target.device) if vocab_ids else None
-        self._draft_lm = None
+        self._draft_list = list(vocab_ids) if vocab_ids else None
         if self.heads is not None and self.heads.kind == "medusa":
             self.choices = sorted(parse_choices(opt.medusa_tree) if opt.medusa_tree else heads.medusa_choices(),
                                   key=lambda c: (len(c), c))  # fmt: skip
@@ -162,6 +162,7 @@ class Speculator:
             self.feats = torch.zeros(slots, target.config.hidden_size, dtype=target.dtype, device=target.device)
             if self.heads.kind == "eagle":
                 self.ecache = self.heads.module.new_cache(slots + self.max_nodes)
+                self._erope = self.heads.module.rope_table(slots + self.max_nodes)
         with torch.inference_mode():
             head = torch.tensor([prompt_ids[:-1]], device=target.device)
             if head.shape[1]:
@@ -169,6 +170,10 @@ class Speculator:
                     target.model(head, cache=self.tcache, last_only=self.ecache is None)
                 if self.feats is not None:
                     self.feats[head.shape[1] - out[0].shape[1] : head.shape[1]] = out[0][0]
+                if self.ecache is not None and head.shape[1] > 1:
+                    # EAGLE's prefill, as the draft model's above: entries 0 .. n − 3 (feature t with token t + 1);
+                    # drafting adds the root's entry n − 2.
+                    self._eagle_feed(0, head.shape[1] - 1)
                 if self.dcache is not None:
                     draft.model(head.to(draft.device), cache=self.dcache, last_only=True)
 
@@ -258,20 +263,18 @@ class Speculator:
 
     def _lm_head(self) -> torch.Tensor:
         """The LM-head rows the heads draft with: the whole (common) vocabulary, or the heads' draft vocabulary
-        (a contiguous copy made once per run)."""
+        (a contiguous copy, made once per head set and target)."""
+        weight = self.target.model.lm_head.weight
         if self._draft_ids is None:
-            return self.target.model.lm_head.weight[: self.vocab]
-        if self._draft_lm is None:
-            self._draft_lm = self.target.model.lm_head.weight.index_select(0, self._draft_ids).contiguous()
-        return self._draft_lm
+            return weight[: self.vocab]
+        cached = self.heads.lm_rows
+        if cached is None or cached[0] is not weight:
+            cached = self.heads.lm_rows = (weight, weight.index_select(0, self._draft_ids).contiguous())
+        return cached[1]
 
-    def _head_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits over the draft vocabulary put back on the whole one, −inf elsewhere (q = 0 there)."""
-        if self._draft_ids is None:
-            return logits
-        full = logits.new_full((*logits.shape[:-1], self.vocab), float("-inf"))
-        full[..., self._draft_ids] = logits
-        return full
+    def _token(self, i: int) -> int:
+        """The token id of entry ``i`` of a head's distribution (one over the draft vocabulary, when it has one)."""
+        return self._draft_list[i] if self._draft_list is not None else i
 
     def draft_medusa(self, depth: int):
         """Medusa's static tree: path (r1, .., rd) is the r_d-th best token of head d under the node (r1..r_{d-1}).
@@ -279,7 +282,7 @@ class Speculator:
         L = len(self.context) - 1
         if L < 1:
             return [], [], [], [], {}, 0, []
-        probs = self._q(self._head_logits(self.heads.module.logits(self.feats[L - 1], self._lm_head())))
+        probs = self._q(self.heads.module.logits(self.feats[L - 1], self._lm_head()))  # [K, draft vocabulary]
         need = 1 + max(c[-1] for c in self.choices)
         top = torch.topk(probs, min(need, probs.shape[-1]), dim=-1).indices.tolist()
         index: dict[tuple[int, ...], int] = {}
@@ -288,14 +291,14 @@ class Speculator:
             if len(c) > depth:
                 continue
             k = len(c) - 1
-            tok = top[k][c[-1]]
+            i = top[k][c[-1]]
             index[c] = len(tokens)
-            tokens.append(tok)
+            tokens.append(self._token(i))
             parent.append(index[c[:-1]] if k else -1)
-            qs.append(float(probs[k, tok]))
+            qs.append(float(probs[k, i]))
             dists.append(probs[k])
             source.append(k)
-        return tokens, parent, qs, dists, {}, 1, source
+        return tokens, parent, qs, self._head_dists(dists), {}, 1, source
 
     def draft_mtp(self, depth: int):
         """A chain through the sequential MTP modules: module k joins module k−1's state (the target's feature for
@@ -303,34 +306,55 @@ class Speculator:
         L = len(self.context) - 1
         if L < 1:
             return [], [], [], [], {}, 0, []
-        embed, lm = self.target.model.model.embed_tokens, self._lm_head()
+        embed, lm = self.target.model.model.embed_tokens.weight, self._lm_head()
         h, prev = self.feats[L - 1], self.context[-1]
         tokens, qs, dists = [], [], []
         for module in list(self.heads.module)[:depth]:
-            h, out = module(h, embed.weight[prev])
-            prev, probs = self._draw(self._head_logits(lm_logits(out, lm)))
+            h, out = module(h, embed[prev])
+            i, probs = self._draw(lm_logits(out, lm))
+            prev = self._token(i)
             tokens.append(prev)
-            qs.append(float(probs[prev]))
+            qs.append(float(probs[i]))
             dists.append(probs)
         n = len(tokens)
-        return tokens, list(range(-1, n - 1)), qs, dists, {}, n, list(range(n))
+        return tokens, list(range(-1, n - 1)), qs, self._head_dists(dists), {}, n, list(range(n))
+
+    def _eagle_feed(self, start: int, end: int) -> torch.Tensor:
+        """Feed EAGLE's cache its entries start .. end − 1 (the target's feature t with the embedding of token
+        t + 1, at position t) in one forward; EAGLE's predicted features there."""
+        dev, (cos, sin) = self.target.device, self._erope
+        self.ecache.truncate(start)
+        ids = torch.tensor(self.context[start + 1 : end + 1], dtype=torch.long, device=dev)
+        emb = self.target.model.model.embed_tokens.weight[ids]
+        rope = (cos[:, :, start:end], sin[:, :, start:end])
+        return self.heads.module(self.feats[start:end][None], emb[None], None, cache=self.ecache, rope=rope)[0]
+
+    def _head_dists(self, dists: list) -> list:
+        """Draft-vocabulary distributions put back on the whole vocabulary (0 elsewhere), for what reads them
+        there: the records' top entries (detail) and speculative sampling's residual. Not needed otherwise."""
+        if self._draft_ids is None or not (self.opt.detail or self.opt.accept == "sample"):
+            return dists
+        out = []
+        for q in dists:
+            full = q.new_zeros(self.vocab)
+            full[self._draft_ids] = q
+            out.append(full)
+        return out
 
     def draft_eagle(self, depth: int):
         """EAGLE-2: feed EAGLE's cache the real features it lacks (ending with the root's entry) in one forward,
-        then grow the tree as :meth:`draft_tree` does, each depth one masked forward of EAGLE on its own
-        predicted features; finally drop the drafted entries (the next step feeds the real ones)."""
+        then grow the tree as :meth:`draft_tree` does, each depth one forward of EAGLE on its own predicted
+        features (masked to the ancestors, unless the tree is a chain so far); finally drop the drafted entries
+        (the next step feeds the real ones). Distributions stay on the draft vocabulary until the end."""
         eagle, ec, opt = self.heads.module, self.ecache, self.opt
         L = len(self.context) - 1  # the root's position
         if L < 1:
             return [], [], [], [], {}, 0, []
-        embed, lm, dev = self.target.model.model.embed_tokens, self._lm_head(), self.target.device
-        start = min(ec.length, L - 1)  # at least the root's entry, whose output is the root's feature
-        ec.truncate(start)
-        ids = torch.tensor(self.context[start + 1 : L + 1], dtype=torch.long, device=dev)
-        pos = torch.arange(start, L, device=dev)[None]
-        out = eagle(self.feats[start:L][None], embed(ids)[None], pos, cache=ec)[0]
+        embed, lm, dev = self.target.model.model.embed_tokens.weight, self._lm_head(), self.target.device
+        cos, sin = self._erope
+        out = self._eagle_feed(min(ec.length, L - 1), L)  # at least the root's entry: its output, the root's feature
         feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
-        pool = TreePool(opt.tree_topk, self._q(self._head_logits(lm_logits(out[-1], lm))))
+        pool = TreePool(opt.tree_topk, self._q(lm_logits(out[-1], lm)), self._draft_list)
         slot: dict[int, int] = {}
         calls = 1
         frontier = pool.add_children(-1, pool.dist[-1], 1)
@@ -338,12 +362,20 @@ class Speculator:
             expand = sorted(pool.best(frontier))
             if not expand:
                 break
-            mask = pool.mask(expand, ec.length, L, slot, device=dev)  # the real entries 0 .. L - 1
-            f_in = torch.stack([feat[pool.par[n]] for n in expand])[None]
-            e_in = embed(torch.tensor([pool.tok[n] for n in expand], device=dev))[None]
-            pos = torch.tensor([[L - 1 + pool.dep[n] for n in expand]], device=dev)
-            out = eagle(f_in, e_in, pos, cache=ec, mask=mask)[0]
-            probs = self._q(self._head_logits(lm_logits(out, lm)))
+            p = L - 1 + pool.dep[expand[0]]  # all of this depth's nodes sit at one position
+            rope = (cos[:, :, p : p + 1], sin[:, :, p : p + 1])
+            if len(expand) == 1 and len(slot) == pool.dep[expand[0]] - 1:
+                # A chain so far (one node fed per depth, so all of them ancestors): a single query over the
+                # whole cache needs no mask, nor the stacking of several nodes' inputs.
+                n = expand[0]
+                mask, slot[n] = None, ec.length
+                f_in, e_in = feat[pool.par[n]].view(1, 1, -1), embed[pool.tok[n]].view(1, 1, -1)
+            else:
+                mask = pool.mask(expand, ec.length, L, slot, device=dev)  # the real entries 0 .. L - 1
+                f_in = torch.stack([feat[pool.par[n]] for n in expand])[None]
+                e_in = embed[torch.tensor([pool.tok[n] for n in expand], device=dev)][None]
+            out = eagle(f_in, e_in, None, cache=ec, mask=mask, rope=rope)[0]
+            probs = self._q(lm_logits(out, lm))
             calls += 1
             frontier = []
             for j, n in enumerate(expand):
@@ -352,7 +384,7 @@ class Speculator:
             frontier = pool.best(frontier)
         ec.truncate(L)
         order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
-        return tokens, parent, qs, dists, {}, calls, [pool.dep[n] - 1 for n in order]
+        return tokens, parent, qs, self._head_dists(dists), {}, calls, [pool.dep[n] - 1 for n in order]
 
     # -- one step --------------------------------------------------------------------------------------------
 

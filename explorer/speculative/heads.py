@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -115,11 +115,12 @@ class MedusaHeads(nn.ModuleList):
 
 
 class EagleHead(nn.Module):
-    """fc([f_t ; e(x_{t+1})]) → one decoder layer (the target's layer shape) → f̂_{t+1}, with its own KV cache."""
+    """fc([f_t ; e(x_{t+1})]) → one decoder layer (the target's layer shape, its MLP optionally narrower: on a
+    small target the layer's weights are most of what a drafted token streams) → f̂_{t+1}, with its own KV cache."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, intermediate: int | None = None):
         super().__init__()
-        self.cfg = cfg = replace(cfg, num_layers=1)
+        self.cfg = cfg = replace(cfg, num_layers=1, intermediate_size=intermediate or cfg.intermediate_size)
         d = cfg.hidden_size
         self.fc = nn.Linear(2 * d, d)
         self.layer = DecoderLayer(cfg, 0)
@@ -129,11 +130,18 @@ class EagleHead(nn.Module):
         w = self.fc.weight
         return KVCache(self.cfg, slots, batch, w.dtype, w.device)
 
-    def forward(self, feats: Tensor, emb: Tensor, position_ids: Tensor, cache: KVCache | None = None,
-                mask: Tensor | None = None) -> Tensor:  # fmt: skip
-        """feats, emb [B, T, d]; position_ids [B, T]; mask None (causal) or bool [T, cached + T]."""
+    def rope_table(self, positions: int) -> tuple[Tensor, Tensor]:
+        """RoPE's cos and signed sin for positions 0 .. positions − 1 ([1, 1, positions, head_dim] each): drafting
+        slices them instead of computing a dozen small operations per forward (the same numbers)."""
+        w = self.fc.weight
+        return rope_cos_sin(self.inv_freq, torch.arange(positions, device=w.device)[None], w.dtype)
+
+    def forward(self, feats: Tensor, emb: Tensor, position_ids: Tensor | None, cache: KVCache | None = None,
+                mask: Tensor | None = None, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:  # fmt: skip
+        """feats, emb [B, T, d]; position_ids [B, T], or None with ``rope`` (cos and sin already at the positions,
+        broadcastable to [B, 1, T, head_dim]); mask None (causal) or bool [T, cached + T]."""
         x = self.fc(torch.cat([feats, emb], dim=-1))
-        cos, sin = rope_cos_sin(self.inv_freq, position_ids, x.dtype)
+        cos, sin = rope if rope is not None else rope_cos_sin(self.inv_freq, position_ids, x.dtype)
         start = cache.length if cache is not None else 0
         if mask is not None:
             mask = mask[None, None]
@@ -176,6 +184,8 @@ class Heads:
     module: nn.Module
     config: dict
     path: Path | None
+    lm_rows: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
+    """(the target's LM-head weight, its draft-vocabulary rows): copied once, not per run (see the engine)."""
 
     @property
     def count(self) -> int:
@@ -204,9 +214,9 @@ def build_heads(kind: str, cfg: ModelConfig, num_heads: int, **kw) -> nn.Module:
     if kind == "medusa":
         return MedusaHeads(cfg.hidden_size, cfg.vocab_size, num_heads, kw.get("layers", 1), kw.get("own", False))
     if kind == "eagle":
-        return EagleHead(cfg)
+        return EagleHead(cfg, kw.get("intermediate"))
     if kind == "mtp":
-        return MTPModules(cfg, num_heads, kw.get("intermediate", 2 * cfg.hidden_size))
+        return MTPModules(cfg, num_heads, kw.get("intermediate") or 2 * cfg.hidden_size)
     raise ExplorerError(f"unknown head kind {kind!r}; one of {', '.join(KINDS)}")
 
 
@@ -277,7 +287,10 @@ def load_heads(path: str | Path, target: LoadedModel) -> Heads:
         module = MedusaHeads(cfg.hidden_size, cfg.vocab_size, len(heads), layers, own)
     else:
         n = int(config.get("num_heads", 1))
-        module = build_heads(kind, cfg, n, intermediate=int(config.get("intermediate_size") or 2 * cfg.hidden_size))
+        inter = config.get("intermediate_size")
+        if inter is not None and (type(inter) is not int or inter < 1):
+            raise ExplorerError(f"{path / CONFIG_FILE}: intermediate_size must be a positive integer (got {inter!r})")
+        module = build_heads(kind, cfg, n, intermediate=inter)
     expected = module.state_dict()
     if set(expected) != set(tensors):
         missing = sorted(set(expected) - set(tensors))[:3]

@@ -68,6 +68,8 @@ TRAIN_HEADS = Schema(
         Option("kind", str, "medusa", "which heads: Medusa (K heads on the last feature), EAGLE (one decoder layer on "
                "its own features), MTP (K sequential modules)", choices=HEAD_KINDS),  # fmt: skip
         Option("heads", int, 4, "Medusa heads / MTP modules (EAGLE has one layer)", lo=1, hi=8),
+        Option("intermediate", int, 0, "MLP width of EAGLE's layer / each MTP module (0 = the target's for EAGLE, "
+               "twice the hidden size for MTP; narrower drafts faster on a small target)", lo=0, hi=10**6),  # fmt: skip
         Option("steps", int, 600, "optimizer steps", lo=1, hi=10**6),
         Option("sequences", int, 1536, "self-distilled sequences (text window + the target's greedy continuation)",
                lo=16, hi=10**6),  # fmt: skip

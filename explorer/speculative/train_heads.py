@@ -25,7 +25,7 @@ from ..atomic import AtomicDir
 from ..errors import ExplorerError
 from ..models.checkpoint import LoadedModel
 from .costs import verify_cost_curve
-from .heads import CONFIG_FILE, WEIGHTS_FILE, build_heads, capture_features, format_choices
+from .heads import CONFIG_FILE, WEIGHTS_FILE, EagleHead, MTPModules, build_heads, capture_features, format_choices
 
 HELD_OUT = 0.1  # share of the sequences kept for the accuracy figures and the tree tuning
 LOSS_DECAY = 0.8  # Medusa: the loss of head k is weighted 0.8^k
@@ -130,7 +130,8 @@ def eagle_forward(module, feats, toks, embed, noise: float = 0.0):
 
 def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files: list[Path] | None, seed: int,
           sequences: int = 1536, prefix: int = 32, gen: int = 64, lr: float = 1e-3, batch: int = 512,
-          draft_vocab: int = 0, draft_loss: bool = False, log=print) -> tuple[torch.nn.Module, dict]:  # fmt: skip
+          draft_vocab: int = 0, draft_loss: bool = False, intermediate: int | None = None,
+          log=print) -> tuple[torch.nn.Module, dict]:  # fmt: skip
     """Train a head set; returns the module (fp32, CPU) and its measured card figures. ``draft_loss``: the soft
     targets are the target's distributions restricted to the draft vocabulary and renormalized, and the heads'
     logits are computed over it alone (see the option)."""
@@ -142,7 +143,7 @@ def train(target: LoadedModel, kind: str, num_heads: int, steps: int, text_files
     embed = target.model.model.embed_tokens.weight.detach().float()
     n_val = max(1, int(sequences * HELD_OUT))
     tr_toks, tr_feats, va_toks, va_feats = toks[n_val:], feats[n_val:], toks[:n_val], feats[:n_val]
-    module = build_heads(kind, target.config, num_heads).float().train()
+    module = build_heads(kind, target.config, num_heads, intermediate=intermediate).float().train()
     K = 1 if kind == "eagle" else num_heads
     inside = None  # the draft vocabulary as a mask over the whole one
     if 0 < draft_vocab < lm.shape[0]:
@@ -270,6 +271,15 @@ def tune_medusa_tree(target, module, toks, feats, lm, K, log=print, max_nodes: i
     return [list(c) for c in best]
 
 
+def _intermediate(module) -> int | None:
+    """The MLP width of EAGLE's layer or the MTP modules (None for Medusa, which has no MLP)."""
+    if isinstance(module, EagleHead):
+        return module.cfg.intermediate_size
+    if isinstance(module, MTPModules):
+        return module[0].mlp.down_proj.in_features
+    return None
+
+
 def write_heads(out: Path, kind: str, module, target: LoadedModel, card: dict, num_heads: int, command: str) -> Path:
     """config.json, heads.safetensors (fp16) and README.md, written into a temporary directory beside ``out`` and
     renamed when complete."""
@@ -279,7 +289,7 @@ def write_heads(out: Path, kind: str, module, target: LoadedModel, card: dict, n
         "num_heads": 1 if kind == "eagle" else num_heads,
         "hidden_size": cfg.hidden_size,
         "vocab_size": cfg.vocab_size,
-        "intermediate_size": 2 * cfg.hidden_size if kind == "mtp" else None,
+        "intermediate_size": _intermediate(module),
         "target": target.name,
         "medusa_choices": card.get("medusa_choices"),
         "draft_vocab": card.get("draft_vocab"),
