@@ -113,10 +113,19 @@ def main() -> None:
     def target_only(ids):
         return generate(target, ids, n, stop_at_eos=False)
 
+    drafting = {k: [] for k in CONFIGS}  # the current prompt's timed runs: drafting seconds per drafted token
+
     def spec(name, opt):
         h = heads.get(FALLBACK.get(name, opt.method))
         d = None if h is not None or opt.method == "lookup" else draft
-        return lambda ids: run_speculation(target, d, ids, n, opt, compare=False, heads=h).token_ids
+
+        def run(ids):
+            result = run_speculation(target, d, ids, n, opt, compare=False, heads=h)
+            if result.stats["drafted"]:
+                drafting[name].append(result.stats["draft_seconds"] / result.stats["drafted"])
+            return result.token_ids
+
+        return run
 
     @torch.inference_mode()
     def assisted(ids):
@@ -139,7 +148,10 @@ def main() -> None:
     # over the model's speedup for that prompt), summed; prompts differ a lot (lookup: 1x on one, 3x on another),
     # so medians of per-prompt ratios taken apart do not compare.
     model_seconds = {k: 0.0 for k in CONFIGS}
-    draft_cost = {k: [] for k in CONFIGS}  # drafting seconds per drafted token / one target decode step
+    # Drafting seconds per drafted token (median over a prompt's timed runs) over one target forward (the cost
+    # curve's unit), and over one step of target-only decoding (its median time per token for the prompt).
+    draft_cost = {k: [] for k in CONFIGS}
+    draft_cost_decode = {k: [] for k in CONFIGS}
     prompts = held_out_prompts()
     for prompt in prompts:
         ids = target.encode(prompt)
@@ -154,11 +166,11 @@ def main() -> None:
             stats = run_speculation(target, d, ids, n, opt, compare=False, heads=h).stats
             pays = where_it_pays(curve, stats, opt.method in ("tree", "eagle", "medusa"))
             model_speedup[name] = pays["model_speedup"]
-            if stats["drafted"] and FALLBACK.get(name, opt.method) != "lookup":
-                draft_cost[name].append(pays["draft_cost_per_token"])
             accepted[name].append(stats["mean_accepted_with_bonus"])
             step_seconds[name][0] += stats["seconds"]
             step_seconds[name][1] += stats["steps"]
+        for v in drafting.values():
+            v.clear()
         for _ in range(args.repeats):
             for name, fn in runners.items():
                 t0 = time.perf_counter()
@@ -167,6 +179,11 @@ def main() -> None:
             tokens_once = len(out)
             for name in runners:
                 ratios[name].append(times["target-only"][-1] / times[name][-1])
+        decode_step = statistics.median(times["target-only"]) / n
+        for name, per_token in drafting.items():
+            if per_token and FALLBACK.get(name, CONFIGS[name].method) != "lookup":
+                draft_cost[name].append(statistics.median(per_token) / curve["base_seconds"])
+                draft_cost_decode[name].append(statistics.median(per_token) / decode_step)
         for name in runners:
             seconds[name] += statistics.median(times[name])
             if name in CONFIGS:
@@ -205,10 +222,13 @@ def main() -> None:
         )
     print_cost_model(CONFIGS, accepted, step_seconds, 1000 * seconds["target-only"] / tokens["target-only"])
     print()
-    print("drafting cost per drafted token, in target decode steps (median over prompts; required <= 0.15 for heads):")
+    print("drafting cost per drafted token (median over prompts of each prompt's median over its timed runs; required "
+          "<= 0.15 for heads), in one-token target forwards / in target-only decoding steps:")
     for name, costs in draft_cost.items():
         if costs:
-            print(f"  {name}: {statistics.median(costs):.3f} ({min(costs):.3f}–{max(costs):.3f})")
+            dec = draft_cost_decode[name]
+            print(f"  {name}: {statistics.median(costs):.3f} ({min(costs):.3f}–{max(costs):.3f}) / "
+                  f"{statistics.median(dec):.3f} ({min(dec):.3f}–{max(dec):.3f})")
     off = {k: model_seconds[k] / seconds[k] - 1 for k in CONFIGS if model_seconds[k]}  # total-time speedups
     worst = max(off, key=lambda k: abs(off[k]))
     print(f"measured vs cost model (speedups in total time over the prompts): largest gap {off[worst]:+.1%} ({worst}); "

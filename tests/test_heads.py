@@ -320,3 +320,56 @@ def test_eagle_chain_drafting_matches_a_step_by_step_reference():
             pos = torch.tensor([[n - 2 + depth]])
             out = eagle(out.view(1, 1, -1), embed[expect[-1]].view(1, 1, -1), pos, cache=cache)[0, -1]
     assert tokens == expect
+
+
+def test_loaded_heads_multiply_through_float16_copies_on_the_cpu():
+    """On the CPU, loaded float32 heads draft through float16 copies of their weights (what head files store; the
+    cold matrix-vector products take less than half the time), the state dict stays float32, and the product is
+    the float32 one up to float16's rounding of the input and output."""
+    from explorer.models.decoder import inference_linear
+    from explorer.speculative.heads import for_inference
+
+    target = tiny_target()
+    torch.manual_seed(0)
+    w, b = torch.randn(24, 32), torch.randn(24)
+    for rows in (1, 3):
+        x = torch.randn(1, rows, 32)
+        out = inference_linear(x, w.half(), b)
+        assert out.dtype == torch.float32 and out.shape == (1, rows, 24)
+        ref = torch.nn.functional.linear(x.half().float(), w.half().float(), b)
+        torch.testing.assert_close(out, ref, rtol=2e-3, atol=2e-3)
+    heads = random_heads("eagle", target, vocab=list(range(0, 97, 2)))
+    state = {k: v.clone() for k, v in heads.module.state_dict().items()}
+    for_inference(heads.module)
+    assert heads.module.half_weights and heads.module.layer.mlp.gate_up[0].dtype == torch.float16
+    assert heads.module.fc.inference[0].dtype == torch.float16
+    assert all(v.dtype == torch.float32 and torch.equal(v, state[k]) for k, v in heads.module.state_dict().items())
+    spec = Speculator(target, None, [5, 17, 3, 88], 20, OPTIONS["eagle"], heads)
+    assert spec._lm_head().dtype == torch.float16 and spec._lm_head().shape == (49, 32)
+    result = run_speculation(target, None, [5, 17, 3, 88], 30, OPTIONS["eagle"], heads=heads, runs=1)
+    assert result.token_ids == generate(target, [5, 17, 3, 88], 30, stop_at_eos=False)
+    assert not for_inference(random_heads("mtp", target).module, half=False).half_weights
+
+
+def test_eagle_one_entry_forward_equals_its_forward():
+    """EAGLE's lean one-entry forward (a chain's next depth) computes what its forward computes for that entry,
+    and leaves the cache as it would: float32 and float16 copies, grouped-query attention."""
+    from explorer.speculative.heads import for_inference
+
+    target = tiny_target()
+    for half in (False, True):
+        heads = random_heads("eagle", target)
+        eagle = for_inference(heads.module, half=half)
+        assert eagle.can_forward_one
+        cos, sin = eagle.rope_table(16)
+        torch.manual_seed(1)
+        feats, embs = torch.randn(1, 6, 32), torch.randn(1, 6, 32)
+        with torch.inference_mode():
+            ref_cache, cache = eagle.new_cache(16), eagle.new_cache(16)
+            ref = eagle(feats, embs, torch.arange(6)[None], cache=ref_cache)[0, -1]
+            eagle(feats[:, :5], embs[:, :5], torch.arange(5)[None], cache=cache)
+            one = eagle.forward_one(feats[0, 5], embs[0, 5], cos[0, 0, 5], sin[0, 0, 5], cache)
+        torch.testing.assert_close(one, ref, rtol=1e-5, atol=1e-5)
+        assert cache.length == ref_cache.length == 6
+        torch.testing.assert_close(cache.k[:, :, :, :6], ref_cache.k[:, :, :, :6], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cache.v[:, :, :, :6], ref_cache.v[:, :, :, :6], rtol=1e-5, atol=1e-5)

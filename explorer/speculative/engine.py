@@ -269,7 +269,10 @@ class Speculator:
             return weight[: self.vocab]
         cached = self.heads.lm_rows
         if cached is None or cached[0] is not weight:
-            cached = self.heads.lm_rows = (weight, weight.index_select(0, self._draft_ids).contiguous())
+            rows = weight.index_select(0, self._draft_ids)
+            if getattr(self.heads.module, "half_weights", False):  # multiplied like the heads' own weights
+                rows = rows.to(torch.float16)
+            cached = self.heads.lm_rows = (weight, rows.contiguous())
         return cached[1]
 
     def _token(self, i: int) -> int:
@@ -322,12 +325,16 @@ class Speculator:
     def _eagle_feed(self, start: int, end: int) -> torch.Tensor:
         """Feed EAGLE's cache its entries start .. end − 1 (the target's feature t with the embedding of token
         t + 1, at position t) in one forward; EAGLE's predicted features there."""
-        dev, (cos, sin) = self.target.device, self._erope
+        dev, (cos, sin), eagle = self.target.device, self._erope, self.heads.module
         self.ecache.truncate(start)
+        embed = self.target.model.model.embed_tokens.weight
+        if end - start == 1 and eagle.can_forward_one:  # the root's entry alone (the last step accepted nothing)
+            emb = embed[self.context[end]]
+            return eagle.forward_one(self.feats[start], emb, cos[0, 0, start], sin[0, 0, start], self.ecache)[None]
         ids = torch.tensor(self.context[start + 1 : end + 1], dtype=torch.long, device=dev)
-        emb = self.target.model.model.embed_tokens.weight[ids]
+        emb = embed[ids]
         rope = (cos[:, :, start:end], sin[:, :, start:end])
-        return self.heads.module(self.feats[start:end][None], emb[None], None, cache=self.ecache, rope=rope)[0]
+        return eagle(self.feats[start:end][None], emb[None], None, cache=self.ecache, rope=rope)[0]
 
     def _head_dists(self, dists: list) -> list:
         """Draft-vocabulary distributions put back on the whole vocabulary (0 elsewhere), for what reads them
@@ -363,18 +370,18 @@ class Speculator:
             if not expand:
                 break
             p = L - 1 + pool.dep[expand[0]]  # all of this depth's nodes sit at one position
-            rope = (cos[:, :, p : p + 1], sin[:, :, p : p + 1])
-            if len(expand) == 1 and len(slot) == pool.dep[expand[0]] - 1:
-                # A chain so far (one node fed per depth, so all of them ancestors): a single query over the
-                # whole cache needs no mask, nor the stacking of several nodes' inputs.
-                n = expand[0]
-                mask, slot[n] = None, ec.length
-                f_in, e_in = feat[pool.par[n]].view(1, 1, -1), embed[pool.tok[n]].view(1, 1, -1)
+            n = expand[0]
+            if len(expand) == 1 and len(slot) == pool.dep[n] - 1 and eagle.can_forward_one:
+                # A chain so far (one node fed per depth, so all of them ancestors): one query over the whole
+                # cache, no mask, in EAGLE's lean one-entry forward.
+                slot[n] = ec.length
+                out = eagle.forward_one(feat[pool.par[n]], embed[pool.tok[n]], cos[0, 0, p], sin[0, 0, p], ec)[None]
             else:
                 mask = pool.mask(expand, ec.length, L, slot, device=dev)  # the real entries 0 .. L - 1
                 f_in = torch.stack([feat[pool.par[n]] for n in expand])[None]
                 e_in = embed[torch.tensor([pool.tok[n] for n in expand], device=dev)][None]
-            out = eagle(f_in, e_in, None, cache=ec, mask=mask, rope=rope)[0]
+                rope = (cos[:, :, p : p + 1], sin[:, :, p : p + 1])
+                out = eagle(f_in, e_in, None, cache=ec, mask=mask, rope=rope)[0]
             probs = self._q(lm_logits(out, lm))
             calls += 1
             frontier = []
