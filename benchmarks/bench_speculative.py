@@ -113,7 +113,11 @@ def main() -> None:
     def target_only(ids):
         return generate(target, ids, n, stop_at_eos=False)
 
-    drafting = {k: [] for k in CONFIGS}  # the current prompt's timed runs: drafting seconds per drafted token
+    # The current prompt's timed runs: drafting seconds per drafted token, and the cost model's speedup built from
+    # each run's own costs on the prompt's verification curve (``current``).
+    drafting = {k: [] for k in CONFIGS}
+    modelled = {k: [] for k in CONFIGS}
+    current = {}
 
     def spec(name, opt):
         h = heads.get(FALLBACK.get(name, opt.method))
@@ -123,6 +127,9 @@ def main() -> None:
             result = run_speculation(target, d, ids, n, opt, compare=False, heads=h)
             if result.stats["drafted"]:
                 drafting[name].append(result.stats["draft_seconds"] / result.stats["drafted"])
+            if "curve" in current:
+                tree = opt.method in ("tree", "eagle", "medusa")
+                modelled[name].append(where_it_pays(current["curve"], result.stats, tree)["model_speedup"])
             return result.token_ids
 
         return run
@@ -160,16 +167,15 @@ def main() -> None:
         for name, fn in runners.items():  # warm-up + correctness
             identical[name] &= fn(ids) == ref
         curve = verify_cost_curve(target.model, len(ids), sizes=tuple(range(1, 25)), repeats=5)
+        current["curve"] = curve
         for name, opt in CONFIGS.items():
             h = heads.get(FALLBACK.get(name, opt.method))
             d = None if h is not None or opt.method == "lookup" else draft
             stats = run_speculation(target, d, ids, n, opt, compare=False, heads=h).stats
-            pays = where_it_pays(curve, stats, opt.method in ("tree", "eagle", "medusa"))
-            model_speedup[name] = pays["model_speedup"]
             accepted[name].append(stats["mean_accepted_with_bonus"])
             step_seconds[name][0] += stats["seconds"]
             step_seconds[name][1] += stats["steps"]
-        for v in drafting.values():
+        for v in (*drafting.values(), *modelled.values()):
             v.clear()
         for _ in range(args.repeats):
             for name, fn in runners.items():
@@ -180,6 +186,8 @@ def main() -> None:
             for name in runners:
                 ratios[name].append(times["target-only"][-1] / times[name][-1])
         decode_step = statistics.median(times["target-only"]) / n
+        for name, figures in modelled.items():
+            model_speedup[name] = statistics.median(figures)
         for name, per_token in drafting.items():
             if per_token and FALLBACK.get(name, CONFIGS[name].method) != "lookup":
                 draft_cost[name].append(statistics.median(per_token) / curve["base_seconds"])

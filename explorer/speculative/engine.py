@@ -285,7 +285,8 @@ class Speculator:
         L = len(self.context) - 1
         if L < 1:
             return [], [], [], [], {}, 0, []
-        probs = self._q(self.heads.module.logits(self.feats[L - 1], self._lm_head()))  # [K, draft vocabulary]
+        deepest = max(len(c) for c in self.choices if len(c) <= depth)
+        probs = self._q(self.heads.module.logits(self.feats[L - 1], self._lm_head(), deepest))  # [K, vocabulary]
         need = 1 + max(c[-1] for c in self.choices)
         top = torch.topk(probs, min(need, probs.shape[-1]), dim=-1).indices.tolist()
         index: dict[tuple[int, ...], int] = {}

@@ -129,14 +129,15 @@ class MedusaHeads(nn.ModuleList):
         )
         self.layers, self.own_lm_head = layers, own_lm_head
 
-    def features(self, f: Tensor) -> list[Tensor]:
-        return [head[: self.layers](f) for head in self]
+    def features(self, f: Tensor, count: int | None = None) -> list[Tensor]:
+        return [head[: self.layers](f) for head in list(self)[:count]]
 
-    def logits(self, f: Tensor, lm_head: Tensor) -> Tensor:
-        """[K, ..., V]: each head's logits for f [..., d]."""
-        feats = self.features(f)
+    def logits(self, f: Tensor, lm_head: Tensor, count: int | None = None) -> Tensor:
+        """[K, ..., V]: each head's logits for f [..., d] (the first ``count`` heads only: a shallow tree needs
+        no more)."""
+        feats = self.features(f, count)
         if self.own_lm_head:
-            return torch.stack([head[self.layers](x) for head, x in zip(self, feats, strict=True)])
+            return torch.stack([head[self.layers](x) for head, x in zip(self, feats, strict=False)])
         return lm_logits(torch.stack(feats), lm_head)
 
 
