@@ -273,7 +273,7 @@ def test_where_it_pays_counts_verification_drafting_and_bookkeeping():
     stats = {"steps": 10, "drafted": 30, "draft_seconds": 0.03, "bookkeeping_seconds": 0.01, "depth": 3,
              "mean_accepted_with_bonus": 2.5}  # fmt: skip
     pays = where_it_pays(curve, stats, tree=False)
-    assert pays["nodes_per_step"] == 3 and pays["verify_ms_per_step"] == pytest.approx(13.0)
+    assert pays["nodes_per_step"] == 3 and pays["verify_ms_per_step"] == pytest.approx(13.0) and not pays["tree"]
     assert pays["bookkeeping_ms_per_step"] == pytest.approx(1.0) and pays["draft_cost_per_token"] == pytest.approx(0.1)
     assert pays["break_even_tokens_per_step"] == pytest.approx((13 + 3 + 1) / 10)
     assert pays["model_speedup"] == pytest.approx(2.5 / 1.7)

@@ -144,6 +144,7 @@ def test_where_it_pays_panel_shows_the_measured_curve_and_this_run_on_it(qtbot):
     try:
         costs = view.meta["costs"]
         assert costs["verify_cost_curve"]["sizes"] == list(COST_SIZES)
+        assert costs["tree"] is False  # a chain's steps are verified without a tree mask: the chain curve
         assert len(costs["verify_cost_curve"]["chain_ms"]) == len(COST_SIZES)
         steps = view.records
         drafted = sum(len(s.tree.tokens) for s in steps)

@@ -113,6 +113,7 @@ def where_it_pays(curve: dict, stats: dict, tree: bool) -> dict:
             "chain_ms": [1000 * s for s in curve["chain_seconds"]],
             "tree_ms": [1000 * s for s in curve["tree_seconds"]],
         },
+        "tree": tree,  # which curve: the run's steps were verified with a tree mask (else as a causal chain)
         "nodes_per_step": nodes,
         "verify_ms_per_step": 1000 * verify,
         "verify_cost_ratio": verify / base,

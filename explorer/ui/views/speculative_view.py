@@ -35,7 +35,7 @@ ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61f
 NODE_PX = 14  # tree node size in pixels
 TRUNK = 0.14  # elbow edges turn this far (in depth units) left of the children's column; labels stop before it
 COST_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)  # verification-cost curve points measured after a run (~70 forwards)
-TREE_METHODS = ("tree", "eagle", "medusa")  # verified with a tree mask
+TREE_METHODS = ("tree", "eagle", "medusa")  # may verify with a tree mask (runs saved without costs["tree"])
 
 
 class SpeculativeView(View):
@@ -201,7 +201,8 @@ class SpeculativeView(View):
                     curves[key] = verify_cost_curve(target.model, len(prompt_ids), sizes=COST_SIZES)
                 n_new = sum(len(s.new_tokens) for s in steps)
                 stats = spec_stats.compute_stats(steps, n_new, seconds, options)
-                meta["costs"] = where_it_pays(curves[key], stats, options.method in TREE_METHODS)
+                tree = any(s.mask is not None for s in steps)  # an EAGLE chain is verified as a chain
+                meta["costs"] = where_it_pays(curves[key], stats, tree)
 
         return job
 
@@ -725,7 +726,7 @@ class SpeculativeView(View):
             self.cost_text.setText(f"<span style='color:{th.muted}'>{note}</span>")
             return
         curve = costs["verify_cost_curve"]
-        tree = self.meta.get("options", {}).get("method") in TREE_METHODS
+        tree = costs.get("tree", self.meta.get("options", {}).get("method") in TREE_METHODS)  # older runs: by method
         base_ms = curve["base_ms"]
         sizes = np.array([0, *curve["sizes"]], dtype=float)
         verify = np.array([base_ms, *curve["tree_ms" if tree else "chain_ms"]]) / base_ms
