@@ -42,6 +42,7 @@ from ..models.decoder import (
     RMSNorm,
     apply_rope,
     inference_linear,
+    matvec,
     rope_cos_sin,
     rope_inv_freq,
 )
@@ -177,7 +178,6 @@ class EagleHead(nn.Module):
             cache.length = start + x.shape[1]
         return out
 
-
     @property
     def can_forward_one(self) -> bool:
         return self.layer.self_attn.qkv is not None and not self.cfg.qk_norm
@@ -191,23 +191,16 @@ class EagleHead(nn.Module):
         layer, cfg = self.layer, self.cfg
         attn, mlp, hd = layer.self_attn, layer.mlp, cfg.head_dim
         H, Hkv = cfg.num_heads, cfg.num_kv_heads
-        x = _mv(self.fc.inference or (self.fc.weight, self.fc.bias), torch.cat([feat, emb]))
-        qkv = _mv(attn.qkv, layer.input_layernorm(x)).view(H + 2 * Hkv, hd)
+        x = matvec(torch.cat([feat, emb]), *(self.fc.inference or (self.fc.weight, self.fc.bias)))
+        qkv = matvec(layer.input_layernorm(x), *attn.qkv).view(H + 2 * Hkv, hd)
         qk = apply_rope(qkv[: H + Hkv], cos, sin)
         slot = cache.length
         keys, values = cache.write(0, slot, qk[H:, None], qkv[H + Hkv :, None])
         cache.length = slot + 1
         out = F.scaled_dot_product_attention(qk[None, :H, None], keys, values, scale=hd**-0.5, enable_gqa=H != Hkv)
-        x = x + _mv(attn.out, out.view(-1))
-        gate, up = _mv(mlp.gate_up, layer.post_attention_layernorm(x)).chunk(2)
-        return x + _mv(mlp.down, F.silu(gate) * up)
-
-
-def _mv(weight_bias: tuple[Tensor, Tensor | None], v: Tensor) -> Tensor:
-    """W·v + b for a 1-D v, through W's dtype (a head's float16 copy: see :func:`for_inference`)."""
-    w, b = weight_bias
-    out = torch.mv(w, v.to(w.dtype)).to(v.dtype) if w.dtype != v.dtype else torch.mv(w, v)
-    return out + b if b is not None else out
+        x = x + matvec(out.view(-1), *attn.out)
+        gate, up = matvec(layer.post_attention_layernorm(x), *mlp.gate_up).chunk(2)
+        return x + matvec(F.silu(gate) * up, *mlp.down)
 
 
 class MTPModule(nn.Module):
