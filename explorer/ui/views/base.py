@@ -6,14 +6,18 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyqtgraph as pg
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QFormLayout, QSpinBox, QWidget
+from PySide6.QtWidgets import QFormLayout, QWidget
 
 from ...errors import ExplorerError
 from ...options import Schema
 from ...session import Session
+from ..kit import TitleFitter, font_plot, spin_box, static_plot, theme_plot
 from ..theme import Theme
 from .controls import CheckBox, changed_signal, control, control_value
+
+__all__ = ["View", "font_plot", "spin_box", "static_plot", "theme_plot"]  # the kit's, for older imports
 
 
 class View(QWidget):
@@ -30,11 +34,19 @@ class View(QWidget):
     # What set_focus understands, for the docs and for tour errors: {"select": "...", "zoom": "..."}.
     focus_help: dict[str, str] = {}
 
+    # Records changed outside a run (a saved run's prompt replayed): (step count, step to show). The window
+    # hands it to the player when this view is the active one; a view never reaches into its window.
+    steps_changed = Signal(int, int)
+
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(parent)
         self.theme = theme
         self.records: list[Any] = []
         self.current = -1
+        # The run's typed metadata (the runner's Job.meta: explorer.speculative.job.SpecRunMeta, ...), None
+        # before a run.
+        self.meta: Any = None
+        self.titles = TitleFitter(theme.text)
         # Recording: draw nothing measured with the wall clock (tokens/s, ms), so that the same records give
         # the same pixels on every run. Views consult it when they render.
         self.deterministic = False
@@ -77,8 +89,26 @@ class View(QWidget):
         "Press Run to <action>." """
         return f"Press Run to {action}." if self.models_loaded else f"Load a model and press Run to {action}."
 
+    def job_values(self) -> dict[str, Any]:
+        """The computation's settings (display settings left out): the values this view's runner takes."""
+        return {k: v for k, v in self.settings_values().items() if k not in self.display_settings}
+
     def make_job(self, session: Session) -> Callable[[], Iterator[Any]]:
-        raise NotImplementedError
+        """The runner of this view's engine (explorer.jobs) on the current settings; its metadata is kept."""
+        from ...jobs import run_job
+
+        job = run_job(self.name, session, self.job_values(), deterministic=self.deterministic)
+        self.meta = job.meta
+        return job.records
+
+    def themed_plots(self) -> tuple[pg.PlotWidget, ...]:
+        """The view's plots, themed and fonted by the shared set_theme and apply_font."""
+        return ()
+
+    def finish_init(self) -> None:
+        """The constructor's tail, the same in every view: controls from the schema, then the theme."""
+        self.build_controls()
+        self.set_theme(self.theme)
 
     def render(self, record: Any | None) -> None:
         raise NotImplementedError
@@ -138,8 +168,7 @@ class View(QWidget):
         if setup is not None:
             setup(other)
         other.apply_settings(self.settings_values())
-        if hasattr(self, "meta"):
-            other.meta = self.meta
+        other.meta = self.meta
         for r in self.records:
             other.add_record(r)
         return other
@@ -157,49 +186,16 @@ class View(QWidget):
         self.render(self.records[step] if 0 <= step < len(self.records) else None)
 
     def set_theme(self, theme: Theme) -> None:
+        """Plots and titles in the theme's colours, then the step shown again (views add their own pens)."""
         self.theme = theme
+        self.titles.color = theme.text
+        for plot in self.themed_plots():
+            theme_plot(plot, theme)
+        self.show_step(self.current)
+
+    def apply_font(self, font: QFont) -> None:
+        for plot in self.themed_plots():
+            font_plot(plot, font)
         self.show_step(self.current)
 
 
-def static_plot(parent: QWidget, title: str, bottom: str | None = None) -> pg.PlotWidget:
-    """A plot for showing, not exploring: no mouse zoom, no context menu, no SI prefixes; its title is kept so
-    that a theme change can recolour it."""
-    plot = pg.PlotWidget(parent)
-    plot.setMenuEnabled(False)
-    plot.setMouseEnabled(False, False)
-    plot.hideButtons()
-    plot.setProperty("title", title)
-    plot.setTitle(title)
-    if bottom:
-        plot.setLabel("bottom", bottom)
-    for axis in ("left", "bottom"):
-        plot.getAxis(axis).enableAutoSIPrefix(False)
-    return plot
-
-
-def theme_plot(plot: pg.PlotWidget, theme: Theme) -> None:
-    """Background, axes and title in the theme's colours."""
-    plot.setBackground(theme.base)
-    for axis in ("left", "bottom", "right"):
-        ax = plot.getAxis(axis)
-        ax.setPen(theme.muted)
-        ax.setTextPen(theme.text)
-    title = plot.property("title")
-    if title:
-        plot.setTitle(title, color=theme.text)
-    else:
-        plot.getPlotItem().titleLabel.setAttr("color", theme.text)
-
-
-def font_plot(plot: pg.PlotWidget, font: QFont) -> None:
-    """Plots do not inherit the application font: push it to the ticks and axis labels."""
-    for axis in ("left", "bottom", "right"):
-        plot.getAxis(axis).setStyle(tickFont=font)
-        plot.getAxis(axis).label.setFont(font)
-
-
-def spin_box(lo: int, hi: int, value: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setValue(value)
-    return box
