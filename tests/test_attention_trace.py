@@ -172,28 +172,28 @@ def test_trace_equals_model_output_and_numpy_recomputation(models, name, backend
     lm = models[name]
     tr = trace_attention(lm, PROMPT, layer=1, head=2, block_m=BLOCK, block_n=BLOCK, backend=backend)
     meta = tr.meta
-    n, d = meta["n"], meta["head_dim"]
-    assert meta["backend"] == backend and meta["kv_head"] == 1 and meta["dtype"] == "float32"
+    n, d = meta.n, meta.head_dim
+    assert meta.backend == backend and meta.kv_head == 1 and meta.dtype == "float32"
     assert n == len(lm.encode(PROMPT)) and 32 < n <= 40 and d == lm.config.head_dim
-    assert meta["model_max_abs_diff"] <= 1e-5  # the kernel's output is the model's own attention output
-    assert meta["max_abs_error"] <= 1e-5 and meta["sdpa_max_abs_error"] <= 1e-5
+    assert meta.model_max_abs_diff <= 1e-5  # the kernel's output is the model's own attention output
+    assert meta.max_abs_error <= 1e-5 and meta.sdpa_max_abs_error <= 1e-5
 
-    m_want, l_want, alpha_want, state = numpy_online_softmax(tr.q, tr.k, meta["scale"], BLOCK, BLOCK)
+    m_want, l_want, alpha_want, state = numpy_online_softmax(tr.q, tr.k, meta.scale, BLOCK, BLOCK)
     np.testing.assert_array_equal(tr.tile_state, state)
     for got, want in ((tr.m, m_want), (tr.l, l_want), (tr.alpha, alpha_want)):
         assert np.array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
-    assert meta["tiles_visited"] == int((state > 0).sum()) == 6 and meta["tiles_skipped"] == 3
-    assert meta["tiles_masked"] == 3  # the diagonal tiles
+    assert meta.tiles_visited == int((state > 0).sum()) == 6 and meta.tiles_skipped == 3
+    assert meta.tiles_masked == 3  # the diagonal tiles
 
-    s = (tr.q.astype(np.float64) @ tr.k.astype(np.float64).T) * meta["scale"]
+    s = (tr.q.astype(np.float64) @ tr.k.astype(np.float64).T) * meta.scale
     s[np.triu_indices(n, 1)] = -np.inf
     p = np.exp(s - s.max(1, keepdims=True))
     np.testing.assert_allclose(tr.o, (p / p.sum(1, keepdims=True)) @ tr.v.astype(np.float64), atol=1e-5)
     lse = s.max(1) + np.log(np.exp(s - s.max(1, keepdims=True)).sum(1))
     np.testing.assert_allclose(tr.lse, lse, rtol=1e-5)
-    assert len(meta["tokens"]) == n == len(meta["prompt_ids"]) and "".join(meta["tokens"]) == lm.decode(
-        meta["prompt_ids"]
+    assert len(meta.tokens) == n == len(meta.prompt_ids) and "".join(meta.tokens) == lm.decode(
+        meta.prompt_ids
     )
 
 
@@ -201,35 +201,36 @@ def test_trace_equals_model_output_and_numpy_recomputation(models, name, backend
 def test_low_precision_meets_tri_daos_criterion(models, dtype):
     tr = trace_attention(models["llama"], PROMPT, layer=0, head=0, block_m=BLOCK, block_n=BLOCK, dtype=dtype)
     meta = tr.meta
-    assert meta["dtype"] == dtype and meta["reference"] == "float64"
-    assert 0 < meta["max_abs_error"] <= 2 * meta["sdpa_max_abs_error"] and meta["within_2x_sdpa"]
-    assert meta["model_max_abs_diff"] < 0.05  # a float32 model against its own inputs rounded to 16 bits
+    assert meta.dtype == dtype and meta.reference == "float64"
+    assert 0 < meta.max_abs_error <= 2 * meta.sdpa_max_abs_error and meta.within_2x_sdpa
+    assert meta.model_max_abs_diff < 0.05  # a float32 model against its own inputs rounded to 16 bits
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sliding_window_mask_is_traced_as_the_model_runs(models, backend):
     tr = trace_attention(models["mistral"], PROMPT, layer=1, head=1, block_m=BLOCK, block_n=BLOCK, backend=backend)
-    assert tr.meta["mask"] == "sliding_window" and tr.meta["n"] > 32
-    assert tr.meta["model_max_abs_diff"] <= 1e-5 and tr.meta["max_abs_error"] <= 1e-5
+    assert tr.meta.mask == "sliding_window" and tr.meta.n > 32
+    assert tr.meta.model_max_abs_diff <= 1e-5 and tr.meta.max_abs_error <= 1e-5
     want = np.array([[2, 0, 0], [2, 2, 0], [2, 2, 2]], np.int8)  # above the diagonal skipped; the window masks
     np.testing.assert_array_equal(tr.tile_state, want)
 
 
 def test_not_causal_visits_every_tile_and_skips_the_model_comparison(models):
     tr = trace_attention(models["llama"], PROMPT, layer=0, head=1, block_m=BLOCK, block_n=BLOCK, causal=False)
-    assert tr.meta["tiles_skipped"] == 0 and tr.meta["tiles_masked"] == 0 and (tr.tile_state == 1).all()
-    assert tr.meta["model_max_abs_diff"] is None and tr.meta["max_abs_error"] <= 1e-5
+    assert tr.meta.tiles_skipped == 0 and tr.meta.tiles_masked == 0 and (tr.tile_state == 1).all()
+    assert tr.meta.model_max_abs_diff is None and tr.meta.max_abs_error <= 1e-5
 
 
 def test_trace_file_round_trip(llama_trace, tmp_path):
     path = save_trace(llama_trace, tmp_path / "trace.safetensors")
     back = load_trace(path)
-    assert back.meta == json.loads(json.dumps(llama_trace.meta))
+    assert back.meta.as_dict() == json.loads(json.dumps(llama_trace.meta.as_dict()))
+    assert back.meta == llama_trace.meta
     for name, arr in llama_trace.tensors().items():
         got = getattr(back, name)
         assert got.dtype == arr.dtype and got.shape == arr.shape, name
         np.testing.assert_array_equal(got, arr)  # NaN where not visited, on both sides
-    assert back.meta["prompt"] == PROMPT and back.meta["layer"] == 1 and back.meta["head"] == 3
+    assert back.meta.prompt == PROMPT and back.meta.layer == 1 and back.meta.head == 3
 
 
 def _truncated(p: Path, good: Path):
@@ -253,18 +254,18 @@ def _missing_tensor(p: Path, good: Path):
     tr = load_trace(good)
     tensors = tr.tensors()
     del tensors["alpha"]
-    save_file(tensors, str(p), metadata={"explorer_trace": json.dumps(tr.meta)})
+    save_file(tensors, str(p), metadata={"explorer_trace": json.dumps(tr.meta.as_dict())})
 
 
 def _wrong_shape(p: Path, good: Path):
     tr = load_trace(good)
     tensors = dict(tr.tensors(), m=tr.m[:, :-1].copy())
-    save_file(tensors, str(p), metadata={"explorer_trace": json.dumps(tr.meta)})
+    save_file(tensors, str(p), metadata={"explorer_trace": json.dumps(tr.meta.as_dict())})
 
 
 def _other_format(p: Path, good: Path):
     tr = load_trace(good)
-    save_file(tr.tensors(), str(p), metadata={"explorer_trace": json.dumps(dict(tr.meta, format="other"))})
+    save_file(tr.tensors(), str(p), metadata={"explorer_trace": json.dumps(dict(tr.meta.as_dict(), format="other"))})
 
 
 MALFORMED = {
@@ -310,7 +311,7 @@ def test_cli_json(model_dirs, tmp_path):
     assert summary["backend"] in ("triton", "torch") and summary["head_dim"] == 16
     assert summary["tiles_visited"] + summary["tiles_skipped"] == math.ceil(summary["n"] / 16) ** 2
     assert summary["model_max_abs_diff"] <= 1e-5 and summary["out"] == str(out)
-    assert load_trace(out).meta["head"] == 3
+    assert load_trace(out).meta.head == 3
 
 
 @pytest.mark.parametrize(
@@ -334,3 +335,83 @@ def test_cli_bad_arguments_exit_2_with_one_line(model_dirs, tmp_path, capsys, ex
 def test_prompt_longer_than_the_context_is_refused(models):
     with pytest.raises(ExplorerError, match="longer than .* context of 64 tokens"):
         trace_attention(models["llama"], PROMPT * 3, layer=0, head=0)
+
+
+# ---------------------------------------------------------------- the typed metadata
+
+
+def test_trace_metadata_is_written_with_todays_keys_in_todays_order(llama_trace, tmp_path):
+    from safetensors import safe_open
+
+    path = save_trace(llama_trace, tmp_path / "keys.safetensors")
+    with safe_open(str(path), framework="numpy") as f:
+        written = json.loads(f.metadata()["explorer_trace"])
+    assert list(written) == [
+        "format", "version", "model", "model_name", "model_type", "model_dtype", "prompt", "prompt_ids", "tokens",
+        "layer", "head", "kv_head", "num_layers", "num_heads", "num_kv_heads", "n", "head_dim", "scale", "block_m",
+        "block_n", "n_q_blocks", "n_kv_blocks", "causal", "mask", "dtype", "backend", "device", "tiles_total",
+        "tiles_visited", "tiles_skipped", "tiles_masked", "reference", "max_abs_error", "sdpa_max_abs_error",
+        "error_ratio", "within_2x_sdpa", "model_max_abs_diff", "kernel_seconds", "capture_seconds",
+    ]  # fmt: skip
+    assert written["format"] == "explorer-attention-trace" and written["version"] == 1
+    assert list(llama_trace.summary()) == [k for k in written if k not in ("prompt_ids", "tokens")]
+
+
+def test_trace_files_written_before_are_read(llama_trace, tmp_path):
+    """A file without a version and with only the required facts (an older writer) loads; what it lacks takes
+    the defaults, and keys this version does not know are left out."""
+    from explorer.attention.meta import REQUIRED, TraceMeta
+
+    full = llama_trace.meta.as_dict()
+    old = {"format": full["format"], **{k: full[k] for k in REQUIRED}, "scale": full["scale"], "retired": 1}
+    path = tmp_path / "old.safetensors"
+    save_file(llama_trace.tensors(), str(path), metadata={"explorer_trace": json.dumps(old)})
+    back = load_trace(path)
+    assert isinstance(back.meta, TraceMeta) and back.meta.version == 1
+    assert back.meta.layer == 1 and back.meta.head == 3 and back.meta.n == llama_trace.n
+    assert back.meta.tokens == [] and back.meta.prompt == "" and back.meta.mask == "causal"
+    assert back.meta.model_max_abs_diff is None and back.meta.kernel_seconds is None
+    assert "retired" not in back.meta.as_dict()
+    from explorer.attention.walk import build_walk
+
+    assert len(build_walk(back).steps()) == int((back.tile_state > 0).sum())  # drawable as it is
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"version": 2}, "trace format version 2 is not supported (max 1)"),
+        ({"version": "1"}, "trace format version '1' is not supported"),
+        ({"block_m": "sixteen"}, "must be integers"),
+        ({"n": 0}, "must be positive"),
+    ],
+)
+def test_trace_metadata_reader_refuses_with_one_line(llama_trace, change, fragment):
+    from explorer.attention.meta import TraceMeta
+
+    with pytest.raises(ExplorerError) as info:
+        TraceMeta.from_dict(dict(llama_trace.meta.as_dict(), **change), where="t.safetensors")
+    assert str(info.value).startswith("t.safetensors: ") and fragment in str(info.value)
+    without = {k: v for k, v in llama_trace.meta.as_dict().items() if k != "head_dim"}
+    with pytest.raises(ExplorerError, match="the trace metadata lacks head_dim"):
+        TraceMeta.from_dict(without)
+
+
+def test_attention_job_is_the_cli_computation(model_dirs, models):
+    """The runner the view and the recorder use traces what ``explorer attention`` traces, and fills its meta."""
+    from explorer.attention.job import AttentionRun, attention_job
+    from explorer.jobs import run_job
+    from explorer.session import Session
+
+    session = Session(target_dir=model_dirs["llama"], draft_dir=None, prompt=PROMPT, device="cpu")
+    session.target = models["llama"]
+    values = dict(layer=1, head=3, block_m=16, block_n=16, causal=True, dtype="float32", backend="torch", length=0)
+    job = run_job("attention", session, values)
+    assert isinstance(job.meta, AttentionRun) and job.meta.walk is None and job.meta.trace is None
+    steps = list(job.records())
+    assert job.meta.walk is steps[0].walk and job.meta.trace.tiles_visited == len(steps)
+    direct = trace_attention(models["llama"], PROMPT, 1, 3, block_m=16, block_n=16, backend="torch")
+    np.testing.assert_array_equal(steps[0].walk.trace.m, direct.m)
+    assert job.meta.trace.prompt_ids == direct.meta.prompt_ids
+    with pytest.raises(ExplorerError, match="lacks the value"):
+        attention_job(session, {"layer": 1})

@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,15 @@ from ..atomic import atomic_path, check_output
 from ..errors import ExplorerError
 from ..kernels import attention_trace as kernel_attention_trace
 from ..kernels import triton_available
-from ..kernels.tiled_torch import NOT_VISITED, VISITED_MASKED, cdiv
+from ..kernels.tiled_torch import NOT_VISITED, VISITED_MASKED, FlashResult, cdiv
 from ..models.checkpoint import DTYPES, LoadedModel
 from ..models.generate import check_length
+from .meta import FORMAT, VERSION, TraceMeta
 
 __all__ = [
     "AttentionTrace",
     "CapturedAttention",
+    "TraceMeta",
     "capture_layer",
     "capture_qkv",
     "check_trace_path",
@@ -49,10 +51,7 @@ __all__ = [
 ]
 
 METADATA_KEY = "explorer_trace"
-FORMAT = "explorer-attention-trace"
-VERSION = 1
 TENSORS = ("q", "k", "v", "o", "lse", "m", "l", "alpha", "tile_state")
-REQUIRED_META = ("n", "head_dim", "block_m", "block_n", "layer", "head", "kv_head", "causal", "dtype", "backend")
 BACKENDS = ("auto", "triton", "torch")
 MAX_BLOCK = 256
 
@@ -121,13 +120,13 @@ def capture_qkv(lm: LoadedModel, prompt_ids: Sequence[int], layer: int) -> tuple
 class AttentionTrace:
     """One head's FlashAttention forward with its online-softmax trace (all numpy, on the CPU).
 
-    q, k, v, o float32 [N, D]: the kernel's inputs (the model's q/k after RoPE, rounded to ``meta["dtype"]``, then
+    q, k, v, o float32 [N, D]: the kernel's inputs (the model's q/k after RoPE, rounded to ``meta.dtype``, then
     widened to float32 exactly) and output. lse float32 [N]: log-sum-exp of each row's scores (natural log).
     m, l, alpha float32 [n_q_blocks, n_kv_blocks, BLOCK_M]: each row's state right after the kernel processed a
     tile; m the running max of s = q·kᵀ/√D (natural-log units; 0 while a row has seen no unmasked key), l the
     running Σ exp(s − m), alpha = exp(m_before − m_after) the rescale factor of that tile; NaN for tiles never
     visited and for padding rows past N. tile_state int8 [n_q_blocks, n_kv_blocks]: 0 never visited, 1 visited,
-    2 visited with masked entries. ``meta``: JSON-serializable facts (see :func:`trace_attention`).
+    2 visited with masked entries. ``meta``: the trace's facts (:class:`~explorer.attention.meta.TraceMeta`).
     """
 
     q: np.ndarray
@@ -139,7 +138,7 @@ class AttentionTrace:
     l: np.ndarray  # noqa: E741 - the paper's name
     alpha: np.ndarray
     tile_state: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: TraceMeta
 
     @property
     def n(self) -> int:
@@ -147,18 +146,18 @@ class AttentionTrace:
 
     @property
     def block_m(self) -> int:
-        return int(self.meta["block_m"])
+        return self.meta.block_m
 
     @property
     def block_n(self) -> int:
-        return int(self.meta["block_n"])
+        return self.meta.block_n
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in TENSORS}
 
     def summary(self) -> dict[str, Any]:
         """The scalar facts (what the CLI prints), without the per-token lists."""
-        return {k: v for k, v in self.meta.items() if k not in ("prompt_ids", "tokens")}
+        return self.meta.summary()
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -224,26 +223,72 @@ def trace_attention(
     ``dtype``; the kernel computes in that dtype with float32 accumulation. ``causal=False`` lets every query see
     every key (not what the model does: the comparison with the model's output is then left out, ``None``).
     ``backend``: "auto" (the Triton kernel when it can run here, interpreted on CPU), "triton" or "torch".
-
-    ``meta`` holds: model, model_name, model_type, model_dtype, prompt, prompt_ids, tokens (text of each token),
-    layer, head, kv_head, num_layers, num_heads, num_kv_heads, n, head_dim, scale, block_m, block_n,
-    n_q_blocks, n_kv_blocks, causal, mask ("causal", "sliding_window" or "none"), dtype, backend (actually
-    used), tiles_visited / tiles_skipped / tiles_masked / tiles_total, reference ("float64"), max_abs_error
-    (kernel vs reference), sdpa_max_abs_error (torch SDPA in ``dtype`` vs reference), error_ratio,
-    within_2x_sdpa (Tri Dao's criterion), model_max_abs_diff (kernel vs the model's own attention output for
-    this head, in the model's dtype), kernel_seconds, capture_seconds.
+    The trace's ``meta`` is a :class:`~explorer.attention.meta.TraceMeta` (its fields say what each fact is).
     """
     t0 = time.perf_counter()
+    ids, prompt_text = _prompt_ids(lm, prompt)
+    layer, head = _check_layer(lm, layer), _check_head(lm, head)
+    block_m, block_n = _check_block("block_m", block_m), _check_block("block_n", block_n)
+    _check_request(lm, ids, dtype, backend)
+    cap = capture_layer(lm, ids, layer)
+    t_capture = time.perf_counter() - t0
+    cfg = lm.config
+    kv_head = head // (cfg.num_heads // cfg.num_kv_heads)
+    q, k, v = _head_inputs(cap, head, kv_head, layer, dtype)
+    # The model's own pattern: causal, or (Mistral past its window) an explicit mask, which lies inside the causal
+    # triangle: passing causal too lets the kernel skip the tiles above the diagonal. Not causal: every key.
+    mask = cap.mask if causal else None
+    mask_kind = "none" if not causal else ("causal" if mask is None else "sliding_window")
+    res, t_kernel = _run_kernel(q, k, v, causal, mask, cap.scale, block_m, block_n, backend)
+    o = res.o[0, 0]
+    err, sdpa_err = _reference_errors(q, k, v, o, causal, mask, cap.scale)
+    model_diff = (o.double() - cap.out[0, head].double()).abs().max().item() if causal else None
+
+    state = res.tile_state[0, 0].cpu()
+    n_total = state.numel()
+    visited = int((state != NOT_VISITED).sum())
+    N, D = q.shape[-2], q.shape[-1]
+    meta = TraceMeta(
+        model=str(lm.path), model_name=lm.name, model_type=cfg.model_type,
+        model_dtype=str(lm.dtype).removeprefix("torch."),
+        prompt=prompt_text, prompt_ids=ids, tokens=_token_texts(lm, ids),
+        layer=layer, head=head, kv_head=kv_head,
+        num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_kv_heads,
+        n=N, head_dim=D, scale=cap.scale,
+        block_m=block_m, block_n=block_n, n_q_blocks=cdiv(N, block_m), n_kv_blocks=cdiv(N, block_n),
+        causal=bool(causal), mask=mask_kind, dtype=dtype, backend=res.backend, device=str(q.device),
+        tiles_total=n_total, tiles_visited=visited, tiles_skipped=n_total - visited,
+        tiles_masked=int((state == VISITED_MASKED).sum()),
+        reference="float64", max_abs_error=err, sdpa_max_abs_error=sdpa_err,
+        error_ratio=_finite_or_none(err / sdpa_err) if sdpa_err > 0 else None,
+        within_2x_sdpa=bool(err <= 2 * sdpa_err), model_max_abs_diff=model_diff,
+        kernel_seconds=t_kernel, capture_seconds=t_capture,
+    )  # fmt: skip
+    return AttentionTrace(
+        q=_np32(q[0, 0]),
+        k=_np32(k[0, 0]),
+        v=_np32(v[0, 0]),
+        o=_np32(o),
+        lse=_np32(res.lse[0, 0]),
+        m=_np32(res.m[0, 0]),
+        l=_np32(res.l[0, 0]),
+        alpha=_np32(res.alpha[0, 0]),
+        tile_state=np.ascontiguousarray(state.numpy().astype(np.int8)),
+        meta=meta,
+    )
+
+
+def _prompt_ids(lm: LoadedModel, prompt: str | Sequence[int]) -> tuple[list[int], str]:
+    """(token ids, prompt text) of a prompt given as text or as ids."""
     if isinstance(prompt, str):
         if lm.tokenizer is None:
             raise ExplorerError("this model was loaded without a tokenizer; pass token ids instead of text")
-        ids = lm.encode(prompt)
-        prompt_text = prompt
-    else:
-        ids = [int(i) for i in prompt]
-        prompt_text = lm.decode(ids) if lm.tokenizer is not None else ""
-    layer, head = _check_layer(lm, layer), _check_head(lm, head)
-    block_m, block_n = _check_block("block_m", block_m), _check_block("block_n", block_n)
+        return lm.encode(prompt), prompt
+    ids = [int(i) for i in prompt]
+    return ids, (lm.decode(ids) if lm.tokenizer is not None else "")
+
+
+def _check_request(lm: LoadedModel, ids: list[int], dtype: str, backend: str) -> None:
     if dtype not in DTYPES:
         raise ExplorerError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if backend not in BACKENDS:
@@ -256,116 +301,60 @@ def trace_attention(
     if len(ids) > lm.config.max_position_embeddings:  # a trace may fill the context: nothing is generated after it
         check_length(lm, len(ids), 0)
 
-    cap = capture_layer(lm, ids, layer)
-    t_capture = time.perf_counter() - t0
-    cfg = lm.config
-    kv_head = head // (cfg.num_heads // cfg.num_kv_heads)
+
+def _head_inputs(cap: CapturedAttention, head: int, kv_head: int, layer: int, dtype: str) -> tuple[Tensor, ...]:
+    """q of ``head``, k and v of its kv head, [1, 1, N, D] in ``dtype``; refuses values that overflow it."""
     dt = DTYPES[dtype]
     q = cap.q[:, head : head + 1].to(dt).contiguous()
     k = cap.k[:, kv_head : kv_head + 1].to(dt).contiguous()
     v = cap.v[:, kv_head : kv_head + 1].to(dt).contiguous()
-    N, D = q.shape[-2], q.shape[-1]
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not bool(torch.isfinite(t).all()):
             raise ExplorerError(
                 f"layer {layer}'s {name} holds inf or NaN in {dtype} (the model overflows in this dtype); "
                 "try bfloat16 or float32"
             )
-    # The model's own pattern: causal, or (Mistral past its window) an explicit mask, which lies inside the causal
-    # triangle: passing causal too lets the kernel skip the tiles above the diagonal. Not causal: every key.
-    mask = cap.mask if causal else None
-    kernel_causal = causal
-    mask_kind = "none" if not causal else ("causal" if mask is None else "sliding_window")
+    return q, k, v
 
+
+def _run_kernel(
+    q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Tensor | None, scale: float, block_m: int, block_n: int,
+    backend: str,
+) -> tuple[FlashResult, float]:  # fmt: skip
+    """The instrumented kernel's result (trace included) and its wall-clock seconds."""
     t1 = time.perf_counter()
     try:
         res = kernel_attention_trace(
-            q, k, v, causal=kernel_causal, mask=mask, scale=cap.scale, block_m=block_m, block_n=block_n,
+            q, k, v, causal=causal, mask=mask, scale=scale, block_m=block_m, block_n=block_n,
             trace=True, backend=backend,
         )  # fmt: skip
     except (ValueError, RuntimeError) as exc:
         raise ExplorerError(f"the attention kernel refused this input: {' '.join(str(exc).split())}") from None
     if q.is_cuda:
         torch.cuda.synchronize()
-    t_kernel = time.perf_counter() - t1
+    return res, time.perf_counter() - t1
 
-    # References on the same dtype-rounded inputs.
+
+def _reference_errors(
+    q: Tensor, k: Tensor, v: Tensor, o: Tensor, causal: bool, mask: Tensor | None, scale: float
+) -> tuple[float, float]:
+    """(max |kernel − float64 reference|, max |torch SDPA in the same dtype − float64 reference|), both on the
+    same dtype-rounded inputs and the same allowed entries."""
+    N = q.shape[-2]
     allowed = None
-    if kernel_causal:
+    if causal:
         allowed = torch.ones(N, N, dtype=torch.bool, device=q.device).tril()
         if mask is not None:
             allowed &= mask.reshape(-1, N, N)[0].to(q.device)
     with torch.inference_mode():
-        ref = _reference(q[0, 0], k[0, 0], v[0, 0], allowed, cap.scale)
+        ref = _reference(q[0, 0], k[0, 0], v[0, 0], allowed, scale)
         attn_mask = None if allowed is None else allowed[None, None]
-        sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=cap.scale)[0, 0]
-    o = res.o[0, 0]
-    err = (o.double() - ref).abs().max().item()
-    sdpa_err = (sdpa.double() - ref).abs().max().item()
-    model_diff = None
-    if causal:
-        model_diff = (o.double() - cap.out[0, head].double()).abs().max().item()
+        sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)[0, 0]
+    return (o.double() - ref).abs().max().item(), (sdpa.double() - ref).abs().max().item()
 
-    state = res.tile_state[0, 0].cpu()
-    n_total = state.numel()
-    visited = int((state != NOT_VISITED).sum())
-    meta: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": str(lm.path),
-        "model_name": lm.name,
-        "model_type": cfg.model_type,
-        "model_dtype": str(lm.dtype).removeprefix("torch."),
-        "prompt": prompt_text,
-        "prompt_ids": ids,
-        "tokens": _token_texts(lm, ids),
-        "layer": layer,
-        "head": head,
-        "kv_head": kv_head,
-        "num_layers": cfg.num_layers,
-        "num_heads": cfg.num_heads,
-        "num_kv_heads": cfg.num_kv_heads,
-        "n": N,
-        "head_dim": D,
-        "scale": cap.scale,
-        "block_m": block_m,
-        "block_n": block_n,
-        "n_q_blocks": cdiv(N, block_m),
-        "n_kv_blocks": cdiv(N, block_n),
-        "causal": bool(causal),
-        "mask": mask_kind,
-        "dtype": dtype,
-        "backend": res.backend,
-        "device": str(q.device),
-        "tiles_total": n_total,
-        "tiles_visited": visited,
-        "tiles_skipped": n_total - visited,
-        "tiles_masked": int((state == VISITED_MASKED).sum()),
-        "reference": "float64",
-        "max_abs_error": err,
-        "sdpa_max_abs_error": sdpa_err,
-        "error_ratio": _finite_or_none(err / sdpa_err) if sdpa_err > 0 else None,
-        "within_2x_sdpa": bool(err <= 2 * sdpa_err),
-        "model_max_abs_diff": model_diff,
-        "kernel_seconds": t_kernel,
-        "capture_seconds": t_capture,
-    }
 
-    def np32(t: Tensor) -> np.ndarray:
-        return np.ascontiguousarray(t.detach().float().cpu().numpy())
-
-    return AttentionTrace(
-        q=np32(q[0, 0]),
-        k=np32(k[0, 0]),
-        v=np32(v[0, 0]),
-        o=np32(o),
-        lse=np32(res.lse[0, 0]),
-        m=np32(res.m[0, 0]),
-        l=np32(res.l[0, 0]),
-        alpha=np32(res.alpha[0, 0]),
-        tile_state=np.ascontiguousarray(state.numpy().astype(np.int8)),
-        meta=meta,
-    )
+def _np32(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().float().cpu().numpy())
 
 
 # --- the trace file ---
@@ -377,7 +366,7 @@ def save_trace(trace: AttentionTrace, path: str | Path) -> Path:
     from safetensors.numpy import save_file
 
     path = check_trace_path(path)
-    meta = dict(trace.meta, format=FORMAT, version=VERSION)
+    meta = dict(trace.meta.as_dict(), format=FORMAT, version=VERSION)
     try:
         text = json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -429,22 +418,17 @@ def load_trace(path: str | Path) -> AttentionTrace:
         meta = json.loads(header[METADATA_KEY])
     except json.JSONDecodeError as exc:
         raise ExplorerError(f"{path}: the trace metadata is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ExplorerError(f"{path}: the trace metadata is not an explorer attention trace")
-    if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
-        raise ExplorerError(f"{path}: trace format version {meta.get('version')!r} is not supported (max {VERSION})")
-    missing = [key for key in REQUIRED_META if key not in meta]
-    if missing:
-        raise ExplorerError(f"{path}: the trace metadata lacks {', '.join(missing)}")
+    meta = TraceMeta.from_dict(meta, where=str(path))
     absent = [name for name in TENSORS if name not in arrays]
     if absent:
         raise ExplorerError(f"{path}: the trace lacks tensor(s) {', '.join(absent)}")
-    try:
-        n, d, bm, bn = (int(meta[key]) for key in ("n", "head_dim", "block_m", "block_n"))
-    except (TypeError, ValueError):
-        raise ExplorerError(f"{path}: n, head_dim, block_m and block_n must be integers") from None
-    if n < 1 or d < 1 or bm < 1 or bn < 1:
-        raise ExplorerError(f"{path}: n, head_dim, block_m and block_n must be positive")
+    _check_tensors(path, arrays, meta)
+    return AttentionTrace(**{name: arrays[name] for name in TENSORS}, meta=meta)
+
+
+def _check_tensors(path: Path, arrays: dict[str, np.ndarray], meta: TraceMeta) -> None:
+    """Every tensor in the dtype and shape ``meta``'s sizes give it; tile states 0, 1 or 2 only."""
+    n, d, bm, bn = meta.n, meta.head_dim, meta.block_m, meta.block_n
     nq, nkv = cdiv(n, bm), cdiv(n, bn)
     want = {
         "q": ((n, d), np.float32),
@@ -466,4 +450,3 @@ def load_trace(path: str | Path) -> AttentionTrace:
             )
     if not np.isin(arrays["tile_state"], (0, 1, 2)).all():
         raise ExplorerError(f"{path}: tile_state holds values other than 0, 1, 2")
-    return AttentionTrace(**{name: arrays[name] for name in TENSORS}, meta=meta)

@@ -18,7 +18,8 @@ What the walk adds to the kernel's trace (all float64 numpy, independent of the 
 - ``unsafe``: what exp(s) without the max subtraction would do to these very scores in float16
   (see :func:`unsafe_softmax`);
 - FlashAttention-4's conditional rescaling (τ = 8 in log2 units): how many of FA2's rescales it would skip
-  (see :func:`fa4_rescales`).
+  (see :func:`fa4_rescales`);
+- per Q block, what the view's plots of that block draw (:class:`BlockSeries`, computed on first use and kept).
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ from ..kernels import runs_interpreted
 from ..kernels.tiled_torch import NOT_VISITED, VISITED_MASKED
 from ..models.checkpoint import LoadedModel
 from ..models.generate import generate
+from .meta import TraceMeta
 from .trace import AttentionTrace, trace_attention
 
 __all__ = [
     "AttentionWalk",
+    "BlockSeries",
     "TileStep",
     "attention_walk",
     "backend_label",
     "build_walk",
+    "compute_walk",
+    "continue_prompt",
     "fa4_rescales",
     "hbm_traffic",
     "unsafe_softmax",
@@ -189,10 +194,54 @@ class AttentionWalk:
     backend_label: str
     n_prompt: int  # tokens of the prompt itself; the rest of N is the model's greedy continuation
     info: dict[str, Any] = field(default_factory=dict)
+    _blocks: dict[int, BlockSeries] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> TraceMeta:
         return self.trace.meta
+
+    @cached_property
+    def step_index(self) -> np.ndarray:
+        """int64 [n_q_blocks, n_kv_blocks]: the walk step at which each tile is visited, −1 for never."""
+        index = np.full(self.trace.tile_state.shape, -1, np.int64)
+        for s, (i, j) in enumerate(self.order):
+            index[i, j] = s
+        return index
+
+    @cached_property
+    def fp16_overflow(self) -> np.ndarray:
+        """bool [N, N]: the allowed scores whose exp(s), without the max subtraction, is inf in float16."""
+        return self.allowed & (self.scores.astype(np.float64) > self.unsafe["fp16_threshold"])
+
+    @cached_property
+    def score_levels(self) -> tuple[float, float]:
+        """The colour scale of the score matrix: the 1st to the 99.5th percentile of the allowed scores."""
+        vals = self.scores[self.allowed]
+        lo, hi = np.percentile(vals, [1, 99.5]) if vals.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1.0
+        return float(lo), float(hi)
+
+    def score_image(self) -> np.ndarray:
+        """float32 [N, N]: the scores with masked entries at the bottom of the colour scale (drawn over anyway)."""
+        return np.ascontiguousarray(np.where(self.allowed, self.scores, self.score_levels[0]).astype(np.float32))
+
+    def block_key_end(self, q_block: int) -> int:
+        """One past the last key Q block ``q_block`` visits (the end of its last visited tile)."""
+        return min((self.block_tiles[q_block][1] + 1) * self.trace.block_n, self.trace.n)
+
+    def block(self, q_block: int) -> BlockSeries:
+        """What the plots of Q block ``q_block`` draw (computed on first use and kept)."""
+        if q_block not in self._blocks:
+            self._blocks[q_block] = BlockSeries.of(self, q_block)
+        return self._blocks[q_block]
+
+    def shown_row(self, step: TileStep, select: int | None) -> int:
+        """The row of ``step``'s Q block the plots single out (0-based within the block): query row ``select``
+        while it lies in that block, else the row that rescaled most."""
+        if select is not None and step.rows[0] <= select < step.rows[1]:
+            return select - step.rows[0]
+        return self.block(step.q_block).busiest_row
 
     def steps(self) -> list[TileStep]:
         return [self.step(i) for i in range(len(self.order))]
@@ -260,6 +309,55 @@ class AttentionWalk:
             rows = min(self.trace.block_m, self.trace.n - qb * self.trace.block_m)
             out.append(self.distance[qb, last, :rows])
         return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+@dataclass
+class BlockSeries:
+    """One Q block's series over its KV tiles, arrays [n_kv_blocks, rows] (NaN where not visited), with axis
+    ranges that hold for the whole block (the plots do not rescale while its tiles are walked)."""
+
+    rows: int  # the block's real rows
+    busiest_row: int  # the row that rescaled most (the last of them on ties), 0-based within the block
+    m: np.ndarray  # the kernel's running max after each tile (natural units)
+    tile_max: np.ndarray  # each tile's own row max
+    l: np.ndarray  # noqa: E741 - the paper's name
+    alpha: np.ndarray  # the rescale factor, NaN where 0 (a row's first tile: nothing to rescale yet)
+    distance: np.ndarray  # ||acc / l − O_final||
+    fa4_max: np.ndarray  # the stale max FA-4 runs with
+    m_range: tuple[float, float]  # over m and the tiles' maxima
+    l_range: tuple[float, float]  # positive: l, α > 0 and 1, for a log axis
+    d_max: float
+
+    @classmethod
+    def of(cls, walk: AttentionWalk, qb: int) -> BlockSeries:
+        tr = walk.trace
+        rows = min(tr.block_m, tr.n - qb * tr.block_m)
+        m = tr.m[qb, :, :rows]
+        tmax = walk.tile_rowmax[qb, :, :rows]
+        lv = tr.l[qb, :, :rows]
+        alpha = tr.alpha[qb, :, :rows]
+        dist = walk.distance[qb, :, :rows]
+        rescales = walk.fa2_rescale[qb, :, :rows].sum(0)
+        both = np.concatenate([m[~np.isnan(m)], tmax[~np.isnan(tmax)]])
+        a_pos = alpha[(alpha > 0) & ~np.isnan(alpha)]
+        l_ok = lv[~np.isnan(lv)]
+        d_ok = dist[~np.isnan(dist)]
+        return cls(
+            rows=rows,
+            busiest_row=int(np.flatnonzero(rescales == rescales.max())[-1]),
+            m=m,
+            tile_max=tmax,
+            l=lv,
+            alpha=np.where(alpha > 0, alpha, np.nan),
+            distance=dist,
+            fa4_max=walk.fa4_max[qb, :, :rows],
+            m_range=(float(both.min()), float(both.max())) if both.size else (0.0, 1.0),
+            l_range=(
+                float(min(l_ok.min(), a_pos.min() if a_pos.size else 1.0, 1.0)) if l_ok.size else 0.1,
+                float(max(l_ok.max(), 1.0)) if l_ok.size else 10.0,
+            ),
+            d_max=float(d_ok.max()) if d_ok.size else 1.0,
+        )
 
 
 @dataclass
@@ -336,9 +434,9 @@ def build_walk(trace: AttentionTrace, sliding_window: int | None = None, n_promp
     meta = trace.meta
     n, bm, bn = trace.n, trace.block_m, trace.block_n
     nq, nkv = trace.tile_state.shape
-    scale = float(meta["scale"])
-    window = sliding_window if meta.get("mask") == "sliding_window" else None
-    allowed = allowed_mask(n, bool(meta["causal"]), window)
+    scale = float(meta.head_dim**-0.5 if meta.scale is None else meta.scale)
+    window = sliding_window if meta.mask == "sliding_window" else None
+    allowed = allowed_mask(n, meta.causal, window)
     q, k, v = (x.astype(np.float64) for x in (trace.q, trace.k, trace.v))
     s = (q @ k.T) * scale
     o_final = trace.o.astype(np.float64)
@@ -377,9 +475,9 @@ def build_walk(trace: AttentionTrace, sliding_window: int | None = None, n_promp
         fa2_rescale=fa2,
         fa4_rescale=fa4,
         fa4_max=fa4_max,
-        hbm=hbm_traffic(n, int(meta["head_dim"]), bn, trace.tile_state, str(meta["dtype"]), bool(meta["causal"])),
+        hbm=hbm_traffic(n, meta.head_dim, bn, trace.tile_state, meta.dtype, meta.causal),
         unsafe=unsafe_softmax(s, allowed),
-        backend_label=backend_label(str(meta["backend"])),
+        backend_label=backend_label(meta.backend),
         n_prompt=n if n_prompt is None else int(n_prompt),
     )
 
@@ -407,12 +505,26 @@ def attention_walk(
     backend: str = "auto",
     length: int = 0,
 ) -> Iterator[TileStep]:
-    """The attention view's job: continue the prompt with the model's own greedy tokens up to ``length`` tokens in
-    all (a short prompt alone would fit in one tile; nothing is added to a prompt that long already; clipped below
-    the model's context), trace head ``head`` of layer ``layer`` on the result and yield one :class:`TileStep` per
-    visited tile in the kernel's order."""
+    """One :class:`TileStep` per visited tile of :func:`compute_walk`'s walk, in the kernel's order."""
+    yield from compute_walk(lm, prompt_ids, layer, head, block_m, block_n, causal, dtype, backend, length).steps()
+
+
+def compute_walk(
+    lm: LoadedModel,
+    prompt_ids: Sequence[int],
+    layer: int,
+    head: int,
+    block_m: int = 32,
+    block_n: int = 32,
+    causal: bool = True,
+    dtype: str = "float32",
+    backend: str = "auto",
+    length: int = 0,
+) -> AttentionWalk:
+    """Continue the prompt with the model's own greedy tokens up to ``length`` tokens in all (a short prompt alone
+    would fit in one tile; nothing is added to a prompt that long already; clipped below the model's context),
+    trace head ``head`` of layer ``layer`` on the result and derive the walk."""
     n_prompt = len(prompt_ids)
     ids = continue_prompt(lm, prompt_ids, length)
     trace = trace_attention(lm, ids, layer, head, block_m, block_n, causal, dtype, backend)
-    walk = build_walk(trace, sliding_window=lm.config.sliding_window, n_prompt=n_prompt)
-    yield from walk.steps()
+    return build_walk(trace, sliding_window=lm.config.sliding_window, n_prompt=n_prompt)

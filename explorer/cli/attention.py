@@ -7,7 +7,7 @@ import json
 import time
 
 from ..attention.options import CLI as ATTENTION_CLI
-from .common import add_model_options, check_device, prepare_prompt
+from .common import add_model_options, check_device, with_prompt_options
 
 
 def add_parser(sub) -> None:
@@ -22,45 +22,47 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..attention.trace import check_trace_path, save_trace, trace_attention
-    from ..attention.walk import continue_prompt
+    from ..attention.job import attention_job
+    from ..attention.trace import check_trace_path, save_trace
     from ..models.checkpoint import default_model_dirs, load_model
-    from ..session import DEFAULT_PROMPT
+    from ..session import DEFAULT_PROMPT, Session
 
     o = ATTENTION_CLI.from_args(args)
     if getattr(args, "opt_dtype", None) is None and args.dtype is not None:  # `explorer --dtype D attention`
         o["dtype"] = args.dtype
     check_trace_path(args.out)  # before the work, not after
     prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt
-    lm = load_model(args.model or default_model_dirs()["target"], dtype=o["dtype"], device=check_device(args.device))
+    model = args.model or default_model_dirs()["target"]
+    device = check_device(args.device)
+    lm = load_model(model, dtype=o["dtype"], device=device)
+    session = with_prompt_options(Session(target_dir=model, draft_dir=None, prompt=prompt, device=device), args)
+    session.dtype, session.target = o["dtype"], lm
+    if session.ignore_eos:
+        lm.eos_token_ids = ()
     t0 = time.perf_counter()
-    ids = prepare_prompt(lm, prompt, args)
-    ids = continue_prompt(lm, ids, o["length"]) if o["length"] else ids
-    trace = trace_attention(
-        lm, ids, o["layer"], o["head"], block_m=o["block_m"], block_n=o["block_n"], causal=o["causal"],
-        dtype=o["dtype"], backend=o["backend"],
-    )  # fmt: skip
+    job = attention_job(session, o)
+    steps = list(job.records())  # the trace is computed before the first step
+    trace = steps[0].walk.trace
     seconds = time.perf_counter() - t0
     out = save_trace(trace, args.out)
-    summary = dict(trace.summary(), seconds=seconds, out=str(out))
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(dict(trace.summary(), seconds=seconds, out=str(out))))
         return 0
-    s = summary
-    diff = "n/a (not causal)" if s["model_max_abs_diff"] is None else f"{s['model_max_abs_diff']:.3g}"
-    ratio = "n/a" if s["error_ratio"] is None else f"{s['error_ratio']:.2f}x"
+    s = trace.meta
+    diff = "n/a (not causal)" if s.model_max_abs_diff is None else f"{s.model_max_abs_diff:.3g}"
+    ratio = "n/a" if s.error_ratio is None else f"{s.error_ratio:.2f}x"
     print(
-        f"{s['model_name']} layer {s['layer']} head {s['head']} (kv head {s['kv_head']}): {s['n']} tokens, "
-        f"head_dim {s['head_dim']}, {s['block_m']}x{s['block_n']} tiles, {s['dtype']}, backend {s['backend']}, "
-        f"{'causal' if s['causal'] else 'not causal'}"
+        f"{s.model_name} layer {s.layer} head {s.head} (kv head {s.kv_head}): {s.n} tokens, "
+        f"head_dim {s.head_dim}, {s.block_m}x{s.block_n} tiles, {s.dtype}, backend {s.backend}, "
+        f"{'causal' if s.causal else 'not causal'}"
     )
     print(
-        f"tiles: {s['tiles_visited']} visited ({s['tiles_masked']} with masked entries), "
-        f"{s['tiles_skipped']} skipped, of {s['tiles_total']}"
+        f"tiles: {s.tiles_visited} visited ({s.tiles_masked} with masked entries), "
+        f"{s.tiles_skipped} skipped, of {s.tiles_total}"
     )
     print(
-        f"max |O - O_ref(float64)|: kernel {s['max_abs_error']:.3g}, torch SDPA {s['dtype']} "
-        f"{s['sdpa_max_abs_error']:.3g} (ratio {ratio}; fine when <= 2x); vs the model's own attention {diff}"
+        f"max |O - O_ref(float64)|: kernel {s.max_abs_error:.3g}, torch SDPA {s.dtype} "
+        f"{s.sdpa_max_abs_error:.3g} (ratio {ratio}; fine when <= 2x); vs the model's own attention {diff}"
     )
     print(f"trace written to {out} ({seconds:.2f} s)")
     return 0
