@@ -368,17 +368,8 @@ def model_card(role: str, cfg: ModelConfig, stats: dict, corpus: dict, command: 
     return "\n".join(lines)
 
 
-def run(
-    out_dir: Path,
-    target_steps: int,
-    draft_steps: int,
-    batch: int,
-    seq_len: int,
-    seed: int,
-    command: str,
-    max_corpus_mb: float = 40.0,
-    log=print,
-) -> dict:
+def check_run(out_dir: Path, target_steps: int, draft_steps: int, batch: int, seq_len: int) -> None:
+    """Refuse bad sizes and an unwritable --out before 40 minutes of training, not after."""
     for name, value, lo in (("--batch", batch, 1), ("--seq-len", seq_len, 16), ("--target-steps", target_steps, 1),
                             ("--draft-steps", draft_steps, 1)):  # fmt: skip
         if not isinstance(value, int) or value < lo:
@@ -389,17 +380,20 @@ def run(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExplorerError(f"cannot write --out {out_dir}: {os_reason(exc)}") from None
-    for sub in ("demo-target", "demo-draft"):  # before 40 minutes of training, not after
+    for sub in ("demo-target", "demo-draft"):
         check_output(Path(out_dir) / sub, None, "--out", directory=True)
-    torch.manual_seed(seed)
-    t_start, cpu_start = time.perf_counter(), time.process_time()
+
+
+def prepare_corpus(seed: int, max_corpus_mb: float, log=print) -> tuple[Tokenizer, np.ndarray, np.ndarray, dict]:
+    """A random subset of the training files up to the size budget, the tokenizer trained on half of it, and both
+    streams encoded: (tokenizer, training tokens, held-out tokens, the corpus as the model cards describe it)."""
     files = corpus_files()
     train_files = [f for f in files if not is_held_out(f[0])]
     held_files = [f for f in files if is_held_out(f[0])]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train_files))
     texts, total = [], 0
-    for i in order:  # a random subset of files up to the size budget
+    for i in order:
         t = read_texts([train_files[i]])
         if not t:
             continue
@@ -413,7 +407,6 @@ def run(
     stream = encode_stream(tok, texts)
     held = encode_stream(tok, held_texts)
     log(f"tokenizer: {tok.get_vocab_size()} tokens; {len(stream):,} training tokens, {len(held):,} held-out")
-    vocab = tok.get_vocab_size()
     roots = ", ".join(str(r) for r in corpus_roots())
     corpus = {
         "description": f"`.py` files of the Python {sysconfig.get_python_version()} standard library and torch "
@@ -421,7 +414,25 @@ def run(
         "train_tokens": int(len(stream)),
         "heldout_tokens": int(len(held)),
     }
+    return tok, stream, held, corpus
 
+
+def run(
+    out_dir: Path,
+    target_steps: int,
+    draft_steps: int,
+    batch: int,
+    seq_len: int,
+    seed: int,
+    command: str,
+    max_corpus_mb: float = 40.0,
+    log=print,
+) -> dict:
+    check_run(out_dir, target_steps, draft_steps, batch, seq_len)
+    torch.manual_seed(seed)
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    tok, stream, held, corpus = prepare_corpus(seed, max_corpus_mb, log)
+    vocab = tok.get_vocab_size()
     tcfg, dcfg = make_config(TARGET, vocab), make_config(DRAFT, vocab)
     target, draft = CausalLM(tcfg), CausalLM(dcfg)
     init_weights(target, seed)
@@ -430,7 +441,6 @@ def run(
         f"target {param_count(tcfg):,} params, draft {param_count(dcfg):,}; "
         f"draft/target FLOPs per token {flops_per_token(dcfg) / flops_per_token(tcfg):.3f}"
     )
-
     ts = TrainSettings(steps=target_steps, batch=batch, seq_len=seq_len, lr=3e-3)
     t_stats = train(target, stream, ts, seed, log=log)
     target.requires_grad_(False)
@@ -444,33 +454,13 @@ def run(
     }
     common = {**ev, "total_wall_minutes": total_stats["wall_minutes"], "total_cpu_minutes": total_stats["cpu_minutes"]}
     t_card = model_card(
-        "target",
-        tcfg,
-        {
-            **common,
-            **t_stats,
-            "steps": target_steps,
-            "tokens_seen": target_steps * batch * seq_len,
-            "objective": "next-token cross-entropy, AdamW, cosine schedule",
-        },
-        corpus,
-        command,
-        dcfg,
-    )
+        "target", tcfg, {**common, **t_stats, "steps": target_steps, "tokens_seen": target_steps * batch * seq_len,
+                         "objective": "next-token cross-entropy, AdamW, cosine schedule"}, corpus, command, dcfg,
+    )  # fmt: skip
     d_card = model_card(
-        "draft",
-        dcfg,
-        {
-            **common,
-            **d_stats,
-            "steps": draft_steps,
-            "tokens_seen": draft_steps * batch * seq_len,
-            "objective": "distillation: KL to the target's next-token distribution",
-        },
-        corpus,
-        command,
-        tcfg,
-    )
+        "draft", dcfg, {**common, **d_stats, "steps": draft_steps, "tokens_seen": draft_steps * batch * seq_len,
+                        "objective": "distillation: KL to the target's next-token distribution"}, corpus, command, tcfg,
+    )  # fmt: skip
     save_hf(target, tok, out_dir / "demo-target", t_card)
     save_hf(draft, tok, out_dir / "demo-draft", d_card)
     summary = {**ev, "target": t_stats, "draft": d_stats, "total": total_stats}
