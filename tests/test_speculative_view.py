@@ -26,10 +26,10 @@ def test_speculative_view_renders_real_steps(qtbot, method):
     view = win.views["speculative"]
     try:
         assert view.records and sum(len(r.new_tokens) for r in view.records) >= 16
-        assert view.meta["target_only"]["tokens"]
+        assert view.meta.target_only.tokens
         # greedy speculative decoding is lossless: the same tokens as the target alone
         new = [t for r in view.records for t in r.new_tokens][:16]
-        assert new == view.meta["target_only"]["tokens"][:16]
+        assert new == view.meta.target_only.tokens[:16]
         win.player.go(1)
         assert view.current == 1 and "step 2 of" in view.header.text()
         requested = []
@@ -75,7 +75,7 @@ def test_tree_labels_avoid_each_other_and_the_nodes_and_hover_tells_all(qtbot):
             # every node, labelled or not, tells its full text on hover
             assert all(f"token {int(t)}" in view._node_tip(data=i) for i, t in enumerate(r.tree.tokens))
             # the root label is the word the root token ends, never a fragment of the token
-            root = view.meta["decode"]([r.root_token]).strip()
+            root = view.meta.decode([r.root_token]).strip()
             assert root[:4] in view.node_texts[0].toPlainText() or "…" in view.node_texts[0].toPlainText()
             # the mask: whole cells and whole-number ticks in their middles
             ticks = view.mask_plot.getAxis("bottom")._tickLevels[0]
@@ -137,12 +137,12 @@ def _deciding(r):
 def test_where_it_pays_panel_shows_the_measured_curve_and_this_run_on_it(qtbot):
     """After a run the view measures this machine's verification-cost curve and plots the run's tokens per step
     against the step cost it implies; a recording of the same run shows no timings."""
-    from explorer.ui.views.speculative_view import COST_SIZES
+    from explorer.speculative.costs import APP_CURVE_SIZES as COST_SIZES
 
     win = render_view(Session(), "speculative", (1280, 720), settings={"method": "chain", "gamma": 3, "max_new": 16})
     view = win.views["speculative"]
     try:
-        costs = view.meta["costs"]
+        costs = view.meta.costs
         assert costs["verify_cost_curve"]["sizes"] == list(COST_SIZES)
         assert costs["tree"] is False  # a chain's steps are verified without a tree mask: the chain curve
         assert len(costs["verify_cost_curve"]["chain_ms"]) == len(COST_SIZES)

@@ -7,7 +7,7 @@ from .attention_view import AttentionView
 from .base import View
 from .generate_view import GenerateView
 from .promptset_view import PromptSetView
-from .speculative_view import SpeculativeView
+from .speculative import SpeculativeView
 
 VIEWS: dict[str, type[View]] = {
     GenerateView.name: GenerateView,

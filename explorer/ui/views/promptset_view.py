@@ -54,7 +54,7 @@ from ...speculative.runs import (
 )
 from ..theme import Theme
 from .base import View, font_plot, static_plot, theme_plot
-from .speculative_view import SpeculativeView
+from .speculative import SpeculativeView
 
 CONFIG_COLORS = ("#4c78a8", "#e4572e", "#2a9d8f", "#7b61ff", "#f2a541", "#8c564b")
 DEFAULT_PROMPTS = Path(default_model_dirs()["target"]).parent.parent / "prompts" / "code.jsonl"

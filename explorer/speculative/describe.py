@@ -1,0 +1,400 @@
+"""Words about a speculative run, as the speculative view shows them: the header lines, the coloured text, the tree's
+labels and tooltips, the decision on a node and why a node has none, the mask's caption, the where-it-pays sentence,
+tour caption fields and export rows.
+
+Qt-free: strings (HTML where the view shows rich text) from records, run metadata and ``stats.compute_stats``, so
+that every figure on screen is computed once, in the engine's package, and the words are tested without a display.
+Colours come in as a palette (the UI theme has these attributes) or are the fixed origin colours below.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..models.text import visible_token
+from .records import Decision, SpecOptions, StepRecord, TargetOnly
+from .stats import compute_stats
+
+Decode = Callable[[list[int]], str]
+
+# Where each new token came from (the text, the tree's nodes, the legend): fixed, the same in both themes.
+ORIGIN_COLORS = {"accepted": "#2a9d8f", "corrected": "#e4572e", "bonus": "#7b61ff"}
+TIMINGS_OMITTED = "timings omitted in recordings"
+
+
+class Palette(Protocol):
+    """The theme colours the words use (explorer.ui.theme.Theme has them)."""
+
+    text: str
+    muted: str
+    accent: str
+    bar: str
+    highlight_bg: str
+
+
+def span(color: str, text: str) -> str:
+    return f"<span style='color:{color}'>{text}</span>"
+
+
+# ---- figures of the steps so far
+def progress(upto: Sequence[StepRecord], options: SpecOptions, target_only: TargetOnly | None = None) -> dict:
+    """``compute_stats`` over the steps shown so far (``upto``: steps 0..k): α, mean accepted, per position and per
+    head, the histogram of accepted lengths, tokens/s of the steps' own time against the target alone."""
+    n_new = sum(len(s.new_tokens) for s in upto)
+    seconds = sum(s.draft_seconds + s.verify_seconds for s in upto)
+    base_tokens = target_only.tokens if target_only is not None else None
+    base_seconds = target_only.seconds if target_only is not None else None
+    return compute_stats(list(upto), n_new, seconds, options, base_tokens, base_seconds)
+
+
+def accepted_histogram(stats: dict) -> list[int]:
+    """Steps by accepted drafts, 0 up to the longest accepted run (the stats pad it to the tree's depth)."""
+    hist = list(stats["acceptance_length_histogram"])
+    while len(hist) > 1 and hist[-1] == 0:
+        hist.pop()
+    return hist
+
+
+def deciding_node(r: StepRecord) -> int | None:
+    """The node whose decision ended the step's walk: the rejected one, else the deepest accepted one."""
+    return r.rejected if r.rejected is not None else (r.accepted[-1] if r.accepted else None)
+
+
+# ---- the header
+def speed_text(stats: dict, costs: dict | None) -> str:
+    """Measured tokens/s against the target alone and the speedup (with the cost model's, once measured); "" when
+    either side has no time."""
+    tps, base_tps = stats["tokens_per_s"], stats["target_only_tokens_per_s"]
+    if tps is None or not base_tps:
+        return ""
+    model = f", cost model {costs['model_speedup']:.2f}×" if costs else ""
+    return (
+        f" &nbsp; <b>{tps:.0f}</b> tok/s vs target alone {base_tps:.0f} → measured "
+        f"<b>{stats['speedup'] or 0.0:.2f}×</b>{model}"
+    )
+
+
+def step_cost_text(r: StepRecord, deterministic: bool) -> str:
+    """What step ``r`` cost: draft calls and the verification forward (with their times unless recording)."""
+    verify = f"one target forward over {len(r.tree.tokens) + 1} tokens"
+    if deterministic:
+        return f"draft: {r.draft_calls} calls, verify: {verify} · {TIMINGS_OMITTED}"
+    return (
+        f"draft {r.draft_seconds * 1000:.1f} ms ({r.draft_calls} calls), "
+        f"verify {r.verify_seconds * 1000:.1f} ms ({verify})"
+    )
+
+
+def header_html(
+    r: StepRecord, n_steps: int, stats: dict, costs: dict | None, deterministic: bool, palette: Palette
+) -> str:
+    """The view's header: the step, the method and rule, this step's outcome, α and mean accepted so far, the speed
+    (not in recordings: timings), and the step's cost on a second line."""
+    speed = "" if deterministic else speed_text(stats, costs)
+    lossless = "" if stats["lossless"] else " <span style='color:#e4572e'>(not lossless)</span>"
+    return (
+        f"<b style='font-size:120%'>step {r.step + 1} of {n_steps}</b> &nbsp; "
+        f"{stats['method']} drafting, {stats['accept']} acceptance{lossless} &nbsp; "
+        f"drafted {len(r.tree.tokens)}, accepted <b>{len(r.accepted)}</b> + "
+        f"{'bonus' if r.bonus_token is not None else 'corrected'} &nbsp; "
+        f"α = <b>{stats['alpha']:.2f}</b> &nbsp; mean accepted {stats['mean_accepted_without_bonus']:.2f} without "
+        f"bonus, {stats['mean_accepted_with_bonus']:.2f} with{speed}"
+        f"<br>{span(palette.muted, step_cost_text(r, deterministic))}"
+    )
+
+
+def empty_header_html(hint: str, palette: Palette) -> str:
+    return span(palette.muted, hint)
+
+
+# ---- the text
+def text_html(
+    prompt_ids: list[int], upto: Sequence[StepRecord], current: int, decode: Decode, palette: Palette
+) -> str:
+    """The prompt (muted) and every new token so far coloured by its origin, each a link to its step; step
+    ``current``'s tokens highlighted, under a legend."""
+    parts = [span(palette.muted, html.escape(decode(prompt_ids)))]
+    for s in upto:
+        for tok, origin in zip(s.new_tokens, s.origins, strict=True):
+            style = f"color:{ORIGIN_COLORS.get(origin, palette.text)}; text-decoration:none"
+            if s.step == current:
+                style += f"; background-color:{palette.highlight_bg}; font-weight:bold"
+            parts.append(f"<a href='step:{s.step}' style='{style}'>{html.escape(decode([tok]))}</a>")
+    legend = " ".join(
+        f"<span style='color:{c}'>■ {name}</span>" for name, c in (("prompt", palette.muted), *ORIGIN_COLORS.items())
+    )
+    body = "".join(parts)
+    return f"<div style='margin-bottom:6px'>{legend}</div><pre style='white-space:pre-wrap; margin:0'>{body}</pre>"
+
+
+# ---- the tree
+def context_ids(prompt_ids: list[int], records: Sequence[StepRecord], r: StepRecord) -> list[int]:
+    """The tokens before step ``r`` (prompt + every earlier step's new tokens): the root is the last one."""
+    ids = list(prompt_ids)
+    for s in records[: r.step]:
+        ids += s.new_tokens
+    return ids
+
+
+def root_text(r: StepRecord, context: list[int], decode: Decode | None) -> tuple[str, str]:
+    """(label, exact token) of the root: the whole word the root token ends (a subword token alone reads as a
+    fragment, "ditional"), and the token itself for the tooltip."""
+    if decode is None:
+        return str(r.root_token), str(r.root_token)
+    token = decode([r.root_token])
+    if not context or context[-1] != r.root_token:
+        return token, token
+    word = decode(context[-8:]).rstrip("\n")
+    cut = max(word.rfind(c) for c in " \n\t([{.,:;=\"'")
+    word = word[cut + 1 :] if cut + 1 < len(word) else word[cut:]
+    return (word if word.endswith(token.strip()) and len(word) >= len(token.strip()) else token), token
+
+
+def root_label(label: str) -> str:
+    return f"{visible_token(label, 24)} (root)"
+
+
+def root_tip(r: StepRecord, token: str) -> str:
+    return f"root: “{token}” (token {r.root_token}), the last token before this step"
+
+
+def node_state(r: StepRecord, i: int) -> str:
+    """What the acceptance walk did with node ``i``."""
+    if i in r.accepted:
+        return "accepted"
+    if i == r.rejected:
+        return "rejected"
+    return "decided" if any(d.node == i for d in r.decisions) else "not reached by the walk"
+
+
+def node_labels(r: StepRecord, i: int) -> tuple[str, str]:
+    """Node ``i``'s label on one line and on two: its token, then q and p (and the head that proposed it)."""
+    source = r.tree.source
+    src = f" h{int(source[i])}" if source is not None else ""
+    head = visible_token(r.tree.texts[i], 24)
+    figures = f"q {r.tree.q[i]:.2f} p {r.p[i]:.2f}{src}"
+    return f"{head}  {figures}", f"{head}\n{figures}"
+
+
+def token_only(label: str) -> str:
+    """A one-line node label without its figures (q and p then show on hover)."""
+    return label.split("  q ")[0]
+
+
+def node_tip(r: StepRecord, i: int, decode: Decode | None) -> str:
+    """Everything about node ``i``, shown on hover (its label may be hidden or cut)."""
+    source = r.tree.source
+    by = f", proposed by head {int(source[i])}" if source is not None else ""
+    token_id = int(r.tree.tokens[i])
+    text = decode([token_id]) if decode else r.tree.texts[i]
+    return (
+        f"node {i}: “{text}” (token {token_id}), depth {int(r.tree.depth[i])}{by}\n"
+        f"draft q {r.tree.q[i]:.4f}, target p {r.p[i]:.4f}: {node_state(r, i)}"
+    )
+
+
+def tree_titles(n: int, hidden: int) -> list[str]:
+    return [
+        "draft tree: accepted path, rejected node, the rest faded"
+        + (f" ({hidden} labels hidden: hover a node)" if hidden else ""),
+        f"draft tree, {n} nodes" + (f" ({hidden} unlabelled: hover)" if hidden else ""),
+        "draft tree",
+    ]
+
+
+TREE_TITLE = tree_titles(0, 0)[0]
+
+
+# ---- the decision
+def why_undecided(r: StepRecord, node: int) -> str:
+    """Why the acceptance walk made no decision on ``node``: it only tries children of accepted nodes, in order,
+    and stops at the first rejection with no sibling left to try."""
+    parent = int(r.tree.parent[node])
+    decided = {d.node for d in r.decisions}
+    if parent >= 0 and parent not in r.accepted:
+        return f"No decision on node {node}: its parent, node {parent}, was not accepted, so the walk never reached it."
+    siblings = [d.node for d in r.decisions if d.node != node and int(r.tree.parent[d.node]) == parent]
+    taken = [i for i in siblings if i in r.accepted]
+    if taken:
+        return f"No decision on node {node}: the walk accepted its sibling, node {taken[0]}, and went on from there."
+    if r.rejected is not None and r.rejected in decided:
+        return f"No decision on node {node}: the walk ended at node {r.rejected}, rejected, before trying it."
+    return f"No decision on node {node}: the walk ended before reaching it."
+
+
+def no_decision_titles(r: StepRecord, selected: int | None) -> list[str]:
+    if selected is None or not len(r.tree.tokens):
+        return ["no decision: nothing was drafted this step", "nothing drafted"]
+    return [f"node {selected}: no decision", "no decision"]
+
+
+def decision_titles(decision: Decision, palette: Palette) -> list[str]:
+    """The decision plot's title, which is its legend: target p and draft q in their bars' colours."""
+    node = decision.node
+    return [
+        f"node {node}: {span(palette.bar, '■ target p')} vs {span(palette.accent, '■ draft q')}",
+        f"node {node}: {span(palette.bar, '■ p')} {span(palette.accent, '■ q')}",
+    ]
+
+
+def decision_labels(ids: list[int], chosen: int, decode: Decode) -> list[str]:
+    """The decision plot's token labels, the candidate marked with an arrow."""
+    return [("➜ " if i == chosen else "") + visible_token(decode([i]), 12) for i in ids]
+
+
+def decision_rule(decision: Decision, accept: str) -> str:
+    """Why the rule decided as it did: the draw against min(1, p/q), the typical threshold, or greedy's argmax."""
+    if accept == "sample" and decision.u is not None:
+        return f"u = {decision.u:.3f} {'<' if decision.accepted else '≥'} min(1, p/q) = {decision.ratio:.3f}"
+    if accept == "typical":
+        return (
+            f"p = {decision.p:.3f} vs threshold min(ε, δ·e^(−H)) = {decision.ratio:.3f}, "
+            f"H = {decision.entropy:.2f} nats"
+        )
+    if decision.accepted:
+        return "greedy: the draft token equals the target's argmax"
+    return "greedy: the target's argmax is another token"
+
+
+def residual_html(r: StepRecord, decision: Decision, decode: Decode) -> str:
+    """After a rejection: the residual distribution's top entries and the token sampled from it ("" otherwise)."""
+    if r.residual_token is None or decision.node != r.rejected or r.residual_top_ids is None:
+        return ""
+    top = ", ".join(
+        f"{html.escape(visible_token(decode([int(i)]), 8))} {p:.2f}"
+        for i, p in zip(r.residual_top_ids[:4], r.residual_top_probs[:4], strict=True)
+    )
+    sampled = html.escape(visible_token(decode([r.residual_token])))
+    return (
+        f"<br>residual norm(max(0, p − q)): {top} → sampled "
+        f"<b style='color:{ORIGIN_COLORS['corrected']}'>{sampled}</b>"
+    )
+
+
+def decision_html(r: StepRecord, decision: Decision, accept: str, decode: Decode, palette: Palette) -> str:
+    """The decision caption: the token, p and q, the verdict, why, and the residual after a rejection."""
+    verdict = "accepted" if decision.accepted else "rejected"
+    color = ORIGIN_COLORS["accepted"] if decision.accepted else palette.accent
+    return (
+        f"<b>{html.escape(visible_token(decode([decision.token])))}</b>: p = {decision.p:.3f}, "
+        f"q = {decision.q:.3f} → <b style='color:{color}'>{verdict}</b><br>{decision_rule(decision, accept)}"
+        f"{residual_html(r, decision, decode)}"
+    )
+
+
+# ---- the mask
+def position_runs(values: list[int]) -> str:
+    """ "12 13 13 13 14" as "12 13×3 14": a tree's position ids repeat once per node of a depth."""
+    out: list[str] = []
+    for v in values:
+        if out and out[-1].split("×")[0] == str(v):
+            k = int(out[-1].split("×")[1]) + 1 if "×" in out[-1] else 2
+            out[-1] = f"{v}×{k}"
+        else:
+            out.append(str(v))
+    return " ".join(out)
+
+
+def mask_caption(r: StepRecord) -> str:
+    return (
+        f"position ids: {position_runs(r.position_ids.tolist())}<br>KV: target {r.target_slots_verified} slots → "
+        f"kept {len(r.target_slots_kept)} new, draft kept {len(r.draft_slots_kept)}"
+    )
+
+
+MASK_TITLES = ["tree attention mask", "attention mask", "mask"]
+
+
+# ---- the statistics
+HIST_TITLES = ["accepted per step", "accepted/step", "accepted"]
+POSITION_TITLES = ["α per position", "α/position", "α"]
+
+
+def position_head_titles(palette: Palette) -> list[str]:
+    """The α panel's title with drafting heads: per position and per head, each in its bars' colour."""
+    head = ORIGIN_COLORS["accepted"]
+    return [
+        f"α: {span(palette.bar, '■ per position')} {span(head, '■ per head')}",
+        f"{span(palette.bar, '■ α')} {span(head, '■ head')}",
+    ]
+
+
+# ---- where it pays
+COSTS_EMPTY_TITLES = ["where it pays", "pays?"]
+COSTS_TITLES = ["where it pays (in target steps)", "where it pays", "pays?"]
+
+
+def costs_note(deterministic: bool, pending: bool) -> str:
+    """Why the where-it-pays panel is empty: a recording, a run still going (``pending``), or none measured."""
+    if deterministic:
+        return TIMINGS_OMITTED
+    if pending:
+        return "measured when the run ends: the cost of verifying 1..32 tokens on this machine"
+    return "not measured for this run (explorer speculate --costs measures it)"
+
+
+def costs_caption(costs: dict, tree: bool, bookkeeping: float, palette: Palette) -> str:
+    """The where-it-pays sentence, which is the plot's legend: each figure in its curve's colour."""
+    nodes, need, have = costs["nodes_per_step"], costs["break_even_tokens_per_step"], costs["measured_tokens_per_step"]
+    color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
+    alpha_need, alpha_have = costs["break_even_alpha"], costs["measured_alpha"]
+    a_need = f" (α {alpha_need:.2f})" if alpha_need is not None else ""
+    a_have = f" (α {alpha_have:.2f})" if alpha_have is not None else ""
+    shape = "tree" if tree else "chain"
+    return (
+        f"<span style='color:{palette.bar}'>■ verifying {nodes:.1f} drafts ({shape})</span> costs "
+        f"{costs['verify_cost_ratio']:.2f} steps; <span style='color:{palette.accent}'>■ + drafting "
+        f"{costs['draft_cost_per_token']:.2f}/token, bookkeeping {bookkeeping:.2f}</span>: pays above "
+        f"<b>{need:.2f}</b> tokens/step{a_need}; <span style='color:{color}'>● this run "
+        f"<b>{have:.2f}</b></span>{a_have} → {costs['model_speedup']:.2f}×"
+    )
+
+
+# ---- tours and export
+def caption_fields(r: StepRecord, stats: dict, decode: Decode | None) -> dict:
+    """The live numbers of step ``r`` that a tour caption may name ({alpha}, {text}, ...); ``stats``: progress()
+    over the steps up to it."""
+    decode = decode or (lambda ids: " ".join(map(str, ids)))
+    return {
+        "drafted": len(r.tree.tokens),
+        "accepted": len(r.accepted),
+        "new_tokens": len(r.new_tokens),
+        "text": visible_token(decode(r.new_tokens), 24),
+        "ending": "bonus" if r.bonus_token is not None else "corrected",
+        "alpha": stats["alpha"],
+        "mean_accepted": stats["mean_accepted_without_bonus"],
+        "mean_with_bonus": stats["mean_accepted_with_bonus"],
+        "total_tokens": stats["new_tokens"],
+    }
+
+
+def focus_problem(r: StepRecord, select: int) -> str | None:
+    """Why a tour cannot select tree node ``select`` at step ``r`` (None when it exists)."""
+    n = len(r.tree.tokens)
+    if not 0 <= select < n:
+        nodes = f"its nodes are 0..{n - 1}" if n else "it drafted nothing"
+        return f"step {r.step + 1} has no tree node {select} ({nodes})"
+    return None
+
+
+EXPORT_HEADER = ["step", "drafted", "accepted", "rejected_node", "new_tokens", "origins", "draft_ms", "verify_ms"]
+
+
+def export_rows(records: Sequence[StepRecord]) -> tuple[list[str], list[list]]:
+    """One CSV row per step: what was drafted and accepted, the new tokens and where they came from, the times."""
+    rows = [
+        [
+            s.step,
+            len(s.tree.tokens),
+            len(s.accepted),
+            s.rejected,
+            " ".join(map(str, s.new_tokens)),
+            " ".join(s.origins),
+            s.draft_seconds * 1000,
+            s.verify_seconds * 1000,
+        ]
+        for s in records
+    ]
+    return list(EXPORT_HEADER), rows

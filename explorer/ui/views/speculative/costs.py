@@ -1,0 +1,63 @@
+"""The where-it-pays panel: this machine's cost of verifying n tokens (chain or tree) in one-token target steps, the
+step's cost with this run's drafting and bookkeeping added, and the run's measured tokens per step against it:
+above the line, speculation pays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QWidget
+
+from ....speculative import describe
+from ....speculative.describe import ORIGIN_COLORS
+from ...kit import TitleFitter, static_plot
+from ...theme import Theme
+
+
+class CostsPanel:
+    def __init__(self, parent: QWidget, titles: TitleFitter):
+        self.titles = titles
+        self.plot = static_plot(parent, "where it pays", bottom="tokens verified per step")
+        self.verify = pg.PlotDataItem()
+        self.step = pg.PlotDataItem()
+        self.need = pg.ScatterPlotItem(symbol="o", size=9, pxMode=True)
+        self.run = pg.ScatterPlotItem(symbol="o", size=11, pxMode=True)
+        for item in (self.verify, self.step, self.need, self.run):
+            self.plot.addItem(item)
+        self.caption = QLabel(parent)
+        self.caption.setWordWrap(True)
+
+    def render(self, costs: dict | None, note: str, theme: Theme) -> None:
+        """``costs``: explorer.speculative.costs.where_it_pays of the run (None: none to show, and ``note`` says
+        why)."""
+        for item in (self.verify, self.step):
+            item.setData([], [])
+        self.need.setData([], [])
+        self.run.setData([], [])
+        for axis in ("left", "bottom"):
+            self.plot.showAxis(axis, costs is not None)
+        if costs is None:
+            self.titles.fit(self.plot, describe.COSTS_EMPTY_TITLES)
+            self.caption.setText(describe.span(theme.muted, note))
+            return
+        tree = costs["tree"]  # verified with a tree mask: the tree curve (SpecRunMeta reads older runs by method)
+        curve = costs["verify_cost_curve"]
+        base_ms = curve["base_ms"]
+        sizes = np.array([0, *curve["sizes"]], dtype=float)
+        verify = np.array([base_ms, *curve["tree_ms" if tree else "chain_ms"]]) / base_ms
+        extra = costs["bookkeeping_ms_per_step"] / base_ms
+        step = verify + sizes * costs["draft_cost_per_token"] + extra
+        nodes, need = costs["nodes_per_step"], costs["break_even_tokens_per_step"]
+        have = costs["measured_tokens_per_step"]
+        x_hi = float(np.clip(2 * nodes + 2, 8, sizes[-1]))
+        shown = sizes <= x_hi
+        self.verify.setData(sizes[shown], verify[shown], pen=pg.mkPen(theme.bar, width=2))
+        self.step.setData(sizes[shown], step[shown], pen=pg.mkPen(theme.accent, width=2))
+        self.need.setData([nodes], [need], brush=pg.mkBrush(theme.base), pen=pg.mkPen(theme.accent, width=2))
+        color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
+        self.run.setData([nodes], [have], brush=pg.mkBrush(color), pen=pg.mkPen(color))
+        self.plot.setXRange(0, x_hi, padding=0.02)
+        self.plot.setYRange(0, max(float(step[shown].max()), have, need) * 1.1, padding=0)
+        self.titles.fit(self.plot, describe.COSTS_TITLES)
+        self.caption.setText(describe.costs_caption(costs, tree, extra, theme))
+
