@@ -26,7 +26,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEvent, QObject
 from explorer.ui.app import ensure_app
-from explorer.ui.main_window import MainWindow
+from explorer.ui.window import MainWindow
 from explorer.session import Session
 t_imports = time.perf_counter()
 app = ensure_app()

@@ -13,7 +13,7 @@ from PySide6.QtTest import QTest  # noqa: E402
 
 from explorer.models.checkpoint import default_model_dirs  # noqa: E402
 from explorer.session import Session  # noqa: E402
-from explorer.ui.main_window import MainWindow  # noqa: E402
+from explorer.ui.window import MainWindow  # noqa: E402
 
 TEMPLATE = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
 

@@ -24,7 +24,7 @@ from PySide6.QtGui import QTextCursor, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QCheckBox, QComboBox  # noqa: E402
 
 from explorer.session import Session  # noqa: E402
-from explorer.ui.main_window import MainWindow  # noqa: E402
+from explorer.ui.window import MainWindow  # noqa: E402
 
 SEED = int(os.environ.get("EXPLORER_MONKEY_SEED", "20261201"))
 ACTIONS = int(os.environ.get("EXPLORER_MONKEY_ACTIONS", "2000"))

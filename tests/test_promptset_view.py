@@ -141,7 +141,7 @@ def test_rows_stream_in_while_a_run_computes(qtbot, tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p.text, "id": p.id, "category": p.category}) + "\n"
                                for p in PROMPTS[:2]))  # fmt: skip
-    from explorer.ui.main_window import MainWindow
+    from explorer.ui.window import MainWindow
 
     win = MainWindow(Session(), settings=qsettings())
     qtbot.addWidget(win)
@@ -229,7 +229,7 @@ def test_screenshot_of_a_stored_run(run_file, tmp_path, capsys):
 def test_file_menu_opens_and_saves_runs(qtbot, run_file, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
-    from explorer.ui.main_window import MainWindow
+    from explorer.ui.window import MainWindow
 
     path, _ = run_file
     win = MainWindow(Session(), settings=qsettings())

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from explorer.session import Session  # noqa: E402
 from explorer.ui.app import render_view  # noqa: E402
-from explorer.ui.main_window import MainWindow  # noqa: E402
+from explorer.ui.window import MainWindow  # noqa: E402
 
 
 @pytest.fixture

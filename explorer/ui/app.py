@@ -32,7 +32,7 @@ def make_session(
 
 def run_gui(session: Session, theme: str = "light") -> int:
     app = ensure_app()
-    from .main_window import MainWindow
+    from .window import MainWindow
 
     win = MainWindow(session, theme=theme)
     win.resize(1440, 900)
@@ -55,8 +55,8 @@ def render_view(
     ``settings`` are clamped to the controls' ranges, or with ``strict`` refused when out of range (the CLI)."""
     from PySide6.QtCore import QSettings
 
-    from .main_window import MainWindow
     from .views import VIEWS
+    from .window import MainWindow
 
     if view not in VIEWS:
         raise ExplorerError(f"unknown view {view!r}; available: {', '.join(VIEWS)}")

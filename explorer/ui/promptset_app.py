@@ -15,7 +15,7 @@ def window_with_run(run: Run, theme: str = "light", offscreen: bool = False, set
     """A main window on the prompt-set view showing ``run``; its models are those the run used (loaded only when
     the user presses Run)."""
     app = ensure_app(offscreen=offscreen)
-    from .main_window import MainWindow
+    from .window import MainWindow
 
     session = Session()
     target, draft = run.header.get("target") or {}, run.header.get("draft") or {}

@@ -37,6 +37,9 @@ class View(QWidget):
     # Records changed outside a run (a saved run's prompt replayed): (step count, step to show). The window
     # hands it to the player when this view is the active one; a view never reaches into its window.
     steps_changed = Signal(int, int)
+    # A step asked for from within the view (a click on a token jumps to the step that produced it): the window
+    # has the player go there when this view is the active one.
+    step_requested = Signal(int)
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
         super().__init__(parent)

@@ -1,0 +1,113 @@
+"""Running the active view: its job in the worker (or on this thread, headless), records streamed into the view
+that asked for them, the player following the newest step unless the user has scrubbed back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...attention.backends import use_backend
+from .models import ModelsLoaded
+
+
+class ViewRuns:
+    """The window's run commands and the worker's signals (a MainWindow mixin: uses session, worker, player,
+    active_view, the panel's buttons and progress line, _live_render and the model-loading commands)."""
+
+    def run_view(self) -> None:
+        """Run the active view's computation on the loaded models (loading them first if needed)."""
+        if self._refuse_while_busy():
+            return
+        self._sync_session_from_panel()
+        if self.session.target is None or self._models_changed():
+            self.load_models(then_run=True)
+            return
+        for lm in (self.session.target, self.session.draft):
+            if lm is not None:
+                use_backend(lm.model, self.session.attention_backend)  # switching backends needs no reload
+        self._update_status()
+        view = self.active_view
+        try:
+            job = view.make_job(self.session)
+        except Exception as exc:  # noqa: BLE001 - e.g. prompt too long: shown, never raised
+            self._show_error(str(exc))
+            return
+        view.clear()
+        self.player.reset()
+        self._job_view = view
+        self.progress_label.setText(f"running {view.name}…")
+        self.worker.start(job)
+
+    def run_view_blocking(self) -> None:
+        """Run the active view's job on this thread, start to end (headless rendering; the GUI uses run_view)."""
+        view = self.active_view
+        self._update_status()
+        view.clear()
+        self.player.reset()
+        self._job_view = view
+        for record in view.make_job(self.session)():
+            self._on_record(record)
+        self._on_finished()  # as when a worker finishes: render the newest step now
+
+    def _on_record(self, rec: Any) -> None:
+        if isinstance(rec, ModelsLoaded):
+            self._on_models_loaded(rec)
+            return
+        view = self._job_view
+        if view is None:
+            return
+        view.add_record(rec)
+        if view is self.active_view:
+            self.player.blockSignals(True)
+            self.player.set_count(len(view.records))
+            self.player.blockSignals(False)
+        if not self._live_render.isActive():
+            self._live_render.start()
+
+    def _render_live(self) -> None:
+        view = self._job_view
+        if view is None:
+            return
+        if view is self.active_view:
+            with self.worker.gate:  # the job waits while this frame is drawn
+                view.show_step(self.player.step)
+                view.repaint()
+        self.progress_label.setText(f"{view.name}: {len(view.records)} steps")
+
+    def _on_finished(self) -> None:
+        if self._live_render.isActive():
+            self._live_render.stop()
+        if self._job_view is not None and self._job_view is self.active_view:
+            self.active_view.show_step(self.player.step)  # the final state, without waiting for the timer
+        if self.worker.cancelled:
+            self._pending_run = False
+            if self._job_view is None:
+                self._restore_model_fields()
+                self.progress_label.setText("loading cancelled")
+            else:
+                n = len(self._job_view.records)
+                self.progress_label.setText(f"{self._job_view.name}: cancelled after {n} step{'s' * (n != 1)}")
+        elif self._job_view is None:
+            self.progress_label.setText("models loaded")
+            if self._pending_run:
+                self._pending_run = False
+                self.run_view()
+        else:
+            self.progress_label.setText(f"{self._job_view.name}: done, {len(self._job_view.records)} steps")
+
+    def _on_failed(self, message: str) -> None:
+        self._pending_run = False
+        if self._job_view is None:
+            self._restore_model_fields()
+            self.progress_label.setText(f"loading failed: {message}")
+        else:
+            n = len(self._job_view.records)
+            self.progress_label.setText(f"{self._job_view.name}: failed after {n} step{'s' * (n != 1)}: {message}")
+        self._update_status()
+        self._show_error(message)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.progress.setRange(0, 0 if busy else 1)
+        self.cancel_button.setEnabled(busy)
+        self.run_button.setEnabled(not busy)
+        self.load_button.setEnabled(not busy)
+        self.run_action.setEnabled(not busy)
