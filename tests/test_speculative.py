@@ -280,3 +280,62 @@ def test_where_it_pays_counts_verification_drafting_and_bookkeeping():
     assert chain_tokens(pays["break_even_alpha"], 3) == pytest.approx(1.7, abs=1e-6)
     assert where_it_pays(curve, stats, tree=True)["verify_ms_per_step"] == pytest.approx(15.0)
     assert alpha_for(5.0, 3) is None  # more than depth + 1 tokens per step: no α gives it
+
+
+TIMINGS = ("draft_seconds", "verify_seconds", "forward_seconds")
+
+
+def _untimed(record) -> dict:
+    return {k: v for k, v in record.as_dict().items() if k not in TIMINGS}
+
+
+def test_speculation_job_is_the_baseline_then_speculation_then_costs(pair):
+    from explorer.jobs import run_job
+    from explorer.session import Session
+    from explorer.speculative.job import SpecRunMeta
+
+    target, draft = pair
+    session = Session(target=target, draft=draft, prompt=PROMPTS[0])
+    values = dict(method="tree", accept="sample", gamma=3, temperature=0.0, seed=3, tree_depth=3, tree_topk=2,
+                  tree_budget=6, max_new=12)  # fmt: skip
+    job = run_job("speculative", session, values, deterministic=True)
+    meta = job.meta
+    assert isinstance(meta, SpecRunMeta) and meta.target_only is None
+    assert meta.options.temperature == 1.0  # sample acceptance needs a distribution: the effective options
+    records = list(job.records())
+    ids = session.prompt_ids()
+    opt = SpecOptions(method="tree", accept="sample", temperature=1.0, seed=3, tree_depth=3, tree_topk=2,
+                      tree_budget=6)  # fmt: skip
+    expected = list(speculate(target, draft, ids, 12, opt))
+    assert [_untimed(r) for r in records] == [_untimed(r) for r in expected]
+    assert meta.target_only.tokens == generate(target, ids, 12, 1.0, None, 3)
+    assert "costs" not in meta.as_dict() and meta.costs is None  # a recording measures nothing
+
+    curves: dict = {}
+    from explorer.speculative.job import speculation_job
+
+    greedy = dict(values, accept="greedy", max_new=8)
+    job = speculation_job(session, greedy, curves=curves)
+    assert job.meta.as_dict()["costs"] is None  # measured when the run ends
+    steps = list(job.records())
+    assert job.meta.target_only.tokens == [t for s in steps for t in s.new_tokens]
+    assert job.meta.costs["tree"] == any(s.mask is not None for s in steps) and len(curves) == 1
+    d = job.meta.as_dict()
+    assert list(d) == ["target", "draft", "prompt", "prompt_ids", "options", "costs", "target_only"]
+    assert SpecRunMeta.from_dict(d) == job.meta
+
+
+def test_run_metadata_reads_files_written_before():
+    from explorer.speculative.job import META_VERSION, SpecRunMeta
+
+    old = {"view": "speculative", "target": "t", "draft": None, "prompt": "p", "prompt_ids": [1, 2],
+           "options": {"method": "medusa", "accept": "typical", "retired_option": 1},
+           "costs": {"model_speedup": 1.5}, "steps": []}  # fmt: skip
+    meta = SpecRunMeta.from_dict(old, decode=str)
+    assert meta.version == META_VERSION and meta.target_only is None and meta.decode is str
+    assert meta.options == SpecOptions(method="medusa", accept="typical")
+    assert meta.costs == {"model_speedup": 1.5, "tree": True}  # saved before costs named their curve: by method
+    bare = SpecRunMeta.from_dict({"prompt_ids": [5], "target_only": {"tokens": [7], "seconds": 0.5}})
+    assert bare.target_only.tokens == [7] and not bare.measures_costs and "costs" not in bare.as_dict()
+    with pytest.raises(ExplorerError, match="version 2"):
+        SpecRunMeta.from_dict({"version": 2})

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 CURVE_SIZES = tuple(range(1, 33))
+# The app's curve: fewer points (about 70 forwards), measured after a run and kept for the runs that follow.
+APP_CURVE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
 def chain_tokens(alpha: float, depth: int) -> float:
@@ -127,3 +129,20 @@ def where_it_pays(curve: dict, stats: dict, tree: bool) -> dict:
         "measured_alpha": alpha_for(have, depth),
         "model_speedup": have / need,
     }
+
+
+def verified_as_tree(steps) -> bool:
+    """Whether a run's steps were verified with a tree mask (an EAGLE chain is verified as a causal chain)."""
+    return any(s.mask is not None for s in steps)
+
+
+def run_costs(target, context_len: int, stats: dict, steps, sizes=CURVE_SIZES, curves: dict | None = None) -> dict:
+    """Where a finished run stands on this machine's verification-cost curve (:func:`where_it_pays`). ``curves``
+    caches the measured curves by target, dtype, device and prompt length, so that reruns measure nothing."""
+    key = (str(target.path), str(target.dtype), str(target.device), context_len)
+    curve = curves.get(key) if curves is not None else None
+    if curve is None:
+        curve = verify_cost_curve(target.model, context_len, sizes=sizes)
+        if curves is not None:
+            curves[key] = curve
+    return where_it_pays(curve, stats, verified_as_tree(steps))

@@ -47,10 +47,10 @@ from ..errors import ExplorerError
 from ..models.checkpoint import LoadedModel
 from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
-from .costs import verify_cost_curve, where_it_pays
+from .costs import run_costs
 from .drafters import TreePool, lookup_continuation
 from .heads import Heads, capture_features, lm_logits, parse_choices
-from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord
+from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord, TargetOnly
 from .stats import SpecResult, compute_stats
 
 
@@ -605,6 +605,51 @@ def speculate(
         yield spec.step()
 
 
+def target_only(target: LoadedModel, prompt_ids: list[int], max_new_tokens: int, options: SpecOptions) -> TargetOnly:
+    """The target alone on the same prompt and decoding settings, timed: the baseline of every speculative run."""
+    t0 = time.perf_counter()
+    o = options
+    tokens = generate(target, prompt_ids, max_new_tokens, o.temperature, o.top_k, o.seed, o.stop_at_eos)
+    return TargetOnly(tokens, time.perf_counter() - t0)
+
+
+class TimedSpeculation:
+    """One speculative run that keeps its steps and its wall-clock seconds (from the prefill to the last step)
+    while it yields them: iterate it once, then ask for its :meth:`stats`."""
+
+    def __init__(self, target: LoadedModel, draft: LoadedModel | None, prompt_ids: list[int], max_new_tokens: int,
+                 options: SpecOptions, heads: Heads | None = None):  # fmt: skip
+        self.args = (target, draft, prompt_ids, max_new_tokens, options, heads)
+        self.target, self.prompt_ids, self.options = target, prompt_ids, options
+        self.steps: list[StepRecord] = []
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        t0 = time.perf_counter()
+        for record in speculate(*self.args):
+            self.steps.append(record)
+            yield record
+        self.seconds = time.perf_counter() - t0
+
+    def run(self) -> TimedSpeculation:
+        for _ in self:
+            pass
+        return self
+
+    @property
+    def new_tokens(self) -> list[int]:
+        return [t for s in self.steps for t in s.new_tokens]
+
+    def stats(self, base: TargetOnly | None = None, runs: list[tuple[float, float]] | None = None) -> dict:
+        """:func:`compute_stats` of the run, against ``base`` when given: the speedup is timed by ``runs``
+        (alternated timed pairs) when given, else by the baseline's own seconds."""
+        new = self.new_tokens
+        if base is None:
+            return compute_stats(self.steps, len(new), self.seconds, self.options)
+        seconds = None if runs else base.seconds
+        return compute_stats(self.steps, len(new), self.seconds, self.options, base.tokens, seconds, new, runs=runs)
+
+
 def run_speculation(
     target: LoadedModel,
     draft: LoadedModel | None,
@@ -621,39 +666,42 @@ def run_speculation(
     speedup is their median ratio with min and max; at temperature 0 the first divergence from plain greedy is
     reported. ``costs``: also measure this machine's verification-cost curve and where this run stands on it."""
     opt = options or SpecOptions()
-    t0 = time.perf_counter()
-    steps = list(speculate(target, draft, prompt_ids, max_new_tokens, opt, heads))
-    seconds = time.perf_counter() - t0
-    new = [t for s in steps for t in s.new_tokens]
+    run = TimedSpeculation(target, draft, prompt_ids, max_new_tokens, opt, heads).run()
     base, pairs = None, []
     if compare:
-        quiet = replace(opt, detail=False)
-
-        def target_only() -> list[int]:
-            return generate(target, prompt_ids, max_new_tokens, opt.temperature, opt.top_k, opt.seed, opt.stop_at_eos)
-
-        base = target_only()  # warm-up
-        for _ in range(max(runs, 1)):
-            t1 = time.perf_counter()
-            target_only()
-            t2 = time.perf_counter()
-            for _ in speculate(target, draft, prompt_ids, max_new_tokens, quiet, heads):
-                pass
-            pairs.append((t2 - t1, time.perf_counter() - t2))
-    stats = compute_stats(steps, len(new), seconds, opt, base, None, new, runs=pairs)
+        base = target_only(target, prompt_ids, max_new_tokens, opt)  # warm-up
+        pairs = _timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs)
+    stats = run.stats(base, pairs)
     if compare:
-        base_step = statistics.median(b for b, _ in pairs) / max(len(base), 1)
-        n_steps = max(len(steps), 1)
-        tree = any(s.mask is not None for s in steps)
-        if costs:
-            curve = verify_cost_curve(target.model, len(prompt_ids))
-            stats["costs"] = where_it_pays(curve, stats, tree)
-            verify = (stats["costs"]["verify_ms_per_step"] + stats["costs"]["bookkeeping_ms_per_step"]) / 1000
-        else:
-            verify = stats["verify_seconds"] / n_steps
-        # The cost model: tokens per step over the step's measured cost (drafting + verifying its n nodes +
-        # bookkeeping), in target-only steps.
-        step_cost = stats["draft_seconds"] / n_steps + verify
-        stats["theoretical_speedup"] = stats["mean_accepted_with_bonus"] * base_step / step_cost
+        _cost_model(stats, run, base, pairs, costs)
+    new = run.new_tokens
     text = target.decode(new) if target.tokenizer is not None else ""
-    return SpecResult(list(prompt_ids), new, text, steps, stats)
+    return SpecResult(list(prompt_ids), new, text, run.steps, stats)
+
+
+def _timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs: int) -> list[tuple[float, float]]:
+    """``runs`` alternated (target-only seconds, speculative seconds) pairs, without the records' detail."""
+    quiet = replace(opt, detail=False)
+    pairs = []
+    for _ in range(max(runs, 1)):
+        base = target_only(target, prompt_ids, max_new_tokens, opt)
+        t2 = time.perf_counter()
+        for _ in speculate(target, draft, prompt_ids, max_new_tokens, quiet, heads):
+            pass
+        pairs.append((base.seconds, time.perf_counter() - t2))
+    return pairs
+
+
+def _cost_model(stats: dict, run: TimedSpeculation, base: TargetOnly, pairs, costs: bool) -> None:
+    """The cost model's speedup (and, with ``costs``, where the run stands on the verification-cost curve):
+    tokens per step over the step's measured cost (drafting + verifying its n nodes + bookkeeping), in
+    target-only steps."""
+    base_step = statistics.median(b for b, _ in pairs) / max(len(base.tokens), 1)
+    n_steps = max(len(run.steps), 1)
+    if costs:
+        stats["costs"] = run_costs(run.target, len(run.prompt_ids), stats, run.steps)
+        verify = (stats["costs"]["verify_ms_per_step"] + stats["costs"]["bookkeeping_ms_per_step"]) / 1000
+    else:
+        verify = stats["verify_seconds"] / n_steps
+    step_cost = stats["draft_seconds"] / n_steps + verify
+    stats["theoretical_speedup"] = stats["mean_accepted_with_bonus"] * base_step / step_cost

@@ -3,14 +3,15 @@ options of a run (checked by the options schema). Plain dataclasses of numpy arr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from ..errors import ExplorerError
 from .options import HEAD_METHODS, SPECULATE
 
-__all__ = ["HEAD_METHODS", "Decision", "DraftTree", "SpecOptions", "StepRecord"]
+__all__ = ["HEAD_METHODS", "Decision", "DraftTree", "SpecOptions", "StepRecord", "TargetOnly"]
 
 TYPICAL_EPSILON = 0.09
 TYPICAL_DELTA = 0.3
@@ -141,6 +142,16 @@ class SpecOptions:
     stop_at_eos: bool = True
     detail: bool = True  # token texts and top-10 distributions in the records (off for benchmarks)
 
+    @classmethod
+    def from_values(cls, values: dict[str, Any], **overrides: Any) -> SpecOptions:
+        """The options named by options-schema values (``speculate``'s names; others, e.g. ``max_new``, are not
+        options of the engine): a top-k of 0 or none means none."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in values.items() if k in names}
+        kw["top_k"] = values.get("top_k") or None
+        kw.update(overrides)
+        return cls(**kw)
+
     def check(self, has_draft: bool, heads_kind: str | None = None) -> None:
         """The options schema's checks (one message format with the CLI and the view), then the combinations.
         ``heads_kind``: the kind of the loaded draft heads (None: none loaded)."""
@@ -167,3 +178,21 @@ class SpecOptions:
     @property
     def max_nodes(self) -> int:
         return self.tree_budget if self.method in ("tree", "eagle") else self.gamma
+
+
+@dataclass
+class TargetOnly:
+    """The target alone on the same prompt and decoding settings: the baseline for speed and greedy equality."""
+
+    tokens: list[int]
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {"tokens": self.tokens, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> TargetOnly | None:
+        """None for a missing baseline (``None``, ``{}`` or no tokens: runs stored without one)."""
+        if not d or d.get("tokens") is None:
+            return None
+        return cls(list(d["tokens"]), d.get("seconds", 0.0))

@@ -15,25 +15,21 @@ import hashlib
 import json
 import mmap
 import os
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ExplorerError
-from ..models.generate import generate
-from .engine import Speculator
+from .engine import TimedSpeculation, target_only
 from .options import SPECULATE
 from .promptsets import Prompt, encode_prompt
 from .records import Decision, DraftTree, SpecOptions, StepRecord
-from .stats import compute_stats
 
 RUN_KIND = "explorer-run"
 RUN_VERSION = 1
-SPEC_FIELDS = {f.name for f in fields(SpecOptions)}
 # Step rows: [accepted drafts, drafted depth, drafted nodes, ended by a rejection (0/1), new tokens]
 # Decision rows: [step, depth, token, draft q, target p, accepted (0/1), token the output has there (-1: none),
 #                 token before it (the parent's, or the step's root)]
@@ -51,10 +47,7 @@ class Configuration:
     values: dict[str, Any]
 
     def options(self) -> SpecOptions:
-        v = self.values
-        kw = {k: v[k] for k in v if k in SPEC_FIELDS}
-        kw["top_k"] = v.get("top_k") or None
-        return SpecOptions(**kw, detail=True)
+        return SpecOptions.from_values(self.values, detail=True)
 
     @property
     def max_new(self) -> int:
@@ -517,27 +510,18 @@ def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Config
     decoded once per prompt and decoding settings and shared by the configurations that agree on them."""
     opt = config.options()
     max_new = config.max_new
-    t0 = time.perf_counter()
     h = (heads or {}).get(config.values.get("method"))  # a head method's heads, or lookup's fallback
-    extra = {"heads": h} if h is not None else {}
-    spec = Speculator(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, **extra)
-    steps = []
-    while not spec.done:
-        steps.append(spec.step())
-    seconds = time.perf_counter() - t0
+    run = TimedSpeculation(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, h).run()
     key = (tuple(prompt_ids), max_new, opt.temperature, opt.top_k, opt.seed)
     if key not in baseline:
-        t1 = time.perf_counter()
-        tokens = generate(target, prompt_ids, max_new, opt.temperature, opt.top_k, opt.seed, opt.stop_at_eos)
-        baseline[key] = {"tokens": tokens, "seconds": time.perf_counter() - t1}
+        baseline[key] = target_only(target, prompt_ids, max_new, opt)
     base = baseline[key]
-    new = [t for s in steps for t in s.new_tokens]
-    stats = compute_stats(steps, len(new), seconds, opt, base["tokens"], base["seconds"], new)
+    steps, new = run.steps, run.new_tokens
     decisions = decision_rows(steps)
     return PromptResult(
         prompt=prompt.id, category=prompt.category, config=index, prompt_ids=list(prompt_ids), token_ids=new,
-        text=target.decode(new), stats=stats, target_only=base, step_rows=step_rows(steps), decisions=decisions,
-        texts=token_texts(target.decode, decisions), steps=steps,
+        text=target.decode(new), stats=run.stats(base), target_only=base.as_dict(), step_rows=step_rows(steps),
+        decisions=decisions, texts=token_texts(target.decode, decisions), steps=steps,
     )  # fmt: skip
 
 

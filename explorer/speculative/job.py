@@ -1,0 +1,138 @@
+"""The speculative view's runner (explorer.jobs): the target alone first, then speculation step by step, then
+where the run pays on this machine — and the run's typed metadata, shared by the view, its exports and the
+replay of stored prompt-set runs. Qt-free."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..errors import ExplorerError
+from ..jobs import Job
+from ..session import Session
+from .costs import APP_CURVE_SIZES, run_costs
+from .engine import TimedSpeculation, target_only
+from .records import SpecOptions, StepRecord, TargetOnly
+
+META_VERSION = 1
+TREE_METHODS = ("tree", "eagle", "medusa")  # may verify with a tree mask (how costs saved without "tree" are read)
+OPTION_FIELDS = {f.name for f in fields(SpecOptions)}
+
+
+@dataclass
+class SpecRunMeta:
+    """What one speculative run was asked and what it measured besides its steps.
+
+    ``options`` are the effective ones (sample acceptance at temperature 0 runs at 1.0). ``measures_costs``: the
+    run measures where it pays once it ends (never in recordings, which measure nothing with the clock, nor in
+    stored prompt-set runs); ``costs`` is :func:`~explorer.speculative.costs.where_it_pays` once measured.
+    ``decode`` turns token ids into text and is never written. ``version`` is the layout of :meth:`as_dict`; files
+    carry none (they are all version 1)."""
+
+    target: str | None
+    draft: str | None
+    prompt: str
+    prompt_ids: list[int]
+    options: SpecOptions
+    target_only: TargetOnly | None = None
+    measures_costs: bool = False
+    costs: dict | None = None
+    decode: Callable[[list[int]], str] | None = field(default=None, repr=False, compare=False)
+    version: int = META_VERSION
+
+    def as_dict(self) -> dict:
+        """JSON-ready, in the keys and order the view's exports have always written (``costs`` only for a run
+        that measures them; no ``decode``, no ``version``)."""
+        out: dict[str, Any] = {
+            "target": self.target,
+            "draft": self.draft,
+            "prompt": self.prompt,
+            "prompt_ids": self.prompt_ids,
+            "options": dict(vars(self.options)),
+        }
+        if self.measures_costs:
+            out["costs"] = self.costs
+        out["target_only"] = None if self.target_only is None else self.target_only.as_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict, decode: Callable[[list[int]], str] | None = None) -> SpecRunMeta:
+        """Read :meth:`as_dict`'s form, or an export's (other keys are ignored), also as written before: no
+        version, no target-only baseline or costs, options of older explorers (unknown ones dropped, missing ones
+        at their defaults), costs without ``tree`` (then: by the drafting method)."""
+        version = d.get("version", META_VERSION)
+        if not isinstance(version, int) or version > META_VERSION:
+            raise ExplorerError(f"speculative run metadata version {version!r}; this explorer reads {META_VERSION}")
+        options = SpecOptions(**{k: v for k, v in (d.get("options") or {}).items() if k in OPTION_FIELDS})
+        costs = d.get("costs")
+        if costs is not None and "tree" not in costs:
+            costs = {**costs, "tree": options.method in TREE_METHODS}
+        return cls(
+            target=d.get("target"),
+            draft=d.get("draft"),
+            prompt=d.get("prompt", ""),
+            prompt_ids=list(d.get("prompt_ids") or []),
+            options=options,
+            target_only=TargetOnly.from_dict(d.get("target_only")),
+            measures_costs="costs" in d,
+            costs=costs,
+            decode=decode,
+        )
+
+
+def effective_options(values: dict[str, Any]) -> SpecOptions:
+    """The speculative view's settings as engine options: speculative sampling needs a distribution to sample
+    from, so ``accept=sample`` at temperature 0 runs at temperature 1.0 (the view shows it: ``meta.options``)."""
+    options = SpecOptions.from_values(values)
+    if options.accept == "sample" and options.temperature <= 0:
+        options.temperature = 1.0
+    return options
+
+
+def speculation_job(session: Session, values: dict[str, Any], *, deterministic: bool = False,
+                    curves: dict | None = None) -> Job:  # fmt: skip
+    """The target alone (the baseline for speed and for greedy equality), then speculation with the view's
+    settings (``values``: the speculative view's options-schema values), then, unless ``deterministic`` (a
+    recording), where the run pays on this machine's verification-cost curve. ``curves`` caches the measured
+    curves across runs (see :func:`~explorer.speculative.costs.run_costs`)."""
+    target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
+    options = effective_options(values)
+    heads = session.heads_for(options.method)  # draft heads on the target (medusa, eagle, mtp), else None
+    options.check(draft is not None, heads.kind if heads is not None else None)
+    max_new = int(values["max_new"])
+    meta = SpecRunMeta(
+        target=str(target.path),
+        draft=str(draft.path) if draft is not None else None,
+        prompt=session.prompt,
+        prompt_ids=prompt_ids,
+        options=options,
+        measures_costs=not deterministic,  # a recording shows no timings: nothing to measure
+        decode=target.decode,
+    )
+
+    def records() -> Iterator[StepRecord]:
+        meta.target_only = target_only(target, prompt_ids, max_new, options)
+        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads)
+        yield from run
+        if meta.measures_costs and run.steps:
+            meta.costs = run_costs(target, len(prompt_ids), run.stats(), run.steps, APP_CURVE_SIZES, curves)
+
+    return Job(meta, records)
+
+
+def replay_meta(run, result, decode: Callable[[list[int]], str]) -> SpecRunMeta:
+    """The metadata of one stored prompt-set result (a :class:`~explorer.speculative.runs.Run`'s
+    :class:`~explorer.speculative.runs.PromptResult`), for replaying its steps in the speculative panels: no
+    costs (a prompt-set run measures none), the target-only baseline when the run stored one."""
+    header = run.header
+    prompt = next((p for p in header["prompts"] if str(p["id"]) == result.prompt), {"text": ""})
+    return SpecRunMeta(
+        target=(header.get("target") or {}).get("path"),
+        draft=(header.get("draft") or {}).get("path"),
+        prompt=prompt["text"],
+        prompt_ids=result.prompt_ids,
+        options=run.configurations[result.config].options(),
+        target_only=TargetOnly.from_dict(result.target_only),
+        decode=decode,
+    )
