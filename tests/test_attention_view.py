@@ -57,7 +57,7 @@ def test_walk_follows_the_kernel_order_over_visited_tiles_only(tiny, causal):
     walk: AttentionWalk = steps[0].walk
     tr = walk.trace
     assert all(s.walk is walk for s in steps)  # one shared trace, cheap steps
-    assert len(steps) == tr.meta["tiles_visited"] and tr.meta["n"] > 32  # several Q blocks
+    assert len(steps) == tr.meta.tiles_visited and tr.meta.n > 32  # several Q blocks
     pairs = [(s.q_block, s.kv_block) for s in steps]
     assert pairs == walk_order(tr.tile_state)
     assert pairs == sorted(pairs)  # Q blocks in grid order, KV tiles left to right inside each
@@ -69,10 +69,10 @@ def test_walk_follows_the_kernel_order_over_visited_tiles_only(tiny, causal):
         want = list(range(min(nkv, i + 1))) if causal else list(range(nkv))  # square blocks: causal stops at i
         assert tiles == want
     if causal:
-        assert tr.meta["tiles_skipped"] == nq * (nq - 1) // 2
+        assert tr.meta.tiles_skipped == nq * (nq - 1) // 2
         assert all(s.masked == (s.q_block == s.kv_block) for s in steps)  # only the diagonal band is masked
     else:
-        assert tr.meta["tiles_skipped"] == 0
+        assert tr.meta.tiles_skipped == 0
 
 
 @pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float16", 5e-3)])
@@ -192,32 +192,34 @@ def _check_view(qtbot, win, tmp_path) -> None:
     assert win.active_view is view
     qtbot.wait(80)  # the window renders a burst of records on its ~33 ms live-render timer
     n = len(view.records)
-    assert n >= 3 and n == view.walk.trace.meta["tiles_visited"]
+    assert n >= 3 and n == view.walk.trace.meta.tiles_visited
     assert view.current == n - 1 and f"step {n} of {n}" in view.header.text()
     assert "Tri Dao" in view.header.text() and "HBM" in view.header.text()
 
     pixels = _grab_pixels(win)
     assert pixels.std() > 20 and len(np.unique(pixels[::97], axis=0)) > 20  # not blank
 
-    last_overlay = view.overlay_img.image.copy()
-    last_box = view.tile_box.getData()
+    last_overlay = view.scores.overlay_img.image.copy()
+    last_box = view.scores.tile_box.getData()
     win.player.first()
     assert view.current == 0 and "step 1 of" in view.header.text()
-    assert not np.array_equal(view.overlay_img.image, last_overlay)  # other tiles done / pending
-    assert not np.array_equal(view.tile_box.getData()[0], last_box[0]) or not np.array_equal(
-        view.tile_box.getData()[1], last_box[1]
+    assert not np.array_equal(view.scores.overlay_img.image, last_overlay)  # other tiles done / pending
+    assert not np.array_equal(view.scores.tile_box.getData()[0], last_box[0]) or not np.array_equal(
+        view.scores.tile_box.getData()[1], last_box[1]
     )
-    first_overlay = view.overlay_img.image.copy()
+    first_overlay = view.scores.overlay_img.image.copy()
     win.player.forward()
     assert view.current == 1 and "step 2 of" in view.header.text()
     win.player.back()
     assert view.current == 0
-    np.testing.assert_array_equal(view.overlay_img.image, first_overlay)  # stepping back: the same picture
+    np.testing.assert_array_equal(view.scores.overlay_img.image, first_overlay)  # stepping back: the same picture
     # tiles' states: one pixel per tile; the static marks: exactly the masked entries of the tiles the kernel visits
-    assert view.overlay_img.image.shape[:2] == view.walk.trace.tile_state.shape
-    visited = (view._step_index >= 0)[view._row_block[:, None], view._col_block[None, :]]
+    assert view.scores.overlay_img.image.shape[:2] == view.walk.trace.tile_state.shape
+    tr = view.walk.trace
+    row_block, col_block = np.arange(tr.n) // tr.block_m, np.arange(tr.n) // tr.block_n
+    visited = (view.walk.step_index >= 0)[row_block[:, None], col_block[None, :]]
     masked_marks = ~view.walk.allowed & visited
-    np.testing.assert_array_equal(view.marks_img.image[..., 3] > 0, masked_marks)
+    np.testing.assert_array_equal(view.scores.marks_img.image[..., 3] > 0, masked_marks)
     win.player.last()
     # every step keeps the accuracy line and one header height (the plots below do not jump while stepping)
     heights = set()
@@ -234,7 +236,7 @@ def _check_view(qtbot, win, tmp_path) -> None:
     view.units.setValue("base 2")
     QApplication.processEvents()
     assert "unsafe softmax" in view.header.text() and "FA-4" in view.header.text()
-    np.testing.assert_array_equal(view.marks_img.image[..., 3] > 0, masked_marks | view._overflow)
+    np.testing.assert_array_equal(view.scores.marks_img.image[..., 3] > 0, masked_marks | view.walk.fp16_overflow)
     assert "log₂" in view.m_plot.getAxis("left").labelText
     win.set_theme("dark")
     assert view.theme.name == "dark"
@@ -257,7 +259,7 @@ def test_view_on_a_tiny_model(qtbot, tiny_dir, tmp_path):
     win = render_view(session, "attention", (1280, 720), settings=settings)
     try:
         view = win.views["attention"]
-        assert view.walk.trace.meta["head"] == 3 and view.walk.trace.meta["block_m"] == 16
+        assert view.walk.trace.meta.head == 3 and view.walk.trace.meta.block_m == 16
         _check_view(qtbot, win, tmp_path)
     finally:
         _close(win)
@@ -271,7 +273,7 @@ def test_view_settings_clamp_to_the_model(qtbot, tiny_dir):
     try:
         view = win.views["attention"]
         meta = view.walk.trace.meta
-        assert meta["layer"] == 1 and meta["head"] == 3  # the spin boxes' ranges follow the loaded model
+        assert meta.layer == 1 and meta.head == 3  # the spin boxes' ranges follow the loaded model
         assert view.block_m.value() == 32  # powers of two only
     finally:
         _close(win)
@@ -287,7 +289,7 @@ def test_view_on_the_demo_models(qtbot, tmp_path):
     win = render_view(Session(), "attention", (1280, 720), settings={"layer": 2, "block_m": 32, "block_n": 32})
     try:
         meta = win.views["attention"].walk.trace.meta
-        assert meta["n"] > 64 and meta["within_2x_sdpa"]
+        assert meta.n > 64 and meta.within_2x_sdpa
         _check_view(qtbot, win, tmp_path)
     finally:
         _close(win)
