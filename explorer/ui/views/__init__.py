@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .amp_view import AmpView
-from .attention_view import AttentionView
+from .attention import AttentionView
 from .base import View
 from .generate_view import GenerateView
 from .promptset_view import PromptSetView
