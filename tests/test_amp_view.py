@@ -40,9 +40,7 @@ def test_amp_view_backs_off_and_renders(qtbot):
         lo, hi = view.colorbars[1].levels()
         assert lo == 0 and hi >= float(view.flush_image.image.max()) > 0  # the colour scale covers the cells
         # 30 layers: row labels thinned to at most one per line of text
-        view.meta["groups"] = ["embed", *(f"layers.{i}" for i in range(30)), "head"]
-        view._row_ticks = {}
-        view._thin_rows()
+        view.heatmaps.relabel(["embed", *(f"layers.{i}" for i in range(30)), "head"])
         labels = view.over_plot.getAxis("left")._tickLevels[0]
         line = view.over_plot.getAxis("left").style["tickFont"]
         assert 2 <= len(labels) < 32 and labels[0][1] == "embed" and labels[-1][1] == "head"

@@ -36,8 +36,9 @@ two element-wise compares (see :class:`BandCounter`); no Python loop touches ele
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,6 +108,22 @@ class AmpSettings:
         d_scale, d_interval = POLICY_DEFAULTS[self.policy]
         scale = float(self.init_scale) if self.init_scale is not None else d_scale
         return scale, int(self.growth_interval) if self.growth_interval is not None else max(d_interval, 1)
+
+
+def settings_from_values(values: dict[str, Any], device: str = "cpu") -> AmpSettings:
+    """The checked settings of a run from the options schema's values (the view's panel, a tour, ``explorer amp``'s
+    flags; an option not given takes the schema's default): the one place they are built."""
+    v = {**AMP.defaults(), **values}
+    settings = AmpSettings(
+        steps=v["steps"], policy=v["policy"], dtype=v["dtype"],
+        init_scale=2.0 ** v["init_scale_log2"] if v["init_scale_log2"] is not None else v["init_scale"],
+        growth_factor=v["growth_factor"], backoff_factor=v["backoff_factor"], growth_interval=v["growth_interval"],
+        hysteresis=v["hysteresis"], min_scale=v["min_scale"], lr=v["lr"], batch=v["batch"], seq_len=v["seq_len"],
+        spike=(v["spike_step"], v["spike_factor"]) if v["spike_step"] >= 0 else None, seed=v["seed"], device=device,
+        train_layers=v["train_layers"], reference=v["reference"],
+    )  # fmt: skip
+    settings.check()
+    return settings
 
 
 def default_text(limit: int = DEFAULT_TEXT_CHARS) -> str:
@@ -242,6 +259,7 @@ class AmpTrainer:
             self.policy = NoScaler()
         self.rng = np.random.default_rng(settings.seed)
         self.step_index = 0
+        self.stopped: str | None = None  # why the run ended early (see steps)
         self.counter = BandCounter(self.device)
         # activation-gradient hooks: every leaf module with an output (Linear, RMSNorm, Embedding)
         self.modules: list[str] = []
@@ -413,21 +431,26 @@ class AmpTrainer:
         )
         return out
 
+    def steps(self, steps: int | None = None) -> Iterator[StepRecord]:
+        """Run ``steps`` (default: settings.steps) steps, one record each. A scaler that cannot back off any more
+        (deepspeed at its minimum) ends the run: ``stopped`` says why before that step's record is yielded."""
+        self.stopped = None
+        for _ in range(steps if steps is not None else self.s.steps):
+            try:
+                yield self.step()
+            except LossScaleAtMinimum as exc:
+                self.stopped = str(exc)
+                yield exc.record
+                return
+
     def run(self, steps: int | None = None, on_step: Callable[[StepRecord], None] | None = None):
         """Run ``steps`` (default: settings.steps) steps; returns (records, stop message or None)."""
         records = []
-        for _ in range(steps if steps is not None else self.s.steps):
-            try:
-                rec = self.step()
-            except LossScaleAtMinimum as exc:
-                records.append(exc.record)
-                if on_step:
-                    on_step(exc.record)
-                return records, str(exc)
+        for rec in self.steps(steps):
             records.append(rec)
             if on_step:
                 on_step(rec)
-        return records, None
+        return records, self.stopped
 
 
 def summarize(records: list[StepRecord], trainer: AmpTrainer, stopped: str | None = None) -> dict:

@@ -64,31 +64,23 @@ def read_text(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..amp.engine import AmpSettings, AmpTrainer, summarize, text_tokens, trainable_copy
+    from ..amp.engine import settings_from_values, summarize
+    from ..amp.job import start_training
     from ..models.checkpoint import default_model_dirs, load_model
 
     o = AMP.from_args(args)
     if o["init_scale"] is not None and o["init_scale_log2"] is not None:
         raise ExplorerError("give --init-scale or --init-scale-log2, not both")
-    init_scale = 2.0 ** o["init_scale_log2"] if o["init_scale_log2"] is not None else o["init_scale"]
-    settings = AmpSettings(
-        steps=o["steps"], policy=o["policy"], dtype=o["dtype"], init_scale=init_scale,
-        growth_factor=o["growth_factor"], backoff_factor=o["backoff_factor"], growth_interval=o["growth_interval"],
-        hysteresis=o["hysteresis"], min_scale=o["min_scale"], lr=o["lr"], batch=o["batch"], seq_len=o["seq_len"],
-        spike=spike_of(args, o), seed=o["seed"], device=check_device(args.device) or "cpu",
-        train_layers=o["train_layers"], reference=o["reference"],
-    )  # fmt: skip
-    settings.check()
+    spike = spike_of(args, o)
+    if spike is not None:  # --spike STEP:FACTOR, as the schema's two values
+        o["spike_step"], o["spike_factor"] = spike
+    settings = settings_from_values(o, device=check_device(args.device) or "cpu")
     text = read_text(args)
     lm = load_model(args.model or default_model_dirs()["target"], dtype="float32", device=settings.device)
     ctx = lm.config.max_position_embeddings
     if settings.seq_len > ctx:
         raise ExplorerError(f"--seq-len must be at most {lm.name}'s context of {ctx} tokens (got {settings.seq_len})")
-    tokens = text_tokens(lm.encode, text, settings.seq_len)
-    torch.manual_seed(settings.seed)
-    trainer = AmpTrainer(trainable_copy(lm, settings.device), tokens, settings)
+    trainer = start_training(lm, settings, text)
 
     def show(r) -> None:
         if args.json:
@@ -110,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     trainer.close()
     summary = summarize(records, trainer, stopped)
     summary["model"] = str(lm.path)
-    summary["text_tokens"] = len(tokens)
+    summary["text_tokens"] = len(trainer.tokens)
     if args.json:
         print(json.dumps({"steps": [r.to_json() for r in records], "summary": summary}))
     else:
