@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .amp_view import AmpView
+from .amp import AmpView
 from .attention import AttentionView
 from .base import View
 from .generate_view import GenerateView
