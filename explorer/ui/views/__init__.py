@@ -6,7 +6,7 @@ from .amp import AmpView
 from .attention import AttentionView
 from .base import View
 from .generate_view import GenerateView
-from .promptset_view import PromptSetView
+from .promptset import PromptSetView
 from .speculative import SpeculativeView
 
 VIEWS: dict[str, type[View]] = {
