@@ -136,61 +136,100 @@ def tiled_attention(
     qf = torch.nn.functional.pad(q.float(), (0, 0, 0, Tp - T)).view(B, H, NQ, BM, D)
     kf, vf = k.float(), v.float()
     n_full, n_hi = tile_bounds(T, S, BM, BN, causal, mask is not None, dev)
-
     rows = torch.arange(Tp, device=dev).view(NQ, BM, 1)
-    row_ok = rows < T
-    qk_scale = scale * LOG2E
-    neg_inf = torch.tensor(float("-inf"), device=dev)
-    m_i = torch.full((B, H, NQ, BM), float("-inf"), device=dev)
-    l_i = torch.zeros(B, H, NQ, BM, device=dev)
-    acc = torch.zeros(B, H, NQ, BM, D, device=dev)
-    if trace:
-        shape = (B, H, NQ, NKV, BM)
-        tm, tl_, ta = (torch.full(shape, float("nan"), device=dev) for _ in range(3))
-        ts = torch.zeros(B, H, NQ, NKV, dtype=torch.int8, device=dev)
-        pad_rows = ~row_ok.view(NQ, BM)
-
+    run = _Rows.start(B, H, NQ, BM, D, dev)
+    tracer = _Tracer(B, H, NQ, NKV, BM, rows < T, dev) if trace else None
     for j in range(NKV):
         cols = torch.arange(j * BN, min((j + 1) * BN, S), device=dev)
         visit = (j < n_hi).view(NQ, 1)  # [NQ, 1]: which Q blocks run this tile
         if not bool(visit.any()):
             continue
-        masked_loop = (j >= n_full).view(NQ, 1, 1)
-        s = torch.einsum("bhqmd,bhnd->bhqmn", qf, kf[:, :, cols]) * qk_scale  # [B, H, NQ, BM, n], base 2
-        allowed = torch.ones(NQ, BM, cols.numel(), dtype=torch.bool, device=dev)
-        if causal:
-            allowed = allowed & (cols.view(1, 1, -1) <= S - T + rows)
-        if mask is not None:
-            mt = torch.nn.functional.pad(mask[..., cols], (0, 0, 0, Tp - T))  # [B|1, H|1, Tp, n]
-            allowed = allowed & mt.view(mt.shape[0], mt.shape[1], NQ, BM, -1)
-        allowed = allowed | ~masked_loop  # the unmasked loop applies no mask at all
-        s = torch.where(allowed, s, neg_inf)
-        m_new = torch.maximum(m_i, s.amax(-1))
-        m_use = torch.where(m_new == float("-inf"), 0.0, m_new)  # FA2: a -inf max scales by 0, never NaN
-        alpha = torch.exp2(m_i - m_use)
-        p = torch.exp2(s - m_use[..., None])
-        l_new = l_i * alpha + p.sum(-1)
-        pv = torch.einsum("bhqmn,bhnd->bhqmd", p.to(q.dtype).float(), vf[:, :, cols])
-        acc_new = acc * alpha[..., None] + pv
-        m_i = torch.where(visit, m_new, m_i)
-        l_i = torch.where(visit, l_new, l_i)
-        acc = torch.where(visit[..., None], acc_new, acc)
-        if trace:
-            keep = visit & ~pad_rows  # [NQ, BM]
-            tm[:, :, :, j] = torch.where(keep, m_use * LN2, float("nan"))
-            tl_[:, :, :, j] = torch.where(keep, l_new, float("nan"))
-            ta[:, :, :, j] = torch.where(keep, alpha, float("nan"))
-            real_masked = (~allowed & row_ok).flatten(-2).any(-1)  # [B|1, H|1, NQ]
-            state = torch.where(real_masked, VISITED_MASKED, VISITED).to(torch.int8)
-            ts[:, :, :, j] = torch.where(visit.view(NQ), state, NOT_VISITED).to(torch.int8)
-
-    l_safe = torch.where(l_i == 0, 1.0, l_i)
-    o = (acc / l_safe[..., None]).view(B, H, Tp, D)[:, :, :T].to(q.dtype)
-    lse = torch.where(l_i == 0, float("-inf"), (m_i + torch.log2(l_safe)) * LN2).view(B, H, Tp)[:, :, :T].contiguous()
-    res = FlashResult(o=o, lse=lse, block_m=BM, block_n=BN, backend="torch")
-    if trace:
-        res.m, res.l, res.alpha, res.tile_state = tm, tl_, ta, ts
+        s = torch.einsum("bhqmd,bhnd->bhqmn", qf, kf[:, :, cols]) * (scale * LOG2E)  # [B, H, NQ, BM, n], base 2
+        allowed = _allowed(cols, rows, T, S, causal, mask, Tp) | ~(j >= n_full).view(NQ, 1, 1)  # unmasked loop
+        m_use, alpha, l_new = run.update(torch.where(allowed, s, float("-inf")), vf[:, :, cols], q.dtype, visit)
+        if tracer is not None:
+            tracer.record(j, visit, m_use, l_new, alpha, allowed)
+    res = run.finish(T, q.dtype, BM, BN)
+    if tracer is not None:
+        res.m, res.l, res.alpha, res.tile_state = tracer.tm, tracer.tl, tracer.ta, tracer.ts
     return res
+
+
+def _allowed(
+    cols: Tensor, rows: Tensor, T: int, S: int, causal: bool, mask: Tensor | None, Tp: int
+) -> Tensor:  # fmt: skip
+    """bool [B|1, H|1, NQ, BM, n]: the entries of KV tile ``cols`` the masked loop lets through (causal, bottom-right
+    aligned, and the explicit mask)."""
+    NQ, BM = rows.shape[0], rows.shape[1]
+    allowed = torch.ones(NQ, BM, cols.numel(), dtype=torch.bool, device=cols.device)
+    if causal:
+        allowed = allowed & (cols.view(1, 1, -1) <= S - T + rows)
+    if mask is not None:
+        mt = torch.nn.functional.pad(mask[..., cols], (0, 0, 0, Tp - T))  # [B|1, H|1, Tp, n]
+        allowed = allowed & mt.view(mt.shape[0], mt.shape[1], NQ, BM, -1)
+    return allowed
+
+
+@dataclass
+class _Rows:
+    """Every row's online-softmax state over the KV tiles so far, in base 2: running max m, sum l, output acc."""
+
+    m: Tensor  # [B, H, NQ, BM]
+    l: Tensor  # noqa: E741 - the paper's name
+    acc: Tensor  # [B, H, NQ, BM, D]
+
+    @classmethod
+    def start(cls, B: int, H: int, NQ: int, BM: int, D: int, dev) -> _Rows:
+        return cls(
+            m=torch.full((B, H, NQ, BM), float("-inf"), device=dev),
+            l=torch.zeros(B, H, NQ, BM, device=dev),
+            acc=torch.zeros(B, H, NQ, BM, D, device=dev),
+        )
+
+    def update(self, s: Tensor, v: Tensor, dtype: torch.dtype, visit: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One tile of masked scores ``s`` (base 2) and its values ``v``, kept for the Q blocks that ``visit`` it;
+        returns (m used, alpha, l after) for the trace."""
+        m_new = torch.maximum(self.m, s.amax(-1))
+        m_use = torch.where(m_new == float("-inf"), 0.0, m_new)  # FA2: a -inf max scales by 0, never NaN
+        alpha = torch.exp2(self.m - m_use)
+        p = torch.exp2(s - m_use[..., None])
+        l_new = self.l * alpha + p.sum(-1)
+        pv = torch.einsum("bhqmn,bhnd->bhqmd", p.to(dtype).float(), v)
+        acc_new = self.acc * alpha[..., None] + pv
+        self.m = torch.where(visit, m_new, self.m)
+        self.l = torch.where(visit, l_new, self.l)
+        self.acc = torch.where(visit[..., None], acc_new, self.acc)
+        return m_use, alpha, l_new
+
+    def finish(self, T: int, dtype: torch.dtype, BM: int, BN: int) -> FlashResult:
+        """O = acc / l and LSE (natural log) of the real rows."""
+        B, H, NQ, _, D = self.acc.shape
+        l_safe = torch.where(self.l == 0, 1.0, self.l)
+        o = (self.acc / l_safe[..., None]).view(B, H, NQ * BM, D)[:, :, :T].to(dtype)
+        lse = torch.where(self.l == 0, float("-inf"), (self.m + torch.log2(l_safe)) * LN2)
+        lse = lse.view(B, H, NQ * BM)[:, :, :T].contiguous()
+        return FlashResult(o=o, lse=lse, block_m=BM, block_n=BN, backend="torch")
+
+
+class _Tracer:
+    """The trace of :class:`FlashResult`: each row's m, l, alpha after each tile (natural units for m) and each
+    tile's state."""
+
+    def __init__(self, B: int, H: int, NQ: int, NKV: int, BM: int, row_ok: Tensor, dev):
+        shape = (B, H, NQ, NKV, BM)
+        self.tm, self.tl, self.ta = (torch.full(shape, float("nan"), device=dev) for _ in range(3))
+        self.ts = torch.zeros(B, H, NQ, NKV, dtype=torch.int8, device=dev)
+        self.row_ok = row_ok  # [NQ, BM, 1]: rows before T
+        self.pad_rows = ~row_ok.view(NQ, BM)
+
+    def record(self, j: int, visit: Tensor, m_use: Tensor, l_new: Tensor, alpha: Tensor, allowed: Tensor) -> None:
+        keep = visit & ~self.pad_rows  # [NQ, BM]
+        self.tm[:, :, :, j] = torch.where(keep, m_use * LN2, float("nan"))
+        self.tl[:, :, :, j] = torch.where(keep, l_new, float("nan"))
+        self.ta[:, :, :, j] = torch.where(keep, alpha, float("nan"))
+        real_masked = (~allowed & self.row_ok).flatten(-2).any(-1)  # [B|1, H|1, NQ]
+        state = torch.where(real_masked, VISITED_MASKED, VISITED).to(torch.int8)
+        self.ts[:, :, :, j] = torch.where(visit.view(-1), state, NOT_VISITED).to(torch.int8)
 
 
 def cdiv(a: int, b: int) -> int:
