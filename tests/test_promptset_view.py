@@ -249,3 +249,64 @@ def test_file_menu_opens_and_saves_runs(qtbot, run_file, tmp_path, monkeypatch):
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
     actions["Open run…"].trigger()
     assert "not an explorer run file" in win.last_error and view.proxy.rowCount() == 3  # the shown run stays
+
+
+def test_the_apps_prompt_set_run_drafts_with_heads_as_the_cli_does(qtbot, tmp_path):
+    """method=eagle in the app: the heads shipped beside the demo target are loaded (not refused), recorded in the
+    run's header, and the run is the one `explorer speculate --prompts F --method eagle` writes."""
+    from explorer.cli.main import main
+    from explorer.ui.theme import LIGHT
+    from explorer.ui.views.promptset import PromptSetView
+
+    QStandardPaths.setTestModeEnabled(True)  # the app's runs folder goes to a test location
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p.text, "id": p.id, "category": p.category}) + "\n"
+                               for p in PROMPTS[:2]))  # fmt: skip
+    view = PromptSetView(LIGHT)
+    qtbot.addWidget(view)
+    view.prompts_edit.setText(str(prompts))
+    view.apply_settings({"method": "eagle", "max_new": 6})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        session = Session(device="cpu")
+        session.load()
+        job = view.make_job(session)
+        for result in job():
+            view.add_record(result)
+        cli_out = tmp_path / "cli.jsonl"
+        tree = [f"--{key.replace('_', '-')}={view.settings_values()[key]}" for key in ("tree_depth", "tree_topk",
+                                                                                      "tree_budget")]  # fmt: skip
+        assert main(["speculate", "--prompts", str(prompts), "--method", "eagle", "--max-new-tokens", "6", *tree,
+                     "--device", "cpu", "--out", str(cli_out)]) == 0  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    app_run, cli_run = read_run(view.run.path), read_run(cli_out)
+    assert app_run.header["heads"]["eagle"]["kind"] == "eagle" and app_run.header["heads"] == cli_run.header["heads"]
+    assert [c.describe() for c in app_run.configurations] == [c.describe() for c in cli_run.configurations]
+    assert [(r.prompt, r.token_ids, r.totals()) for r in app_run.results] == [
+        (r.prompt, r.token_ids, r.totals()) for r in cli_run.results
+    ]
+    assert view.proxy.rowCount() == 2 and view.replayed is not None and view.replay.meta.options.method == "eagle"
+
+
+def test_a_replay_asks_the_player_through_signals(qtbot, run_file):
+    """The view never reaches into its window: a replayed prompt announces (step count, step to show) and a click
+    in the replayed panels asks for a step; with no window listening, the view shows them itself."""
+    from explorer.speculative.job import SpecRunMeta
+    from explorer.ui.theme import LIGHT
+    from explorer.ui.views.promptset import PromptSetView
+
+    path, live = run_file
+    view = PromptSetView(LIGHT)
+    qtbot.addWidget(view)
+    announced, asked = [], []
+    view.steps_changed.connect(lambda count, step: announced.append((count, step)))
+    view.step_requested.connect(asked.append)
+    view.open_run(path)
+    stored = next(r for r in live if r.prompt == "p1" and r.config == 0)
+    shown = max(s.step for s in stored.steps if len(s.tree.tokens))
+    assert announced == [(len(stored.steps), shown)] and view.current == view.replay.current == shown
+    assert isinstance(view.replay.meta, SpecRunMeta) and view.replay.meta.prompt_ids == stored.prompt_ids
+    view.replay.step_requested.emit(0)  # a click on a token of the replayed text
+    assert asked == [0] and view.current == view.replay.current == 0
