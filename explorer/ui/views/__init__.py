@@ -5,7 +5,7 @@ from __future__ import annotations
 from .amp import AmpView
 from .attention import AttentionView
 from .base import View
-from .generate_view import GenerateView
+from .generate import GenerateView
 from .promptset import PromptSetView
 from .speculative import SpeculativeView
 
