@@ -280,3 +280,55 @@ def test_a_shipped_tour_renders(qtbot, tmp_path):
     assert stats.shots == 11 and 35 <= stats.seconds_video <= 60
     with Image.open(out) as gif:
         assert gif.n_frames == 11 and gif.info["loop"] == 0
+
+
+# ------------------------------------------------------------------------------ computing without widgets
+def test_scene_values_are_what_the_window_would_run(qtbot):
+    """The recorder hands a runner what the view's panel would hold after the same settings: defaults, the seed,
+    the scene's settings as the controls keep them (a float setting rounded, an integer given for it as a float)."""
+    from explorer.ui.recorder.scenes import scene_values
+    from explorer.ui.theme import THEMES
+    from explorer.ui.views import VIEWS
+
+    scenes = [(s.view, t.seed or 0, s.settings) for t in map(load_tour, TOURS) for s in t.scenes if s.kind == "view"]
+    scenes += [("speculative", 7, {"accept": "sample", "temperature": 0.755}), ("generate", 3, {"temperature": 1})]
+    for name, seed, settings in scenes:
+        view = VIEWS[name](THEMES["light"])
+        view.apply_settings({"seed": seed, **settings} if "seed" in view.setting_widgets() else settings)
+        want = view.job_values()
+        got = scene_values(VIEWS[name], seed, settings)
+        assert got == want and [type(v) for v in got.values()] == [type(v) for v in want.values()], (name, settings)
+        view.deleteLater()
+
+
+def test_settings_that_follow_the_model_stop_at_its_last_layer_and_head():
+    from types import SimpleNamespace
+
+    from explorer.ui.recorder.scenes import fit_to_model
+
+    config = SimpleNamespace(num_layers=2, num_heads=4)
+    assert fit_to_model("attention", {"layer": 3, "head": 1, "length": 64}, config) == {"layer": 1, "head": 1,
+                                                                                        "length": 64}  # fmt: skip
+    assert fit_to_model("speculative", {"gamma": 9}, config) == {"gamma": 9}
+
+
+def test_the_recorder_computes_with_the_runners_not_views(qtbot, monkeypatch):
+    """A tour's jobs run through explorer.jobs with no view built; the views that draw get the runner's meta."""
+    from explorer.ui.recorder import Recorder
+    from explorer.ui.recorder.scenes import ModelOverrides, compute_scenes
+    from explorer.ui.views.base import View
+
+    tour = single_view_tour("generate", 3)
+
+    def no_views(*_a, **_k):
+        raise AssertionError("a view was built to compute")
+
+    with monkeypatch.context() as m:
+        m.setattr(View, "__init__", no_views)
+        computed = compute_scenes(tour, 0, ModelOverrides(), set(), lambda msg: None)
+    assert len(computed[0].records) == 3 and computed[0].meta is not None
+    rec = Recorder(tour, SMALL, 10)
+    rec.compute()
+    assert rec.views[0].meta is not None and len(rec.views[0].records) == 3
+    for view in rec.views.values():
+        view.deleteLater()

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtWidgets import QApplication
 
-from ...errors import ExplorerError
 from ...interrupt import check as check_interrupt
 from ...interrupt import deferred as deferred_interrupts
-from ...recording.tour import VIEW_TITLES, Shot, Tour, plan_shots
+from ...recording.tour import VIEW_TITLES, Scene, Shot, Tour, plan_shots
 from ...recording.video import ThreadedWriter, check_record_output, open_writer
 from ...session import Session
 from ..theme import THEMES, apply_theme
@@ -32,6 +31,7 @@ from ..views import VIEWS
 from ..views.base import View
 from .fonts import prepare_view, ui_font
 from .frames import FrameRenderer
+from .scenes import ComputedScene, ModelOverrides, check_scene, compute_scenes
 
 
 @dataclass
@@ -83,17 +83,6 @@ def format_caption(tour: Tour, shot: Shot, view: View, session: Session | None =
         raise tour.error(shot.caption_path, f"caption: {exc}") from None
 
 
-@dataclass
-class ModelOverrides:
-    """`explorer record --model/--draft/--prompt/--device/--dtype`: replace what the tour names."""
-
-    target: str | None = None
-    draft: str | None = None
-    prompt: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-
-
 class Recorder:
     """Records a tour: checks it against the views, runs each scene's job (``prepare``), then yields frames."""
 
@@ -130,111 +119,31 @@ class Recorder:
     def check(self) -> None:
         """Everything that can be checked before a model loads: views, settings, select / zoom support."""
         for scene in self.tour.scenes:
-            if scene.kind != "view" or scene.index in self.views:
-                continue
-            at = ("scene", scene.index)
-            view = VIEWS[scene.view](self.theme)
-            try:
-                for key, value in scene.settings.items():
-                    problem = view.check_setting(key, value)
-                    if problem:
-                        raise self.tour.error(at + ("settings", key), problem)
-                for ev in scene.events:
-                    for key, value in ev.settings.items():
-                        problem = view.check_setting(key, value)
-                        if problem is None and key not in view.display_settings:
-                            shown = ", ".join(view.display_settings) or "none"
-                            problem = (
-                                f"setting {key} changes the {view.name} view's computation: set it in the scene's "
-                                f"settings; within a scene only display settings can change ({shown})"
-                            )
-                        if problem:
-                            raise self.tour.error(at + ("at", ev.index, "settings", key), problem)
-                focus = [("select", at + ("select",), scene.select), ("zoom", at + ("zoom",), scene.zoom)]
-                for e in scene.events:
-                    focus += [("select", at + ("at", e.index, "select"), e.select)]
-                    focus += [("zoom", at + ("at", e.index, "zoom"), e.zoom)]
-                for what, path, value in focus:
-                    if value is not None and what not in view.focus_help:
-                        raise self.tour.error(path, f"the {view.name} view does not support {what}")
-            finally:
-                view.deleteLater()
-
-    def _session(self, scene) -> Session:
-        """The scene's models and prompt; `explorer record --model/--draft/--prompt` replace the tour's."""
-        m = self.models
-        s = Session()
-        if m.target:
-            s.target_dir = Path(m.target).expanduser()
-            s.draft_dir = Path(m.draft).expanduser() if m.draft else None  # as `explorer --model` does
-        else:
-            if scene.target is not None:
-                s.target_dir = scene.target
-            if m.draft:
-                s.draft_dir = Path(m.draft).expanduser()
-            elif scene.no_draft:
-                s.draft_dir = None
-            elif scene.draft is not None:
-                s.draft_dir = scene.draft
-        if m.prompt is not None:
-            s.prompt = m.prompt
-        elif scene.prompt is not None:
-            s.prompt = scene.prompt
-        if m.device:
-            s.device = m.device
-        s.dtype = m.dtype
-        return s
+            if scene.kind == "view" and scene.index not in self.views:
+                check_scene(self.tour, scene)
 
     def compute(self) -> None:
-        """Run every view scene's job (jobs with equal inputs run once) on models loaded once per pair."""
-        import torch
-
-        pairs: dict[tuple, tuple] = {}
-        done: dict[tuple, View] = {}
+        """Run every view scene's job with its engine's runner (jobs with equal inputs run once, on models loaded
+        once per pair), then give each scene a view that draws its records."""
         t0 = time.perf_counter()
-        for scene in self.tour.scenes:
-            if scene.kind != "view" or scene.index in self.views:
-                continue
-            at = ("scene", scene.index)
-            session = self._session(scene)
-            if not VIEWS[scene.view].uses_draft:
-                session.draft_dir = None  # nothing to load, and the footer names only what computed
-            key = (str(session.target_dir), str(session.draft_dir), session.device, session.dtype)
-            if key not in pairs:
-                draft = f" + {session.draft_dir.name}" if session.draft_dir else ""
-                self.log(f"loading {session.target_dir.name}{draft}")
-                try:
-                    pairs[key] = session.load_pair()
-                except ExplorerError as exc:
-                    raise self.tour.error(at + ("target",), str(exc)) from None
-            session.target, session.draft = pairs[key]
-            view = VIEWS[scene.view](self.theme)
-            prepare_view(view)
-            if "seed" in view.setting_widgets():
-                view.apply_settings({"seed": self.seed})
-            view.apply_settings(scene.settings)
-            job_key = (scene.view, key, session.prompt, self.seed, tuple(sorted(
-                (k, v) for k, v in view.settings_values().items() if k not in view.display_settings
-            )))  # fmt: skip
-            if job_key in done:
-                source = done[job_key]
-                view.meta = source.meta
-                for r in source.records:
-                    view.add_record(r)
-            else:
-                self.log(f"scene {scene.index + 1}: running the {scene.view} view")
-                torch.manual_seed(self.seed)
-                try:
-                    job = view.make_job(session)
-                    for record in job():
-                        check_interrupt()
-                        view.add_record(record)
-                except ExplorerError as exc:
-                    raise self.tour.error(at + ("view",), str(exc)) from None
-                done[job_key] = view
-            self.views[scene.index] = view
-            self.sessions[scene.index] = session
+        computed = compute_scenes(self.tour, self.seed, self.models, set(self.views), self.log)
         self.seconds_compute = time.perf_counter() - t0
+        for index, run in computed.items():
+            self.views[index] = self._drawing_view(self.tour.scenes[index], run)
+            self.sessions[index] = run.session
+
+    def _drawing_view(self, scene: Scene, run: ComputedScene) -> View:
+        """A view in recording mode with the scene's settings (display ones included), its run's metadata and
+        records."""
+        view = VIEWS[scene.view](self.theme)
+        prepare_view(view)
+        if "seed" in view.setting_widgets():
+            view.apply_settings({"seed": self.seed})
+        view.apply_settings(scene.settings)
+        view.meta = run.meta
+        for record in run.records:
+            view.add_record(record)
+        return view
 
     def plan(self) -> None:
         """Shots, captions with their live numbers, selections: all checked before the first frame is drawn."""
