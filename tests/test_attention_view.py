@@ -169,6 +169,74 @@ def test_sliding_window_mask():
     assert allowed_mask(4, causal=False).all()
 
 
+# ---------------------------------------------------------------- the words (Qt-free describe) and the block series
+
+def _ink():
+    from explorer.attention.describe import Ink
+
+    return Ink(text="#111", muted="#666", accent="#e45", bar="#47a", alpha="#3a3", ok="#2e4")
+
+
+def test_describe_formats_numbers():
+    from explorer.attention.describe import fmt_bytes, range_tip, sci
+
+    assert fmt_bytes(393_216) == "393 KB" and fmt_bytes(12) == "12 B" and fmt_bytes(2.5e9) == "2.5 GB"
+    assert sci(None) == "–" and sci(0) == "0" and sci(0.25) == "0.25" and sci(5e-6) == "5.0e-06"
+    assert range_tip("tiny", 4, "heads") == "tiny has 4 heads: 0 .. 3"
+
+
+def test_describe_header_titles_and_captions(tiny):
+    from explorer.attention import describe
+
+    steps = walk_steps(tiny)
+    walk, ink = steps[0].walk, _ink()
+    first, last = steps[0], steps[-1]
+    text = describe.header_html(first, len(steps), ink, unsafe=False, fa4=False)
+    lines = text.split("<br>")
+    assert len(lines) == 3 and f"step 1 of {len(steps)}" in lines[0] and "Q block <b>0</b>" in lines[0]
+    assert f"layer 1 · head 2 (kv head {walk.meta.kv_head})" in lines[1] and walk.backend_label in lines[1]
+    assert "Tri Dao" in lines[2] and "pass" in lines[2] and f"color:{ink.ok}" in lines[2]
+    both = describe.header_html(first, len(steps), ink, unsafe=True, fa4=True).split("<br>")
+    assert "unsafe softmax" in both[3] and "FA-4 conditional rescaling" in both[4]
+    worst = describe.header_html(first, len(steps), ink, unsafe=False, fa4=False, worst=True)
+    assert "last tile of this Q block" in worst and f"step {len(steps)} of {len(steps)}" in worst
+    assert len(describe.matrix_titles(last, ink)) == 3 and describe.matrix_titles(last, ink)[-1] == "scores s = q·kᵀ/√D"
+    row = walk.shown_row(last, None)
+    long_m, *_ = describe.m_titles(last, row, ink, fa4=True)
+    label, short = describe.row_labels(last, row)
+    assert label.startswith(short + " “") and label in long_m and "FA-4" in long_m
+    assert "at the last tile" in describe.distance_titles(last, row, ink)[0]
+    assert describe.m_axis_label(True) == "m (log₂)" and describe.m_axis_label(False) == "m (nat)"
+    fields = describe.caption_fields(last, row)
+    assert fields["tiles_total"] == walk.meta.tiles_visited + walk.meta.tiles_skipped
+    assert fields["row"] == last.rows[0] + row
+    header, rows = describe.export_table(steps)
+    assert header[:4] == ["step", "q_block", "kv_block", "state"] and len(rows) == len(steps)
+    assert all(len(r) == len(header) for r in rows) and rows[0][3] == "masked"
+    legend = describe.legend_html({k: (1, 2, 3) for k in ("done", "pending", "never", "masked", "overflow")}, ink, True)
+    assert "rgb(1,2,3)" in legend and "exp(s) = inf in fp16" in legend
+
+
+def test_block_series_and_the_row_shown(tiny):
+    steps = walk_steps(tiny)
+    walk = steps[0].walk
+    s = steps[-1]
+    b = walk.block(s.q_block)
+    assert walk.block(s.q_block) is b  # kept
+    assert b.m.shape == (walk.trace.tile_state.shape[1], b.rows) == b.distance.shape
+    assert b.m_range[0] <= np.nanmin(b.m) and b.d_max == np.nanmax(b.distance) and b.l_range[0] > 0
+    assert not (b.alpha == 0).any()  # alpha 0 (a row's first tile) is not drawn on the log axis
+    rescales = walk.fa2_rescale[s.q_block, :, : b.rows].sum(0)
+    assert rescales[b.busiest_row] == rescales.max()
+    assert walk.shown_row(s, None) == b.busiest_row
+    assert walk.shown_row(s, s.rows[0] + 1) == 1 and walk.shown_row(s, s.rows[0] - 1) == b.busiest_row
+    assert walk.step_index[s.q_block, s.kv_block] == s.step
+    assert (walk.step_index[walk.trace.tile_state == 0] == -1).all()
+    assert walk.block_key_end(s.q_block) == s.keys[1]
+    lo, hi = walk.score_levels
+    assert lo < hi and walk.score_image().dtype == np.float32
+
+
 # ---------------------------------------------------------------- the view
 
 
