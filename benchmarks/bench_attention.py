@@ -120,8 +120,8 @@ def demo_rows(backends: list[str], repeats: int) -> list[tuple]:
         cpu, wall, tr = timed(run, repeats)
         label = "Triton interpreter" if backend == "triton" else "torch (tiled)"
         source = f"{lm.name} L{layer} H{head}, whole trace_attention"
-        tiles = f"{tr.meta['tiles_visited']}/{tr.meta['tiles_total']}"
-        rows.append((label, source, tr.meta["n"], tiles, cpu, wall, tr.meta["model_max_abs_diff"], ""))
+        tiles = f"{tr.meta.tiles_visited}/{tr.meta.tiles_total}"
+        rows.append((label, source, tr.meta.n, tiles, cpu, wall, tr.meta.model_max_abs_diff, ""))
     return rows
 
 
