@@ -352,3 +352,131 @@ def test_cli_errors_are_explorer_errors(tmp_path):
     args = amp_args("--init-scale", "0")
     with pytest.raises(ExplorerError, match="--init-scale must be a finite number above 0"):
         args.func(args)
+
+
+# ---------------------------------------------------------------- the runner and its words (Qt-free)
+
+
+def tiny_lm():
+    """What the runner reads of a loaded model: its path, tokenizer, config and weights."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(path="tiny", encode=lambda text: [ord(c) % CFG.vocab_size for c in text], config=CFG,
+                           model=tiny_model())  # fmt: skip
+
+
+def test_settings_from_values_are_the_views_and_the_clis():
+    from explorer.amp.engine import settings_from_values
+    from explorer.amp.options import VIEW
+
+    view = settings_from_values({**VIEW.defaults(), "spike_step": 3})
+    assert view.init_scale == 2.0**16 and view.growth_interval == 4 and view.spike == (3, 1e6)
+    assert view.device == "cpu" and view.lr == 1e-4 and view.batch == 2  # the rest: the schema's defaults
+    cli = settings_from_values({"init_scale": 8.0, "steps": 5}, device="cuda")
+    assert cli.init_scale == 8.0 and cli.spike is None and cli.device == "cuda" and cli.growth_interval is None
+    with pytest.raises(ExplorerError, match="the loss spike at step 5 would never happen"):
+        settings_from_values({"steps": 3, "spike_step": 5})
+    with pytest.raises(ExplorerError, match="steps must be an integer in 1..2000"):
+        settings_from_values({"steps": 0})
+
+
+def test_training_job_fills_its_meta_as_it_runs():
+    from explorer.amp.engine import settings_from_values
+    from explorer.amp.job import training_job
+
+    values = {"steps": 10, "policy": "deepspeed", "init_scale": 1.0, "hysteresis": 1, "spike_step": 2,
+              "spike_factor": 1e38, "seq_len": 16}  # fmt: skip
+    settings = settings_from_values(values)
+    job = training_job(tiny_lm(), settings, "x" * 400)
+    assert job.meta.groups is None and job.meta.to_json() == {
+        "model": "tiny", "settings": dict(vars(settings)), "stopped": None}  # fmt: skip
+    records = []
+    for r in job.records():
+        assert job.meta.groups == ["embed", "layers.0", "layers.1", "head"]
+        assert (job.meta.stopped is not None) == (r.event == "stop")  # known before the last record arrives
+        records.append(r)
+    assert [r.step for r in records] == [0, 1, 2] and "already at minimum" in job.meta.stopped
+    assert list(job.meta.to_json()) == ["model", "settings", "stopped", "groups"]  # the export's keys, in order
+    json.dumps(job.meta.to_json())
+
+
+def test_training_job_records_equal_the_trainers():
+    from explorer.amp.engine import settings_from_values, text_tokens, trainable_copy
+    from explorer.amp.job import training_job
+
+    lm, text = tiny_lm(), "some text to train on, " * 20
+    settings = settings_from_values({"steps": 3, "seq_len": 16, "seed": 4})
+    via_job = list(training_job(lm, settings, text).records())
+    torch.manual_seed(4)
+    trainer = AmpTrainer(trainable_copy(lm), text_tokens(lm.encode, text, 16), settings)
+    direct, _ = trainer.run()
+    trainer.close()
+    assert [(r.loss, r.scale, r.skipped) for r in via_job] == [(r.loss, r.scale, r.skipped) for r in direct]
+
+
+def step_record(**kw):
+    from explorer.amp.records import StepRecord
+
+    groups, counts = 3, np.zeros((3, len(BANDS)), np.int64)
+    unscaled, scaled = counts.copy(), counts.copy()
+    unscaled[:, BANDS.index("flushed")] = [10, 0, 0]
+    unscaled[:, BANDS.index("normal")] = 90
+    scaled[:, BANDS.index("normal")] = [100, 90, 90]
+    scaled[2, BANDS.index("inf_nan")] = 10
+    hist = np.ones((groups, len(HIST_BINS)), np.int64)
+    base = dict(step=1, loss=2.5, loss_factor=1.0, scale=2.0**16, next_scale=2.0**15, found_inf=True, skipped=True,
+                event="backoff", growth_tracker=0, hysteresis=None, first_overflow="lm_head", seconds=0.25,
+                act_scaled=scaled, act_unscaled=unscaled, act_hist_scaled=hist, act_hist_unscaled=hist,
+                param_scaled=scaled, param_unscaled=unscaled, param_hist_scaled=hist, param_hist_unscaled=hist,
+                param_lost=np.array([5, 0, 0]), param_hist_reference=hist)  # fmt: skip
+    return StepRecord(**{**base, **kw})
+
+
+def test_describe_words():
+    from explorer.amp import describe
+
+    r = step_record()
+    assert describe.status_word(r) == "overflow → step skipped" and describe.event_word(r) == "back off ×½"
+    clean = step_record(found_inf=False, skipped=False, event=None)
+    assert describe.status_word(clean) == "clean" and describe.event_word(clean, "none") == "none"
+    assert describe.scale_text(2.0**29) == "2^29" and describe.scale_text(3.0) == "3"
+    assert [describe.pct(1, 3), describe.pct(1, 300), describe.pct(1, 30000)] == ["33%", "0.3%", "0.00%"]
+    assert [describe.nice_top(x) for x in (0.5, 1.5, 3, 7, 40)] == [1.0, 2, 5, 10, 50]
+    assert describe.group_label("layers.12") == "L12"
+    assert describe.thinned_rows(32, 4)[:3] == [0, 4, 8] and describe.thinned_rows(32, 4)[-1] == 31
+    assert 28 not in describe.thinned_rows(32, 4)  # the last label never crowds its neighbour
+
+
+def test_describe_header_bands_and_captions():
+    from explorer.amp import describe
+
+    r = step_record()
+    g = describe.gradients(r, activation=False)
+    header = describe.header_html(r, 5, "torch", "float16", None, g, muted="#777", seconds=True)
+    assert "step 2 of 5" in header and "torch scaler, float16 autocast" in header and "scale 2^16 →" in header
+    assert "first overflow in <b>lm_head</b>" in header and "0.25 s" in header and "lost to zero" in header
+    quiet = describe.header_html(r, 5, "torch", "float16", "stopped here", g, muted="#777", seconds=False)
+    assert " s</span>" not in quiet and "stopped here" in quiet
+    act = describe.gradients(r, activation=True)
+    assert act.lost is None and "flushed to zero: 3.57%" in describe.loss_line(act, r.scale)
+    bands = describe.band_html(g, r.scale, "#f00")
+    assert "scaled g × 2^16" in bands and "lost in the fp16 backward" in bands
+    assert "lost in the fp16" not in describe.band_html(act, r.scale, "#f00")
+    assert describe.nonfinite_note(g) == "3.6% inf/NaN\nnot drawn"
+    assert len(describe.hist_title_variants(True, "a", "b", "c")) == 2
+    assert "fp32" not in describe.hist_title_variants(False, "a", "b", "c")[0]
+    fields = describe.caption_fields(r, [step_record(step=0), r], activation=False)
+    assert fields["skipped"] == 2 and fields["scale_log2"] == 16 and fields["next_scale_log2"] == 15
+    assert fields["flushed_unscaled"] == pytest.approx(100 * 10 / 280) and fields["flushed_scaled"] == 0
+
+
+def test_describe_layer_shares():
+    from explorer.amp import describe
+
+    records = [step_record(step=0), step_record(step=1)]
+    over, lost = describe.layer_shares(records, activation=False, columns=4)
+    assert over.shape == lost.shape == (3, 4) and not over[:, 2:].any()
+    assert over[2, 0] == pytest.approx(100 * 10 / 100) and over[0, 0] == 0
+    assert lost[0, 0] == pytest.approx(100 * 15 / 100)  # flushed by g / S and lost in the fp16 backward
+    _, act_lost = describe.layer_shares(records, activation=True, columns=4)
+    assert act_lost[0, 0] == pytest.approx(100 * 10 / 100)
