@@ -113,8 +113,8 @@ def band_html(g: Gradients, scale: float, accent: str) -> str:
 
 
 def nonfinite_note(g: Gradients) -> str:
-    """"86% inf/NaN / not drawn" when the scaled gradients hold enough inf/NaN to say so (the histogram's bins
-    hold finite values only), else ""."""
+    """A note such as "86% inf/NaN / not drawn" when the scaled gradients hold enough inf/NaN to say so (the
+    histogram's bins hold finite values only), else ""."""
     total = max(int(g.unscaled.sum(0).sum()), 1)
     bad = int(g.scaled.sum(0)[BANDS.index("inf_nan")])
     return f"{pct(bad, total)} inf/NaN\nnot drawn" if bad / total >= 0.0005 else ""

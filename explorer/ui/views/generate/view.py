@@ -107,9 +107,10 @@ class GenerateView(View):
     def export_rows(self) -> tuple[list[str], list[list]]:
         header = ["step", "token_id", "token_text", "chosen_prob", "chosen_rank", "entropy_bits", "top1_text",
                   "top1_prob", "seconds"]  # fmt: skip
-        rows = [
-            [r.step, r.token_id, r.token_text, r.chosen_prob, r.chosen_rank + 1, r.entropy_bits, r.top_texts[0],
-             float(r.top_probs[0]), r.seconds]  # fmt: skip
-            for r in self.records
-        ]
+        rows = [self._row(r) for r in self.records]
         return header, rows
+
+    @staticmethod
+    def _row(r: GenerateRecord) -> list:
+        return [r.step, r.token_id, r.token_text, r.chosen_prob, r.chosen_rank + 1, r.entropy_bits, r.top_texts[0],
+                float(r.top_probs[0]), r.seconds]  # fmt: skip
