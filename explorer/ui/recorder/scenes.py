@@ -20,8 +20,10 @@ from ..views.base import View
 
 SPIN_BOX_DECIMALS = 2  # a float setting without its own decimals: what the panel's spin box keeps
 # Settings that follow the loaded model, as the window's view does before it runs (out of range: the model's last):
-# setting -> the model config's count.
-FOLLOW_MODEL = {"attention": {"layer": "num_layers", "head": "num_heads"}}
+# setting -> how many the model config has.
+FOLLOW_MODEL: dict[str, dict[str, Callable[[Any], int]]] = {
+    "attention": {"layer": lambda config: config.num_layers, "head": lambda config: config.num_heads},
+}
 
 
 @dataclass
@@ -119,7 +121,7 @@ def scene_values(view: type[View], seed: int, settings: dict[str, Any]) -> dict[
 def fit_to_model(view: str, values: dict[str, Any], config: Any) -> dict[str, Any]:
     """``values`` with the settings that follow the model (FOLLOW_MODEL) at most its last layer, head, ..."""
     counts = FOLLOW_MODEL.get(view, {})
-    return {k: min(v, getattr(config, counts[k]) - 1) if k in counts else v for k, v in values.items()}
+    return {k: min(v, counts[k](config) - 1) if k in counts else v for k, v in values.items()}
 
 
 def compute_scenes(
