@@ -302,7 +302,8 @@ def test_eagle_chain_drafting_matches_a_step_by_step_reference():
     cos, sin = eagle.rope_table(40)
     ref = rope_cos_sin(eagle.inv_freq, torch.arange(40)[None], torch.float32)
     assert torch.equal(cos, ref[0]) and torch.equal(sin, ref[1])
-    tokens, parent, qs, dists, *_ = spec.draft_eagle(4)
+    drafted = spec.drafter.draft(4)
+    tokens, parent, qs, dists = drafted.tokens, drafted.parent, drafted.q, drafted.dists
     assert parent == [-1, 0, 1, 2] and spec.ecache.length == len(prompt) - 1  # drafted entries dropped
     assert all(d.shape == (97,) and float(d[1::2].sum()) == 0 for d in dists)
 
@@ -345,7 +346,7 @@ def test_loaded_heads_multiply_through_float16_copies_on_the_cpu():
     assert heads.module.fc.inference[0].dtype == torch.float16
     assert all(v.dtype == torch.float32 and torch.equal(v, state[k]) for k, v in heads.module.state_dict().items())
     spec = Speculator(target, None, [5, 17, 3, 88], 20, OPTIONS["eagle"], heads)
-    assert spec._lm_head().dtype == torch.float16 and spec._lm_head().shape == (49, 32)
+    assert spec.drafter.lm_head().dtype == torch.float16 and spec.drafter.lm_head().shape == (49, 32)
     result = run_speculation(target, None, [5, 17, 3, 88], 30, OPTIONS["eagle"], heads=heads, runs=1)
     assert result.token_ids == generate(target, [5, 17, 3, 88], 30, stop_at_eos=False)
     assert not for_inference(random_heads("mtp", target).module, half=False).half_weights

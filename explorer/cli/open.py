@@ -81,37 +81,50 @@ def base_values(args: argparse.Namespace, method: str) -> tuple[dict, bool]:
     return values, explicit
 
 
-def speculate_set(args: argparse.Namespace, method: str, load_heads_for=None, heads_kind=None) -> int:
+def speculate_set(args: argparse.Namespace, method: str) -> int:
     """Every prompt of --prompts (or the one --prompt) under the base options and each --compare, streamed into
     --out (resumed when it holds the same run), one line per prompt and configuration on stdout (JSON with --json),
-    then the aggregates. ``load_heads_for(target, method, dir)`` and ``heads_kind(dir)`` load draft heads (passed
-    in by explorer/cli/speculate.py, which owns --heads)."""
+    then the aggregates."""
     from ..atomic import check_output
-    from ..models.checkpoint import default_model_dirs, load_model
-    from ..session import DEFAULT_PROMPT
-    from ..speculative.analysis import analyse, categories
-    from ..speculative.promptsets import Prompt, read_prompt_set
-    from ..speculative.runs import (
-        Configuration,
-        Run,
-        RunWriter,
-        check_configurations,
-        make_header,
-        parse_compare,
-        run_prompt_set,
-    )
+    from ..speculative.analysis import analyse
+    from ..speculative.runs import Configuration, check_configurations, make_header, parse_compare
 
     base, explicit_accept = base_values(args, method)
     configs = [Configuration("base", base)]
     configs += [parse_compare(text, base, explicit_accept) for text in args.compare]
     check_configurations([c for c in configs if not c.uses_heads], has_draft=True)  # before any model loads
-    heads_dir = getattr(args, "heads", None)  # --heads DIR (draft heads: medusa, eagle, mtp)
-    if args.prompts is not None:
-        prompts = read_prompt_set(args.prompts)
-    else:
-        prompts = [Prompt("1", args.prompt or DEFAULT_PROMPT)]
+    prompts = read_prompts_of(args)
     if args.out:
         check_output(args.out, RUN_SUFFIXES, flag="--out")
+    target, draft = load_models(args, configs, method)
+    heads = resolve_heads(target, configs, getattr(args, "heads", None))
+    check_configurations(configs, has_draft=draft is not None, heads=heads)
+    encode, encoding = prompt_encoder(args, target)
+    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts, encoding, heads)
+    done = stream_run(args, header, (prompts, configs), (target, draft, heads), encode)
+    if args.json:
+        print(json.dumps(analyse(done)))
+        return 0
+    print_aggregates(done, configs)
+    if args.out:
+        print(f"run written to {args.out} (explorer open {args.out})", file=sys.stderr)
+    return 0
+
+
+def read_prompts_of(args: argparse.Namespace) -> list:
+    """The prompts of --prompts FILE, else the one --prompt (or the default prompt)."""
+    from ..session import DEFAULT_PROMPT
+    from ..speculative.promptsets import Prompt, read_prompt_set
+
+    if args.prompts is not None:
+        return read_prompt_set(args.prompts)
+    return [Prompt("1", args.prompt or DEFAULT_PROMPT)]
+
+
+def load_models(args: argparse.Namespace, configs: list, method: str) -> tuple:
+    """The target, and the draft model when a configuration drafts with one."""
+    from ..models.checkpoint import default_model_dirs, load_model
+
     dirs = default_model_dirs()
     device = check_device(args.device)
     target = load_model(args.model or dirs["target"], dtype=args.dtype, device=device)
@@ -119,26 +132,48 @@ def speculate_set(args: argparse.Namespace, method: str, load_heads_for=None, he
     if needs_draft and args.draft is None and args.model is not None and method == "lookup":
         raise ExplorerError("a compared configuration drafts with a model: give --draft DIR")
     draft = load_model(args.draft or dirs["draft"], dtype=args.dtype, device=device) if needs_draft else None
-    heads = {}  # method -> heads: each head method's own (--heads DIR or found beside the target)
-    for c in configs if load_heads_for is not None else []:
-        m = c.values["method"]
-        if c.uses_heads and m not in heads:
-            heads[m] = load_heads_for(target, m, heads_dir if heads_dir and heads_kind(heads_dir) == m else None)
-        elif m == "lookup" and heads_dir and m not in heads:  # heads guess where no n-gram matches
-            heads[m] = load_heads_for(target, heads_kind(heads_dir), heads_dir)
-    check_configurations(configs, has_draft=draft is not None, heads=heads)
+    return target, draft
+
+
+def resolve_heads(target, configs: list, heads_dir: str | None) -> dict:
+    """method -> heads: each head method's own (--heads DIR when it holds that kind, else found beside the
+    target), and prompt lookup's fallback where no n-gram matches (--heads DIR's): as the app resolves them."""
+    from ..session import Session
+    from ..speculative.runs import heads_for_configurations
+    from .speculate import heads_dir_for, heads_kind
+
+    methods = {c.values["method"] for c in configs}
+    uses = [c.values["method"] for c in configs if c.uses_heads]
+    kind = heads_kind(heads_dir) if heads_dir and (uses or "lookup" in methods) else None
+    dirs = {m: heads_dir_for(target, m, heads_dir if kind == m else None) for m in uses}
+    lookup_kind = kind if "lookup" in methods else None
+    if lookup_kind is not None:
+        dirs.setdefault(lookup_kind, heads_dir)
+    session = Session(target_dir=target.path, draft_dir=None, target=target, heads_dirs=dirs)
+    return heads_for_configurations(session, configs, lookup_kind=lookup_kind)
+
+
+def prompt_encoder(args: argparse.Namespace, target) -> tuple:
+    """Prompt -> ids (--chat templates every prompt; a Spec-Bench turn is templated whenever the model has a
+    template), and the encoding settings the run's header records. Applies --ignore-eos to the target."""
     chat_all, system = bool(getattr(args, "chat", None)), getattr(args, "system", None)
     ignore_eos = bool(getattr(args, "ignore_eos", None))
     if ignore_eos:
         target.eos_token_ids = ()
 
-    def encode(p: Prompt) -> list[int]:
-        """--chat templates every prompt; a Spec-Bench turn is templated whenever the model has a template."""
+    def encode(p) -> list[int]:
         chat = chat_all or (p.chat and target.prompt_format.chat_template is not None)
         return target.prompt_ids(p.text, chat=chat, system=system if chat else None)
 
-    encoding = {"chat": chat_all, "system": system, "ignore_eos": ignore_eos}
-    header = make_header(prompts, configs, target, draft, base["seed"], args.prompts, encoding, heads)
+    return encode, {"chat": chat_all, "system": system, "ignore_eos": ignore_eos}
+
+
+def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tuple, encode):
+    """Run the pairs of ``work`` (prompts, configurations) not done yet with ``models`` (target, draft, heads),
+    writing them into --out, with one line each on stdout; the whole run."""
+    from ..speculative.runs import Run, RunWriter, run_prompt_set
+
+    (prompts, configs), (target, draft, heads) = work, models
     writer = RunWriter(args.out, header) if args.out else None
     done = writer.run if writer is not None else Run(None, header)
     if writer is not None and done.results:
@@ -147,22 +182,29 @@ def speculate_set(args: argparse.Namespace, method: str, load_heads_for=None, he
         for r in run_prompt_set(target, draft, prompts, configs, writer, encode=encode, heads=heads):
             if writer is None:
                 done.results.append(r)
-            s = r.stats
-            if args.json:
-                print(json.dumps({"prompt": r.prompt, "category": r.category, "config": configs[r.config].key,
-                                  "prompt_ids": r.prompt_ids, "token_ids": r.token_ids, "text": r.text,
-                                  "stats": s}), flush=True)  # fmt: skip
-            else:
-                div = s["first_divergence"]
-                print(f"{r.prompt:>8}  {configs[r.config].key:<16} alpha {s['alpha']:.2f}  tokens/step "
-                      f"{s['new_tokens'] / max(s['steps'], 1):.2f}  speedup {s['speedup'] or 0:.2f}x  "
-                      f"first divergence {'none' if div is None else div}", flush=True)  # fmt: skip
+            print_result(args, r, configs[r.config].key)
     finally:
         if writer is not None:
             writer.close()
+    return done
+
+
+def print_result(args: argparse.Namespace, r, key: str) -> None:
+    s = r.stats
     if args.json:
-        print(json.dumps(analyse(done)))
-        return 0
+        print(json.dumps({"prompt": r.prompt, "category": r.category, "config": key, "prompt_ids": r.prompt_ids,
+                          "token_ids": r.token_ids, "text": r.text, "stats": s}), flush=True)  # fmt: skip
+    else:
+        div = s["first_divergence"]
+        print(f"{r.prompt:>8}  {key:<16} alpha {s['alpha']:.2f}  tokens/step "
+              f"{s['new_tokens'] / max(s['steps'], 1):.2f}  speedup {s['speedup'] or 0:.2f}x  "
+              f"first divergence {'none' if div is None else div}", flush=True)  # fmt: skip
+
+
+def print_aggregates(done, configs: list) -> None:
+    """Per configuration and category: acceptance, tokens per step, speedup."""
+    from ..speculative.analysis import categories
+
     for i, c in enumerate(configs):
         results = [r for r in done.results if r.config == i]
         print(f"{c.key} ({c.describe()}):")
@@ -173,6 +215,3 @@ def speculate_set(args: argparse.Namespace, method: str, load_heads_for=None, he
             sp = "n/a" if k.speedup is None else f"{k.speedup:.2f}x"
             print(f"  {name:<16} {k.prompts:>4} prompts  alpha {k.alpha:.2f}  mean accepted {k.mean_accepted:.2f} "
                   f"(+bonus {k.mean_with_bonus:.2f})  tokens/step {k.tokens_per_step:.2f}  speedup {sp}")
-    if args.out:
-        print(f"run written to {args.out} (explorer open {args.out})", file=sys.stderr)
-    return 0

@@ -100,16 +100,23 @@ def heads_kind(path: str) -> str:
     return kind
 
 
+def heads_dir_for(target, method: str, heads_dir: str | None):
+    """The heads directory a head method drafts with: --heads DIR, else the one found beside the target."""
+    from ..speculative.heads import find_heads
+
+    if heads_dir is not None:
+        return heads_dir
+    found = find_heads(target.path).get(method)
+    if found is None:
+        raise ExplorerError(f"--method {method} needs --heads DIR (no {method} heads found beside {target.path})")
+    return found
+
+
 def load_heads_for(target, method: str, heads_dir: str | None):
     """The heads a head method drafts with: --heads DIR, else the ones found beside the target."""
-    from ..speculative.heads import find_heads, load_heads
+    from ..speculative.heads import load_heads
 
-    if heads_dir is None:
-        found = find_heads(target.path).get(method)
-        if found is None:
-            raise ExplorerError(f"--method {method} needs --heads DIR (no {method} heads found beside {target.path})")
-        heads_dir = found
-    return load_heads(heads_dir, target)
+    return load_heads(heads_dir_for(target, method, heads_dir), target)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prompts is not None or args.out or args.compare:  # a prompt set: explorer/cli/open.py
         from .open import speculate_set
 
-        return speculate_set(args, method, load_heads_for, heads_kind)
+        return speculate_set(args, method)
     prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
     accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
     options = SpecOptions(

@@ -1,12 +1,351 @@
-"""Drafting pieces that hold no model: prompt lookup, and the EAGLE-2 candidate pool that the draft-model tree and
-EAGLE's tree both grow (the forwards themselves run inside the engine's Speculator, which owns the caches)."""
+"""How a step's candidates are drafted: one strategy per method, each returning a :class:`Draft` (chain, tree,
+lookup, medusa, eagle, mtp); and the pieces that hold no model: prompt lookup and the EAGLE-2 candidate pool that
+the draft-model tree and EAGLE's tree both grow. The strategies run their forwards on the caches of the engine's
+:class:`~explorer.speculative.engine.Speculator`, which owns them (and verifies, accepts and commits)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+from ..errors import ExplorerError
+from .heads import lm_logits, parse_choices
+
+if TYPE_CHECKING:
+    from .engine import Speculator
+
+
+@dataclass
+class Draft:
+    """One step's candidates, parents first. Node i's parent is ``parent[i]`` (-1: the root)."""
+
+    tokens: list[int] = field(default_factory=list)
+    parent: list[int] = field(default_factory=list)
+    q: list[float] = field(default_factory=list)  # the draft probability of each token (1.0: a deterministic pick)
+    dists: list = field(default_factory=list)  # the draft distribution each was drawn from (None: none, lookup)
+    fed: dict[int, int] = field(default_factory=dict)  # node -> draft-model cache slot, for the nodes fed back
+    calls: int = 0  # draft forwards
+    source: list[int] | None = None  # heads: the head / module / depth that proposed each node
+
+    @classmethod
+    def chain(cls, tokens: list[int], q: list[float], dists: list, **kw) -> Draft:
+        """A chain: node i's parent is node i − 1."""
+        return cls(tokens, list(range(-1, len(tokens) - 1)), q, dists, **kw)
+
+
+class Drafter:
+    """A drafting strategy: :meth:`draft` proposes up to ``depth`` levels of candidates after the context's last
+    token (the root); ``max_nodes`` bounds how many one step verifies (the caches leave room for them)."""
+
+    def __init__(self, spec: Speculator):
+        self.spec = spec
+
+    @property
+    def max_nodes(self) -> int:
+        return self.spec.opt.max_nodes
+
+    def draft(self, depth: int) -> Draft:
+        raise NotImplementedError
+
+    def draw(self, logits: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """A chain's next token and q: sampled from q under the sample rule, else the argmax."""
+        spec = self.spec
+        probs = spec.probs(logits)
+        if spec.opt.accept == "sample":
+            return int(torch.multinomial(probs, 1, generator=spec.gen)), probs
+        return int(torch.argmax(logits)), probs
+
+
+# -- the draft model -------------------------------------------------------------------------------------------
+
+
+class ModelDrafter(Drafter):
+    """Drafts with the draft model on its own cache (``spec.dcache``)."""
+
+    def forward(self, ids: list[list[int]], **kw) -> torch.Tensor:
+        spec = self.spec
+        x = torch.tensor(ids, device=spec.draft.device)
+        return spec.draft.model(x, cache=spec.dcache, **kw)[0, :, : spec.vocab]
+
+    def pending(self) -> torch.Tensor:
+        """Feed the draft whatever context it lacks (normally just the root); its logits at the root."""
+        spec = self.spec
+        return self.forward([spec.context[spec.dcache.length :]], last_only=True)[-1]
+
+
+class ChainDrafter(ModelDrafter):
+    def draft(self, depth: int) -> Draft:
+        """γ draft tokens, sampled from q (sample rule) or its argmax; each but the last is fed back."""
+        tokens, qs, dists, fed = [], [], [], {}
+        logits = self.pending()
+        for i in range(depth):
+            tok, probs = self.draw(logits)
+            tokens.append(tok)
+            qs.append(float(probs[tok]))
+            dists.append(probs)
+            if i < depth - 1:
+                fed[i] = self.spec.dcache.length
+                logits = self.forward([[tok]])[-1]
+        return Draft.chain(tokens, qs, dists, fed=fed, calls=depth)
+
+
+class TreeDrafter(ModelDrafter):
+    def draft(self, depth: int) -> Draft:
+        """EAGLE-2 dynamic tree: per depth, expand the ``tree_topk`` best frontier nodes (by cumulative draft
+        log-probability) into their top-k children in one masked draft forward; finally keep the best
+        ``tree_budget`` nodes. Children are deterministic (q = δ for acceptance)."""
+        spec = self.spec
+        opt, dc = spec.opt, spec.dcache
+        root_slot = len(spec.context) - 1
+        pool = TreePool(opt.tree_topk, spec.probs(self.pending()))
+        fed: dict[int, int] = {}  # pool node -> draft cache slot
+        calls = 1
+        frontier = pool.add_children(-1, pool.dist[-1], 1)
+        for d in range(2, depth + 1):
+            expand = sorted(pool.best(frontier))
+            if not expand:
+                break
+            mask = pool.mask(expand, dc.length, root_slot + 1, fed)
+            pos = torch.tensor([root_slot + pool.dep[n] for n in expand], device=spec.draft.device)
+            probs = spec.probs(self.forward([[pool.tok[n] for n in expand]], position_ids=pos, mask=mask))
+            calls += 1
+            frontier = []
+            for j, n in enumerate(expand):
+                pool.grow(n, probs[j], d, frontier)
+            frontier = pool.best(frontier)  # EAGLE-2: a global top-k per depth
+        order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
+        index = {n: i for i, n in enumerate(order)}
+        fed_tree = {index[n]: s for n, s in fed.items() if n in index}
+        return Draft(tokens, parent, qs, dists, fed_tree, calls)
+
+
+# -- prompt lookup ---------------------------------------------------------------------------------------------
+
+
+class LookupDrafter(Drafter):
+    """Prompt lookup; where no n-gram matches, the ``fallback`` heads (if any) guess instead."""
+
+    def __init__(self, spec: Speculator, fallback: HeadsDrafter | None = None):
+        super().__init__(spec)
+        self.fallback = fallback
+
+    @property
+    def max_nodes(self) -> int:
+        return max(self.spec.opt.max_nodes, self.fallback.max_nodes if self.fallback is not None else 0)
+
+    def draft(self, depth: int) -> Draft:
+        tokens = lookup_continuation(self.spec.context, self.spec.opt.lookup_ngram, depth)
+        if not tokens and self.fallback is not None:
+            return self.fallback.draft(depth)
+        return Draft.chain(tokens, [1.0] * len(tokens), [None] * len(tokens))
+
+
+# -- heads on the target (source = the head / module / depth that proposed each node) ----------------------------
+
+
+class HeadsDrafter(Drafter):
+    """Drafts with heads on the target from its features (``spec.feats``), through the target's LM head
+    restricted to the heads' draft vocabulary when they have one."""
+
+    def __init__(self, spec: Speculator):
+        super().__init__(spec)
+        self.heads = spec.heads
+        vocab_ids = self.heads.draft_vocab
+        self.draft_ids = torch.tensor(vocab_ids, device=spec.target.device) if vocab_ids else None
+        self.draft_list = list(vocab_ids) if vocab_ids else None
+
+    def lm_head(self) -> torch.Tensor:
+        """The LM-head rows the heads draft with: the whole (common) vocabulary, or the heads' draft vocabulary
+        (a contiguous copy, made once per head set and target)."""
+        weight = self.spec.target.model.lm_head.weight
+        if self.draft_ids is None:
+            return weight[: self.spec.vocab]
+        cached = self.heads.lm_rows
+        if cached is None or cached[0] is not weight:
+            rows = weight.index_select(0, self.draft_ids)
+            if getattr(self.heads.module, "half_weights", False):  # multiplied like the heads' own weights
+                rows = rows.to(torch.float16)
+            cached = self.heads.lm_rows = (weight, rows.contiguous())
+        return cached[1]
+
+    def token(self, i: int) -> int:
+        """The token id of entry ``i`` of a head's distribution (one over the draft vocabulary, when it has one)."""
+        return self.draft_list[i] if self.draft_list is not None else i
+
+    def full_dists(self, dists: list) -> list:
+        """Draft-vocabulary distributions put back on the whole vocabulary (0 elsewhere), for what reads them
+        there: the records' top entries (detail) and speculative sampling's residual. Not needed otherwise."""
+        opt = self.spec.opt
+        if self.draft_ids is None or not (opt.detail or opt.accept == "sample"):
+            return dists
+        out = []
+        for q in dists:
+            full = q.new_zeros(self.spec.vocab)
+            full[self.draft_ids] = q
+            out.append(full)
+        return out
+
+    def draft(self, depth: int) -> Draft:
+        if len(self.spec.context) < 2:  # no feature before the root yet
+            return Draft(source=[])
+        return self.draft_heads(depth)
+
+    def draft_heads(self, depth: int) -> Draft:
+        raise NotImplementedError
+
+
+class MedusaDrafter(HeadsDrafter):
+    """Medusa's static tree: path (r1, .., rd) is the r_d-th best token of head d under the node (r1..r_{d-1})."""
+
+    def __init__(self, spec: Speculator):
+        super().__init__(spec)
+        heads, opt = self.heads, spec.opt
+        self.choices = sorted(parse_choices(opt.medusa_tree) if opt.medusa_tree else heads.medusa_choices(),
+                              key=lambda c: (len(c), c))  # fmt: skip
+        if max(len(c) for c in self.choices) > heads.count:
+            raise ExplorerError(f"the medusa tree is deeper than the {heads.count} heads of {heads.name}")
+
+    @property
+    def max_nodes(self) -> int:
+        return len(self.choices)
+
+    def draft_heads(self, depth: int) -> Draft:
+        """All heads read the feature that predicted the root; one LM-head product for all of them."""
+        spec = self.spec
+        L = len(spec.context) - 1
+        deepest = max(len(c) for c in self.choices if len(c) <= depth)
+        probs = spec.probs(self.heads.module.logits(spec.feats[L - 1], self.lm_head(), deepest))  # [K, vocabulary]
+        need = 1 + max(c[-1] for c in self.choices)
+        top = torch.topk(probs, min(need, probs.shape[-1]), dim=-1).indices.tolist()
+        index: dict[tuple[int, ...], int] = {}
+        d = Draft(calls=1, source=[])
+        for c in self.choices:
+            if len(c) > depth:
+                continue
+            k = len(c) - 1
+            i = top[k][c[-1]]
+            index[c] = len(d.tokens)
+            d.tokens.append(self.token(i))
+            d.parent.append(index[c[:-1]] if k else -1)
+            d.q.append(float(probs[k, i]))
+            d.dists.append(probs[k])
+            d.source.append(k)
+        d.dists = self.full_dists(d.dists)
+        return d
+
+
+class MtpDrafter(HeadsDrafter):
+    def draft_heads(self, depth: int) -> Draft:
+        """A chain through the sequential MTP modules: module k joins module k−1's state (the target's feature
+        for k = 1) with the embedding of the token before, and predicts the next one."""
+        spec = self.spec
+        L = len(spec.context) - 1
+        embed, lm = spec.target.model.model.embed_tokens.weight, self.lm_head()
+        h, prev = spec.feats[L - 1], spec.context[-1]
+        tokens, qs, dists = [], [], []
+        for module in list(self.heads.module)[:depth]:
+            h, out = module(h, embed[prev])
+            i, probs = self.draw(lm_logits(out, lm))
+            prev = self.token(i)
+            tokens.append(prev)
+            qs.append(float(probs[i]))
+            dists.append(probs)
+        n = len(tokens)
+        return Draft.chain(tokens, qs, self.full_dists(dists), calls=n, source=list(range(n)))
+
+
+class EagleDrafter(HeadsDrafter):
+    """EAGLE-2 on EAGLE's own cache (``spec.ecache``), whose entry t joins the target's feature t with token t + 1
+    (filled up to the root's predecessor between steps)."""
+
+    @property
+    def max_nodes(self) -> int:
+        return self.spec.opt.tree_budget
+
+    def feed(self, start: int, end: int) -> torch.Tensor:
+        """Feed EAGLE's cache its entries start .. end − 1 (the target's feature t with the embedding of token
+        t + 1, at position t) in one forward; EAGLE's predicted features there."""
+        spec = self.spec
+        dev, (cos, sin), eagle, ec = spec.target.device, spec.erope, self.heads.module, spec.ecache
+        ec.truncate(start)
+        embed = spec.target.model.model.embed_tokens.weight
+        if end - start == 1 and eagle.can_forward_one:  # the root's entry alone (the last step accepted nothing)
+            emb = embed[spec.context[end]]
+            return eagle.forward_one(spec.feats[start], emb, cos[0, 0, start], sin[0, 0, start], ec)[None]
+        ids = torch.tensor(spec.context[start + 1 : end + 1], dtype=torch.long, device=dev)
+        emb = embed[ids]
+        rope = (cos[:, :, start:end], sin[:, :, start:end])
+        return eagle(spec.feats[start:end][None], emb[None], None, cache=ec, rope=rope)[0]
+
+    def draft_heads(self, depth: int) -> Draft:
+        """Feed EAGLE's cache the real features it lacks (ending with the root's entry) in one forward, then grow
+        the tree as :class:`TreeDrafter` does, each depth one forward of EAGLE on its own predicted features;
+        finally drop the drafted entries (the next step feeds the real ones). Distributions stay on the draft
+        vocabulary until the end."""
+        spec = self.spec
+        ec, opt = spec.ecache, spec.opt
+        L = len(spec.context) - 1  # the root's position
+        lm = self.lm_head()
+        out = self.feed(min(ec.length, L - 1), L)  # at least the root's entry: its output, the root's feature
+        feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
+        pool = TreePool(opt.tree_topk, spec.probs(lm_logits(out[-1], lm)), self.draft_list)
+        slot: dict[int, int] = {}
+        calls = 1
+        frontier = pool.add_children(-1, pool.dist[-1], 1)
+        for d in range(2, depth + 1):
+            expand = sorted(pool.best(frontier))
+            if not expand:
+                break
+            out = self._depth_forward(pool, expand, feat, slot, L)
+            probs = spec.probs(lm_logits(out, lm))
+            calls += 1
+            frontier = []
+            for j, n in enumerate(expand):
+                feat[n] = out[j]
+                pool.grow(n, probs[j], d, frontier)
+            frontier = pool.best(frontier)
+        ec.truncate(L)
+        order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
+        return Draft(tokens, parent, qs, self.full_dists(dists), calls=calls, source=[pool.dep[n] - 1 for n in order])
+
+    def _depth_forward(self, pool: TreePool, expand: list[int], feat: dict, slot: dict, L: int) -> torch.Tensor:
+        """One depth's EAGLE forward over the nodes ``expand`` (all at one position), on their parents' predicted
+        features: masked to the ancestors, unless the tree is a chain so far."""
+        spec = self.spec
+        eagle, ec, dev = self.heads.module, spec.ecache, spec.target.device
+        embed, (cos, sin) = spec.target.model.model.embed_tokens.weight, spec.erope
+        p = L - 1 + pool.dep[expand[0]]  # all of this depth's nodes sit at one position
+        n = expand[0]
+        if len(expand) == 1 and len(slot) == pool.dep[n] - 1 and eagle.can_forward_one:
+            # A chain so far (one node fed per depth, so all of them ancestors): one query over the whole
+            # cache, no mask, in EAGLE's lean one-entry forward.
+            slot[n] = ec.length
+            return eagle.forward_one(feat[pool.par[n]], embed[pool.tok[n]], cos[0, 0, p], sin[0, 0, p], ec)[None]
+        mask = pool.mask(expand, ec.length, L, slot, device=dev)  # the real entries 0 .. L - 1
+        f_in = torch.stack([feat[pool.par[n]] for n in expand])[None]
+        e_in = embed[torch.tensor([pool.tok[n] for n in expand], device=dev)][None]
+        rope = (cos[:, :, p : p + 1], sin[:, :, p : p + 1])
+        return eagle(f_in, e_in, None, cache=ec, mask=mask, rope=rope)[0]
+
+
+HEAD_DRAFTERS: dict[str, type[HeadsDrafter]] = {"medusa": MedusaDrafter, "eagle": EagleDrafter, "mtp": MtpDrafter}
+MODEL_DRAFTERS: dict[str, type[Drafter]] = {"chain": ChainDrafter, "tree": TreeDrafter}
+
+
+def make_drafters(spec: Speculator) -> tuple[Drafter, HeadsDrafter | None]:
+    """The strategy of ``spec``'s method, and the heads' own strategy when heads are loaded (a head method's,
+    or the one prompt lookup falls back on)."""
+    heads = HEAD_DRAFTERS[spec.heads.kind](spec) if spec.heads is not None else None
+    method = spec.opt.method
+    if method == "lookup":
+        return LookupDrafter(spec, fallback=heads), heads
+    if method in HEAD_DRAFTERS:
+        return heads, heads
+    return MODEL_DRAFTERS[method](spec), heads
 
 
 class TreePool:

@@ -132,6 +132,22 @@ def check_configurations(configs: list[Configuration], has_draft: bool, heads: d
             raise ExplorerError(f"configuration {c.key} is given twice")
 
 
+def heads_for_configurations(session, configs: list[Configuration], lookup_kind: str | None = None) -> dict:
+    """method -> the draft heads the configurations draft with, loaded by ``session.heads_for`` (its
+    ``heads_dirs``, else found beside the target): each head method's own, and with ``lookup_kind`` the heads of
+    that kind that prompt lookup falls back on where no n-gram matches. What ``run_prompt_set`` takes as heads."""
+    heads: dict = {}
+    for c in configs:
+        method = c.values.get("method", "chain")
+        if method in heads:
+            continue
+        if c.uses_heads:
+            heads[method] = session.heads_for(method)
+        elif method == "lookup" and lookup_kind is not None:
+            heads[method] = session.heads_for(lookup_kind)
+    return heads
+
+
 # ---------------------------------------------------------------------------------------------- identities
 def model_identity(lm) -> dict | None:
     """Name, path and a fingerprint of a model directory (config, tokenizer, and the weights' sizes, first and
