@@ -374,3 +374,19 @@ def test_eagle_one_entry_forward_equals_its_forward():
         assert cache.length == ref_cache.length == 6
         torch.testing.assert_close(cache.k[:, :, :, :6], ref_cache.k[:, :, :, :6], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(cache.v[:, :, :, :6], ref_cache.v[:, :, :, :6], rtol=1e-5, atol=1e-5)
+
+
+def test_lookup_falls_back_on_a_tree_of_heads_wider_than_its_chain():
+    """Prompt lookup drafts at most γ tokens, but the EAGLE tree it falls back on where no n-gram matches keeps up
+    to tree_budget nodes: the caches leave room for the wider of the two, and greedy stays lossless."""
+    target = tiny_target()
+    heads = random_heads("eagle", target)
+    prompt = [5, 17, 3, 88, 41, 2, 9]
+    opt = SpecOptions(method="lookup", gamma=2, tree_depth=3, tree_topk=3, tree_budget=9)
+    spec = Speculator(target, None, prompt, 24, opt, heads)
+    assert spec.max_nodes == 9
+    steps = []
+    while not spec.done:
+        steps.append(spec.step())
+    assert any(len(s.tree.tokens) > opt.gamma for s in steps)  # the fallback's trees were verified
+    assert spec.new_tokens == generate(target, prompt, 24, stop_at_eos=False)

@@ -335,3 +335,35 @@ def test_spec_bench_turns_use_the_chat_template_when_there_is_one():
     assert encode_prompt(fake("{{ messages }}"), turn) == [2] and calls[-1] == ("chat", "Hi")
     assert encode_prompt(fake("{{ messages }}"), code) == [1] and calls[-1] == ("plain", "def f():")
     assert encode_prompt(fake(None), turn) == [1] and calls[-1] == ("plain", "Hi")  # no template: plain text
+
+
+def test_replay_metadata_of_a_stored_result(full_run):
+    from explorer.speculative.job import replay_meta
+
+    path, live, header = full_run
+    run = read_run(path)
+    result = run.results[4]
+    meta = replay_meta(run, result, decode=str)
+    prompt = next(p for p in PROMPTS if p.id == result.prompt)
+    assert (meta.prompt, meta.prompt_ids, meta.decode) == (prompt.text, result.prompt_ids, str)
+    assert meta.options == run.configurations[result.config].options()
+    assert meta.target == header["target"]["path"] and meta.draft == header["draft"]["path"]
+    assert meta.target_only.tokens == result.target_only["tokens"]
+    assert not meta.measures_costs and "costs" not in meta.as_dict()  # a prompt-set run measures no costs
+    result.target_only = {}  # runs stored without the baseline
+    assert replay_meta(run, result, decode=str).as_dict()["target_only"] is None
+
+
+def test_heads_of_configurations_come_from_the_session():
+    from explorer.speculative.runs import heads_for_configurations
+
+    class Session:
+        def heads_for(self, method):
+            return f"{method} heads"
+
+    base = base_values()
+    configs = [Configuration("base", base), parse_compare("method=eagle", base), parse_compare("method=lookup", base),
+               parse_compare("method=eagle,gamma=2", base)]  # fmt: skip
+    assert heads_for_configurations(Session(), configs) == {"eagle": "eagle heads"}
+    with_fallback = heads_for_configurations(Session(), configs, lookup_kind="mtp")
+    assert with_fallback == {"eagle": "eagle heads", "lookup": "mtp heads"}  # lookup guesses with them

@@ -140,7 +140,7 @@ def resolve_heads(target, configs: list, heads_dir: str | None) -> dict:
     target), and prompt lookup's fallback where no n-gram matches (--heads DIR's): as the app resolves them."""
     from ..session import Session
     from ..speculative.runs import heads_for_configurations
-    from .speculate import heads_dir_for, heads_kind
+    from .draft_heads import heads_dir_for, heads_kind
 
     methods = {c.values["method"] for c in configs}
     uses = [c.values["method"] for c in configs if c.uses_heads]

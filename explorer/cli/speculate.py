@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import ExplorerError
 from ..speculative.options import HEAD_METHODS, SPECULATE
 from .common import add_model_options, check_device, given, prepare_prompt
+from .draft_heads import heads_kind, load_heads_for
 
 TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
 
@@ -80,45 +81,6 @@ def method_of(args: argparse.Namespace) -> str:
     return method
 
 
-def heads_kind(path: str) -> str:
-    """The kind named in a heads directory's config.json (a bare published Medusa file: medusa)."""
-    from ..speculative.heads import CONFIG_FILE, MEDUSA_FILE
-
-    d = Path(path).expanduser()
-    if not d.is_dir():
-        raise ExplorerError(f"heads directory not found: {d}")
-    if not (d / CONFIG_FILE).is_file():
-        if (d / MEDUSA_FILE).is_file():
-            return "medusa"
-        raise ExplorerError(f"no {CONFIG_FILE} in heads directory {d}")
-    try:
-        kind = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("kind")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        kind = None
-    if kind not in HEAD_METHODS:
-        raise ExplorerError(f"{d / CONFIG_FILE} must name a kind: one of {', '.join(HEAD_METHODS)}")
-    return kind
-
-
-def heads_dir_for(target, method: str, heads_dir: str | None):
-    """The heads directory a head method drafts with: --heads DIR, else the one found beside the target."""
-    from ..speculative.heads import find_heads
-
-    if heads_dir is not None:
-        return heads_dir
-    found = find_heads(target.path).get(method)
-    if found is None:
-        raise ExplorerError(f"--method {method} needs --heads DIR (no {method} heads found beside {target.path})")
-    return found
-
-
-def load_heads_for(target, method: str, heads_dir: str | None):
-    """The heads a head method drafts with: --heads DIR, else the ones found beside the target."""
-    from ..speculative.heads import load_heads
-
-    return load_heads(heads_dir_for(target, method, heads_dir), target)
-
-
 def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import default_model_dirs, load_model
     from ..session import DEFAULT_PROMPT
@@ -135,11 +97,7 @@ def run(args: argparse.Namespace) -> int:
         return speculate_set(args, method)
     prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
     accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
-    options = SpecOptions(
-        method=method, accept=accept, gamma=o["gamma"], temperature=o["temperature"], top_k=o["top_k"] or None,
-        seed=o["seed"], tree_depth=o["tree_depth"], tree_topk=o["tree_topk"], tree_budget=o["tree_budget"],
-        medusa_tree=o["medusa_tree"], detail=args.json,
-    )  # fmt: skip
+    options = SpecOptions.from_values(o, method=method, accept=accept, detail=args.json)
     if args.runs < 1:
         raise ExplorerError(f"--runs must be an integer >= 1 (got {args.runs})")
     uses_heads = method in HEAD_METHODS

@@ -7,16 +7,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..errors import ExplorerError
-from .heads import lm_logits, parse_choices
+from ..models.checkpoint import LoadedModel
+from .heads import Heads, lm_logits, parse_choices
+from .records import SpecOptions
 
-if TYPE_CHECKING:
-    from .engine import Speculator
+
+class Speculator(Protocol):
+    """What a strategy reads of the engine's Speculator: the options, the context (its last token is the root),
+    the models, the caches and features it drafts on, the random generator, and the distributions' rule."""
+
+    opt: SpecOptions
+    context: list[int]
+    target: LoadedModel
+    draft: LoadedModel | None
+    heads: Heads | None
+    vocab: int  # the vocabulary both models share
+    gen: torch.Generator
+    dcache: Any  # the draft model's KV cache
+    ecache: Any  # EAGLE's own cache
+    feats: torch.Tensor | None  # the target's feature at every position
+    erope: tuple[torch.Tensor, torch.Tensor]  # EAGLE's RoPE table
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass

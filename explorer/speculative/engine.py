@@ -1,7 +1,8 @@
 """Speculative decoding, one step at a time, on a loaded target + draft pair (Qt-free).
 
 A step drafts candidates, verifies them all with ONE target forward, decides which to accept, and rolls both KV
-caches back to exactly the accepted path. Three ways to draft:
+caches back to exactly the accepted path. Each way to draft is a strategy of explorer/speculative/drafters.py
+returning a ``Draft``; with a draft model or none:
 
 - ``chain``: γ tokens from the draft model, one after the other (gpt-fast).
 - ``tree``: a dynamic token tree from the draft model (EAGLE-2): expand the ``tree_topk`` children of the most
@@ -9,6 +10,8 @@ caches back to exactly the accepted path. Three ways to draft:
   ``tree_budget`` best nodes of all depths. Nodes of one depth are drafted in one draft forward with a tree mask.
 - ``lookup``: prompt lookup; the tokens that followed the latest earlier occurrence of the context's last n-gram
   (no draft model).
+- ``medusa``, ``eagle``, ``mtp``: heads on the target's own features (explorer/speculative/heads.py); prompt lookup
+  falls back on them where no n-gram matches.
 
 Verification: one target forward over ``[last accepted token, nodes...]``; each node sees the prefix, its ancestors
 and itself (tree attention mask) at position ``prefix_len + depth`` (the root, the last accepted token, is depth 0).
