@@ -326,3 +326,42 @@ def test_long_status_messages_elide_with_the_whole_text_on_hover(qtbot, window):
     shown = super(type(window.progress_label), window.progress_label).text()
     assert shown.endswith("…") and len(shown) < len(long)
     assert window.progress_label.height() < 2.5 * window.progress_label.fontMetrics().height()  # one line
+
+
+def test_views_drive_the_player_through_their_signals(window):
+    """A view never reaches into the window: steps_changed (count, step) and step_requested (step) move the
+    player when the view is the active one; a hidden view just shows the step."""
+    shown: dict[str, int] = {}
+    for name, view in window.views.items():
+
+        def show(step, name=name, view=view):
+            shown[name] = view.current = step
+
+        view.show_step = show
+    window.select_view("speculative")
+    spec, amp = window.views["speculative"], window.views["amp"]
+    spec.steps_changed.emit(5, 3)
+    assert (window.player.count, window.player.step, shown["speculative"]) == (5, 3, 3)
+    spec.step_requested.emit(1)
+    assert window.player.step == 1 and shown["speculative"] == 1
+    spec.current = -1  # records replaced, the player already at the step asked for: the view shows it anyway
+    spec.steps_changed.emit(5, 1)
+    assert window.player.step == 1 and spec.current == 1
+    amp.steps_changed.emit(9, 4)
+    amp.step_requested.emit(2)
+    assert (window.player.count, window.player.step, shown["amp"]) == (5, 1, 2)
+
+
+def test_record_dialog_gives_start_recording_its_arguments(window, tmp_path):
+    from explorer.ui.window.record_dialog import RecordDialog
+
+    dialog = RecordDialog(window, "speculative.mp4", has_current=True)
+    dialog.path.setText(str(tmp_path / "v.gif"))
+    dialog.size.setCurrentText("1920x1080")
+    values = dialog.values()
+    assert values["path"] == str(tmp_path / "v.gif") and values["size"] == (1920, 1080)
+    assert values["fps"] == 30 and values["seconds_per_step"] == 1.0 and values["from_current"]
+    dialog.size.setCurrentText("wide")
+    dialog._accept()
+    assert dialog.error.text() and dialog.result() == 0  # a bad size is said in the dialog, which stays open
+    dialog.deleteLater()
