@@ -281,6 +281,12 @@ def _check_view(qtbot, win, tmp_path) -> None:
     win.player.back()
     assert view.current == 0
     np.testing.assert_array_equal(view.scores.overlay_img.image, first_overlay)  # stepping back: the same picture
+    scores_image = view.scores.scores_img.image.copy()
+    view.show_step(-1)  # an empty step (the GUI monkey met it), then a step again: the matrix comes back whole
+    assert view.scores.scores_img.image is None
+    view.show_step(0)
+    np.testing.assert_array_equal(view.scores.scores_img.image, scores_image)
+    np.testing.assert_array_equal(view.scores.overlay_img.image, first_overlay)
     # tiles' states: one pixel per tile; the static marks: exactly the masked entries of the tiles the kernel visits
     assert view.scores.overlay_img.image.shape[:2] == view.walk.trace.tile_state.shape
     tr = view.walk.trace

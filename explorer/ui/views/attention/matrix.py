@@ -45,6 +45,7 @@ class ScoreMatrix(QWidget):
         super().__init__(parent)
         self.memo, self.titles = memo, titles
         self.walk: AttentionWalk | None = None
+        self._cleared = False
         self.palette = np.zeros((7, 4), np.uint8)
         self.font_ = QFont()
         self._tick_key: tuple | None = None
@@ -137,6 +138,7 @@ class ScoreMatrix(QWidget):
     # ---- per-walk preparation (once per trace)
     def new_walk(self, w: AttentionWalk) -> None:
         self.walk = w
+        self._cleared = False
         tr = w.trace
         n, bm, bn = tr.n, tr.block_m, tr.block_n
         self.scores_img.setImage(w.score_image(), autoLevels=False, levels=w.score_levels)
@@ -167,6 +169,8 @@ class ScoreMatrix(QWidget):
 
     # ---- one step
     def render(self, r: TileStep, unsafe: bool, zoom: str | None) -> None:
+        if self._cleared:  # an empty step was shown since the walk arrived
+            self.new_walk(self.walk)
         w = self.walk
         tr = w.trace
         n, bm, bn = tr.n, tr.block_m, tr.block_n
@@ -208,7 +212,8 @@ class ScoreMatrix(QWidget):
         self.marks_img.setImage(marks, autoLevels=False, levels=(0, 255))
 
     def clear(self) -> None:
-        self.walk = None
+        """Empty the matrix; the walk is kept, and its images come back with the next step rendered."""
+        self._cleared = True
         self.scores_img.clear()
         self.never_hatch.setPath(QPainterPath())
         self.overlay_img.clear()
