@@ -36,10 +36,24 @@ RUNNERS: dict[str, str] = {
 }
 
 
+# view name -> "module:function" fitting its values to the loaded model: fit(values, config) -> values (the app and
+# tours follow the model where the command line refuses, e.g. an attention layer past the model's last).
+FOLLOW_MODEL: dict[str, str] = {"attention": "explorer.attention.job:follow_model"}
+
+
+def _load(spec: str) -> Callable[..., Any]:
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def runner(name: str) -> Callable[..., Job]:
     """The runner of view ``name`` (``deterministic``: a recording, which measures nothing with the clock)."""
-    module, _, function = RUNNERS[name].partition(":")
-    return getattr(importlib.import_module(module), function)
+    return _load(RUNNERS[name])
+
+
+def follow_model(name: str, values: dict[str, Any], config: Any) -> dict[str, Any]:
+    """``values`` of view ``name`` fitted to a model of ``config`` (unchanged for views with no such rule)."""
+    return _load(FOLLOW_MODEL[name])(values, config) if name in FOLLOW_MODEL else dict(values)
 
 
 def run_job(name: str, session: Session, values: dict[str, Any], *, deterministic: bool = False) -> Job:

@@ -304,12 +304,12 @@ def test_scene_values_are_what_the_window_would_run(qtbot):
 def test_settings_that_follow_the_model_stop_at_its_last_layer_and_head():
     from types import SimpleNamespace
 
-    from explorer.ui.recorder.scenes import fit_to_model
+    from explorer.jobs import follow_model
 
     config = SimpleNamespace(num_layers=2, num_heads=4)
-    assert fit_to_model("attention", {"layer": 3, "head": 1, "length": 64}, config) == {"layer": 1, "head": 1,
+    assert follow_model("attention", {"layer": 3, "head": 1, "length": 64}, config) == {"layer": 1, "head": 1,
                                                                                         "length": 64}  # fmt: skip
-    assert fit_to_model("speculative", {"gamma": 9}, config) == {"gamma": 9}
+    assert follow_model("speculative", {"gamma": 9}, config) == {"gamma": 9}
 
 
 def test_the_recorder_computes_with_the_runners_not_views(qtbot, monkeypatch):

@@ -30,6 +30,13 @@ class AttentionRun:
         return None if self.walk is None else self.walk.meta
 
 
+def follow_model(values: dict[str, Any], config: Any) -> dict[str, Any]:
+    """``values`` with layer and head at most the model's last (the view and tours follow the loaded model; the
+    command line refuses instead)."""
+    limits = {"layer": config.num_layers, "head": config.num_heads}
+    return {k: min(v, limits[k] - 1) if k in limits else v for k, v in values.items()}
+
+
 def attention_job(session: Session, values: dict[str, Any], *, deterministic: bool = False) -> Job:
     """Trace head ``values["head"]`` of layer ``values["layer"]`` of the session's target on its prompt, continued
     by the model up to ``values["length"]`` tokens (see :func:`explorer.attention.walk.compute_walk`). The records

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...errors import ExplorerError
 from ...interrupt import check as check_interrupt
-from ...jobs import run_job
+from ...jobs import follow_model, run_job
 from ...options import Option
 from ...recording.tour import Scene, Tour, setting_problem
 from ...session import Session
@@ -19,13 +19,6 @@ from ..views import VIEWS
 from ..views.base import View
 
 SPIN_BOX_DECIMALS = 2  # a float setting without its own decimals: what the panel's spin box keeps
-# Settings that follow the loaded model, as the window's view does before it runs (out of range: the model's last):
-# setting -> how many the model config has.
-FOLLOW_MODEL: dict[str, dict[str, Callable[[Any], int]]] = {
-    "attention": {"layer": lambda config: config.num_layers, "head": lambda config: config.num_heads},
-}
-
-
 @dataclass
 class ModelOverrides:
     """`explorer record --model/--draft/--prompt/--device/--dtype`: replace what the tour names."""
@@ -118,12 +111,6 @@ def scene_values(view: type[View], seed: int, settings: dict[str, Any]) -> dict[
     return {o.name: as_panel_holds(o, values[o.name]) for o in options}
 
 
-def fit_to_model(view: str, values: dict[str, Any], config: Any) -> dict[str, Any]:
-    """``values`` with the settings that follow the model (FOLLOW_MODEL) at most its last layer, head, ..."""
-    counts = FOLLOW_MODEL.get(view, {})
-    return {k: min(v, counts[k](config) - 1) if k in counts else v for k, v in values.items()}
-
-
 def compute_scenes(
     tour: Tour, seed: int, models: ModelOverrides, skip: set[int], log: Callable[[str], None]
 ) -> dict[int, ComputedScene]:
@@ -150,7 +137,7 @@ def compute_scenes(
             except ExplorerError as exc:
                 raise tour.error(at + ("target",), str(exc)) from None
         session.target, session.draft = pairs[key]
-        values = fit_to_model(scene.view, scene_values(VIEWS[scene.view], seed, scene.settings), session.target.config)
+        values = follow_model(scene.view, scene_values(VIEWS[scene.view], seed, scene.settings), session.target.config)
         job_key = (scene.view, key, session.prompt, seed, tuple(sorted(values.items())))
         if job_key not in done:
             log(f"scene {scene.index + 1}: running the {scene.view} view")

@@ -16,7 +16,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
 
 from ....attention import describe
-from ....attention.job import AttentionRun
+from ....attention.job import AttentionRun, follow_model
 from ....attention.options import VIEW as ATTENTION_VIEW
 from ....attention.walk import AttentionWalk, TileStep
 from ....session import Session
@@ -72,10 +72,10 @@ class AttentionView(View):
         """The layer and head settings follow the loaded model (out of range: its last one), then the runner."""
         lm = session.target
         if lm is not None:
-            cfg = lm.config
+            cfg, fitted = lm.config, follow_model(self.job_values(), lm.config)
+            self.layer.setValue(fitted["layer"])
+            self.head.setValue(fitted["head"])
             for spin, count, what in ((self.layer, cfg.num_layers, "layers"), (self.head, cfg.num_heads, "heads")):
-                if spin.value() >= count:
-                    spin.setValue(count - 1)
                 spin.setToolTip(describe.range_tip(lm.name, count, what))
         return super().make_job(session)
 
