@@ -50,6 +50,7 @@ class View(QWidget):
         # before a run.
         self.meta: Any = None
         self.titles = TitleFitter(theme.text)
+        self._settings_form: QWidget | None = None  # built on first request (settings_widget)
         # Recording: draw nothing measured with the wall clock (tokens/s, ms), so that the same records give
         # the same pixels on every run. Views consult it when they render.
         self.deterministic = False
@@ -75,7 +76,7 @@ class View(QWidget):
 
     def settings_widget(self) -> QWidget | None:
         """Controls for this view's computation (shown in the side panel), built once from settings_rows()."""
-        if getattr(self, "_settings_form", None) is None:
+        if self._settings_form is None:
             rows = self.settings_rows()
             if not rows:
                 return None
