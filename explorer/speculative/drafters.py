@@ -185,7 +185,7 @@ class HeadsDrafter(Drafter):
         cached = self.heads.lm_rows
         if cached is None or cached[0] is not weight:
             rows = weight.index_select(0, self.draft_ids)
-            if getattr(self.heads.module, "half_weights", False):  # multiplied like the heads' own weights
+            if self.heads.module.half_weights:  # multiplied like the heads' own weights
                 rows = rows.to(torch.float16)
             cached = self.heads.lm_rows = (weight, rows.contiguous())
         return cached[1]

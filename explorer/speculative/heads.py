@@ -123,6 +123,8 @@ class MedusaHeads(nn.ModuleList):
     """K heads, each ``layers`` ResBlocks and optionally its own LM head (published files have one; ours share the
     target's). Indexed like Medusa's ``medusa_head`` so its state-dict keys match published files."""
 
+    half_weights = False  # set by for_inference: multiply through float16 copies of the weights
+
     def __init__(self, d: int, vocab: int, num_heads: int, layers: int = 1, own_lm_head: bool = False):
         super().__init__(
             nn.Sequential(*[ResBlock(d) for _ in range(layers)], *([nn.Linear(d, vocab, bias=False)] * own_lm_head))
@@ -145,6 +147,8 @@ class MedusaHeads(nn.ModuleList):
 class EagleHead(nn.Module):
     """fc([f_t ; e(x_{t+1})]) → one decoder layer (the target's layer shape, its MLP optionally narrower: on a
     small target the layer's weights are most of what a drafted token streams) → f̂_{t+1}, with its own KV cache."""
+
+    half_weights = False  # set by for_inference: multiply through float16 copies of the weights
 
     def __init__(self, cfg: ModelConfig, intermediate: int | None = None):
         super().__init__()
@@ -221,6 +225,8 @@ class MTPModule(nn.Module):
 
 
 class MTPModules(nn.ModuleList):
+    half_weights = False  # set by for_inference: multiply through float16 copies of the weights
+
     def __init__(self, cfg: ModelConfig, num_modules: int, intermediate: int):
         super().__init__(MTPModule(cfg, intermediate) for _ in range(num_modules))
 

@@ -110,7 +110,6 @@ def read_prompt_set(path: str | Path) -> list[Prompt]:
 def encode_prompt(model, prompt: Prompt) -> list[int]:
     """The prompt's token ids for ``model`` (a LoadedModel): a chat turn (Spec-Bench) through the model's chat
     template when it has one, else (and for every other prompt) the text as the tokenizer encodes it."""
-    fmt = getattr(model, "prompt_format", None)
-    if prompt.chat and fmt is not None and fmt.chat_template is not None:
+    if prompt.chat and model.prompt_format.chat_template is not None:
         return model.prompt_ids(prompt.text, chat=True)
     return model.encode(prompt.text)
