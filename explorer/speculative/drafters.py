@@ -6,6 +6,7 @@ the draft-model tree and EAGLE's tree both grow. The strategies run their forwar
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -121,20 +122,13 @@ class TreeDrafter(ModelDrafter):
         root_slot = len(spec.context) - 1
         pool = TreePool(opt.tree_topk, spec.probs(self.pending()))
         fed: dict[int, int] = {}  # pool node -> draft cache slot
-        calls = 1
-        frontier = pool.add_children(-1, pool.dist[-1], 1)
-        for d in range(2, depth + 1):
-            expand = sorted(pool.best(frontier))
-            if not expand:
-                break
+
+        def children(expand: list[int]) -> torch.Tensor:
             mask = pool.mask(expand, dc.length, root_slot + 1, fed)
             pos = torch.tensor([root_slot + pool.dep[n] for n in expand], device=spec.draft.device)
-            probs = spec.probs(self.forward([[pool.tok[n] for n in expand]], position_ids=pos, mask=mask))
-            calls += 1
-            frontier = []
-            for j, n in enumerate(expand):
-                pool.grow(n, probs[j], d, frontier)
-            frontier = pool.best(frontier)  # EAGLE-2: a global top-k per depth
+            return spec.probs(self.forward([[pool.tok[n] for n in expand]], position_ids=pos, mask=mask))
+
+        calls = pool.grow_tree(depth, children)
         order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
         index = {n: i for i, n in enumerate(order)}
         fed_tree = {index[n]: s for n, s in fed.items() if n in index}
@@ -312,20 +306,13 @@ class EagleDrafter(HeadsDrafter):
         feat = {-1: out[-1]}  # node -> EAGLE's predicted feature at the node (its children's distribution)
         pool = TreePool(opt.tree_topk, spec.probs(lm_logits(out[-1], lm)), self.draft_list)
         slot: dict[int, int] = {}
-        calls = 1
-        frontier = pool.add_children(-1, pool.dist[-1], 1)
-        for d in range(2, depth + 1):
-            expand = sorted(pool.best(frontier))
-            if not expand:
-                break
+
+        def children(expand: list[int]) -> torch.Tensor:
             out = self._depth_forward(pool, expand, feat, slot, L)
-            probs = spec.probs(lm_logits(out, lm))
-            calls += 1
-            frontier = []
-            for j, n in enumerate(expand):
-                feat[n] = out[j]
-                pool.grow(n, probs[j], d, frontier)
-            frontier = pool.best(frontier)
+            feat.update(zip(expand, out, strict=True))
+            return spec.probs(lm_logits(out, lm))
+
+        calls = pool.grow_tree(depth, children)
         ec.truncate(L)
         order, tokens, parent, qs, dists = pool.keep(opt.tree_budget)
         return Draft(tokens, parent, qs, self.full_dists(dists), calls=calls, source=[pool.dep[n] - 1 for n in order])
@@ -419,6 +406,24 @@ class TreePool:
         """Node ``n``'s children from its draft distribution, appended to ``frontier``."""
         self.dist[n] = probs
         frontier += self.add_children(n, probs, depth)
+
+    def grow_tree(self, depth: int, children: Callable[[list[int]], torch.Tensor]) -> int:
+        """The root's children, then per depth 2..``depth`` the best frontier nodes expanded in one forward:
+        ``children(expand)`` returns their draft distributions (one row per node, in ``expand``'s order). Returns
+        the number of forwards, the root's included."""
+        calls = 1
+        frontier = self.add_children(-1, self.dist[-1], 1)
+        for d in range(2, depth + 1):
+            expand = sorted(self.best(frontier))
+            if not expand:
+                break
+            probs = children(expand)
+            calls += 1
+            frontier = []
+            for j, n in enumerate(expand):
+                self.grow(n, probs[j], d, frontier)
+            frontier = self.best(frontier)  # EAGLE-2: a global top-k per depth
+        return calls
 
     def keep(self, budget: int) -> tuple[list[int], list[int], list[int], list[float], list[torch.Tensor]]:
         """Rerank: the best ``budget`` nodes (a child never outscores its parent, so the set is ancestor-closed),
