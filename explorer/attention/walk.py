@@ -493,20 +493,10 @@ def continue_prompt(lm: LoadedModel, prompt_ids: Sequence[int], length: int) -> 
     return ids
 
 
-def attention_walk(
-    lm: LoadedModel,
-    prompt_ids: Sequence[int],
-    layer: int,
-    head: int,
-    block_m: int = 32,
-    block_n: int = 32,
-    causal: bool = True,
-    dtype: str = "float32",
-    backend: str = "auto",
-    length: int = 0,
-) -> Iterator[TileStep]:
-    """One :class:`TileStep` per visited tile of :func:`compute_walk`'s walk, in the kernel's order."""
-    yield from compute_walk(lm, prompt_ids, layer, head, block_m, block_n, causal, dtype, backend, length).steps()
+def attention_walk(lm: LoadedModel, prompt_ids: Sequence[int], *args: Any, **kwargs: Any) -> Iterator[TileStep]:
+    """One :class:`TileStep` per visited tile of :func:`compute_walk`'s walk (same arguments), in the kernel's
+    order."""
+    yield from compute_walk(lm, prompt_ids, *args, **kwargs).steps()
 
 
 def compute_walk(
