@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's recorded GIFs (docs/record_*.gif): one per view, 960x540, each step held about a second.
+# The recorded GIFs of docs/recording.md (docs/record_*.gif): one per view, 960x540, each step held about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R="explorer record --size 960x540 --fps 10 --quiet"
