@@ -310,3 +310,87 @@ def test_a_replay_asks_the_player_through_signals(qtbot, run_file):
     assert isinstance(view.replay.meta, SpecRunMeta) and view.replay.meta.prompt_ids == stored.prompt_ids
     view.replay.step_requested.emit(0)  # a click on a token of the replayed text
     assert asked == [0] and view.current == view.replay.current == 0
+
+
+def test_the_view_fits_1280x720_and_presentation_mode(qtbot, run_file):
+    """At 1280x720: each plot's title fits it, category names don't overlap, the α cells show their digits, no
+    blank where-it-pays gap (a line says why there is none), and F11 leaves the replayed tree a fair share."""
+    from PySide6.QtGui import QFontMetrics
+
+    from explorer.speculative.describe_runs import NO_COSTS_NOTE
+
+    path, _ = run_file
+    win, view = open_window(qtbot, path)
+    win.resize(1280, 720)
+    qtbot.waitUntil(lambda: win.width() == 1280 and win.height() == 720)
+    QApplication.processEvents()
+    sp = view.set_plots
+
+    def check_titles() -> None:
+        for plot in sp.plots:
+            label = plot.getPlotItem().titleLabel
+            room = plot.width() - plot.getAxis("left").width()
+            assert label.item.boundingRect().width() <= room, (plot.property("title"), room)
+
+    def check_category_ticks(some: bool) -> None:
+        axis, box = view.category_plot.getAxis("left"), view.category_plot.getViewBox()
+        line = QFontMetrics(axis.style["tickFont"] or view.category_plot.font()).height()
+        ticks = axis._tickLevels[0]
+        assert not some or (ticks and ticks[0][1] == "function")
+        ys = [box.mapViewToScene(box.mapToView(box.rect().center()).__class__(0, k)).y() for k, _ in ticks]
+        rects = [(y - line / 2, y + line / 2) for y in ys]  # each label's bounding rect, centred on its row
+        assert all(a[1] <= b[0] + 1 for a, b in zip(rects, rects[1:], strict=False)), (ticks, ys, line)
+
+    def check_alpha_cells() -> None:
+        header = view.table.horizontalHeader()
+        for col, column in enumerate(view.model.columns):
+            assert view.table.sizeHintForColumn(col) <= header.sectionSize(col), column.title  # nothing elided
+            if column.title.startswith("α"):
+                assert all(view.proxy.index(row, col).data()[0].isdigit() for row in range(view.proxy.rowCount()))
+
+    check_titles()
+    assert view.category_plot.property("title") in ("tokens / step by category", "tokens / step", "tok/step")
+    check_category_ticks(some=True)
+    check_alpha_cells()
+    replay = view.replay
+    assert not replay.cost_plot.isVisible() and NO_COSTS_NOTE in view.header.text()
+    gap = replay.decision_plot.mapTo(replay, replay.decision_plot.rect().topLeft()).x() - replay.pos_plot.mapTo(
+        replay, replay.pos_plot.rect().topRight()).x()  # fmt: skip
+    assert gap < 40, f"a {gap} px gap where the where-it-pays panel was"
+
+    tree_before = replay.tree_plot.height()
+    press(qtbot, win, Qt.Key.Key_F11)  # presentation mode: larger text
+    qtbot.waitUntil(lambda: win.presenting)
+    for _ in range(3):
+        QApplication.processEvents()
+        win.grab()
+    assert replay.tree_plot.height() >= 0.2 * view.height() and replay.tree_plot.height() >= 0.9 * tree_before
+    assert replay.height() >= replay.minimumSizeHint().height()  # the tree is not clipped: the replay fits
+    check_titles()
+    check_category_ticks(some=False)  # the plots give the tree their room: no name rather than names overlapping
+    check_alpha_cells()  # the columns grew with the font
+    press(qtbot, win, Qt.Key.Key_F11)
+    qtbot.waitUntil(lambda: not win.presenting)
+
+
+def test_alpha_cells_show_their_digits_while_a_one_configuration_run_streams_in(qtbot, run_file):
+    """A run computing in the app starts with no rows, so its columns were sized to their titles alone: under a
+    single configuration the α column ("α") then elided every value to "0.…". Rows arriving size them again."""
+    from explorer.speculative.runs import Run
+    from explorer.ui.views.promptset.table_panel import TablePanel
+
+    path, _ = run_file
+    stored = read_run(path)
+    run = Run(None, stored.header | {"configurations": stored.header["configurations"][:1]})
+    panel = TablePanel()
+    qtbot.addWidget(panel)
+    panel.resize(600, 300)
+    panel.show()
+    panel.set_run(run)  # no results yet: as when Run is pressed
+    for result in (r for r in stored.results if r.config == 0):
+        run.results.append(result)
+        panel.add(result)
+    col = [c.title for c in panel.model.columns].index("α")
+    assert all(panel.proxy.index(row, col).data()[0].isdigit() for row in range(panel.proxy.rowCount()))
+    # as wide as its cells ask (their text and the style's margins): no cell elided
+    assert panel.table.sizeHintForColumn(col) <= panel.table.horizontalHeader().sectionSize(col)

@@ -105,6 +105,10 @@ def empty_header_html(palette: Palette) -> str:
             "(explorer open RUN.jsonl).</span>")  # fmt: skip
 
 
+# The replay hides the where-it-pays panel: one line in the header says why (in place of an empty panel).
+NO_COSTS_NOTE = "no where-it-pays panel: a run file has no timings-based cost curve"
+
+
 def header_html(run: Run, palette: Palette, replayed: PromptResult | None = None, steps: int = 0) -> str:
     """Prompts × configurations, the progress while it computes, the models, the seed and the file; then which
     prompt is replayed (``replayed``, with its ``steps``)."""
@@ -124,7 +128,8 @@ def header_html(run: Run, palette: Palette, replayed: PromptResult | None = None
                   "</span>")  # fmt: skip
     return (f"<b style='font-size:120%'>{n_prompts} prompts × {len(configs)} configuration"
             f"{'s' if len(configs) > 1 else ''}</b>{progress} &nbsp; {html.escape(models)} &nbsp; "
-            f"seed {h['seed']} &nbsp; <span style='color:{palette.muted}'>{where}</span>{replay}")  # fmt: skip
+            f"seed {h['seed']} &nbsp; <span style='color:{palette.muted}'>{where} · {NO_COSTS_NOTE}</span>"
+            f"{replay}")  # fmt: skip
 
 
 def config_label(config: Configuration) -> str:
@@ -133,6 +138,17 @@ def config_label(config: Configuration) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plots and summary
+# The set's plots' titles, longest first: each plot shows the first that fits its width (kit.TitleFitter).
+CATEGORY_TITLES = ["tokens / step by category", "tokens / step", "tok/step"]
+CALIBRATION_TITLES = ["calibration", "calib."]
+POSITION_TITLES = ["α by draft position", "α by position", "α / pos"]
+
+
+def category_tick_label(category: str, chars: int = 9) -> str:
+    """A category as the per-category plot's axis names it: at most ``chars`` characters (… marks a cut)."""
+    return category if len(category) <= chars else category[: chars - 1] + "…"
+
+
 def plot_categories(results: Sequence[PromptResult]) -> list[str]:
     """The categories the per-category plot shows, in order, with "all" after them when there are several."""
     cats = [c for c in analysis.categories(list(results)) if c != "all"]

@@ -67,12 +67,20 @@ class TablePanel(QWidget):
         self.category_combo.blockSignals(False)
         for r in run.results:
             self.add_category(r.category)
-        self.table.resizeColumnsToContents()  # measured on the first rows only (see the header's precision)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Every column as wide as its title and its cells (measured on the first rows only: see the header's
+        precision), never an elided number."""
+        self.table.resizeColumnsToContents()
 
     def add(self, result: PromptResult) -> None:
-        """A result computed just now: its row, and its category in the category box."""
+        """A result computed just now: its row, and its category in the category box; the columns are sized again
+        while the first rows arrive (a run starts with none to measure)."""
         self.model.add(result)
         self.add_category(result.category)
+        if self.model.rowCount() <= 2 * self.table.horizontalHeader().resizeContentsPrecision():
+            self.fit_columns()
 
     def add_category(self, category: str) -> None:
         if self.category_combo.findData(category) < 0:

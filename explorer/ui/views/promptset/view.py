@@ -73,9 +73,10 @@ class PromptSetView(View):
         self.table_panel = TablePanel(self)
         self.table_panel.prompt_chosen.connect(self.replay_prompt)
         self.table_panel.config_changed.connect(self._on_config)
-        self.set_plots = SetPlots(self)
+        self.set_plots = SetPlots(self.titles, self)
         self.replay = SpeculativeView(theme, self)  # the speculative panels, fed with stored records
-        self.replay.set_costs_visible(False)  # stored runs carry no cost curve, and the table needs the room
+        # Stored runs carry no cost curve (the header says so in a line), and the table needs the room.
+        self.replay.set_costs_visible(False)
         self.replay.step_requested.connect(self._on_replay_step)
         self._alias_widgets()
         self._lay_out()
@@ -319,6 +320,16 @@ class PromptSetView(View):
     def apply_font(self, font: QFont) -> None:
         self.replay.apply_font(font)
         super().apply_font(font)
+        self.table_panel.fit_columns()  # the cells' text grew or shrank with the font: no "0.…" cells
+        QTimer.singleShot(0, self.table_panel.fit_columns)  # again once the table's own font has changed
+
+    # The replayed tree's least share of the view's height (presentation mode's larger text would otherwise
+    # squeeze it to a sliver between the header and the panels below it).
+    TREE_SHARE = 0.22
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.replay.tree_plot.setMinimumHeight(int(self.TREE_SHARE * event.size().height()))
+        super().resizeEvent(event)
 
     def clone(self, setup=None) -> View:
         """Recording this view records the replayed prompt's steps in the speculative panels."""

@@ -28,13 +28,16 @@ from .text import Header, TokenText
 from .tree import TreePanel
 
 
-def plot_cell(parent: QWidget, plot: pg.PlotWidget, caption: QLabel) -> QWidget:
-    """A grid cell: ``plot`` over its caption."""
+def plot_cell(parent: QWidget, plot: QWidget, caption: QLabel, caption_below: bool = True) -> QWidget:
+    """A grid cell: ``plot`` over its caption (or under it: ``caption_below=False``)."""
     cell = QWidget(parent)
     cv = QVBoxLayout(cell)
     cv.setContentsMargins(0, 0, 0, 0)
+    if not caption_below:
+        cv.addWidget(caption)
     cv.addWidget(plot, 1)
-    cv.addWidget(caption)
+    if caption_below:
+        cv.addWidget(caption)
     return cell
 
 
@@ -55,6 +58,7 @@ class SpeculativeView(View):
         self.header = Header(self)
         self.text = TokenText(self)
         self.text.anchorClicked.connect(self._on_anchor)
+        self.text_legend = QLabel(self)  # above the text, not in it: it stays in sight as the text scrolls
         self.tree_panel = TreePanel(self, self.titles, on_select=self._select, on_resize=self._rerender_tree)
         self.decision_panel = DecisionPanel(self, self.titles)
         self.mask_panel = MaskPanel(self, self.titles)
@@ -84,8 +88,8 @@ class SpeculativeView(View):
 
     def _lay_out(self) -> None:
         """Text and statistics left, the tree right of them; below the tree: costs, decision and mask."""
-        grid = QGridLayout()
-        grid.addWidget(self.text, 0, 0, 1, 2)
+        self._grid = grid = QGridLayout()
+        grid.addWidget(plot_cell(self, self.text, self.text_legend, caption_below=False), 0, 0, 1, 2)
         grid.addWidget(self.hist_plot, 1, 0)
         grid.addWidget(self.pos_plot, 1, 1)
         grid.addWidget(self.tree_plot, 0, 2, 1, 3)
@@ -155,8 +159,13 @@ class SpeculativeView(View):
             self.selected = describe.deciding_node(r)  # a node this step does not have
         meta, th = self.meta, self.theme
         upto = self.records[: r.step + 1]
-        stats = describe.progress(upto, meta.options, meta.target_only)
-        self.header.setText(describe.header_html(r, len(self.records), stats, meta.costs, self.deterministic, th))
+        stats = describe.progress(upto, meta.options)
+        run = describe.run_stats(self.records, meta.options, meta.target_only, meta.seconds)
+        before = sum(len(s.new_tokens) for s in self.records[: r.step])
+        why_empty = describe.why_nothing_drafted(r, before, meta.max_new, meta.options.method)
+        self.header.setText(describe.header_html(r, len(self.records), stats, run, meta.costs, self.deterministic, th,
+                                                 why_empty))  # fmt: skip
+        self.text_legend.setText(describe.text_legend_html(th))
         decode = meta.decode
         self.text.show_html(describe.text_html(meta.prompt_ids, upto, r.step, decode, th) if decode else "")
         self._render_tree(r)
@@ -170,6 +179,7 @@ class SpeculativeView(View):
         self.header.setText(describe.empty_header_html(self.empty_hint("speculate with the draft"), self.theme))
         self.decision_panel.clear()
         self.text.setHtml("")
+        self.text_legend.setText("")
         self.tree_panel.clear()
         self.mask_panel.clear()
         self.stats_panel.clear()
@@ -187,6 +197,7 @@ class SpeculativeView(View):
     def set_costs_visible(self, visible: bool) -> None:
         """The where-it-pays panel: hidden where a view replays stored runs in little room (prompt sets)."""
         self._cost_cell.setVisible(visible)
+        self._grid.setColumnStretch(2, 3 if visible else 0)  # hidden: its column gives its room away, no gap
 
     def _render_costs(self) -> None:
         """Where the run pays; none while it runs, in recordings (timings) or for runs that measured none."""
