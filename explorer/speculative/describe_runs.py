@@ -106,7 +106,7 @@ def empty_header_html(palette: Palette) -> str:
 
 
 # The replay hides the where-it-pays panel: one line in the header says why (in place of an empty panel).
-NO_COSTS_NOTE = "no where-it-pays panel: a run file has no timings-based cost curve"
+NO_COSTS_NOTE = "no where-it-pays: a run file has no timed cost curve"  # said under the replayed prompt
 
 
 def header_html(run: Run, palette: Palette, replayed: PromptResult | None = None, steps: int = 0) -> str:
@@ -124,12 +124,11 @@ def header_html(run: Run, palette: Palette, replayed: PromptResult | None = None
     if replayed is not None:
         replay = (f"<br><span style='color:{palette.muted}'>replaying prompt <b>{html.escape(replayed.prompt)}"
                   f"</b> ({html.escape(replayed.category or 'no category')}) under "
-                  f"{html.escape(configs[replayed.config].key)}: ←/→ step through its {steps} steps"
-                  "</span>")  # fmt: skip
+                  f"{html.escape(configs[replayed.config].key)}: ←/→ step through its {steps} steps · "
+                  f"{NO_COSTS_NOTE}</span>")  # fmt: skip
     return (f"<b style='font-size:120%'>{n_prompts} prompts × {len(configs)} configuration"
             f"{'s' if len(configs) > 1 else ''}</b>{progress} &nbsp; {html.escape(models)} &nbsp; "
-            f"seed {h['seed']} &nbsp; <span style='color:{palette.muted}'>{where} · {NO_COSTS_NOTE}</span>"
-            f"{replay}")  # fmt: skip
+            f"seed {h['seed']} &nbsp; <span style='color:{palette.muted}'>{where}</span>{replay}")  # fmt: skip
 
 
 def config_label(config: Configuration) -> str:
