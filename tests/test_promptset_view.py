@@ -352,6 +352,7 @@ def test_the_view_fits_1280x720_and_presentation_mode(qtbot, run_file):
     assert view.category_plot.property("title") in ("tokens / step by category", "tokens / step", "tok/step")
     check_category_ticks(some=True)
     check_alpha_cells()
+    assert view.category_plot.getAxis("bottom").label.isVisible()
     replay = view.replay
     assert not replay.cost_plot.isVisible() and NO_COSTS_NOTE in view.header.text()
     gap = replay.decision_plot.mapTo(replay, replay.decision_plot.rect().topLeft()).x() - replay.pos_plot.mapTo(
@@ -368,6 +369,7 @@ def test_the_view_fits_1280x720_and_presentation_mode(qtbot, run_file):
     assert replay.height() >= replay.minimumSizeHint().height()  # the tree is not clipped: the replay fits
     check_titles()
     check_category_ticks(some=False)  # the plots give the tree their room: no name rather than names overlapping
+    assert not view.category_plot.getAxis("bottom").label.isVisible()  # short of room: bars, not axis names
     check_alpha_cells()  # the columns grew with the font
     press(qtbot, win, Qt.Key.Key_F11)
     qtbot.waitUntil(lambda: not win.presenting)

@@ -40,7 +40,7 @@ class SetPlots(QWidget):
     def __init__(self, titles: TitleFitter, parent: QWidget | None = None):
         super().__init__(parent)
         self.categories: list[str] = []  # the category plot's rows, top to bottom
-        self.category_plot = static_plot(self, CATEGORY_TITLES[0], "new tokens / target forward")
+        self.category_plot = static_plot(self, CATEGORY_TITLES[0], "tokens / forward")
         self.category_plot.invertY(True)
         self.calibration_plot = static_plot(self, CALIBRATION_TITLES[0], "draft confidence q")
         self.calibration_plot.setLabel("left", "accepted share")
@@ -76,6 +76,16 @@ class SetPlots(QWidget):
             grid.setColumnStretch(col, stretch)
         grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 2)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        """Short of room (presentation mode's larger text at 720p), the axes drop their names: the bars keep
+        room to be seen (the titles and the summary say what they are)."""
+        super().resizeEvent(event)
+        line = QFontMetrics(self.font()).height()
+        named = event.size().height() * 0.6 >= 7 * line  # the plots' row has 3/5 of the height
+        for plot in self.plots:
+            plot.getAxis("bottom").showLabel(named)
+        self.calibration_plot.getAxis("left").showLabel(named)
 
     @property
     def plots(self) -> tuple[pg.PlotWidget, ...]:
