@@ -59,3 +59,54 @@ def test_amp_view_backs_off_and_renders(qtbot):
     finally:
         win.close()
         win.deleteLater()
+
+
+def _pixel(plot, x: float, y: float) -> tuple[int, int, int]:
+    """The colour the plot widget shows at data point (x, y)."""
+    from PySide6.QtCore import QPointF
+
+    image = plot.grab().toImage()
+    pos = plot.mapFromScene(plot.getViewBox().mapViewToScene(QPointF(x, y)))
+    c = image.pixelColor(pos.x(), pos.y())
+    return c.red(), c.green(), c.blue()
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_one_inf_shows_on_the_heatmap_and_steps_count_from_one(qtbot, theme):
+    """From 2^22 the demo target overflows step after step; step 8 holds a single inf among ~2M values (0.00%):
+    its cell is coloured and outlined in the first-overflow layer's row. The header's step number is where the
+    timeline's marker, its last point and the heatmaps' column sit, for the first step and the last."""
+    from explorer.amp import describe
+
+    settings = {"steps": 8, "init_scale_log2": 22, "growth_interval": 4}
+    win = render_view(Session(draft_dir=None), "amp", (1280, 720), settings=settings, theme=theme)
+    view = win.views["amp"]
+    try:
+        rec = view.records
+        tiny = [r for r in rec if r.found_inf and 0 < describe.layer_shares([r], False, 1)[0].max() < 0.01]
+        assert tiny, [(r.step, r.found_inf) for r in rec]  # an overflow step whose share rounds to 0.00%
+        r = tiny[-1]
+        win.player.go(r.step)
+        k = r.step + 1
+        assert f"step {k} of 8" in view.header.text() and "first overflow in" in view.header.text()
+        row = describe.overflow_row(r, view.meta.groups)
+        assert row is not None
+        plot = view.over_plot
+        background = _pixel(plot, len(rec) + 0.3, len(view.meta.groups) - 0.5)  # an empty corner cell
+        cell = _pixel(plot, k, row + 0.5)
+        assert sum(abs(a - b) for a, b in zip(cell, background, strict=True)) > 60, (cell, background)
+        assert view.heatmaps.overflow_cell.isVisible()
+        assert view.heatmaps.overflow_cell.rect().center().x() == k
+        for i in (0, len(rec) - 1):
+            win.player.go(i)
+            assert f"step {i + 1} of 8" in view.header.text() and win.player.label.text() == f"step {i + 1} / 8"
+            assert view.timeline.step_line.value() == i + 1
+            assert view.timeline.scale_curve.getData()[0][-1] == i + 1
+        ticks = dict((v, t) for v, t in view.over_plot.getAxis("bottom")._tickLevels[0])
+        assert ticks[1] == "1"
+        data = view.export_data()["steps"]
+        assert [s["step"] for s in data] == list(range(1, 9))
+        assert [row[0] for row in view.export_rows()[1]] == list(range(1, 9))
+    finally:
+        win.close()
+        win.deleteLater()

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from .bands import BANDS, HIST_MAX, HIST_MIN
+from .engine import group_of
 from .records import StepRecord
 
 STOP_COLOR = "#e4572e"  # a run that stopped early, and inf/NaN notes: the overflow band's red
+FIRST_TINT = 0.02  # the heatmaps' first visible colour, as a fraction of the colour scale's top
 EVENT_WORDS = {"growth": "grow ×2", "backoff": "back off ×½", "stop": "stopped"}
 # bin edges of the step-drawn histogram: bin 0 is "< 2^-40", bins 1..61 are k = -40..20, the last ">= 2^21"
 HIST_EDGES = np.arange(HIST_MIN - 1, HIST_MAX + 3, dtype=float)
@@ -62,6 +64,25 @@ def nice_top(x: float) -> float:
         return 1.0
     k = 10 ** math.floor(math.log10(x))
     return next(m * k for m in (1, 2, 5, 10) if x <= m * k)
+
+
+def first_tint_level(top: float) -> float:
+    """The smallest share (percent) a heatmap cell is drawn at when it is not zero: the colour scale's first visible
+    tint, so that one inf among millions of values still shows (its number is unchanged; only its colour is)."""
+    return FIRST_TINT * top
+
+
+def visible_cells(img: np.ndarray, top: float) -> np.ndarray:
+    """The cells as drawn: zero stays the background, anything above it at least the first visible tint."""
+    return np.where(img > 0, np.maximum(img, first_tint_level(top)), 0.0).astype(np.float32)
+
+
+def overflow_row(r: StepRecord, groups: Sequence[str]) -> int | None:
+    """The heatmap row of the layer group where step ``r`` first overflowed (None on a clean step)."""
+    if not r.first_overflow:
+        return None
+    group = group_of(r.first_overflow)
+    return groups.index(group) if group in groups else None
 
 
 def scale_text(scale: float) -> str:

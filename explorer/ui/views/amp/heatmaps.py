@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QFont, QFontMetrics
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
-from ....amp.describe import group_label, nice_top, thinned_rows
+from ....amp.describe import FIRST_TINT, group_label, nice_top, thinned_rows, visible_cells
 from ...kit import static_plot
 from ...theme import Theme
 
@@ -35,6 +36,11 @@ class LayerHeatmaps:
             bar.setImageItem(image, insert_in=plot.getPlotItem())
             self.colorbars.append(bar)
             plot.getViewBox().sigResized.connect(self.thin_rows)
+        # the cell of the layer group where the step shown first overflowed, outlined on the overflow heatmap
+        self.overflow_cell = QGraphicsRectItem()
+        self.overflow_cell.setZValue(10)
+        self.overflow_cell.hide()
+        self.over_plot.addItem(self.overflow_cell)
         self.rows: list[str] = []  # the layer groups, one per row
         self._row_ticks: dict[int, list[str]] = {}  # the row labels each heatmap shows (set again only on change)
 
@@ -44,12 +50,17 @@ class LayerHeatmaps:
     def set_theme(self, theme: Theme) -> None:
         base = np.array(pg.mkColor(theme.base).getRgb()[:3], float)
         hot = np.array(HOT, float)
-        # 0 is the background; anything above it starts at a visible tint (a few values in a layer still show)
-        cmap = pg.ColorMap([0.0, 0.004, 1.0], [base, base * 0.85 + hot * 0.15, hot])
+        # 0 is the background; anything above it is drawn at least at a visible tint (visible_cells), so that one
+        # inf among millions of values still shows
+        cmap = pg.ColorMap([0.0, FIRST_TINT, 1.0], [base, base * 0.55 + hot * 0.45, hot])
         for bar in self.colorbars:
             bar.setColorMap(cmap)
             bar.axis.setPen(theme.muted)
             bar.axis.setTextPen(theme.text)
+        pen = pg.mkPen(theme.text, width=2)
+        pen.setCosmetic(True)
+        self.overflow_cell.setPen(pen)
+        self.overflow_cell.setBrush(Qt.BrushStyle.NoBrush)
 
     def apply_font(self, font: QFont) -> None:
         for bar in self.colorbars:
@@ -66,20 +77,29 @@ class LayerHeatmaps:
     def clear(self) -> None:
         self.over_image.clear()
         self.flush_image.clear()
+        self.overflow_cell.hide()
 
-    def show(self, over: np.ndarray, flushed: np.ndarray, rows: list[str]) -> None:
-        """Cells in percent ([rows, steps], the colour scale topped at a round number) and the rows' groups."""
+    def show(self, over: np.ndarray, flushed: np.ndarray, rows: list[str], step: int, overflow_row: int | None) -> None:
+        """Cells in percent ([rows, steps], the colour scale topped at a round number), the rows' groups, the step
+        shown (counted from 1, as the header and the timeline count) and the row where it first overflowed."""
+        n = over.shape[1]
         for (_, image), img, bar in zip(self.pairs(), (over, flushed), self.colorbars, strict=True):
-            image.setImage(np.ascontiguousarray(img), autoLevels=False)
-            bar.setLevels((0.0, nice_top(float(img.max()))))
+            top = nice_top(float(img.max()))
+            image.setImage(visible_cells(img, top), autoLevels=False)
+            image.setRect(QRectF(0.5, 0, n, len(rows)))  # step k (from 1) is the cell [k - 0.5, k + 0.5]
+            bar.setLevels((0.0, top))
         self.rows = rows
         self.thin_rows()
-        n = over.shape[1]
         for plot, _ in self.pairs():
-            plot.setXRange(0, n, padding=0)
+            plot.setXRange(0.5, n + 0.5, padding=0)
             plot.setYRange(0, len(rows), padding=0)
-            every = max(1, math.ceil(n / 12))  # step i is the cell [i, i + 1]: its label sits in the middle
-            plot.getAxis("bottom").setTicks([[(i + 0.5, str(i)) for i in range(0, n, every)]])
+            every = max(1, math.ceil(n / 12))
+            plot.getAxis("bottom").setTicks([[(k, str(k)) for k in range(1, n + 1) if (k - 1) % every == 0]])
+        if overflow_row is None:
+            self.overflow_cell.hide()
+        else:
+            self.overflow_cell.setRect(QRectF(step - 0.5, overflow_row, 1, 1))
+            self.overflow_cell.show()
 
     def relabel(self, rows: list[str]) -> None:
         """Label the rows as ``rows`` now (a model with more layers), forgetting the labels shown."""

@@ -62,20 +62,21 @@ class ScaleTimeline:
         self.step_line.hide()
 
     def show(self, records: Sequence[StepRecord], r: StepRecord) -> None:
-        """Steps up to ``r`` drawn, the axis spanning all ``records`` (the loss's range too)."""
+        """Steps up to ``r`` drawn, the axis spanning all ``records`` (the loss's range too). Steps count from 1 on
+        the x axis, as the header, the player and the heatmaps count them."""
         self.step_line.show()
         upto = records[: r.step + 1]
-        steps = np.array([x.step for x in upto], dtype=float)
+        steps = np.array([x.step + 1 for x in upto], dtype=float)
         self.scale_curve.setData(steps, np.log2([x.scale for x in upto]))
         self.loss_curve.setData(steps, np.array([x.loss for x in upto]))
         skipped = [x for x in upto if x.skipped]
         grown = [x for x in upto if x.event == "growth"]
-        self.skip_points.setData([x.step for x in skipped], [np.log2(x.scale) for x in skipped])
-        self.growth_points.setData([x.step for x in grown], [np.log2(x.next_scale) for x in grown])
+        self.skip_points.setData([x.step + 1 for x in skipped], [np.log2(x.scale) for x in skipped])
+        self.growth_points.setData([x.step + 1 for x in grown], [np.log2(x.next_scale) for x in grown])
         n = max(len(records), 2)
-        self.plot.setXRange(-0.5, n - 0.5, padding=0)
+        self.plot.setXRange(0.5, n + 0.5, padding=0)
         self.plot.getAxis("bottom").setTickSpacing(*((1, 1) if n <= 12 else ()))  # whole steps
-        self.step_line.setValue(r.step)
+        self.step_line.setValue(r.step + 1)
         losses = [x.loss for x in records if np.isfinite(x.loss)]
         if losses:
             self.loss_box.setYRange(min(losses) * 0.95, max(losses) * 1.05, padding=0)

@@ -98,7 +98,7 @@ class AmpView(View):
         upto = self.records[: r.step + 1]
         over, flushed = describe.layer_shares(upto, self._activation(), max(len(self.records), 2))
         groups = self.meta.groups if self.meta.groups else [str(i) for i in range(over.shape[0])]
-        self.heatmaps.show(over, flushed, groups)
+        self.heatmaps.show(over, flushed, groups, r.step + 1, describe.overflow_row(r, groups))
         s = self.meta.settings
         self.header.setText(describe.header_html(r, len(self.records), s.policy, s.dtype, self.meta.stopped, g,
                                                  muted=self.theme.muted, seconds=not self.deterministic))  # fmt: skip
@@ -111,12 +111,13 @@ class AmpView(View):
     def export_data(self) -> dict:
         meta = self.meta.to_json() if self.meta is not None else {}
         groups = self.meta.groups if self.meta is not None else None
-        return {"view": self.name, **meta, "steps": [r.to_json(groups) for r in self.records]}
+        # steps count from 1 here as on screen (the header, the player, the axes); record.step is the 0-based index
+        return {"view": self.name, **meta, "steps": [{**r.to_json(groups), "step": r.step + 1} for r in self.records]}
 
     def export_rows(self) -> tuple[list[str], list[list]]:
         header = ["step", "loss", "scale", "next_scale", "found_inf", "skipped", "event", "first_overflow"]
         rows = [
-            [r.step, r.loss, r.scale, r.next_scale, r.found_inf, r.skipped, r.event, r.first_overflow]
+            [r.step + 1, r.loss, r.scale, r.next_scale, r.found_inf, r.skipped, r.event, r.first_overflow]
             for r in self.records
         ]
         return header, rows
