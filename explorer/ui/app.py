@@ -8,7 +8,7 @@ from pathlib import Path
 from ..atomic import atomic_path, check_output
 from ..errors import ExplorerError
 from ..session import Session
-from .qapp import ensure_app
+from .qapp import ensure_app, exec_until_signal
 
 __all__ = ["ensure_app", "make_session", "render_view", "run_gui", "screenshot"]
 
@@ -35,10 +35,9 @@ def run_gui(session: Session, theme: str = "light") -> int:
     from .window import MainWindow
 
     win = MainWindow(session, theme=theme)
-    win.resize(1440, 900)
-    win.show()
+    win.show_on_screen()  # at most the screen's free area, at the size last left on this screen
     win.load_models(then_run=True)  # the demo pair (or --model/--draft) loads and runs at once
-    return app.exec()
+    return exec_until_signal(app, win.close)
 
 
 def render_view(

@@ -31,12 +31,15 @@ from .exports import Exports
 from .menus import Menus
 from .models import ModelLoading
 from .panel import ModelPanel
+from .placement import Placement
 from .recording import Recording
 from .runs import ViewRuns
 from .status import StatusBar
 
 
-class MainWindow(ModelPanel, ModelLoading, ViewRuns, StatusBar, Menus, Comfort, Exports, Recording, QMainWindow):
+class MainWindow(
+    ModelPanel, ModelLoading, ViewRuns, StatusBar, Menus, Comfort, Exports, Recording, Placement, QMainWindow
+):
     def __init__(self, session: Session | None = None, theme: str = "light", settings: QSettings | None = None):
         super().__init__()
         self.setWindowTitle("explorer")
@@ -179,6 +182,7 @@ class MainWindow(ModelPanel, ModelLoading, ViewRuns, StatusBar, Menus, Comfort, 
             self._place_presentation_hint()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.remember_size()
         self.stop_recording()
         self.worker.cancel_and_wait(5000)
         super().closeEvent(event)
