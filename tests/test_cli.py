@@ -77,3 +77,69 @@ def test_generate_with_each_attention_backend_gives_the_same_tokens():
         assert r.returncode == 0, r.stderr
         tokens[backend] = json.loads(r.stdout)["token_ids"]
     assert len(set(map(tuple, tokens.values()))) == 1, tokens
+
+
+TEMPLATE = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+
+
+def chat_model_ending_with(tmp_path, end_id: int) -> Path:
+    """The demo target with a chat template, whose end-of-turn id is ``end_id`` (a token it emits early)."""
+    import shutil
+
+    d = tmp_path / "chat-demo"
+    shutil.copytree(default_model_dirs()["target"], d)
+    (d / "chat_template.jinja").write_text(TEMPLATE)
+    (d / "generation_config.json").write_text(json.dumps({"bos_token_id": 0, "eos_token_id": end_id}))
+    return d
+
+
+def test_chat_output_keeps_prompt_and_reply_apart_without_end_tokens(tmp_path):
+    """`generate --chat` and `speculate --chat` print the turns apart, and never the end-of-turn token as text."""
+    from explorer.models.checkpoint import load_model
+
+    lm = load_model(default_model_dirs()["target"], dtype="float32", device="cpu")
+    turn = ("--chat", "--system", "Be brief.", "--prompt", "def f():", "--max-new-tokens", "8")
+    probe = str(chat_model_ending_with(tmp_path / "probe", 0))
+    plain = json.loads(run("generate", "--model", probe, *turn, "--ignore-eos", "--json").stdout)
+    end_id = plain["token_ids"][2]  # the third token it says becomes its end of turn
+    end_text = lm.tokenizer.decode([end_id])
+    args = ("--model", str(chat_model_ending_with(tmp_path, end_id)), *turn)
+    out = json.loads(run("generate", *args, "--json").stdout)
+    assert out["token_ids"] == plain["token_ids"][:3]  # stopped at the end token, which is in the ids ...
+    assert out["text"] == lm.decode(out["token_ids"][:2])  # ... but not in the text
+    for command in (("generate",), ("speculate", "--lookup", "--runs", "1")):
+        r = run(*command, *args)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["system: Be brief.", "user: def f():", f"assistant: {out['text'].strip()}"]
+        assert end_text not in r.stdout.split("assistant:")[1]
+    spec = json.loads(run("speculate", "--lookup", "--runs", "1", *args, "--json").stdout)
+    assert spec["text"] == out["text"] and spec["token_ids"] == out["token_ids"]
+
+
+def test_chat_on_smollm2_prints_no_control_tokens():
+    """The issue's case: SmolLM2's reply ended in <|im_end|> (a control token, not its text)."""
+    import pytest
+
+    from explorer.errors import ExplorerError
+    from explorer.models.smollm import fetch_smollm
+
+    try:
+        model = str(fetch_smollm())
+    except ExplorerError as exc:
+        pytest.skip(f"SmolLM2-135M-Instruct GGUF not available: {exc}")
+    r = run("generate", "--model", model, "--chat", "--prompt", "What is 2+2?", "--max-new-tokens", "24")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "user: What is 2+2?" and lines[1].startswith("assistant: ") and len(lines[1]) > 12
+    assert "<|" not in r.stdout
+
+
+def test_speculate_json_puts_the_summary_first_and_no_steps_leaves_them_out():
+    args = ("speculate", "--prompt", "def add(a, b):\n", "--max-new-tokens", "8", "--runs", "1", "--json")
+    full, short = run(*args), run(*args, "--no-steps")
+    assert full.returncode == 0 and short.returncode == 0, full.stderr + short.stderr
+    a, b = json.loads(full.stdout), json.loads(short.stdout)
+    assert list(a) == ["prompt", "stats", "text", "prompt_ids", "token_ids", "steps"]
+    assert list(b) == ["prompt", "stats", "text", "prompt_ids", "token_ids"]
+    assert full.stdout.index('"stats"') < 200 and a["steps"] and a["token_ids"] == b["token_ids"]
+    assert a["stats"]["new_tokens"] == len(a["token_ids"])

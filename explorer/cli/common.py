@@ -49,6 +49,27 @@ def prepare_prompt(lm, prompt: str, args: argparse.Namespace) -> list[int]:
     return lm.prompt_ids(prompt, chat=bool(getattr(args, "chat", None)), system=getattr(args, "system", None))
 
 
+def reply_of(lm, ids: list[int]) -> str:
+    """The decoded new tokens without control tokens (``<|im_end|>``, ``</s>``): what --json's ``text`` holds and
+    what is printed."""
+    from ..models.text import reply_text
+
+    return reply_text(lm.tokenizer, ids, lm.eos_token_ids)
+
+
+def print_exchange(prompt: str, reply: str, args: argparse.Namespace) -> None:
+    """On stdout: with --chat the turns apart, one labelled block each (system, user, assistant); without, the
+    prompt and its continuation as the one text they are."""
+    if not getattr(args, "chat", None):
+        print(prompt + reply)
+        return
+    system = getattr(args, "system", None)
+    if system:
+        print(f"system: {system}")
+    print(f"user: {prompt}")
+    print(f"assistant: {reply.strip()}")
+
+
 def with_prompt_options(session, args: argparse.Namespace):
     """A Session with --chat, --system and --ignore-eos applied (the GUI and screenshots)."""
     session.chat = bool(getattr(args, "chat", None))

@@ -9,7 +9,7 @@ import time
 
 from ..attention.options import BACKENDS
 from ..models.options import GENERATE_CLI
-from .common import add_model_options, check_device, prepare_prompt
+from .common import add_model_options, check_device, prepare_prompt, print_exchange, reply_of
 
 
 def add_parser(sub) -> None:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     new = generate(lm, prompt_ids, o["max_new"], o["temperature"], o["top_k"] or None, o["seed"])
     seconds = time.perf_counter() - t0
-    text = lm.decode(new)
+    text = reply_of(lm, new)
     result = {
         "model": str(lm.path),
         "device": str(lm.device),
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(prompt + text)
+        print_exchange(prompt, text, args)
         print(
             f"[{len(new)} tokens, {result['tokens_per_s']:.1f} tokens/s, {lm.name}, "
             f"{result['device']} {result['dtype']}]",

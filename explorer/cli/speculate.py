@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ExplorerError
 from ..speculative.options import HEAD_METHODS, SPECULATE
-from .common import add_model_options, check_device, given, prepare_prompt
+from .common import add_model_options, check_device, given, prepare_prompt, print_exchange, reply_of
 from .draft_heads import heads_kind, load_heads_for
 
 TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
@@ -35,7 +35,9 @@ def add_parser(sub) -> None:
     p.add_argument("--costs", action="store_true", help="also measure the cost of verifying 1..32 tokens (chain and "
                    "tree) and report where this run stands: drafting cost per token, break-even acceptance")
     SPECULATE.add_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines): prompt, "
+                   "stats (the summary), text, prompt_ids, token_ids, then steps (every step's tree and decisions)")
+    p.add_argument("--no-steps", action="store_true", help="with --json: leave out steps (the summary only)")
     p.set_defaults(func=run)
 
 
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         return speculate_set(args, method)
     prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
     accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
-    options = SpecOptions.from_values(o, method=method, accept=accept, detail=args.json)
+    options = SpecOptions.from_values(o, method=method, accept=accept, detail=args.json and not args.no_steps)
     if args.runs < 1:
         raise ExplorerError(f"--runs must be an integer >= 1 (got {args.runs})")
     uses_heads = method in HEAD_METHODS
@@ -117,12 +119,13 @@ def run(args: argparse.Namespace) -> int:
         ids = prepare_prompt(target, prompt, args)
         result = run_speculation(target, draft, ids, o["max_new"], options, heads=heads, runs=args.runs,
                                  costs=args.costs)  # fmt: skip
+        text = reply_of(target, result.token_ids)
         if args.json:
-            print(json.dumps(dict(prompt=prompt, **result.as_dict())))
+            print_result_json(prompt, text, result, steps=not args.no_steps)
             continue
         s = result.stats
         div = "none" if s["first_divergence"] is None else s["first_divergence"]
-        print(prompt + result.text)
+        print_exchange(prompt, text, args)
         print(
             f"[{s['new_tokens']} tokens in {s['steps']} steps, {s['method']}/{s['accept']}: alpha {s['alpha']:.2f}, "
             f"mean accepted {s['mean_accepted_without_bonus']:.2f} (+bonus {s['mean_accepted_with_bonus']:.2f}), "
@@ -133,3 +136,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def print_result_json(prompt: str, text: str, result, steps: bool) -> None:
+    """One JSON line: the summary (stats) first, the per-step records (by far the largest part) last."""
+    out = {"prompt": prompt, "stats": result.stats, "text": text, "prompt_ids": result.prompt_ids,
+           "token_ids": result.token_ids}  # fmt: skip
+    if steps:
+        out["steps"] = [s.as_dict() for s in result.steps]
+    print(json.dumps(out))
