@@ -114,6 +114,11 @@ def test_chat_output_keeps_prompt_and_reply_apart_without_end_tokens(tmp_path):
         assert end_text not in r.stdout.split("assistant:")[1]
     spec = json.loads(run("speculate", "--lookup", "--runs", "1", *args, "--json").stdout)
     assert spec["text"] == out["text"] and spec["token_ids"] == out["token_ids"]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("def f():\n")
+    line = run("speculate", "--lookup", "--runs", "1", *args[:5], "--max-new-tokens", "8", "--prompts",
+               str(prompts), "--json").stdout  # fmt: skip
+    assert json.loads(line.splitlines()[0])["text"] == out["text"]  # a prompt set's lines too
 
 
 def test_chat_on_smollm2_prints_no_control_tokens():

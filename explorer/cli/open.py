@@ -9,7 +9,7 @@ import sys
 
 from ..errors import ExplorerError
 from ..speculative.options import SPECULATE
-from .common import add_model_options, check_device
+from .common import add_model_options, check_device, reply_of
 
 RUN_SUFFIXES = (".jsonl",)
 
@@ -182,18 +182,19 @@ def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tupl
         for r in run_prompt_set(target, draft, prompts, configs, writer, encode=encode, heads=heads):
             if writer is None:
                 done.results.append(r)
-            print_result(args, r, configs[r.config].key)
+            print_result(args, r, configs[r.config].key, reply_of(target, r.token_ids))
     finally:
         if writer is not None:
             writer.close()
     return done
 
 
-def print_result(args: argparse.Namespace, r, key: str) -> None:
+def print_result(args: argparse.Namespace, r, key: str, text: str) -> None:
+    """One line per prompt and configuration; with --json ``text`` is the reply without control tokens."""
     s = r.stats
     if args.json:
-        print(json.dumps({"prompt": r.prompt, "category": r.category, "config": key, "prompt_ids": r.prompt_ids,
-                          "token_ids": r.token_ids, "text": r.text, "stats": s}), flush=True)  # fmt: skip
+        print(json.dumps({"prompt": r.prompt, "category": r.category, "config": key, "stats": s, "text": text,
+                          "prompt_ids": r.prompt_ids, "token_ids": r.token_ids}), flush=True)  # fmt: skip
     else:
         div = s["first_divergence"]
         print(f"{r.prompt:>8}  {key:<16} alpha {s['alpha']:.2f}  tokens/step "
