@@ -367,3 +367,63 @@ def test_view_on_the_demo_models(qtbot, tmp_path):
         _check_view(qtbot, win, tmp_path)
     finally:
         _close(win)
+
+
+def _titles_fit(win) -> list[str]:
+    """The plot titles (the plots' legends) of the attention view drawn wider than their column or past the window's
+    right edge, and the matrix legend if its wrapped text is taller than its box."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QApplication
+
+    for _ in range(2):  # painting measures the tick labels and widens the axes: as a screenshot and the screen do
+        win.grab()
+        QApplication.processEvents()
+    view = win.views["attention"]
+    bad = []
+    for plot in view.findChildren(pg.PlotWidget):
+        if not plot.isVisible():
+            continue
+        label = plot.getPlotItem().titleLabel
+        width = label.item.boundingRect().width()
+        column = plot.width() - plot.getAxis("left").width()  # the view box's column when nothing widens it
+        right = plot.mapTo(win, QPoint(plot.width(), 0)).x()  # the plot's own right edge, in the window
+        if width > column or right > win.width():
+            bad.append(f"{plot.property('title')} ({width:.0f} px in {column} px, plot's right edge {right})")
+    legend = view.scores.legend
+    if legend.heightForWidth(legend.width()) > legend.height():
+        bad.append(f"legend: {legend.text()}")
+    return bad
+
+
+@pytest.mark.skipif(
+    not (default_model_dirs()["target"] / "config.json").exists(),
+    reason="the demo target is not trained yet (explorer train-demo)",
+)
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
+def test_legends_fit_at_every_step(qtbot, size):
+    """Issue 23: at 1280x720 the ‖acc/l − O‖ plot's legend (its title) lost its end ('row 95 “·if” ━' and no more)
+    at the window's right edge. Stepped with the arrow keys, every title and the matrix legend fit, every step."""
+    from PySide6.QtCore import Qt
+
+    from explorer.ui.app import render_view
+
+    win = render_view(Session(), "attention", size, step=4)  # Q block 2's row 95, " if": the longest legend
+    try:
+        assert _titles_fit(win) == []  # as `explorer screenshot` draws it
+        win.show()
+        win.activateWindow()
+        qtbot.waitExposed(win)
+        qtbot.keyClick(win, Qt.Key.Key_Home)
+        assert win.player.step == 0
+        seen = set()
+        for i in range(win.player.count):
+            assert win.player.step == i and win.player.label.text() == f"step {i + 1} / {win.player.count}"
+            assert f"step {i + 1} of {win.player.count}" in win.views["attention"].header.text()
+            assert _titles_fit(win) == [], f"step {i + 1}"
+            seen.add(win.views["attention"].blocks.d_plot.property("title"))
+            qtbot.keyClick(win, Qt.Key.Key_Right)
+        assert any("each row" in t and "“" in t for t in seen) or size[0] < 1600  # the long legend where it fits
+    finally:
+        win.close()
+        win.deleteLater()

@@ -192,9 +192,12 @@ def distance_titles(r: TileStep, row: int, ink: Ink) -> tuple[str, ...]:
     label, short = row_labels(r, row)
     final = f" → {sci(r.max_distance)} at the last tile" if r.last_in_block else ""
     return (
-        f"‖acc/l − O<sub>final</sub>‖: &nbsp;<span style='color:{ink.bar}'>━ mean</span> &nbsp;"
-        f"<span style='color:{ink.accent}'>━ {label}</span> &nbsp;"
-        f"<span style='color:{ink.muted}'>━ each row</span>{final}",
+        *(
+            f"‖acc/l − O<sub>final</sub>‖: &nbsp;<span style='color:{ink.bar}'>━ mean</span> &nbsp;"
+            f"<span style='color:{ink.accent}'>━ {name}</span> &nbsp;"
+            f"<span style='color:{ink.muted}'>━ each row</span>{final}"
+            for name in dict.fromkeys((label, short))  # with the row's token, then without it
+        ),
         f"‖acc/l − O‖: &nbsp;<span style='color:{ink.bar}'>━ mean</span> &nbsp;"
         f"<span style='color:{ink.accent}'>━ {short}</span>",
     )

@@ -31,6 +31,9 @@ class Memo:
         self._shown = {}
 
 
+LABEL_MARGIN = 4  # QGraphicsTextItem's document margin: a plot title's text sits this far inside its label
+
+
 class DocumentTitles(TitleFitter):
     """The kit's title fitting with this view's measure: a variant's rich text laid out as a document in the view's
     font at the title's size, against the width of the plot's view box. (The kit's measure, the drawn label against
@@ -45,9 +48,13 @@ class DocumentTitles(TitleFitter):
     def fit(self, plot: pg.PlotWidget, variants: list[str]) -> str:
         font = QFont(self.font)
         font.setPointSizeF(self.points)
-        vb_width = plot.getViewBox().width()  # the title sits over the view box's column, not the axes'
-        room = vb_width - 8 if vb_width > 50 else plot.width() - 24 - plot.getAxis("left").width()
-        title = next((v for v in variants if _rich_width(v, font) <= room), variants[-1])
+        # The title sits over the view box's column: the plot less its left axis. Not the view box's own width: a
+        # title too long widens that column (a label's minimum width is its text's), so the view box's width then
+        # says it fits while the plot is pushed past the window's edge ("row 95 “·if” ━" and no more, at 1280x720).
+        left = plot.getAxis("left")
+        room = plot.width() - (left.width() if left.isVisible() else 0) - 8
+        # the label draws the text inside its document's margin on each side
+        title = next((v for v in variants if _rich_width(v, font) + 2 * LABEL_MARGIN <= room), variants[-1])
         plot.setProperty("title", title)
         plot.setTitle(title, color=self.color)
         self._fitted[plot] = variants
