@@ -365,3 +365,34 @@ def test_record_dialog_gives_start_recording_its_arguments(window, tmp_path):
     dialog._accept()
     assert dialog.error.text() and dialog.result() == 0  # a bad size is said in the dialog, which stays open
     dialog.deleteLater()
+
+
+def test_leaving_presentation_with_esc_gives_the_panel_its_width_back(qtbot, window):
+    """Issue 23.12: after F11 and Esc the panel is as wide as before (not the presentation's wider fit)."""
+    window.resize(1280, 720)
+    qtbot.waitExposed(window)
+    qtbot.wait(50)
+    before = window.dock.width()
+    for leave in (Qt.Key.Key_Escape, Qt.Key.Key_F11):
+        press(qtbot, window, Qt.Key.Key_F11)
+        assert window.presenting
+        qtbot.wait(50)
+        press(qtbot, window, leave)
+        assert not window.presenting
+        qtbot.wait(100)
+        assert abs(window.dock.width() - before) <= 2, (leave, before, window.dock.width())
+
+
+def test_amp_progress_bar_starts_empty_and_fills_with_the_steps(qtbot, window):
+    """Issue 23.12: a run whose length is known fills its bar step by step, never the full-looking busy stripes."""
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models()
+    window.select_view("amp")
+    steps = window.views["amp"].steps.value()
+    seen: list[tuple[int, int]] = []
+    window.progress.valueChanged.connect(lambda v: seen.append((v, window.progress.maximum())))
+    with qtbot.waitSignal(window.worker.finished, timeout=120000):
+        qtbot.mouseClick(window.run_button, Qt.MouseButton.LeftButton)
+        assert window.progress.maximum() == steps and window.progress.value() == 0  # empty at the start
+    values = [v for v, top in seen if top == steps]
+    assert values[0] == 0 and values[-1] == steps and values == sorted(values)

@@ -68,6 +68,11 @@ class Comfort:
         else:
             self._hint_timer.stop()
             self.presentation_hint.hide()
+            # The panel comes back laid out for the presentation's larger text: settle the layouts at the normal
+            # text size, then fit it (as wide as before F11, not the ~40% wider presentation width).
+            QApplication.sendPostedEvents()
+            self.layout().activate()
+            self._fit_panel()
 
     def _show_presentation_hint(self) -> None:
         self.presentation_hint.setFont(QApplication.font())  # the presentation's larger text

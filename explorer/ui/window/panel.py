@@ -140,7 +140,10 @@ class ModelPanel:
 
     def _fit_panel(self) -> None:
         """Make the panel as wide as its widest settings at the current text size, but never wider than
-        PANEL_MAX_SHARE of the window (the views come first; beyond that the panel scrolls sideways too)."""
+        PANEL_MAX_SHARE of the window (the views come first; beyond that the panel scrolls sideways too). Not while
+        presenting: the panel is hidden then, and a width fitted to the presentation's larger text would stay."""
+        if self.presenting:
+            return
         content = self.panel_scroll.widget()
         content.adjustSize()
         bar = self.panel_scroll.verticalScrollBar().sizeHint().width()

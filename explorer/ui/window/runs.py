@@ -9,6 +9,11 @@ from ...attention.backends import use_backend
 from .models import ModelsLoaded
 
 
+# The setting that bounds how many records a view's run yields (amp: one per training step; generate: one per
+# token, fewer when it stops at an end token): their progress bar fills; other runs show Qt's busy indicator.
+EXPECTED_RECORDS = {"amp": "steps", "generate": "max_new"}
+
+
 class ViewRuns:
     """The window's run commands and the worker's signals (a MainWindow mixin: uses session, worker, player,
     active_view, the panel's buttons and progress line, _live_render and the model-loading commands)."""
@@ -36,6 +41,10 @@ class ViewRuns:
         self._job_view = view
         self.progress_label.setText(f"running {view.name}…")
         self.worker.start(job)
+        total = view.job_values().get(EXPECTED_RECORDS.get(view.name, ""))
+        if total:  # the bar fills as the steps come, instead of the full-looking busy stripes
+            self.progress.setRange(0, total)
+            self.progress.setValue(0)
 
     def run_view_blocking(self) -> None:
         """Run the active view's job on this thread, start to end (headless rendering; the GUI uses run_view)."""
@@ -56,6 +65,8 @@ class ViewRuns:
         if view is None:
             return
         view.add_record(rec)
+        if self.progress.maximum() > 0:
+            self.progress.setValue(min(len(view.records), self.progress.maximum()))
         if view is self.active_view:
             self.player.blockSignals(True)
             self.player.set_count(len(view.records))
