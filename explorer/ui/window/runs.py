@@ -8,7 +8,6 @@ from typing import Any
 from ...attention.backends import use_backend
 from .models import ModelsLoaded
 
-
 # The setting that bounds how many records a view's run yields (amp: one per training step; generate: one per
 # token, fewer when it stops at an end token): their progress bar fills; other runs show Qt's busy indicator.
 EXPECTED_RECORDS = {"amp": "steps", "generate": "max_new"}
