@@ -322,6 +322,9 @@ def _check_view(qtbot, win, tmp_path) -> None:
     assert data["hbm"]["flash_bytes"] > 0 and "within_2x_sdpa" in data
     csv_lines = win.export_data(tmp_path / "attention.csv").read_text().splitlines()
     assert csv_lines[0].startswith("step,q_block,kv_block,state") and len(csv_lines) == n + 1
+    # steps count from 1 in the exports as in the header and the player ("step 1 of n")
+    assert [s["step"] for s in data["steps"]] == list(range(1, n + 1))
+    assert [int(line.split(",")[0]) for line in csv_lines[1:]] == list(range(1, n + 1))
     assert win.export_png(tmp_path / "attention.png").stat().st_size > 5000
 
 

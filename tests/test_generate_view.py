@@ -68,3 +68,32 @@ def test_bar_labels_trend_title_and_captions():
         "#00f", "#f00")  # fmt: skip
     fields = describe.caption_fields(record())
     assert fields == {"token": "⏎", "p": 0.9, "rank": 1, "entropy": 0.61}
+
+
+def test_view_counts_steps_from_one_everywhere(qtbot):
+    """Issue 23: one numbering in the generate view — the header's "step k of n", the player, the trend's marker
+    and last point, and the `step` of the JSON and CSV exports — for the first step and the last (by keys)."""
+    pytest.importorskip("PySide6")
+    from PySide6.QtCore import Qt
+
+    from explorer.session import Session
+    from explorer.ui.app import render_view
+
+    win = render_view(Session(draft_dir=None), "generate", (1280, 720), settings={"max_new": 5})
+    view = win.views["generate"]
+    try:
+        win.show()
+        win.activateWindow()
+        qtbot.waitExposed(win)
+        n = len(view.records)
+        assert n == 5
+        for key, k in ((Qt.Key.Key_Home, 1), (Qt.Key.Key_End, n)):
+            qtbot.keyClick(win, key)
+            assert f"step {k} of {n}" in view.header.text() and win.player.label.text() == f"step {k} / {n}"
+            assert view.trend.step_line.value() == k
+            assert view.trend.entropy_curve.getData()[0][-1] == k
+        assert [s["step"] for s in view.export_data()["steps"]] == list(range(1, n + 1))
+        assert [row[0] for row in view.export_rows()[1]] == list(range(1, n + 1))
+    finally:
+        win.close()
+        win.deleteLater()

@@ -259,12 +259,12 @@ def caption_fields(r: TileStep, row: int) -> dict[str, Any]:
 
 
 def export_table(steps: list[TileStep]) -> tuple[list[str], list[list[Any]]]:
-    """(header, one row per step): the CSV export."""
+    """(header, one row per step): the CSV export, its steps counted from 1 as the header and the player count them."""
     rows = []
     for r in steps:
         d = r.as_dict()
         rows.append(
-            [r.step, r.q_block, r.kv_block, d["state"], r.rows[0], r.rows[1], r.keys[0], r.keys[1], r.mean_m,
+            [r.step + 1, r.q_block, r.kv_block, d["state"], r.rows[0], r.rows[1], r.keys[0], r.keys[1], r.mean_m,
              r.mean_l, r.min_alpha, r.mean_distance, r.max_distance, r.rescales, r.fa4_rescales]
         )  # fmt: skip
     return list(EXPORT_COLUMNS), rows

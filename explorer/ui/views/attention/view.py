@@ -187,7 +187,8 @@ class AttentionView(View):
     # ---- export
     def export_data(self) -> dict:
         summary = self.walk.summary() if self.walk is not None else {}
-        return {"view": self.name, **summary, "steps": [r.as_dict() for r in self.records]}
+        # steps count from 1 here as on screen (the header, the player); record.step counts from 0
+        return {"view": self.name, **summary, "steps": [{**r.as_dict(), "step": r.step + 1} for r in self.records]}
 
     def export_rows(self) -> tuple[list[str], list[list]]:
         return describe.export_table(self.records)

@@ -102,7 +102,8 @@ class GenerateView(View):
     # ---- export
     def export_data(self) -> dict:
         meta = self.meta.to_json() if self.meta is not None else {}
-        return {"view": self.name, **meta, "steps": [r.as_dict() for r in self.records]}
+        # steps count from 1 here as on screen (the header, the player, the trend's x axis); record.step counts from 0
+        return {"view": self.name, **meta, "steps": [{**r.as_dict(), "step": r.step + 1} for r in self.records]}
 
     def export_rows(self) -> tuple[list[str], list[list]]:
         header = ["step", "token_id", "token_text", "chosen_prob", "chosen_rank", "entropy_bits", "top1_text",
@@ -112,5 +113,5 @@ class GenerateView(View):
 
     @staticmethod
     def _row(r: GenerateRecord) -> list:
-        return [r.step, r.token_id, r.token_text, r.chosen_prob, r.chosen_rank + 1, r.entropy_bits, r.top_texts[0],
+        return [r.step + 1, r.token_id, r.token_text, r.chosen_prob, r.chosen_rank + 1, r.entropy_bits, r.top_texts[0],
                 float(r.top_probs[0]), r.seconds]  # fmt: skip
