@@ -8,8 +8,7 @@ from pathlib import Path
 from .attention.backends import use_backend
 from .errors import ExplorerError
 from .models.checkpoint import LoadedModel, default_device, default_model_dirs, load_model
-
-DEFAULT_PROMPT = "def fibonacci(n):\n    "
+from .models.options import DEFAULT_PROMPT  # declared there: the CLI's help reads it without loading torch
 
 
 @dataclass

@@ -11,7 +11,7 @@ from explorer.attention.options import ATTENTION
 from explorer.cli.main import build_parser, main
 from explorer.errors import ExplorerError
 from explorer.models.options import GENERATE
-from explorer.options import Option, Schema
+from explorer.options import Option, Schema, number
 from explorer.recording.tour import VIEW_SCHEMAS, parse_tour
 from explorer.speculative.options import SPECULATE
 
@@ -88,7 +88,7 @@ def test_help_shows_range_and_default(capsys):
     with pytest.raises(SystemExit):
         main(["speculate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--tree-depth N tree drafting: depth; integer in 1..12 (default: 5)" in out
+    assert "--tree-depth N tree drafting: depth; integer in 1..12 (default: 4)" in out
     assert "--model MODEL, --target MODEL" in out
 
 
@@ -122,3 +122,54 @@ def test_option_checks():
     schema = Schema("demo", [o])
     with pytest.raises(ExplorerError, match="^x must be a finite number in 0..2 \\(got 3\\)$"):
         schema.check({"x": 3})
+
+
+def test_one_default_per_option_on_the_command_line_and_in_the_view(capsys):
+    """The speculative view and `explorer speculate` start from the same values: eagle gives the same numbers."""
+    view = VIEW_SCHEMAS["speculative"]
+    assert {n: o.default for n, o in view.options.items()} == {n: SPECULATE[n].default for n in view.options}
+    assert (SPECULATE["tree_depth"].default, SPECULATE["tree_topk"].default, SPECULATE["tree_budget"].default) == (
+        4, 3, 12)
+    with pytest.raises(SystemExit):
+        main(["speculate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in view.options:
+        o = SPECULATE[name]
+        default = o.default_help or (number(o.default) if isinstance(o.default, float) else o.default)
+        assert f"{o.cli_flag} " in out and f"(default: {default})" in out, name
+
+
+def test_speculate_help_is_grouped_and_says_what_each_default_is(capsys):
+    with pytest.raises(SystemExit):
+        main(["speculate", "--help"])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    headers = [line for line in lines if line and not line.startswith(" ") and line.endswith(":")]
+    assert headers == ["common options:", "drafting and acceptance:", "timing, prompt sets and output:", "advanced:"]
+    assert len(lines) < 81 and max(len(line) for line in lines) <= 100
+    common = text[text.index("common options:") : text.index("drafting and acceptance:")]
+    for flag in ("--model", "--draft", "--prompt ", "--prompts", "--method", "--lookup", "--heads", "--json"):
+        assert flag in common, flag
+    flat = " ".join(text.split())
+    assert "the view's own" not in flat
+    assert "--prompt TEXT the prompt (default: 'def fibonacci(n):', a new line and 4 spaces" in flat
+    assert "(default: lookup with --lookup, the heads' kind with --heads, tree when a tree option is given, else " \
+        "chain)" in flat
+    listed = [line.split()[0] for line in lines if line.startswith("  -")]
+    assert sorted(o.cli_flag for o in SPECULATE) == sorted(f for f in listed if f in {o.cli_flag for o in SPECULATE})
+
+
+def test_train_demo_states_the_measured_time_once(capsys):
+    """The help and docs/commands.md give the figure the shipped pair's training.json measured."""
+    import json
+    from pathlib import Path
+
+    from explorer.models.checkpoint import default_model_dirs
+
+    total = json.loads((default_model_dirs()["target"] / "training.json").read_text())["total"]
+    figure = f"about {round(total['wall_minutes'])} min, {round(total['cpu_minutes'])} CPU-minutes, on 2 cores"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert figure in " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).parent.parent / "docs" / "commands.md").read_text()
+    assert figure in docs and "~45 min" not in docs

@@ -119,6 +119,10 @@ def test_shipped_prompt_sets():
         ("bad.jsonl", '{"prompt": "a", "id": 1}\n{"prompt": "b", "id": 1}\n', "line 2: id '1' was already used"),
         ("bad.jsonl", '{"turns": []}\n', "'turns' must be a non-empty list"),
         ("bad.txt", "\n\n", "no prompts in"),
+        ("bad.jsonl", '{"prompt": "a"}\n{"prompt": "abc \\ud800 def"}\n',
+         "bad.jsonl, line 2: the prompt is not valid Unicode (a lone surrogate"),
+        ("bad.txt", 'plain\n"x \\udc80"\n', "bad.txt, line 2: the prompt is not valid Unicode"),
+        ("bad.jsonl", '{"prompt": "a", "category": "\\udfff"}\n', "line 1: the category is not valid Unicode"),
     ],
 )
 def test_malformed_prompt_files_one_line(tmp_path, capsys, name, content, message):
@@ -129,6 +133,20 @@ def test_malformed_prompt_files_one_line(tmp_path, capsys, name, content, messag
     assert main(["speculate", "--prompts", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("explorer: error: ") and err.count("\n") == 1 and message.split(": ")[-1] in err
+
+
+def test_bytes_that_are_not_utf8_are_named_by_file_and_line(tmp_path, capsys):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("first\nsecond caf\u00e9\n".encode("latin-1"))
+    assert main(["speculate", "--prompts", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"explorer: error: prompts file {path}, line 2: not UTF-8 text (byte 0xe9 at column 11)\n"
+    path = tmp_path / "escaped.jsonl"  # valid UTF-8, but a JSON escape spells half of a surrogate pair
+    path.write_text('{"prompt": "abc \\ud800 def"}\n', encoding="utf-8")
+    assert main(["speculate", "--prompts", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"explorer: error: prompts file {path}, line 1: the prompt is not valid Unicode (a lone surrogate "
+                   "\\ud800 at character 5)\n")  # fmt: skip
 
 
 def test_compare_is_checked_by_the_options_schema():
@@ -308,7 +326,7 @@ def test_trees_and_sampling_replay_exactly(pair, tmp_path):
         live = list(run_prompt_set(target, draft, PROMPTS[:1], configs, writer))
     run = read_run(path)
     assert [c.describe() for c in run.configurations][1:] == [
-        "tree 3/4/6", "chain γ=3 sample T=0.8", "tree 5/4/24 sample T=0.8", "chain γ=3 typical"
+        "tree 3/3/6", "chain γ=3 sample T=0.8", "tree 4/3/12 sample T=0.8", "chain γ=3 typical"
     ]  # fmt: skip
     for a, b in zip(live, run.results, strict=True):
         assert [s.as_dict() for s in run.load_steps(b)] == [s.as_dict() for s in a.steps]

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "amp", help="mixed-precision training steps on a model: gradients against the fp16 range, every scaler decision"
     )
-    add_model_options(p, skip=("draft", "dtype", "theme", "device"))
+    add_model_options(p, skip=("draft", "dtype", "theme", "device"), prompt_help="text to train on (default: a few KB "
+                      "of the explorer's own sources, assets/text/amp_default.txt, as the loss-scaling view)")
     AMP.add_arguments(p)
     p.add_argument("--spike", default=None, metavar="STEP:FACTOR",
                    help="multiply the loss by FACTOR at step STEP (= --spike-step STEP --spike-factor FACTOR)")

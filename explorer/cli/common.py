@@ -8,25 +8,32 @@ import json
 from typing import Any
 
 from ..errors import ExplorerError
-from ..models.options import DTYPE_NAMES
+from ..models.options import DEFAULT_PROMPT, DTYPE_NAMES
 from ..options import Schema
 
 MODEL_FLAGS = ("model", "draft", "prompt", "chat", "system", "ignore_eos", "device", "dtype", "theme")
 DEVICE_HELP = "cpu or cuda (default: cuda when available)"
 
 
-def add_model_options(p: argparse.ArgumentParser, top: bool = False, skip: tuple[str, ...] = ()) -> None:
-    """--model (alias --target), --draft, --prompt, --chat, --system, --ignore-eos, --device, --dtype, --theme.
-    On the top-level parser they
-    default to None; on a subcommand they default to "not given" (SUPPRESS), so that ``explorer --model DIR
-    generate`` and ``explorer generate --model DIR`` mean the same and neither overrides the other."""
+_HEAD, _, _INDENT = DEFAULT_PROMPT.partition("\n")
+PROMPT_HELP = f"the prompt (default: {_HEAD!r}, a new line and {len(_INDENT)} spaces: a Python function to go on)"
+
+
+def add_model_options(
+    p, top: bool = False, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None,
+    prompt_help: str = PROMPT_HELP,
+) -> None:  # fmt: skip
+    """--model (alias --target), --draft, --prompt, --chat, --system, --ignore-eos, --device, --dtype, --theme
+    (``only``: just these, e.g. into one argument group). On the top-level parser they default to None; on a
+    subcommand they default to "not given" (SUPPRESS), so that ``explorer --model DIR generate`` and ``explorer
+    generate --model DIR`` mean the same and neither overrides the other."""
     default = None if top else argparse.SUPPRESS
     flags = {
         "model": (("--model", "--target"), dict(metavar="MODEL", help="target model: a Hugging Face layout directory, "
-                  "a .gguf file or a Hub repo id org/name[@revision] (default: the shipped demo target)")),  # fmt: skip
+                  "a .gguf file or a Hub id org/name[@revision] (default: the shipped demo target)")),  # fmt: skip
         "draft": (("--draft",), dict(metavar="DIR", help="draft model directory (default: the demo draft with the "
                                      "demo target; none with your own target)")),  # fmt: skip
-        "prompt": (("--prompt",), dict(metavar="TEXT", help="the prompt (default: the view's own)")),
+        "prompt": (("--prompt",), dict(metavar="TEXT", help=prompt_help)),
         "chat": (("--chat",), dict(action="store_true", help="wrap the prompt in the model's chat template as a user "
                  "turn with the assistant's turn opened (instruct models)")),  # fmt: skip
         "system": (("--system",), dict(metavar="TEXT", help="a system prompt for --chat")),
@@ -38,7 +45,7 @@ def add_model_options(p: argparse.ArgumentParser, top: bool = False, skip: tuple
         "theme": (("--theme",), dict(choices=("light", "dark"), help="colour theme (default: light)")),
     }
     for name, (names, kw) in flags.items():
-        if name not in skip:
+        if name not in skip and (only is None or name in only):
             p.add_argument(*names, dest=name, default=default, **kw)
 
 

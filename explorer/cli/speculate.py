@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from ..errors import ExplorerError
 from ..speculative.options import HEAD_METHODS, SPECULATE
@@ -15,54 +14,44 @@ from .draft_heads import heads_kind, load_heads_for
 TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
 
 
+USAGE = ("%(prog)s [--model M] [--draft M | --lookup | --heads DIR | --method M]\n"
+         "                          [--prompt TEXT | --prompts FILE] [options]")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "speculate", help="speculative decoding (draft chain, token tree or prompt lookup) with every decision"
-    )
-    add_model_options(p, skip=("theme",))
-    p.add_argument("--lookup", action="store_true", help="prompt lookup drafting, no draft model (= --method lookup)")
-    p.add_argument("--prompts", metavar="FILE", help="a prompt set: one prompt a line (\\n escapes), JSON lines with "
-                   "prompt (+ id, category), or Spec-Bench's question.jsonl")  # fmt: skip
-    p.add_argument("--out", metavar="RUN.jsonl", help="stream every prompt's steps and stats into this run file "
-                   "(resumed when it holds the same run; explorer open RUN.jsonl)")  # fmt: skip
-    p.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
-                   help="also run the prompts with these options changed (repeat for more configurations)")
-    p.add_argument("--heads", metavar="DIR", help="draft heads on the target (explorer train-heads): medusa, eagle "
-                   "or mtp; --method defaults to their kind (default: heads found beside the target); with "
-                   "--lookup they draft where no n-gram matches")  # fmt: skip
-    p.add_argument("--runs", type=int, default=3, metavar="N", help="timed pairs of target-only and speculative "
-                   "runs, alternated after a warm-up (the speedup is their median, with min and max; default 3)")
-    p.add_argument("--costs", action="store_true", help="also measure the cost of verifying 1..32 tokens (chain and "
-                   "tree) and report where this run stands: drafting cost per token, break-even acceptance")
-    SPECULATE.add_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object per prompt (JSON lines): prompt, "
-                   "stats (the summary), text, prompt_ids, token_ids, then steps (every step's tree and decisions)")
-    p.add_argument("--no-steps", action="store_true", help="with --json: leave out steps (the summary only)")
+        "speculate", help="speculative decoding (draft chain, token tree or prompt lookup) with every decision",
+        usage=USAGE, add_help=False,
+    )  # fmt: skip
+    common = p.add_argument_group("common options")
+    common.add_argument("-h", "--help", action="help", help="show this help and exit")
+    add_model_options(common, only=("model", "draft", "prompt", "chat"))
+    common.add_argument("--prompts", metavar="FILE", help="a prompt set: one prompt a line (\\n escapes), JSON lines "
+                        "with prompt (+ id, category), or Spec-Bench's question.jsonl")  # fmt: skip
+    SPECULATE.add_arguments(common, names=("method",))
+    common.add_argument("--lookup", action="store_true", help="prompt lookup drafting, no draft model (= --method "
+                        "lookup)")  # fmt: skip
+    common.add_argument("--heads", metavar="DIR", help="heads on the target (explorer train-heads) that draft; with "
+                        "--lookup, where no n-gram matches (default: the heads found beside the target)")  # fmt: skip
+    SPECULATE.add_arguments(common, names=("max_new",))
+    common.add_argument("--json", action="store_true", help="one JSON line per prompt: prompt, stats (the "
+                        "summary), text, prompt_ids, token_ids, then every step (see --no-steps)")  # fmt: skip
+    drafting = p.add_argument_group("drafting and acceptance")
+    SPECULATE.add_arguments(drafting, names=("gamma", "tree_depth", "tree_topk", "tree_budget", "medusa_tree",
+                                             "accept", "temperature", "top_k", "seed"))  # fmt: skip
+    measuring = p.add_argument_group("timing, prompt sets and output")
+    measuring.add_argument("--runs", type=int, default=3, metavar="N", help="timed pairs of target-only and "
+                           "speculative runs after a warm-up; the speedup is their median (default 3)")  # fmt: skip
+    measuring.add_argument("--costs", action="store_true", help="also measure verifying 1..32 tokens: the "
+                           "drafting cost per token and the break-even acceptance of this run")  # fmt: skip
+    measuring.add_argument("--out", metavar="RUN.jsonl", help="stream every prompt's steps and stats into this run "
+                           "file, resumed if it holds the same run (explorer open RUN.jsonl)")  # fmt: skip
+    measuring.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                           help="also run the prompts with these options changed (repeat for more configurations)")
+    measuring.add_argument("--no-steps", action="store_true", help="with --json: leave out steps (the summary only)")
+    advanced = p.add_argument_group("advanced")
+    add_model_options(advanced, only=("system", "ignore_eos", "device", "dtype"))
     p.set_defaults(func=run)
-
-
-def read_prompts(path: str) -> list[str]:
-    """One prompt per non-empty line; a line that is a JSON string (or {"prompt": ...}) may hold newlines."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ExplorerError(f"cannot read prompts file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ExplorerError(f"prompts file {path} is not UTF-8 text (byte {exc.start})") from None
-    prompts = []
-    for line in lines:
-        if not line.strip():
-            continue
-        if line.lstrip()[:1] in ('"', "{"):
-            try:
-                value = json.loads(line)
-                line = value["prompt"] if isinstance(value, dict) else value
-            except (json.JSONDecodeError, KeyError, TypeError):
-                pass
-        prompts.append(str(line))
-    if not prompts:
-        raise ExplorerError(f"no prompts in {path}")
-    return prompts
 
 
 def method_of(args: argparse.Namespace) -> str:
@@ -97,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         from .open import speculate_set
 
         return speculate_set(args, method)
-    prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt or DEFAULT_PROMPT]
+    prompts = [args.prompt or DEFAULT_PROMPT]  # --prompts FILE went to speculate_set, which reads prompt sets
     accept = getattr(args, "opt_accept", None) or ("greedy" if o["temperature"] <= 0 else "sample")
     options = SpecOptions.from_values(o, method=method, accept=accept, detail=args.json and not args.no_steps)
     if args.runs < 1:

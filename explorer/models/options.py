@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from ..options import Option, Schema
 
+# The prompt of the generate, attention and speculative views and of their subcommands: the start of a function the
+# demo pair (trained on Python sources) continues well.
+DEFAULT_PROMPT = "def fibonacci(n):\n    "
+
 SEED = Option("seed", int, 0, "random seed", lo=0, hi=2**31 - 1, label="Seed")
 TEMPERATURE = Option(
     "temperature", float, 0.0, "sampling temperature, 0 = greedy", lo=0.0, hi=5.0, step=0.1,

@@ -32,33 +32,35 @@ def _tree_problem(text: str) -> str | None:
 SPECULATE = Schema(
     "speculate",
     [
-        Option("method", str, "chain", "drafting: a draft-model chain, an EAGLE-2-style dynamic tree, prompt lookup "
-               "(no draft model), or heads on the target (--heads DIR): Medusa's static tree, EAGLE's dynamic tree, "
-               "a chain of MTP modules", choices=METHODS, label="Drafting"),  # fmt: skip
+        Option("method", str, "chain", "drafting: a draft model's chain or EAGLE-2-style tree, prompt lookup, or "
+               "heads on the target (Medusa's static tree, EAGLE's dynamic tree, MTP's chain)", choices=METHODS,
+               label="Drafting",
+               default_help="lookup with --lookup, the heads' kind with --heads, tree when a tree option is given, "
+               "else chain"),  # fmt: skip
         Option("accept", str, "greedy", "acceptance: greedy (lossless at temperature 0), sample (speculative "
-               "sampling, lossless; needs temperature > 0), typical (Medusa's, not lossless)",
+               "sampling, lossless, temperature > 0), typical (Medusa's, not lossless)",
                choices=ACCEPT_RULES, label="Acceptance",
                default_help="greedy at temperature 0, sample above"),  # fmt: skip
         # 3 is the fastest chain on the demo pair (benchmarks/bench_speculative.py).
         Option("gamma", int, 3, "draft chain / lookup length", lo=1, hi=16, label="γ (chain)"),
-        Option("tree_depth", int, 5, "tree drafting: depth", lo=1, hi=12, label="Tree depth"),
-        Option("tree_topk", int, 4, "tree drafting: children per expanded node", lo=1, hi=10, label="Tree top-k"),
-        Option("tree_budget", int, 24, "tree drafting: nodes kept", lo=1, hi=64, label="Tree budget"),
+        # One tree for the command line, the view and tours: depth 4, top-k 3, 12 nodes is readable at 720p and
+        # pays on a CPU, where verifying 24 nodes costs more than the extra accepted tokens bring
+        # (docs/benchmarks.md); EAGLE and the draft-model tree give the same numbers everywhere.
+        Option("tree_depth", int, 4, "tree drafting: depth", lo=1, hi=12, label="Tree depth"),
+        Option("tree_topk", int, 3, "tree drafting: children per expanded node", lo=1, hi=10, label="Tree top-k"),
+        Option("tree_budget", int, 12, "tree drafting: nodes kept", lo=1, hi=64, label="Tree budget"),
         Option("medusa_tree", str, "", "medusa: the static tree, one path of per-head ranks a comma (e.g. "
-               "'0,1,0.0,0.0.0'); empty = the tree tuned with the heads", label="Medusa tree",
-               check_fn=_tree_problem, panel=False),  # fmt: skip
+               "'0,1,0.0,0.0.0')", label="Medusa tree", check_fn=_tree_problem, panel=False,
+               default_help="the tree tuned with the heads"),  # fmt: skip
         TEMPERATURE,
         TOP_K,
-        Option("max_new", int, 64, "new tokens to decode", lo=1, hi=512, flag="--max-new-tokens", label="New tokens"),
+        Option("max_new", int, 48, "new tokens to decode", lo=1, hi=512, flag="--max-new-tokens", label="New tokens"),
         SEED,
     ],
 )
 
-# The view: smaller trees than the command line (readable at 720p) and no top-k.
-VIEW = SPECULATE.only(
-    [n for n in SPECULATE.options if n not in ("top_k", "medusa_tree")], "speculative view", tree_depth=4,
-    tree_topk=3, tree_budget=12, max_new=48,
-)  # fmt: skip
+# The view: the command line's options and defaults (one default per option), without top-k and the Medusa tree.
+VIEW = SPECULATE.only([n for n in SPECULATE.options if n not in ("top_k", "medusa_tree")], "speculative view")
 
 HEAD_KINDS = ("medusa", "eagle", "mtp")
 
