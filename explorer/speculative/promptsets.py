@@ -60,16 +60,36 @@ def _from_object(obj: dict, where: str, number: int) -> Prompt:
     return Prompt(str(pid), text, category, chat)
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines; bytes that are not UTF-8 are named by file, line and column."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExplorerError(f"cannot read prompts file {path}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ExplorerError(f"prompts file {path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                            f"column {column})") from None  # fmt: skip
+
+
+def _check_unicode(prompt: Prompt, where: str) -> None:
+    """A JSON escape can spell a lone surrogate (``\\ud800``): a string no tokenizer, and no UTF-8 file, can take."""
+    for name, value in (("prompt", prompt.text), ("id", prompt.id), ("category", prompt.category)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ExplorerError(f"prompts file {where}: the {name} is not valid Unicode (a lone surrogate "
+                                f"\\u{ord(value[exc.start]):04x} at character {exc.start + 1})") from None  # fmt: skip
+
+
 def read_prompt_set(path: str | Path) -> list[Prompt]:
     """The prompts of a file, in order; one line per problem: ``FILE, line N: ...``. A ``.jsonl`` file must be
     JSON objects throughout; a text file may mix plain lines with JSON strings or objects (older files)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ExplorerError(f"cannot read prompts file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ExplorerError(f"prompts file {path} is not UTF-8 text (byte {exc.start})") from None
+    lines = _read_lines(path)
     strict_json = path.suffix.lower() in JSON_SUFFIXES
     prompts: list[Prompt] = []
     seen: dict[str, int] = {}
@@ -98,6 +118,7 @@ def read_prompt_set(path: str | Path) -> list[Prompt]:
             prompt = Prompt(str(number), unescape(line))
         if not prompt.text:
             raise ExplorerError(f"{where}: the prompt is empty")
+        _check_unicode(prompt, f"{path}, line {lineno}")
         if prompt.id in seen:
             raise ExplorerError(f"{where}: id {prompt.id!r} was already used on line {seen[prompt.id]}")
         seen[prompt.id] = lineno
