@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..atomic import atomic_path, check_output
+from ..atomic import check_output
 from ..errors import ExplorerError
 from ..session import Session
 from .qapp import ensure_app, exec_until_signal
@@ -135,10 +135,9 @@ def screenshot(
     if canvas != size:
         image = image.scaled(size[0], size[1], Qt.AspectRatioMode.IgnoreAspectRatio,
                              Qt.TransformationMode.SmoothTransformation)  # fmt: skip
-    with atomic_path(out) as tmp:
-        if not image.save(str(tmp), "PNG"):
-            raise ExplorerError(f"could not write {out}")
-    return out
+    from .kit.png import save_png  # here: importing the kit loads pyqtgraph, which the window's start-up defers
+
+    return save_png(image, out)
 
 
 def _grab(win):

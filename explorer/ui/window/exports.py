@@ -10,16 +10,14 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ...atomic import atomic_path, write_text_atomic
+from ...errors import ExplorerError
+from ..kit.png import save_png
 from ..views.base import View
 
 
 def write_png(widget: QWidget, path: str | Path) -> Path:
     """``widget`` as drawn now, as a PNG at ``path``."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        if not widget.grab().save(str(tmp), "PNG"):
-            raise OSError(f"could not write {path}")
-    return path
+    return save_png(widget.grab(), path)
 
 
 def write_data(view: View, path: str | Path) -> Path:
@@ -62,5 +60,5 @@ class Exports:
     def _guard(self, fn) -> None:
         try:
             fn()
-        except OSError as exc:
+        except (OSError, ExplorerError) as exc:  # atomic writes turn a full disk into ExplorerError
             self._show_error(f"export failed: {exc}")
