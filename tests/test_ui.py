@@ -396,3 +396,40 @@ def test_amp_progress_bar_starts_empty_and_fills_with_the_steps(qtbot, window):
         assert window.progress.maximum() == steps and window.progress.value() == 0  # empty at the start
     values = [v for v, top in seen if top == steps]
     assert values[0] == 0 and values[-1] == steps and values == sorted(values)
+
+
+def click_tab(qtbot, win, name):
+    qtbot.mouseClick(win.tabs, Qt.MouseButton.LeftButton, pos=win.tabs.tabRect(list(win.views).index(name)).center())
+    assert win.active_view is win.views[name]
+
+
+def test_empty_views_say_what_is_true_while_and_after_models_load(qtbot, window):
+    """Issue 23.11: "Loading …" while the models load (not "Load a model"), "Press Run" once loaded, on every tab
+    (the prompt set's replay panels included)."""
+    qtbot.waitExposed(window)
+    header = window.views["generate"].header
+    assert "load a model" in header.text().lower()
+    # the panel names the demo pair: the status bar says they are not loaded yet, and that Run loads them
+    assert window.status_models.text() == "no model loaded yet: Run loads demo-target + demo-draft"
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        qtbot.mouseClick(window.load_button, Qt.MouseButton.LeftButton)
+        assert "Loading demo-target + demo-draft…" in header.text() and "press run" not in header.text().lower()
+        click_tab(qtbot, window, "speculative")
+        assert "Loading demo-target" in window.views["speculative"].header.text()
+    assert "Press Run to speculate" in window.views["speculative"].header.text()
+    click_tab(qtbot, window, "generate")
+    assert "Press Run to decode" in header.text()
+    click_tab(qtbot, window, "promptset")
+    replay = window.views["promptset"].replay
+    assert "load a model" not in replay.header.text().lower()
+
+
+def test_progress_line_says_the_shown_tabs_news_not_anothers(qtbot, window):
+    """Issue 23.11: after a generate run, the attention tab does not say "generate: done"; back on generate it does."""
+    run_and_wait(qtbot, window, tokens=6)
+    done = f"generate: done, {len(window.views['generate'].records)} steps"
+    assert window.progress_label.text() == done
+    click_tab(qtbot, window, "attention")
+    assert "generate" not in window.progress_label.text() and window.progress_label.text() == "models loaded"
+    click_tab(qtbot, window, "generate")
+    assert window.progress_label.text() == done

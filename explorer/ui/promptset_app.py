@@ -35,8 +35,7 @@ def window_with_run(run: Run, theme: str = "light", offscreen: bool = False, set
 def open_run_window(run: Run, theme: str = "light") -> int:
     app = ensure_app()
     win = window_with_run(run, theme)
-    win.resize(1600, 960)
-    win.show()
+    win.show_on_screen()  # at most the screen's free area, as the app's window
     return app.exec()
 
 

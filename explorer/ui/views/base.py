@@ -56,6 +56,8 @@ class View(QWidget):
         self.deterministic = False
         # Set by the window once models are loaded: an empty view then asks only for Run (see empty_hint).
         self.models_loaded = False
+        # Set by the window while models load (their names, "SmolLM2-135M + …"): an empty view says so.
+        self.loading: str | None = None
 
     @property
     def display_settings(self) -> tuple[str, ...]:
@@ -89,8 +91,10 @@ class View(QWidget):
         return self._settings_form
 
     def empty_hint(self, action: str) -> str:
-        """What an empty view says: "Load a model and press Run to <action>.", or once models are loaded only
-        "Press Run to <action>." """
+        """What an empty view says: "Load a model and press Run to <action>.", "Loading <models>…" while they
+        load, and once models are loaded only "Press Run to <action>." """
+        if self.loading:
+            return f"Loading {self.loading}…"
         return f"Press Run to {action}." if self.models_loaded else f"Load a model and press Run to {action}."
 
     def job_values(self) -> dict[str, Any]:
@@ -104,6 +108,10 @@ class View(QWidget):
         job = run_job(self.name, session, self.job_values(), deterministic=self.deterministic)
         self.meta = job.meta
         return job.records
+
+    def models_ready(self, session: Session) -> None:
+        """The window has loaded models into ``session``: views whose settings depend on them (which drafting
+        methods can run) adapt here."""
 
     def themed_plots(self) -> tuple[pg.PlotWidget, ...]:
         """The view's plots, themed and fonted by the shared set_theme and apply_font."""
@@ -168,7 +176,7 @@ class View(QWidget):
         """A second view of the same class showing the same records with the same settings (a recording draws
         this one offscreen while the window keeps its own); ``setup`` runs on it before the records arrive."""
         other = type(self)(self.theme)
-        other.models_loaded = self.models_loaded
+        other.models_loaded, other.loading = self.models_loaded, self.loading
         if setup is not None:
             setup(other)
         other.apply_settings(self.settings_values())

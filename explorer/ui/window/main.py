@@ -56,6 +56,7 @@ class MainWindow(
         self._loaded_fields: tuple[str, str, str, str] | None = None  # the model fields of the loaded pair
         self._loading_fields = self._loaded_fields
         self._stale_empty: set[View] = set()  # empty views still saying "load a model" after models loaded
+        self._words: dict[str | None, str] = {}  # each view's latest progress word (None: the models'), see say
         self.recording = None  # the running GuiRecording
 
         reserve_gui_core()
@@ -121,6 +122,7 @@ class MainWindow(
         self.settings_stack.setCurrentIndex(index)
         view = self.active_view
         self._refresh_if_stale(view)
+        self._say_for_tab(view)
         self.player.pause()
         self.player.count = len(view.records)
         self.player.step = -1

@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from ...models.checkpoint import default_dtype
+from ..views.base import View
 
 MAX_RECENT = 8
 
@@ -52,24 +53,39 @@ class ModelLoading:
         self._job_view = None
         self._loading_fields = self._model_fields()
         target_dir, draft_dir = wanted.target_dir, wanted.draft_dir
-        self.progress_label.setText(f"loading {target_dir.name}" + (f" + {draft_dir.name}" if draft_dir else "") + "…")
+        names = target_dir.name + (f" + {draft_dir.name}" if draft_dir else "")
+        self.say(f"loading {names}…")
         self.worker.start(job)
+        self._set_loading(names)
+
+    def all_views(self) -> list:
+        """The views and the views inside them (the prompt set's replay): each says what is true of the models."""
+        return [w for view in self.views.values() for w in (view, *view.findChildren(View))]
+
+    def _set_loading(self, names: str | None) -> None:
+        """Empty views say "Loading <names>…" while models load (``names``), and what they said before after."""
+        for view in self.all_views():
+            view.loading = names
+        self._stale_empty |= {v for v in self.views.values() if not v.records}
+        self._refresh_if_stale(self.active_view)  # the others when they are shown
 
     def _on_models_loaded(self, loaded: ModelsLoaded) -> None:
         self.session.target, self.session.draft = loaded.target, loaded.draft
         self._loaded_fields = self._loading_fields
         self._remember(loaded.target.path)
         self._update_status()
-        for view in self.views.values():
-            view.models_loaded = True  # an empty view now says "press Run", not "load a model"...
-        self._stale_empty = {v for v in self.views.values() if not v.records}
+        for view in self.all_views():
+            view.models_loaded, view.loading = True, None  # an empty view now says "press Run", not "load a model"...
+            view.models_ready(self.session)  # ...and offers what these models can run
+        self._stale_empty |= {v for v in self.views.values() if not v.records}
         self._refresh_if_stale(self.active_view)  # ...the others when they are shown (each costs a render)
 
     def _refresh_if_stale(self, view) -> None:
         if view in self._stale_empty:
             self._stale_empty.discard(view)
-            if not view.records:
-                view.show_step(-1)
+            for v in (view, *view.findChildren(View)):
+                if not v.records:
+                    v.show_step(-1)
 
     def _models_changed(self) -> bool:
         s = self.session

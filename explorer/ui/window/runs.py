@@ -38,7 +38,7 @@ class ViewRuns:
         view.clear()
         self.player.reset()
         self._job_view = view
-        self.progress_label.setText(f"running {view.name}…")
+        self.say(f"running {view.name}…", view)
         self.worker.start(job)
         total = view.job_values().get(EXPECTED_RECORDS.get(view.name, ""))
         if total:  # the bar fills as the steps come, instead of the full-looking busy stripes
@@ -55,6 +55,20 @@ class ViewRuns:
         for record in view.make_job(self.session)():
             self._on_record(record)
         self._on_finished()  # as when a worker finishes: render the newest step now
+
+    def say(self, text: str, view=None) -> None:
+        """The progress line: ``text``, kept as ``view``'s latest word (None: the models') to be said again when
+        its tab is shown, so that a tab never shows another tab's "done"."""
+        self._words[view.name if view is not None else None] = text
+        if view is None or view is self.active_view or self.worker.running:
+            self.progress_label.setText(text)  # another tab's job while it runs: its progress is true now
+        else:
+            self._say_for_tab(self.active_view)
+
+    def _say_for_tab(self, view) -> None:
+        """The shown tab's latest word, or the models' (nothing of another tab's) unless a job is running."""
+        if not self.worker.running:
+            self.progress_label.setText(self._words.get(view.name) or self._words.get(None, ""))
 
     def _on_record(self, rec: Any) -> None:
         if isinstance(rec, ModelsLoaded):
@@ -81,7 +95,7 @@ class ViewRuns:
             with self.worker.gate:  # the job waits while this frame is drawn
                 view.show_step(self.player.step)
                 view.repaint()
-        self.progress_label.setText(f"{view.name}: {len(view.records)} steps")
+        self.say(f"{view.name}: {len(view.records)} steps", view)
 
     def _on_finished(self) -> None:
         if self._live_render.isActive():
@@ -91,27 +105,30 @@ class ViewRuns:
         if self.worker.cancelled:
             self._pending_run = False
             if self._job_view is None:
+                self._set_loading(None)
                 self._restore_model_fields()
-                self.progress_label.setText("loading cancelled")
+                self.say("loading cancelled")
             else:
                 n = len(self._job_view.records)
-                self.progress_label.setText(f"{self._job_view.name}: cancelled after {n} step{'s' * (n != 1)}")
+                self.say(f"{self._job_view.name}: cancelled after {n} step{'s' * (n != 1)}", self._job_view)
         elif self._job_view is None:
-            self.progress_label.setText("models loaded")
+            self._set_loading(None)
+            self.say("models loaded")
             if self._pending_run:
                 self._pending_run = False
                 self.run_view()
         else:
-            self.progress_label.setText(f"{self._job_view.name}: done, {len(self._job_view.records)} steps")
+            self.say(f"{self._job_view.name}: done, {len(self._job_view.records)} steps", self._job_view)
 
     def _on_failed(self, message: str) -> None:
         self._pending_run = False
         if self._job_view is None:
+            self._set_loading(None)
             self._restore_model_fields()
-            self.progress_label.setText(f"loading failed: {message}")
+            self.say(f"loading failed: {message}")
         else:
             n = len(self._job_view.records)
-            self.progress_label.setText(f"{self._job_view.name}: failed after {n} step{'s' * (n != 1)}: {message}")
+            self.say(f"{self._job_view.name}: failed after {n} step{'s' * (n != 1)}: {message}", self._job_view)
         self._update_status()
         self._show_error(message)
 

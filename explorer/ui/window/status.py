@@ -36,8 +36,9 @@ class StatusBar:
 
     def _update_status(self) -> None:
         s = self.session
-        if s.target is None:
-            self.status_models.setText("no model loaded")
+        if s.target is None:  # the panel names models all the same: say that Run loads them
+            wanted = s.target_dir.name + (f" + {s.draft_dir.name}" if s.draft_dir else "")
+            self.status_models.setText(f"no model loaded yet: Run loads {wanted}")
             device, dtype = s.device, s.dtype or str(default_dtype(s.device)).removeprefix("torch.")
         else:
             names = s.target.name + (f"  ·  draft {s.draft.name}" if s.draft else "")
