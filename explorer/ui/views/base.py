@@ -209,5 +209,3 @@ class View(QWidget):
         for plot in self.themed_plots():
             font_plot(plot, font)
         self.show_step(self.current)
-
-
