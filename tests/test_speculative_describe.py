@@ -49,11 +49,12 @@ STEPS = [step(0), step(1, accepted=(0, 2), rejected=None, new=(1, 3, 8), origins
 
 def test_progress_is_compute_stats_over_the_steps_so_far():
     options = SpecOptions(method="tree")
-    stats = describe.progress(STEPS, options, TargetOnly([1, 2, 3, 4, 5], 0.1))
+    stats = describe.progress(STEPS, options)
     expected = compute_stats(STEPS, 5, 0.06, options, [1, 2, 3, 4, 5], 0.1)
     assert stats["alpha"] == expected["alpha"] == 3 / 4  # 3 accepted of 4 decided positions
+    assert stats["draft_acceptance_rate"] == expected["draft_acceptance_rate"] == 3 / 8  # 3 of 8 drafted nodes
     assert stats["mean_accepted_without_bonus"] == 1.5 and stats["mean_accepted_with_bonus"] == 2.5
-    assert stats["tokens_per_s"] == pytest.approx(5 / 0.06) and stats["speedup"] == pytest.approx(5 / 0.06 / 50)
+    assert stats["tokens_per_s"] is None and stats["speedup"] is None  # speed is the whole run's (run_stats)
     assert stats["per_position_acceptance"] == [1.0, 0.5]
     # the histogram as the panel shows it: steps by accepted drafts, up to the longest accepted run
     assert describe.accepted_histogram(stats) == [0, 1, 1]
@@ -61,24 +62,61 @@ def test_progress_is_compute_stats_over_the_steps_so_far():
     assert lone["acceptance_length_histogram"] == [0, 1, 0] and describe.accepted_histogram(lone) == [0, 1]
 
 
+def test_the_speed_is_the_whole_run_s_wall_time_one_definition_with_the_prompt_set_table():
+    """Issue 23 item 5: the replay header's "measured" speedup is stats.measured_speedup of the run's own wall
+    seconds (prefill to last step), the figure the prompt-set table shows (analysis.Counts.speedup), not of the
+    steps' summed times."""
+    from explorer.speculative.analysis import Counts
+    from explorer.speculative.stats import measured_speedup
+
+    options = SpecOptions(method="tree")
+    base = TargetOnly([1, 2, 3, 4, 5], 0.1)
+    assert describe.run_stats(STEPS, options, base, None) is None  # the run goes on: no speed yet
+    run = describe.run_stats(STEPS, options, base, 0.08)  # 0.08 s wall against 0.06 s of the steps alone
+    assert run["tokens_per_s"] == pytest.approx(5 / 0.08) and run["speedup"] == pytest.approx((5 / 0.08) / 50)
+    assert run["speedup"] == measured_speedup(5, 0.08, 5, 0.1)
+    row = Counts(new_tokens=5, seconds=0.08, target_only_tokens=5, target_only_seconds=0.1)
+    assert row.speedup == run["speedup"]
+    text = describe.speed_text(run, None)
+    assert "run: <b>62</b> tok/s vs target alone 50" in text and f"measured <b>{run['speedup']:.2f}×</b>" in text
+
+
 def test_header_names_the_step_the_rule_and_the_figures_and_hides_timings_in_recordings():
     options = SpecOptions(method="tree", accept="typical")
-    stats = describe.progress(STEPS, options, TargetOnly([1, 2, 3, 4, 5], 0.1))
+    stats = describe.progress(STEPS, options)
+    run = describe.run_stats(STEPS, options, TargetOnly([1, 2, 3, 4, 5], 0.1), 0.06)
     costs = {"model_speedup": 1.234}
-    live = describe.header_html(STEPS[1], 2, stats, costs, False, PALETTE)
+    live = describe.header_html(STEPS[1], 2, stats, run, costs, False, PALETTE)
     assert "step 2 of 2" in live and "tree drafting, typical acceptance" in live and "(not lossless)" in live
-    assert "α = <b>0.75</b>" in live and "mean accepted 1.50 without bonus, 2.50 with" in live
+    # two acceptance figures, each under its own name (ANCHORS: Leviathan's α vs vLLM's acceptance rate)
+    assert f"{describe.ALPHA_NAME} <b>0.75</b>" in live and f"{describe.RATE_NAME} 0.38" in live
+    assert "mean accepted 1.50 (+bonus 2.50)" in live
     assert "tok/s vs target alone 50" in live and "cost model 1.23×" in live and "draft 10.0 ms (2 calls)" in live
-    recorded = describe.header_html(STEPS[1], 2, stats, costs, True, PALETTE)
+    recorded = describe.header_html(STEPS[1], 2, stats, run, costs, True, PALETTE)
     assert "tok/s" not in recorded and " ms" not in recorded and describe.TIMINGS_OMITTED in recorded
-    no_base = describe.progress(STEPS, SpecOptions())
-    assert describe.speed_text(no_base, None) == ""
+    assert describe.speed_text(None, None) == ""
+
+
+def test_a_step_that_drafted_nothing_says_why():
+    """Issue 23 item 6: the last step of a run often drafts nothing; the header says why instead of "drafted 0,
+    accepted 0"."""
+    empty = replace(STEPS[0], tree=DraftTree(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                             np.zeros(0, np.float32), [], None),
+                    accepted=[], rejected=None, decisions=[], new_tokens=[5], origins=["bonus"], bonus_token=5)
+    assert describe.why_nothing_drafted(STEPS[0], 0, 8, "chain") == ""
+    at_limit = describe.why_nothing_drafted(empty, 7, 8, "eagle")
+    assert "one token was left before the limit" in at_limit
+    assert "no earlier n-gram" in describe.why_nothing_drafted(empty, 2, 8, "lookup")
+    stats = describe.progress([empty], SpecOptions(method="eagle"))
+    header = describe.header_html(empty, 1, stats, None, None, False, PALETTE, at_limit)
+    assert at_limit in header and "drafted 0," not in header
 
 
 def test_text_links_each_token_to_its_step_and_highlights_the_current_one():
     out = describe.text_html([7], STEPS, 1, decode, PALETTE)
     assert "<a href='step:0'" in out and "<a href='step:1'" in out and out.count(PALETTE.highlight_bg) == 3
-    assert f"color:{describe.ORIGIN_COLORS['bonus']}" in out and "■ prompt" in out
+    assert f"color:{describe.ORIGIN_COLORS['bonus']}" in out
+    assert "■ prompt" in describe.text_legend_html(PALETTE) and "■ prompt" not in out  # the legend: never scrolled
 
 
 def test_tree_words_root_labels_and_tips():
@@ -133,11 +171,14 @@ def test_mask_caption_runs_repeated_positions():
 
 def test_costs_words():
     costs = {"nodes_per_step": 3.0, "break_even_tokens_per_step": 2.0, "measured_tokens_per_step": 2.5,
-             "break_even_alpha": 0.5, "measured_alpha": None, "verify_cost_ratio": 1.2,
-             "draft_cost_per_token": 0.3, "model_speedup": 1.25}  # fmt: skip
+             "break_even_alpha": 0.5, "verify_cost_ratio": 1.2, "draft_cost_per_token": 0.3,
+             "model_speedup": 1.25}  # fmt: skip
     text = describe.costs_caption(costs, False, 0.1, PALETTE)
-    assert "verifying 3.0 drafts (chain)" in text and "pays above <b>2.00</b> tokens/step (α 0.50)" in text
-    assert describe.ORIGIN_COLORS["accepted"] in text and text.endswith("→ 1.25×")
+    # plain words, no α (the header's α is the only one on screen): cost in target steps against tokens a step
+    assert "Checking 3.0 drafts (chain) costs 1.20 target steps" in text
+    assert "drafting and bookkeeping 1.00 more</span>: it pays above <b>2.00</b> tokens a step" in text  # 0.3·3+0.1
+    assert "This run: <b>2.50</b></span> → pays (1.25×)" in text
+    assert describe.ORIGIN_COLORS["accepted"] in text and "α" not in text
     assert describe.costs_note(True, True) == describe.TIMINGS_OMITTED
     assert describe.costs_note(False, True).startswith("measured when the run ends")
     assert describe.costs_note(False, False).startswith("not measured for this run")

@@ -165,3 +165,123 @@ def test_where_it_pays_panel_shows_the_measured_curve_and_this_run_on_it(qtbot):
     finally:
         win.close()
         win.deleteLater()
+
+
+def test_one_alpha_one_speedup_and_a_readable_where_it_pays(qtbot):
+    """Issue 23 items 4, 5, 6, 10: the header names α (per position) and the acceptance rate (per drafted token)
+    apart, and the where-it-pays panel shows no second α; the speed is the whole run's wall time (the prompt-set
+    table's figure); a last step that drafted nothing says why; the where-it-pays plot has axis labels, a legend,
+    a right axis for tokens per step and a break-even line; the text's colour legend is outside the scrolled text."""
+    from explorer.speculative import describe
+
+    win = render_view(Session(), "speculative", (1280, 720), settings={"method": "chain", "gamma": 3, "max_new": 16})
+    view = win.views["speculative"]
+    try:
+        steps, meta = view.records, view.meta
+        stats = spec_stats.compute_stats(steps, sum(len(s.new_tokens) for s in steps), meta.seconds, meta.options,
+                                         meta.target_only.tokens, meta.target_only.seconds)  # fmt: skip
+        header = view.header.text()
+        assert f"{describe.ALPHA_NAME} <b>{stats['alpha']:.2f}</b>" in header
+        assert f"{describe.RATE_NAME} {stats['draft_acceptance_rate']:.2f}" in header
+        assert header.count("α") == 1 and "α" not in view.cost_text.text()
+        speedup = spec_stats.measured_speedup(len([t for s in steps for t in s.new_tokens]), meta.seconds,
+                                              len(meta.target_only.tokens), meta.target_only.seconds)  # fmt: skip
+        assert stats["speedup"] == pytest.approx(speedup) and f"measured <b>{speedup:.2f}×</b>" in header
+        last = steps[-1]
+        if not len(last.tree.tokens):  # the limit left one token: the header says so instead of "drafted 0"
+            assert "nothing drafted" in header and "drafted 0," not in header
+        plot = view.cost_plot.getPlotItem()
+        assert plot.getAxis("left").labelText == describe.COSTS_AXIS_LEFT
+        assert plot.getAxis("right").isVisible() and plot.getAxis("right").labelText == describe.COSTS_AXIS_RIGHT
+        assert "break-even" in view.costs_panel.legend.text() and "this run" in view.costs_panel.legend.text()
+        assert view.costs_panel.break_even.isVisible()
+        assert view.costs_panel.break_even.value() == pytest.approx(meta.costs["break_even_tokens_per_step"])
+        assert "it pays above" in view.cost_text.text() and "target steps" in view.cost_text.text()
+        assert "■ prompt" in view.text_legend.text() and "■ prompt" not in view.text.toHtml()
+        assert view.text_legend.isVisible()
+    finally:
+        win.close()
+        win.deleteLater()
+
+
+def test_every_title_fits_its_plot_at_720p_zoomed_and_presenting(qtbot):
+    """Issue 23 item 12: no title is drawn wider than its plot ("tree attention masl") at 1280x720, with larger
+    text (Ctrl +) and in presentation mode: the fitter picks a shorter variant."""
+    from PySide6.QtWidgets import QApplication
+
+    win = render_view(Session(), "speculative", (1280, 720), settings={"method": "tree", "max_new": 12})
+    view = win.views["speculative"]
+    try:
+        for presenting, zoom in ((False, None), (False, 1.25), (True, None), (True, 1.25)):
+            win.set_presentation(presenting)
+            win.zoom(zoom)
+            win.resize(1280, 720)
+            for _ in range(5):
+                QApplication.processEvents()
+            for plot in view.themed_plots():
+                label = plot.getPlotItem().titleLabel
+                left = plot.getAxis("left")
+                room = plot.width() - (left.width() if left.isVisible() else 0)
+                assert label.item.boundingRect().width() <= room, (presenting, zoom, plot.property("title"))
+    finally:
+        win.close()
+        win.deleteLater()
+
+
+def test_without_a_draft_model_the_view_offers_what_runs_and_ctrl_r_runs_it(qtbot, tmp_path, monkeypatch):
+    """Issue 23 item 7: a target without a draft model (``explorer --model X``): once loaded the view defaults to
+    heads found beside the target (EAGLE first), else prompt lookup; methods that cannot run are greyed with a
+    tooltip saying what they need (how to train heads); Ctrl+R runs the default without an error dialog."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from explorer.speculative import job
+    from explorer.ui.window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(Session(draft_dir=None), settings=settings)
+    win.resize(1280, 720)
+    win.show()
+    view = win.views["speculative"]
+    try:
+        win.select_view("speculative")
+        view.max_new.setValue(8)
+        with qtbot.waitSignal(win.worker.finished, timeout=60000):
+            win.load_models()
+        box = view.method
+        enabled = {box.itemText(i): box.model().item(i).isEnabled() for i in range(box.count())}
+        assert box.currentText() == "eagle"  # the demo target's heads are found beside it
+        assert not enabled["chain"] and not enabled["tree"] and enabled["lookup"] and enabled["eagle"]
+        assert "needs a draft model" in box.itemData(box.findText("chain"), Qt.ItemDataRole.ToolTipRole)
+        assert "speculate with the target's eagle heads" in view.header.text()
+
+        monkeypatch.setattr(job, "find_heads", lambda _path: {})  # a target with no heads beside it
+        view.models_ready(win.session)
+        assert box.currentText() == "lookup" and not box.model().item(box.findText("eagle")).isEnabled()
+        tip = box.itemData(box.findText("eagle"), Qt.ItemDataRole.ToolTipRole)
+        assert "explorer train-heads --model" in tip and "--kind eagle" in tip
+        view.show_step(-1)
+        assert "prompt lookup" in view.header.text() and "train them: explorer train-heads" in view.header.text()
+
+        win.activateWindow()
+        qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=2000)
+        with qtbot.waitSignal(win.worker.finished, timeout=60000):
+            qtbot.keyClick(QApplication.focusWidget() or win, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+        assert win.last_error is None or "draft" not in win.last_error
+        assert view.records and view.meta.options.method == "lookup" and view.meta.draft is None
+        assert win.progress_label.text() == f"speculative: done, {len(view.records)} steps"
+    finally:
+        win.worker.cancel_and_wait()
+        win.close()
+        win.deleteLater()
+
+
+def test_method_problems_name_what_each_method_needs(tmp_path):
+    from explorer.speculative.job import method_problems, runnable_method
+
+    target = tmp_path / "SmolLM2.gguf"
+    problems = method_problems(Session(target_dir=target, draft_dir=None))
+    assert problems["lookup"] is None and "draft model" in problems["chain"] and "draft model" in problems["tree"]
+    out = tmp_path / "SmolLM2-heads-medusa"  # where find_heads looks beside a GGUF file
+    assert f"--kind medusa --out {out}" in problems["medusa"]
+    assert runnable_method("chain", problems) == "lookup" and runnable_method("lookup", problems) == "lookup"

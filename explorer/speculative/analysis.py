@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .runs import PromptResult, Run
+from .stats import measured_speedup
 
 N_BINS = 10
 TOKEN_CLASSES = ("whitespace", "identifier", "digits", "punctuation", "other", "after a newline")
@@ -44,6 +45,7 @@ class Counts:
 
     @property
     def alpha(self) -> float:
+        """Leviathan's α as the speculative view and ``stats.compute_stats`` define it: accepted / decided positions."""
         return self.accepted / self.tried if self.tried else 0.0
 
     @property
@@ -63,10 +65,9 @@ class Counts:
 
     @property
     def speedup(self) -> float | None:
-        """Measured: tokens/s speculating over tokens/s of the target alone on the same prompts."""
-        if not (self.seconds and self.target_only_seconds and self.target_only_tokens):
-            return None
-        return (self.new_tokens / self.seconds) / (self.target_only_tokens / self.target_only_seconds)
+        """The measured speedup (``stats.measured_speedup``, the replay header's figure too): tokens/s speculating,
+        prefill to last step, over tokens/s of the target alone on the same prompts; pooled over the prompts."""
+        return measured_speedup(self.new_tokens, self.seconds, self.target_only_tokens, self.target_only_seconds)
 
     def as_dict(self) -> dict:
         return {

@@ -124,9 +124,9 @@ def where_it_pays(curve: dict, stats: dict, tree: bool) -> dict:
         "draft_ms_per_token": 1000 * stats["draft_seconds"] / max(stats["drafted"], 1),
         "draft_cost_per_token": stats["draft_seconds"] / max(stats["drafted"], 1) / base,
         "break_even_tokens_per_step": need,
+        # The α a chain of the run's depth would need (the chain model; not the run's α, which stats measure):
         "break_even_alpha": alpha_for(need, depth),
         "measured_tokens_per_step": have,
-        "measured_alpha": alpha_for(have, depth),
         "model_speedup": have / need,
     }
 

@@ -39,14 +39,23 @@ def span(color: str, text: str) -> str:
 
 
 # ---- figures of the steps so far
-def progress(upto: Sequence[StepRecord], options: SpecOptions, target_only: TargetOnly | None = None) -> dict:
-    """``compute_stats`` over the steps shown so far (``upto``: steps 0..k): α, mean accepted, per position and per
-    head, the histogram of accepted lengths, tokens/s of the steps' own time against the target alone."""
+def progress(upto: Sequence[StepRecord], options: SpecOptions) -> dict:
+    """``compute_stats`` over the steps shown so far (``upto``: steps 0..k): α, the acceptance rate, mean accepted,
+    per position and per head, the histogram of accepted lengths. No speed: that is the whole run's
+    (:func:`run_stats`), one figure whichever step is shown."""
     n_new = sum(len(s.new_tokens) for s in upto)
-    seconds = sum(s.draft_seconds + s.verify_seconds for s in upto)
-    base_tokens = target_only.tokens if target_only is not None else None
-    base_seconds = target_only.seconds if target_only is not None else None
-    return compute_stats(list(upto), n_new, seconds, options, base_tokens, base_seconds)
+    return compute_stats(list(upto), n_new, 0.0, options)
+
+
+def run_stats(records: Sequence[StepRecord], options: SpecOptions, target_only: TargetOnly | None,
+              seconds: float | None) -> dict | None:  # fmt: skip
+    """``compute_stats`` of the whole run against the target alone, timed by the run's own wall seconds (prefill to
+    last step): its tokens/s and measured speedup are the ones ``explorer speculate`` and the prompt-set table
+    report (``stats.measured_speedup``). None while the run goes on or without a timed baseline."""
+    if not seconds or target_only is None or not target_only.seconds:
+        return None
+    n_new = sum(len(s.new_tokens) for s in records)
+    return compute_stats(list(records), n_new, seconds, options, target_only.tokens, target_only.seconds)
 
 
 def accepted_histogram(stats: dict) -> list[int]:
@@ -63,16 +72,19 @@ def deciding_node(r: StepRecord) -> int | None:
 
 
 # ---- the header
-def speed_text(stats: dict, costs: dict | None) -> str:
-    """Measured tokens/s against the target alone and the speedup (with the cost model's, once measured); "" when
-    either side has no time."""
-    tps, base_tps = stats["tokens_per_s"], stats["target_only_tokens_per_s"]
-    if tps is None or not base_tps:
+ALPHA_NAME = "α per position"  # Leviathan's: accepted / decided positions (stats.py)
+RATE_NAME = "accepted/drafted"  # vLLM's draft acceptance rate: accepted / drafted tokens
+
+
+def speed_text(run: dict | None, costs: dict | None) -> str:
+    """The whole run's tokens/s against the target alone and the measured speedup (with the cost model's, once
+    measured); "" while the run goes on or when either side has no time. ``run``: :func:`run_stats`."""
+    if run is None or run["tokens_per_s"] is None or not run["target_only_tokens_per_s"] or run["speedup"] is None:
         return ""
     model = f", cost model {costs['model_speedup']:.2f}×" if costs else ""
     return (
-        f" &nbsp; <b>{tps:.0f}</b> tok/s vs target alone {base_tps:.0f} → measured "
-        f"<b>{stats['speedup'] or 0.0:.2f}×</b>{model}"
+        f" · run: <b>{run['tokens_per_s']:.0f}</b> tok/s vs target alone {run['target_only_tokens_per_s']:.0f}"
+        f" → measured <b>{run['speedup']:.2f}×</b>{model}"
     )
 
 
@@ -87,26 +99,69 @@ def step_cost_text(r: StepRecord, deterministic: bool) -> str:
     )
 
 
-def header_html(
-    r: StepRecord, n_steps: int, stats: dict, costs: dict | None, deterministic: bool, palette: Palette
-) -> str:
-    """The view's header: the step, the method and rule, this step's outcome, α and mean accepted so far, the speed
-    (not in recordings: timings), and the step's cost on a second line."""
-    speed = "" if deterministic else speed_text(stats, costs)
+def why_nothing_drafted(r: StepRecord, before: int, max_new: int | None, method: str) -> str:
+    """Why step ``r`` drafted nothing (``before``: new tokens of the steps before it; ``max_new``: the token
+    limit, None when not known); "" when it drafted."""
+    if len(r.tree.tokens):
+        return ""
+    if max_new is not None and max_new - before <= 1:
+        return "nothing drafted: one token was left before the limit, the target's alone"
+    if method == "lookup":
+        return "nothing drafted: no earlier n-gram matched the text's end"
+    return "nothing drafted this step: the target decoded one token alone"
+
+
+def outcome_text(r: StepRecord, why_empty: str) -> str:
+    """This step's outcome: drafted and accepted, and how it ended (or why nothing was drafted)."""
+    if not len(r.tree.tokens):
+        return f"<b>{why_empty}</b>"
+    ending = "bonus" if r.bonus_token is not None else "corrected"
+    return f"drafted {len(r.tree.tokens)}, accepted <b>{len(r.accepted)}</b> + {ending}"
+
+
+def header_html(r: StepRecord, n_steps: int, stats: dict, run: dict | None, costs: dict | None,
+                deterministic: bool, palette: Palette, why_empty: str = "") -> str:  # fmt: skip
+    """The view's header: the step, the method and rule and this step's outcome; the figures so far (α and the
+    acceptance rate by name, mean accepted both ways) and the whole run's speed (not in recordings: timings);
+    the step's cost. ``run``: :func:`run_stats`; ``why_empty``: :func:`why_nothing_drafted`."""
+    speed = "" if deterministic else speed_text(run, costs)
     lossless = "" if stats["lossless"] else " <span style='color:#e4572e'>(not lossless)</span>"
     return (
         f"<b style='font-size:120%'>step {r.step + 1} of {n_steps}</b> &nbsp; "
-        f"{stats['method']} drafting, {stats['accept']} acceptance{lossless} &nbsp; "
-        f"drafted {len(r.tree.tokens)}, accepted <b>{len(r.accepted)}</b> + "
-        f"{'bonus' if r.bonus_token is not None else 'corrected'} &nbsp; "
-        f"α = <b>{stats['alpha']:.2f}</b> &nbsp; mean accepted {stats['mean_accepted_without_bonus']:.2f} without "
-        f"bonus, {stats['mean_accepted_with_bonus']:.2f} with{speed}"
+        f"{stats['method']} drafting, {stats['accept']} acceptance{lossless} &nbsp; {outcome_text(r, why_empty)}"
+        f"<br>{ALPHA_NAME} <b>{stats['alpha']:.2f}</b> · {RATE_NAME} {stats['draft_acceptance_rate']:.2f} · "
+        f"mean accepted {stats['mean_accepted_without_bonus']:.2f} (+bonus {stats['mean_accepted_with_bonus']:.2f})"
+        f"{speed}"
         f"<br>{span(palette.muted, step_cost_text(r, deterministic))}"
     )
 
 
-def empty_header_html(hint: str, palette: Palette) -> str:
-    return span(palette.muted, hint)
+def empty_header_html(hint: str, palette: Palette, note: str = "") -> str:
+    """The empty view's line: what Run will do, and under it ``note`` (what cannot run here and how to fix it)."""
+    return span(palette.muted, hint) + (f"<br>{span(palette.muted, html.escape(note))}" if note else "")
+
+
+def method_action(method: str) -> str:
+    """What Run does with ``method`` ("Press Run to <this>.")."""
+    if method in ("chain", "tree"):
+        return f"speculate with the draft model ({method})"
+    if method == "lookup":
+        return "speculate with prompt lookup (no draft model needed)"
+    return f"speculate with the target's {method} heads"
+
+
+def unavailable_note(problems: dict[str, str | None]) -> str:
+    """Which drafting methods cannot run on these models and why (job.method_problems), in one or two lines."""
+    missing = [m for m, why in problems.items() if why is not None]
+    if not missing:
+        return ""
+    heads = [m for m in missing if "heads" in (problems[m] or "")]
+    parts = []
+    if "chain" in missing:
+        parts.append("chain and tree need a draft model")
+    if heads:
+        parts.append(f"{'/'.join(heads)} need heads, not found; train them: {problems[heads[0]].split(': ', 1)[1]}")
+    return "; ".join(parts) + "."
 
 
 # ---- the text
@@ -114,7 +169,7 @@ def text_html(
     prompt_ids: list[int], upto: Sequence[StepRecord], current: int, decode: Decode, palette: Palette
 ) -> str:
     """The prompt (muted) and every new token so far coloured by its origin, each a link to its step; step
-    ``current``'s tokens highlighted, under a legend."""
+    ``current``'s tokens highlighted. Its legend is :func:`text_legend_html` (shown above it, never scrolled away)."""
     parts = [span(palette.muted, html.escape(decode(prompt_ids)))]
     for s in upto:
         for tok, origin in zip(s.new_tokens, s.origins, strict=True):
@@ -122,11 +177,15 @@ def text_html(
             if s.step == current:
                 style += f"; background-color:{palette.highlight_bg}; font-weight:bold"
             parts.append(f"<a href='step:{s.step}' style='{style}'>{html.escape(decode([tok]))}</a>")
-    legend = " ".join(
+    body = "".join(parts)
+    return f"<pre style='white-space:pre-wrap; margin:0'>{body}</pre>"
+
+
+def text_legend_html(palette: Palette) -> str:
+    """The text's colour legend: the prompt and where each new token came from."""
+    return " ".join(
         f"<span style='color:{c}'>■ {name}</span>" for name, c in (("prompt", palette.muted), *ORIGIN_COLORS.items())
     )
-    body = "".join(parts)
-    return f"<div style='margin-bottom:6px'>{legend}</div><pre style='white-space:pre-wrap; margin:0'>{body}</pre>"
 
 
 # ---- the tree
@@ -226,8 +285,8 @@ def why_undecided(r: StepRecord, node: int) -> str:
 
 def no_decision_titles(r: StepRecord, selected: int | None) -> list[str]:
     if selected is None or not len(r.tree.tokens):
-        return ["no decision: nothing was drafted this step", "nothing drafted"]
-    return [f"node {selected}: no decision", "no decision"]
+        return ["no decision: nothing was drafted this step", "nothing drafted", "none"]
+    return [f"node {selected}: no decision", "no decision", "none"]
 
 
 def decision_titles(decision: Decision, palette: Palette) -> list[str]:
@@ -309,21 +368,24 @@ MASK_TITLES = ["tree attention mask", "attention mask", "mask"]
 
 # ---- the statistics
 HIST_TITLES = ["accepted per step", "accepted/step", "accepted"]
-POSITION_TITLES = ["α per position", "α/position", "α"]
+# vLLM's per-position acceptance rate (stats' per_position_acceptance: steps that accepted position d / steps): not
+# α, which the header names.
+POSITION_TITLES = ["acceptance rate by position", "rate by position", "by position"]
 
 
 def position_head_titles(palette: Palette) -> list[str]:
-    """The α panel's title with drafting heads: per position and per head, each in its bars' colour."""
+    """The acceptance-rate panel's title with drafting heads: per position and per head, each in its bars' colour."""
     head = ORIGIN_COLORS["accepted"]
     return [
-        f"α: {span(palette.bar, '■ per position')} {span(head, '■ per head')}",
-        f"{span(palette.bar, '■ α')} {span(head, '■ head')}",
+        f"acceptance rate: {span(palette.bar, '■ by position')} {span(head, '■ by head')}",
+        f"{span(palette.bar, '■ position')} {span(head, '■ head')}",
+        f"{span(palette.bar, '■ pos')} {span(head, '■ head')}",
     ]
 
 
 # ---- where it pays
 COSTS_EMPTY_TITLES = ["where it pays", "pays?"]
-COSTS_TITLES = ["where it pays (in target steps)", "where it pays", "pays?"]
+COSTS_TITLES = ["where it pays: step cost vs tokens a step", "where it pays", "pays?"]
 
 
 def costs_note(deterministic: bool, pending: bool) -> str:
@@ -335,20 +397,32 @@ def costs_note(deterministic: bool, pending: bool) -> str:
     return "not measured for this run (explorer speculate --costs measures it)"
 
 
+COSTS_AXIS_LEFT = "cost (target steps)"
+COSTS_AXIS_RIGHT = "tokens per step"
+
+
+def costs_legend_html(palette: Palette, run_color: str) -> str:
+    """The where-it-pays plot's legend: its two curves, the break-even point and line, this run's dot."""
+    return (
+        f"{span(palette.bar, '━ verify')} &nbsp;{span(palette.accent, '━ + drafting, bookkeeping')} &nbsp;"
+        f"{span(palette.accent, '○ ┅ break-even')} &nbsp;{span(run_color, '● this run')}"
+    )
+
+
 def costs_caption(costs: dict, tree: bool, bookkeeping: float, palette: Palette) -> str:
-    """The where-it-pays sentence, which is the plot's legend: each figure in its curve's colour."""
+    """The where-it-pays sentence in plain words, in the curves' colours: what checking the run's drafts costs
+    in plain target steps, what a whole step costs with drafting and bookkeeping (the tokens it must yield to
+    pay: break-even), and what this run's steps yielded."""
     nodes, need, have = costs["nodes_per_step"], costs["break_even_tokens_per_step"], costs["measured_tokens_per_step"]
     color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
-    alpha_need, alpha_have = costs["break_even_alpha"], costs["measured_alpha"]
-    a_need = f" (α {alpha_need:.2f})" if alpha_need is not None else ""
-    a_have = f" (α {alpha_have:.2f})" if alpha_have is not None else ""
     shape = "tree" if tree else "chain"
+    verdict = "pays" if have >= need else "does not pay"
+    extra = costs["draft_cost_per_token"] * nodes + bookkeeping
+    verify = f"Checking {nodes:.1f} drafts ({shape}) costs {costs['verify_cost_ratio']:.2f} target steps"
+    more = f"drafting and bookkeeping {extra:.2f} more"
     return (
-        f"<span style='color:{palette.bar}'>■ verifying {nodes:.1f} drafts ({shape})</span> costs "
-        f"{costs['verify_cost_ratio']:.2f} steps; <span style='color:{palette.accent}'>■ + drafting "
-        f"{costs['draft_cost_per_token']:.2f}/token, bookkeeping {bookkeeping:.2f}</span>: pays above "
-        f"<b>{need:.2f}</b> tokens/step{a_need}; <span style='color:{color}'>● this run "
-        f"<b>{have:.2f}</b></span>{a_have} → {costs['model_speedup']:.2f}×"
+        f"{span(palette.bar, verify)}, {span(palette.accent, more)}: it pays above <b>{need:.2f}</b> "
+        f"tokens a step. {span(color, f'This run: <b>{have:.2f}</b>')} → {verdict} ({costs['model_speedup']:.2f}×)."
     )
 
 

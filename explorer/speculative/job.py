@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from ..errors import ExplorerError
@@ -13,6 +14,8 @@ from ..jobs import Job
 from ..session import Session
 from .costs import APP_CURVE_SIZES, run_costs
 from .engine import TimedSpeculation, target_only
+from .heads import find_heads
+from .options import HEAD_METHODS, METHODS
 from .records import SpecOptions, StepRecord, TargetOnly
 
 META_VERSION = 1
@@ -24,6 +27,10 @@ OPTION_FIELDS = {f.name for f in fields(SpecOptions)}
 class SpecRunMeta:
     """What one speculative run was asked and what it measured besides its steps.
 
+    ``seconds``: the speculative run's wall seconds, prefill to last step (None until it ends, and for a run that
+    kept none): the measured speedup's time (``stats.measured_speedup``), for live runs and replays alike.
+    ``seconds`` and ``max_new`` are not written (the export's keys are fixed) nor compared; read when a file has
+    them.
     ``options`` are the effective ones (sample acceptance at temperature 0 runs at 1.0). ``measures_costs``: the
     run measures where it pays once it ends (never in recordings, which measure nothing with the clock, nor in
     stored prompt-set runs); ``costs`` is :func:`~explorer.speculative.costs.where_it_pays` once measured.
@@ -38,6 +45,8 @@ class SpecRunMeta:
     target_only: TargetOnly | None = None
     measures_costs: bool = False
     costs: dict | None = None
+    seconds: float | None = field(default=None, compare=False)  # like decode: not written (docstring)
+    max_new: int | None = field(default=None, compare=False)  # the token limit asked for (None: not known)
     decode: Callable[[list[int]], str] | None = field(default=None, repr=False, compare=False)
     version: int = META_VERSION
 
@@ -77,8 +86,47 @@ class SpecRunMeta:
             target_only=TargetOnly.from_dict(d.get("target_only")),
             measures_costs="costs" in d,
             costs=costs,
+            seconds=d.get("seconds"),
+            max_new=d.get("max_new"),
             decode=decode,
         )
+
+
+HEAD_PREFERENCE = ("eagle", "medusa", "mtp")  # the default among found heads: EAGLE drafts best (ANCHORS)
+
+
+def train_heads_hint(target: Path, kind: str) -> str:
+    """The command that trains ``kind`` heads for ``target`` where :func:`~explorer.speculative.heads.find_heads`
+    finds them (beside the model: ``NAME-heads-KIND``, for a directory and a GGUF file alike)."""
+    out = target.parent / f"{target.name.removesuffix('.gguf')}-heads-{kind}"
+    return f"explorer train-heads --model {target} --kind {kind} --out {out}"
+
+
+def method_problems(session: Session) -> dict[str, str | None]:
+    """Per drafting method: None where it can run on the session's models (loaded, else the ones it will load),
+    else why not, with what to do: a draft model for chain and tree, heads beside the target (or given) for
+    medusa, eagle and mtp; prompt lookup always runs."""
+    loaded = session.target is not None
+    target = session.target.path if loaded else session.target_dir
+    has_draft = session.draft is not None if loaded else session.draft_dir is not None
+    found = {**find_heads(target), **session.heads_dirs}
+    out: dict[str, str | None] = {}
+    for method in METHODS:
+        if method in HEAD_METHODS:
+            hint = train_heads_hint(Path(target), method)
+            out[method] = None if method in found else f"no {method} heads beside {Path(target).name}: {hint}"
+        elif method == "lookup":
+            out[method] = None
+        else:
+            out[method] = None if has_draft else f"{method} drafting needs a draft model (set Draft and load it)"
+    return out
+
+
+def runnable_method(method: str, problems: dict[str, str | None]) -> str:
+    """``method`` if it can run, else what can: heads where found (EAGLE first), else prompt lookup."""
+    if problems[method] is None:
+        return method
+    return next((m for m in HEAD_PREFERENCE if problems[m] is None), "lookup")
 
 
 def effective_options(values: dict[str, Any]) -> SpecOptions:
@@ -108,6 +156,7 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
         prompt_ids=prompt_ids,
         options=options,
         measures_costs=not deterministic,  # a recording shows no timings: nothing to measure
+        max_new=max_new,
         decode=target.decode,
     )
 
@@ -115,6 +164,8 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
         meta.target_only = target_only(target, prompt_ids, max_new, options)
         run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads)
         yield from run
+        if not deterministic:  # a recording keeps no wall-clock figure
+            meta.seconds = run.seconds  # once the run has ended: the view then shows the whole run's speed
         if meta.measures_costs and run.steps:
             meta.costs = run_costs(target, len(prompt_ids), run.stats(), run.steps, APP_CURVE_SIZES, curves)
 
@@ -134,5 +185,7 @@ def replay_meta(run, result, decode: Callable[[list[int]], str]) -> SpecRunMeta:
         prompt_ids=result.prompt_ids,
         options=run.configurations[result.config].options(),
         target_only=TargetOnly.from_dict(result.target_only),
+        seconds=result.stats.get("seconds"),  # the run's wall time: the speedup the prompt-set table shows
+        max_new=run.configurations[result.config].max_new,
         decode=decode,
     )

@@ -1,5 +1,17 @@
-"""What a speculative run measured: α, mean accepted tokens with and without the bonus (both conventions, named),
-per-position acceptance, speeds, measured and theoretical speedup, first divergence from plain greedy."""
+"""What a speculative run measured: α, the draft acceptance rate, mean accepted tokens with and without the bonus
+(both conventions, named), per-position acceptance, speeds, measured and theoretical speedup, first divergence from
+plain greedy.
+
+Names, one definition each (docs/app.md, "Acceptance figures"):
+
+- ``alpha`` (α): Leviathan's per-position acceptance, estimated from the walk: accepted drafted positions over the
+  positions that had a decision (accepted + the one rejection that ended a step). A step that drafted nothing
+  adds nothing to it.
+- ``draft_acceptance_rate``: vLLM's, accepted drafted tokens over drafted tokens (a tree's every node counts, so
+  wide trees lower it).
+- ``speedup`` (measured): :func:`measured_speedup`, tokens/s of the speculative run, prefill to last step, over
+  tokens/s of the target alone on the same prompt (its prefill included).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +47,20 @@ def first_divergence(a: list[int], b: list[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def decided_positions(steps: list[StepRecord]) -> int:
+    """Positions that had a decision: each step's accepted drafts plus the rejection that ended it (if any)."""
+    return sum(len(s.accepted) + (s.rejected is not None) for s in steps)
+
+
+def measured_speedup(new_tokens: int, seconds: float, base_tokens: int, base_seconds: float) -> float | None:
+    """The measured speedup, one definition for every view and command: (new tokens / wall seconds of the
+    speculative run, prefill to its last step) over (tokens / wall seconds of the target alone, prefill included).
+    None when either side has no time or no tokens."""
+    if not (seconds and base_seconds and base_tokens and new_tokens):
+        return None
+    return (new_tokens / seconds) / (base_tokens / base_seconds)
+
+
 def theoretical_speedup(alpha: float, gamma: float, c: float) -> float:
     """(1 − α^(γ+1)) / ((1 − α)(γc + 1)): expected tokens per target call over the cost of one step."""
     tokens = gamma + 1 if alpha >= 1 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
@@ -57,7 +83,7 @@ def compute_stats(
     then their median ratio, with the min and max (one cold pair can be off by 10x on a loaded machine)."""
     n_steps = max(len(steps), 1)
     accepted = [len(s.accepted) for s in steps]
-    tried = sum(len(s.accepted) + (s.rejected is not None) for s in steps)  # positions that had a decision
+    tried = decided_positions(steps)
     drafted = sum(len(s.tree.tokens) for s in steps)
     depth = max((int(s.tree.depth.max()) for s in steps if len(s.tree.tokens)), default=0)
     alpha = sum(accepted) / tried if tried else 0.0
@@ -74,8 +100,8 @@ def compute_stats(
         "drafted": drafted,
         "depth": depth,
         "new_tokens": n_new,
-        "alpha": alpha,
-        "draft_acceptance_rate": sum(accepted) / drafted if drafted else 0.0,
+        "alpha": alpha,  # Leviathan's α: accepted / decided positions (module docstring)
+        "draft_acceptance_rate": sum(accepted) / drafted if drafted else 0.0,  # vLLM's: accepted / drafted tokens
         "mean_accepted_with_bonus": sum(a + 1 for a in accepted) / n_steps,
         "mean_accepted_without_bonus": sum(accepted) / n_steps,
         "per_position_acceptance": [sum(a > d for a in accepted) / n_steps for d in range(depth)],
@@ -106,7 +132,8 @@ def compute_stats(
     elif target_only_tokens is not None and target_only_seconds:
         base_tps = len(target_only_tokens) / target_only_seconds
         stats["target_only_tokens_per_s"] = base_tps
-        stats["speedup"] = stats["speedup_min"] = stats["speedup_max"] = tps / base_tps if tps else None
+        speedup = measured_speedup(n_new, seconds, len(target_only_tokens), target_only_seconds)
+        stats["speedup"] = stats["speedup_min"] = stats["speedup_max"] = speedup
         stats["runs"] = 1
     if stats["target_only_tokens_per_s"]:
         target_step = 1 / stats["target_only_tokens_per_s"]

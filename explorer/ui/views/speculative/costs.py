@@ -1,11 +1,14 @@
 """The where-it-pays panel: this machine's cost of verifying n tokens (chain or tree) in one-token target steps, the
 step's cost with this run's drafting and bookkeeping added, and the run's measured tokens per step against it:
-above the line, speculation pays."""
+above the line, speculation pays. Cost (left axis) and tokens per step (right axis) share one scale: a step that
+yields k tokens saves k target steps. A legend above the plot names the curves and the points; break-even is a
+dashed line across it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QWidget
 
 from ....speculative import describe
@@ -18,12 +21,21 @@ class CostsPanel:
     def __init__(self, parent: QWidget, titles: TitleFitter):
         self.titles = titles
         self.plot = static_plot(parent, "where it pays", bottom="tokens verified per step")
+        self.plot.setLabel("left", describe.COSTS_AXIS_LEFT)
+        self.plot.setLabel("right", describe.COSTS_AXIS_RIGHT)  # the same scale as the left: the run's dot reads here
+        self.plot.getAxis("right").enableAutoSIPrefix(False)
+        self.legend = QLabel(parent)  # above the plot: in it, it would hide the curves of a small panel
+        self.legend.setWordWrap(True)
         self.verify = pg.PlotDataItem()
         self.step = pg.PlotDataItem()
         self.need = pg.ScatterPlotItem(symbol="o", size=9, pxMode=True)
         self.run = pg.ScatterPlotItem(symbol="o", size=11, pxMode=True)
         for item in (self.verify, self.step, self.need, self.run):
             self.plot.addItem(item)
+        self.break_even = pg.InfiniteLine(angle=0, movable=False, label="break-even {value:.2f}",
+                                          labelOpts={"position": 0.98, "anchors": [(1, 1), (1, 1)]})  # fmt: skip
+        self.break_even.setVisible(False)
+        self.plot.addItem(self.break_even)
         self.caption = QLabel(parent)
         self.caption.setWordWrap(True)
 
@@ -34,8 +46,10 @@ class CostsPanel:
             item.setData([], [])
         self.need.setData([], [])
         self.run.setData([], [])
-        for axis in ("left", "bottom"):
+        for axis in ("left", "bottom", "right"):
             self.plot.showAxis(axis, costs is not None)
+        self.legend.setText("")
+        self.break_even.setVisible(costs is not None)
         if costs is None:
             self.titles.fit(self.plot, describe.COSTS_EMPTY_TITLES)
             self.caption.setText(describe.span(theme.muted, note))
@@ -56,8 +70,11 @@ class CostsPanel:
         self.need.setData([nodes], [need], brush=pg.mkBrush(theme.base), pen=pg.mkPen(theme.accent, width=2))
         color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
         self.run.setData([nodes], [have], brush=pg.mkBrush(color), pen=pg.mkPen(color))
+        self.break_even.setPen(pg.mkPen(theme.accent, width=1, style=Qt.PenStyle.DashLine))
+        self.break_even.setPos(need)
+        self.break_even.label.setColor(theme.accent)
+        self.legend.setText(describe.costs_legend_html(theme, color))
         self.plot.setXRange(0, x_hi, padding=0.02)
-        self.plot.setYRange(0, max(float(step[shown].max()), have, need) * 1.1, padding=0)
+        self.plot.setYRange(0, max(float(step[shown].max()), have, need) * 1.15, padding=0)
         self.titles.fit(self.plot, describe.COSTS_TITLES)
         self.caption.setText(describe.costs_caption(costs, tree, extra, theme))
-

@@ -1,5 +1,6 @@
-"""The running statistics panels: steps by accepted drafts, and α per draft position (with drafting heads, each
-head's acceptance beside its position). The figures are ``stats.compute_stats``'s, over the steps so far."""
+"""The running statistics panels: steps by accepted drafts, and the acceptance rate by draft position (vLLM's
+per-position rate; not α, which the header names; with drafting heads, each head's acceptance beside its
+position). The figures are ``stats.compute_stats``'s, over the steps so far."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class StatsPanel:
         self.hist_plot.setLabel("bottom", "accepted drafts")
         self.hist_bars = pg.BarGraphItem(x=[], height=[], width=0.7)
         self.hist_plot.addItem(self.hist_bars)
-        self.pos_plot = static_plot(parent, "α per position")
+        self.pos_plot = static_plot(parent, describe.POSITION_TITLES[0])
         self.pos_plot.setLabel("bottom", "draft position")
         self.pos_plot.setYRange(0, 1.05, padding=0)
         self.pos_bars = pg.BarGraphItem(x=[], height=[], width=0.7)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pyqtgraph as pg
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ....session import Session
 from ....speculative import describe
-from ....speculative.job import SpecRunMeta, effective_options, speculation_job
+from ....speculative.job import SpecRunMeta, effective_options, method_problems, runnable_method, speculation_job
 from ....speculative.options import VIEW as SPECULATIVE_VIEW
 from ....speculative.records import StepRecord
 from ...theme import Theme
@@ -28,16 +28,15 @@ from .text import Header, TokenText
 from .tree import TreePanel
 
 
-def plot_cell(parent: QWidget, plot: QWidget, caption: QLabel, caption_below: bool = True) -> QWidget:
-    """A grid cell: ``plot`` over its caption (or under it: ``caption_below=False``)."""
+def plot_cell(parent: QWidget, plot: QWidget, caption: QLabel | None, above: QLabel | None = None) -> QWidget:
+    """A grid cell: ``plot`` between a legend ``above`` it and its caption below (either may be None)."""
     cell = QWidget(parent)
     cv = QVBoxLayout(cell)
     cv.setContentsMargins(0, 0, 0, 0)
-    if not caption_below:
-        cv.addWidget(caption)
-    cv.addWidget(plot, 1)
-    if caption_below:
-        cv.addWidget(caption)
+    cv.setSpacing(2)
+    for widget, stretch in ((above, 0), (plot, 1), (caption, 0)):
+        if widget is not None:
+            cv.addWidget(widget, stretch)
     return cell
 
 
@@ -54,6 +53,7 @@ class SpeculativeView(View):
         self._selected_step = -1
         self._font = QFont()
         self._curves: dict[tuple, dict] = {}  # (target, dtype, device, prompt length) -> measured cost curve
+        self._unavailable = ""  # which drafting methods these models cannot run, and how to fix it (models_ready)
 
         self.header = Header(self)
         self.text = TokenText(self)
@@ -89,14 +89,14 @@ class SpeculativeView(View):
     def _lay_out(self) -> None:
         """Text and statistics left, the tree right of them; below the tree: costs, decision and mask."""
         self._grid = grid = QGridLayout()
-        grid.addWidget(plot_cell(self, self.text, self.text_legend, caption_below=False), 0, 0, 1, 2)
+        grid.addWidget(plot_cell(self, self.text, None, above=self.text_legend), 0, 0, 1, 2)
         grid.addWidget(self.hist_plot, 1, 0)
         grid.addWidget(self.pos_plot, 1, 1)
         grid.addWidget(self.tree_plot, 0, 2, 1, 3)
         cells = ((self.cost_plot, self.cost_text), (self.decision_plot, self.decision_text),
                  (self.mask_plot, self.mask_text))  # fmt: skip
         for col, (plot, caption) in enumerate(cells, start=2):
-            cell = plot_cell(self, plot, caption)
+            cell = plot_cell(self, plot, caption, above=self.costs_panel.legend if plot is self.cost_plot else None)
             grid.addWidget(cell, 1, col)
             if plot is self.cost_plot:
                 self._cost_cell = cell
@@ -119,6 +119,19 @@ class SpeculativeView(View):
         job = speculation_job(session, self.job_values(), deterministic=self.deterministic, curves=self._curves)
         self.meta = job.meta
         return job.records
+
+    def models_ready(self, session: Session) -> None:
+        """Offer only the drafting methods these models can run (the others greyed, their tooltip saying what they
+        need, e.g. how to train heads), and switch to one that runs if the chosen one cannot: heads where found
+        (EAGLE first), else prompt lookup."""
+        problems = method_problems(session)
+        box = self.method
+        for i in range(box.count()):
+            why = problems[box.itemText(i)]
+            box.model().item(i).setEnabled(why is None)
+            box.setItemData(i, why or "", Qt.ItemDataRole.ToolTipRole)
+        box.setCurrentText(runnable_method(box.currentText(), problems))
+        self._unavailable = describe.unavailable_note(problems)  # the empty header shows it (the window redraws)
 
     # ---- rendering
     def themed_plots(self) -> tuple[pg.PlotWidget, ...]:
@@ -176,7 +189,8 @@ class SpeculativeView(View):
         self._render_costs()
 
     def _render_empty(self) -> None:
-        self.header.setText(describe.empty_header_html(self.empty_hint("speculate with the draft"), self.theme))
+        hint = self.empty_hint(describe.method_action(self.method.currentText()))
+        self.header.setText(describe.empty_header_html(hint, self.theme, self._unavailable))
         self.decision_panel.clear()
         self.text.setHtml("")
         self.text_legend.setText("")
