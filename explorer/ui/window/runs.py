@@ -78,7 +78,7 @@ class ViewRuns:
         if view is None:
             return
         view.add_record(rec)
-        if self.progress.maximum() > 0:
+        if self.worker.running and self.progress.maximum() > 0:  # a run of known length (not headless ones)
             self.progress.setValue(min(len(view.records), self.progress.maximum()))
         if view is self.active_view:
             self.player.blockSignals(True)
