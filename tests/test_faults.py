@@ -879,7 +879,8 @@ def test_interrupted_atomic_dir_leaves_the_folder_alone(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
-def test_screenshot_on_a_full_disk_prints_only_explorers_line(model_dir, tmp_path):
+@pytest.mark.parametrize("view", ["generate", "promptset"])
+def test_screenshot_on_a_full_disk_prints_only_explorers_line(capsys, model_dir, tmp_path, view):
     """A file-size limit makes every write past 20 kB fail, as a full disk does: Qt's PNG writer let libpng print
     "libpng error: Write Error" before the explorer's line; now the PNG is encoded in memory and written atomically."""
     import resource
@@ -888,11 +889,20 @@ def test_screenshot_on_a_full_disk_prints_only_explorers_line(model_dir, tmp_pat
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write (EFBIG) instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
 
-    out = tmp_path / "shot.png"
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    out = shots / "shot.png"
     out.write_bytes(b"old")
-    r = subprocess.run([sys.executable, "-m", "explorer", "screenshot", "--view", "generate", "--model", str(model_dir),
-                        "--set", "max_new=2", "--size", "640x360", "--out", str(out)], capture_output=True, text=True,
-                       preexec_fn=limit, timeout=300, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))  # fmt: skip
+    args = ["--view", view, "--model", str(model_dir), "--set", "max_new=2"]
+    if view == "promptset":  # a stored run, written before the limit
+        (tmp_path / "p.txt").write_text("def f(x):\nhello world\n")
+        code, _, err = cli(capsys, "speculate", "--target", model_dir, "--draft", model_dir, "--prompts",
+                           tmp_path / "p.txt", "--max-new-tokens", 2, "--runs", 1, "--out", tmp_path / "run.jsonl")
+        assert code == 0, err
+        args = ["--view", view, "--run", str(tmp_path / "run.jsonl")]
+    r = subprocess.run([sys.executable, "-m", "explorer", "screenshot", *args, "--size", "1280x720", "--out", str(out)],
+                       capture_output=True, text=True, preexec_fn=limit, timeout=300,
+                       env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))  # fmt: skip
     assert r.returncode == 2
     assert r.stderr == f"explorer: error: cannot write {out}: File too large\n"
-    assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["shot.png"]
+    assert out.read_bytes() == b"old" and [p.name for p in shots.iterdir()] == ["shot.png"]

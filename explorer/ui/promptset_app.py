@@ -45,7 +45,7 @@ def screenshot_run(run: Run, out: str | Path, size: tuple[int, int], theme: str 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from ..atomic import atomic_path
+    from .kit.png import save_png
 
     settings = QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "explorer", "screenshot")
     win = window_with_run(run, theme, offscreen=True, settings=settings)
@@ -69,8 +69,4 @@ def screenshot_run(run: Run, out: str | Path, size: tuple[int, int], theme: str 
     win.deleteLater()
     if (image.width(), image.height()) != size:
         raise ExplorerError(f"rendered {image.width()}x{image.height()}, not {size[0]}x{size[1]}")
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        if not image.save(str(tmp), "PNG"):
-            raise ExplorerError(f"could not write {out}")
-    return out
+    return save_png(image, out)
