@@ -10,7 +10,7 @@ from explorer.amp.options import AMP
 from explorer.attention.options import ATTENTION
 from explorer.cli.main import build_parser, main
 from explorer.errors import ExplorerError
-from explorer.models.options import GENERATE
+from explorer.models.options import GENERATE, GENERATE_CLI
 from explorer.options import Option, Schema, number
 from explorer.recording.tour import VIEW_SCHEMAS, parse_tour
 from explorer.speculative.options import SPECULATE
@@ -128,6 +128,7 @@ def test_one_default_per_option_on_the_command_line_and_in_the_view(capsys):
     """The speculative view and `explorer speculate` start from the same values: eagle gives the same numbers."""
     view = VIEW_SCHEMAS["speculative"]
     assert {n: o.default for n, o in view.options.items()} == {n: SPECULATE[n].default for n in view.options}
+    assert {n: o.default for n, o in VIEW_SCHEMAS["generate"].options.items()} == GENERATE_CLI.defaults()
     assert (SPECULATE["tree_depth"].default, SPECULATE["tree_topk"].default, SPECULATE["tree_budget"].default) == (
         4, 3, 12)
     with pytest.raises(SystemExit):

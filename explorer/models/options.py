@@ -38,5 +38,5 @@ TRAIN_DEMO = Schema(
     ],
 )
 
-# `explorer generate` decodes fewer tokens by default than the view shows.
-GENERATE_CLI = GENERATE.only(list(GENERATE.options), "generate", max_new=32)
+# `explorer generate` takes the view's options with the view's defaults (one default per option).
+GENERATE_CLI = GENERATE
