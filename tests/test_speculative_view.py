@@ -184,6 +184,7 @@ def test_one_alpha_one_speedup_and_a_readable_where_it_pays(qtbot):
         assert f"{describe.ALPHA_NAME} <b>{stats['alpha']:.2f}</b>" in header
         assert f"{describe.RATE_NAME} {stats['draft_acceptance_rate']:.2f}" in header
         assert header.count("α") == 1 and "α" not in view.cost_text.text()
+        assert "(JSON: alpha)" in view.header.toolTip() and "(JSON: draft_acceptance_rate)" in view.header.toolTip()
         speedup = spec_stats.measured_speedup(len([t for s in steps for t in s.new_tokens]), meta.seconds,
                                               len(meta.target_only.tokens), meta.target_only.seconds)  # fmt: skip
         assert stats["speedup"] == pytest.approx(speedup) and f"measured <b>{speedup:.2f}×</b>" in header

@@ -74,6 +74,13 @@ def deciding_node(r: StepRecord) -> int | None:
 # ---- the header
 ALPHA_NAME = "α per position"  # Leviathan's: accepted / decided positions (stats.py)
 RATE_NAME = "accepted/drafted"  # vLLM's draft acceptance rate: accepted / drafted tokens
+FIGURES_TIP = (
+    f"{ALPHA_NAME}: Leviathan's α, accepted drafted positions ÷ positions that had a decision (JSON: alpha)\n"
+    f"{RATE_NAME}: vLLM's draft acceptance rate, accepted ÷ drafted tokens; every tree node counts "
+    "(JSON: draft_acceptance_rate)\n"
+    "mean accepted: drafts accepted per step (+bonus: tokens per step)\n"
+    "measured: the whole run's tokens/s (prefill to last step) ÷ the target alone's (JSON: speedup)"
+)
 
 
 def speed_text(run: dict | None, costs: dict | None) -> str:

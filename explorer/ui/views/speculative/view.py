@@ -56,6 +56,7 @@ class SpeculativeView(View):
         self._unavailable = ""  # which drafting methods these models cannot run, and how to fix it (models_ready)
 
         self.header = Header(self)
+        self.header.setToolTip(describe.FIGURES_TIP)  # what each figure's name means
         self.text = TokenText(self)
         self.text.anchorClicked.connect(self._on_anchor)
         self.text_legend = QLabel(self)  # above the text, not in it: it stays in sight as the text scrolls
