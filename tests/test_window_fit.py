@@ -76,3 +76,26 @@ def test_the_users_size_is_remembered_per_screen(tmp_path):
     open_window(tmp_path, (1280, 720), resize_to="1000x650")
     assert open_window(tmp_path, (1280, 720))["geometry"][2:] == [1000, 650]  # the size left on this screen
     assert open_window(tmp_path, (1920, 1080))["geometry"][2:] == [1440, 900]  # another screen: its own
+
+
+LAUNCH = r"""
+import json, sys
+from explorer.ui.launch import show_launch_window
+win = show_launch_window()
+print(json.dumps({"torch": "torch" in sys.modules, "pyqtgraph": "pyqtgraph" in sys.modules,
+                  "visible": win.isVisible(), "frame": list(win.frameGeometry().getRect()), "text": win.label.text()}))
+"""
+
+
+def test_the_first_window_shows_before_torch_within_the_screen(tmp_path):
+    """Issue 23.18: the launch shows a window saying what loads before the seconds of importing torch."""
+    config = tmp_path / "screen.json"
+    config.write_text(json.dumps({"screens": [{"name": "t", "x": 0, "y": 0, "width": 1280, "height": 720}]}))
+    env = dict(os.environ, QT_QPA_PLATFORM=f"offscreen:configfile={config}", XDG_CONFIG_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", LAUNCH], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout.strip().splitlines()[-1])
+    assert shown["visible"] and not shown["torch"] and not shown["pyqtgraph"]
+    assert shown["text"] == "Starting explorer: loading torch and the views…"
+    fx, fy, fw, fh = shown["frame"]
+    assert fw <= 1280 + 4 and fh <= 720 + 4  # the size the app's window will have (its frame checked once shown)

@@ -18,8 +18,12 @@ def run(args: argparse.Namespace) -> int:
             "`explorer screenshot --view generate --out view.png`"
         )
     try:
+        from ..ui.launch import show_launch_window
+
+        launch = show_launch_window()  # on screen before the seconds of importing torch, pyqtgraph and the views
         from ..ui.app import make_session, run_gui
     except ImportError as exc:
         raise ExplorerError(f"the GUI needs PySide6 and pyqtgraph ({exc})") from None
+    launch.say("building the window")
     session = with_prompt_options(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), args)
-    return run_gui(session, theme=args.theme or "light")
+    return run_gui(session, theme=args.theme or "light", launch=launch)

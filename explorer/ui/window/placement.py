@@ -3,26 +3,10 @@ the user last left it on that screen (remembered per screen and resolution), cen
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRect, QSize, QTimer
+from PySide6.QtCore import QSize, QTimer
 from PySide6.QtGui import QGuiApplication
 
-DEFAULT_SIZE = QSize(1440, 900)
-
-
-def screen_key(screen) -> str:
-    g = screen.geometry()
-    return f"window/{screen.name() or 'screen'}-{g.width()}x{g.height()}"
-
-
-def fit_rect(wanted: QSize, avail: QRect, frame: QSize | None = None) -> QRect:
-    """The window's size, ``wanted`` cut to ``avail`` less the frame the window manager adds (``frame``: the
-    decorations' total width and height), at the frame's top-left corner that centres it in ``avail``."""
-    frame = frame or QSize(0, 0)
-    w = max(1, min(wanted.width(), avail.width() - frame.width()))
-    h = max(1, min(wanted.height(), avail.height() - frame.height()))
-    x = avail.x() + (avail.width() - frame.width() - w) // 2
-    y = avail.y() + (avail.height() - frame.height() - h) // 2
-    return QRect(x, y, w, h)
+from ..launch import fit_rect, opening_rect, screen_key
 
 
 class Placement:
@@ -33,9 +17,7 @@ class Placement:
     def show_on_screen(self) -> None:
         screen = self.screen() or QGuiApplication.primaryScreen()
         key = screen_key(screen)
-        saved = self.settings.value(f"{key}/size")
-        wanted = saved if isinstance(saved, QSize) and saved.isValid() else DEFAULT_SIZE
-        self.setGeometry(fit_rect(wanted, screen.availableGeometry()))
+        self.setGeometry(opening_rect(self.settings, screen))
         self._placed = True
         if self.settings.value(f"{key}/maximized") in (True, "true"):
             self.showMaximized()
