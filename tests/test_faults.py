@@ -763,12 +763,20 @@ def record_argv(model_dir: Path, out: Path) -> list[str]:
 
 def signal_when_writing(folder: Path, sig: int, pid: int, deadline_s: float = 100.0) -> None:
     deadline = time.monotonic() + deadline_s
-    while not any(".partial-" in p.name for p in folder.iterdir()):  # the writer has started
+    while not any(_has_frames(p) for p in folder.iterdir() if ".partial-" in p.name):  # frames are being written
         if time.monotonic() > deadline:
             return
         time.sleep(0.02)
-    time.sleep(0.3)
     os.kill(pid, sig)
+
+
+def _has_frames(partial: Path) -> bool:
+    """The temporary output holds at least one frame (a PNG in a frames directory, bytes in a video file). A fixed
+    delay instead raced the whole recording on a fast machine: the signal then came during the commit."""
+    try:
+        return any(partial.iterdir()) if partial.is_dir() else partial.stat().st_size > 0
+    except OSError:
+        return False  # renamed or removed in between
 
 
 @pytest.mark.parametrize("sig,suffix", [(signal.SIGINT, ".mp4"), (signal.SIGTERM, "")], ids=["int-mp4", "term-png"])
@@ -786,6 +794,28 @@ def test_signal_while_recording_keeps_the_old_output(capsys, model_dir, tmp_path
     assert "Traceback" not in err and "Error" not in err, err
     assert snapshot(out) == before
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_sigterm_during_the_commit_leaves_the_new_frames_whole(capsys, model_dir, tmp_path, monkeypatch):
+    """A signal while a frames directory is being moved over the old one (one rename per frame) waits until the
+    move is done: the directory then holds the whole new recording, never a mix of old and new frames."""
+    from explorer import atomic
+
+    out, _ = previous_output(tmp_path, "")
+    commit = atomic.AtomicDir.commit
+
+    def commit_while_signalled(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives as the first frame is moved
+        return commit(self)
+
+    monkeypatch.setattr(atomic.AtomicDir, "commit", commit_while_signalled)
+    argv = [a if a != "60" else "1" for a in record_argv(model_dir, out)]  # 2 steps x 1 s at 30 fps
+    code, _, err = cli(capsys, *argv)
+    assert code == 143, err
+    frames = sorted(p.name for p in out.iterdir() if p.name.startswith("frame_"))
+    assert frames == [f"frame_{i:05d}.png" for i in range(60)]
+    assert (out / "frame_00000.png").read_bytes() != b"old frame" and (out / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no partial directory left
 
 
 def test_sigterm_to_a_recording_process_keeps_the_old_video(model_dir, tmp_path):

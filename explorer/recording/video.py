@@ -301,20 +301,27 @@ class ThreadedWriter:
         self._queue.put(frame)
         self.frames += 1
 
+    def drain(self) -> None:
+        """Wait until every frame written so far is encoded into the temporary output (nothing is committed)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
     def close(self) -> None:
+        """Drain, then finish the output and commit it (renamed over the target)."""
         import time
 
-        self._queue.put(None)
-        self._thread.join()
-        self._raise()
+        self.drain()
         t0 = time.perf_counter()
         self.writer.close()
         self.encode_seconds += time.perf_counter() - t0
 
     def abort(self) -> None:
         self._stop = True
-        self._queue.put(None)
-        self._thread.join()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
         self._error = None
         self.writer.abort()
 

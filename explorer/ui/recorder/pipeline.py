@@ -270,7 +270,11 @@ def record(
             for frame in rec.frames():
                 check_interrupt()
                 writer.write(frame)
-        writer.close()  # waits for the encoder, flushes it, writes the GIF
+            writer.drain()  # every frame encoded into the temporary output
+            check_interrupt()  # a signal until now: the previous output stays as it was
+            # The commit (a directory of PNGs: one rename per frame) is never cut short: a signal during it is
+            # taken when the block ends, with the new output whole.
+            writer.close()
         return RecordStats(
             out=Path(out), format=fmt, size=size, fps=fps, frames=writer.frames, shots=len(rec.shots),
             seconds_video=writer.frames / fps, seconds_compute=rec.seconds_compute,
