@@ -110,6 +110,9 @@ def test_a_step_that_drafted_nothing_says_why():
     stats = describe.progress([empty], SpecOptions(method="eagle"))
     header = describe.header_html(empty, 1, stats, None, None, False, PALETTE, at_limit)
     assert at_limit in header and "drafted 0," not in header
+    # ...and a finished run opens on its last step that drafted, not on that empty one
+    assert describe.landing_step([STEPS[0], empty]) == 0 and describe.landing_step([empty, STEPS[0]]) == 1
+    assert describe.landing_step([empty]) == 0 and describe.landing_step(STEPS) == 1
 
 
 def test_text_links_each_token_to_its_step_and_highlights_the_current_one():

@@ -271,6 +271,8 @@ def test_without_a_draft_model_the_view_offers_what_runs_and_ctrl_r_runs_it(qtbo
         assert win.last_error is None or "draft" not in win.last_error
         assert view.records and view.meta.options.method == "lookup" and view.meta.draft is None
         assert win.progress_label.text() == f"speculative: done, {len(view.records)} steps"
+        drafted = [i for i, r in enumerate(view.records) if len(r.tree.tokens)]  # the run opens where it last
+        assert win.player.step == view.current == (drafted or [len(view.records) - 1])[-1]  # drafted, if it did
     finally:
         win.worker.cancel_and_wait()
         win.close()

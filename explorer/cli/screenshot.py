@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE.png", help="PNG file to write")
     p.add_argument("--size", default="1920x1080", help="WxH, or 720p / 1080p / 2160p (default: 1920x1080)")
-    p.add_argument("--step", type=int, default=None, help="step to show, 0-based (default: the last)")
+    p.add_argument("--step", type=int, default=None,
+                   help="step to show, 0-based (default: where a finished run opens in the app)")
     add_set_option(p, "a view setting, as in a tour's settings (repeat: --set method=tree --set tree_depth=4)")
     p.add_argument("--run", metavar="RUN.jsonl", help="a prompt-set run file: the promptset view replaying it, "
                    "nothing recomputed (--set prompt=ID --set config=N pick the row and configuration)")  # fmt: skip

@@ -302,6 +302,7 @@ def decision_titles(decision: Decision, palette: Palette) -> list[str]:
     return [
         f"node {node}: {span(palette.bar, '■ target p')} vs {span(palette.accent, '■ draft q')}",
         f"node {node}: {span(palette.bar, '■ p')} {span(palette.accent, '■ q')}",
+        f"{span(palette.bar, '■ p')} {span(palette.accent, '■ q')}",  # zoomed text in a narrow panel
     ]
 
 
@@ -479,3 +480,10 @@ def export_rows(records: Sequence[StepRecord]) -> tuple[list[str], list[list]]:
         for s in records
     ]
     return list(EXPORT_HEADER), rows
+
+
+def landing_step(steps: list[StepRecord]) -> int:
+    """Where a finished run opens: its last step that drafted something (a run's last step often drafts nothing,
+    with one token left before the limit), else its last step."""
+    drafted = [i for i, r in enumerate(steps) if len(r.tree.tokens)]
+    return drafted[-1] if drafted else len(steps) - 1

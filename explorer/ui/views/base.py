@@ -193,6 +193,10 @@ class View(QWidget):
     def add_record(self, record: Any) -> None:
         self.records.append(record)
 
+    def landing_step(self) -> int:
+        """The step a finished run opens on when the timeline followed it live: the newest one by default."""
+        return len(self.records) - 1
+
     def show_step(self, step: int) -> None:
         self.current = step
         self.render(self.records[step] if 0 <= step < len(self.records) else None)

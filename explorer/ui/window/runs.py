@@ -118,7 +118,10 @@ class ViewRuns:
                 self._pending_run = False
                 self.run_view()
         else:
-            self.say(f"{self._job_view.name}: done, {len(self._job_view.records)} steps", self._job_view)
+            view = self._job_view
+            if view is self.active_view and self.player.follow and view.records:
+                self.player.go(view.landing_step())  # e.g. the last step that drafted, not an empty last one
+            self.say(f"{view.name}: done, {len(view.records)} steps", view)
 
     def _on_failed(self, message: str) -> None:
         self._pending_run = False

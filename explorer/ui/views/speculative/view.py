@@ -227,6 +227,9 @@ class SpeculativeView(View):
     # ---- tours
     focus_help = {"select": "a node of the draft tree (0-based, in drafting order, as the decision plot names it)"}
 
+    def landing_step(self) -> int:
+        return describe.landing_step(self.records)
+
     def caption_fields(self, r: StepRecord) -> dict:
         stats = describe.progress(self.records[: r.step + 1], self.meta.options)
         return describe.caption_fields(r, stats, self.meta.decode)
