@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import ExplorerError
+from ..ui.xcb_check import check_xcb_libraries
 from .common import with_prompt_options
 
 
@@ -17,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
             "no display found (DISPLAY is not set); run the app on a desktop, or render views headless with "
             "`explorer screenshot --view generate --out view.png`"
         )
+    check_xcb_libraries()  # one line naming the missing X11 libraries, not Qt's abort
     try:
         from ..ui.launch import show_launch_window
 

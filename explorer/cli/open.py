@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(analyse(opened)))
         return 0
+    from ..ui.xcb_check import check_xcb_libraries
+
+    check_xcb_libraries()  # one line naming the missing X11 libraries, not Qt's abort
     from ..ui.promptset_app import open_run_window
 
     return open_run_window(opened, theme=getattr(args, "theme", None) or "light")
