@@ -46,6 +46,12 @@ def font_plot(plot: pg.PlotWidget, font: QFont) -> None:
         plot.getAxis(axis).label.setFont(font)
 
 
+def show_axes(plot: pg.PlotWidget, on: bool, axes: tuple[str, ...] = ("left", "bottom")) -> None:
+    """Axes only with data: an empty plot would show pyqtgraph's default range (−600..600, "(x0.001)")."""
+    for axis in axes:
+        plot.getPlotItem().showAxis(axis, on)
+
+
 class TitleFitter:
     """Plot titles that fit: each plot gets a list of variants, longest first, and shows the first one whose
     drawn width fits the plot (a pyqtgraph title never wraps, and its minimum width would push a grid past the

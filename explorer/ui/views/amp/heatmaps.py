@@ -12,7 +12,7 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from ....amp.describe import FIRST_TINT, group_label, nice_top, thinned_rows, visible_cells
-from ...kit import static_plot
+from ...kit import show_axes, static_plot
 from ...theme import Theme
 
 HOT = (228, 87, 46)  # the overflow band's red, the top of both colour scales
@@ -69,8 +69,7 @@ class LayerHeatmaps:
 
     def show_axes(self, on: bool) -> None:
         for plot, _ in self.pairs():
-            for axis in ("left", "bottom"):
-                plot.getPlotItem().showAxis(axis, on)
+            show_axes(plot, on)
         for bar in self.colorbars:
             bar.setVisible(on)
 

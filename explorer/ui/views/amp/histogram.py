@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ....amp.bands import HIST_MAX, HIST_MIN
 from ....amp.describe import HIST_EDGES, STOP_COLOR, Gradients, band_html, hist_title_variants, nonfinite_note
-from ...kit import TitleFitter, static_plot
+from ...kit import TitleFitter, show_axes, static_plot
 from ...theme import Theme
 
 TITLE = "log2 |gradient| against the FP16 range"
@@ -69,8 +69,7 @@ class GradientHistogram(QWidget):
         self.titles.fit(self.plot, variants)
 
     def show_axes(self, on: bool) -> None:
-        for axis in ("left", "bottom"):
-            self.plot.getPlotItem().showAxis(axis, on)
+        show_axes(self.plot, on)
         for region, text, _, _ in self.regions:
             region.setVisible(on)
             text.setVisible(on)

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from ....amp.records import StepRecord
-from ...kit import static_plot
+from ...kit import show_axes, static_plot
 from ...theme import Theme
 
 SKIP_COLOR, GROWTH_COLOR = "#e4572e", "#2a9d8f"  # the overflow and normal bands' colours
@@ -51,8 +51,7 @@ class ScaleTimeline:
         self.step_line.setPen(pg.mkPen(theme.muted, style=Qt.PenStyle.DashLine))
 
     def show_axes(self, on: bool) -> None:
-        for axis in ("left", "bottom", "right"):
-            self.plot.getPlotItem().showAxis(axis, on)
+        show_axes(self.plot, on, ("left", "bottom", "right"))
 
     def clear(self) -> None:
         self.scale_curve.setData([], [])

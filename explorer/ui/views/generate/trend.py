@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QWidget
 
 from ....models.describe import trend_title
 from ....models.generate import GenerateRecord
-from ...kit import static_plot
+from ...kit import show_axes, static_plot
 from ...theme import Theme
 
 
@@ -51,8 +51,7 @@ class EntropyTrend:
         self.plot.getPlotItem().setTitle(title, size=f"{self.title_pt:.0f}pt", color=theme.text)
 
     def show_axes(self, on: bool) -> None:
-        for axis in ("left", "bottom", "right"):
-            self.plot.getPlotItem().showAxis(axis, on)
+        show_axes(self.plot, on, ("left", "bottom", "right"))
 
     def clear(self) -> None:
         self.entropy_curve.setData([], [])

@@ -13,6 +13,7 @@ from ....models import describe
 from ....models.generate import GenerateRecord
 from ....models.job import GenerationRunMeta
 from ....models.options import GENERATE
+from ...kit import show_axes
 from ...theme import Theme
 from ..base import View
 from .bars import NextTokenBars
@@ -73,10 +74,9 @@ class GenerateView(View):
     # ---- rendering
     def render(self, r: GenerateRecord | None) -> None:
         th = self.theme
-        for plot in self.themed_plots():  # empty plots: no default −600..600 axes
-            for axis in ("left", "bottom"):
-                plot.getPlotItem().showAxis(axis, r is not None)
-        self.trend.plot.getPlotItem().showAxis("right", r is not None)
+        for plot in self.themed_plots():
+            show_axes(plot, r is not None)
+        show_axes(self.trend.plot, r is not None, ("right",))
         if r is None:
             self.header.setText(f"<span style='color:{th.muted}'>{self.empty_hint('decode')}</span>")
             self.text.setHtml("")
