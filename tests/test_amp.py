@@ -146,7 +146,7 @@ def test_done_when_init_2_32_overflows_at_once_backs_off_then_grows_on_schedule(
 
 
 def test_spike_forces_overflow_skip_and_backoff():
-    records, _, _ = run(steps=5, init_scale=2.0**8, spike=(3, 1e12))
+    records, _, _ = run(steps=5, init_scale=2.0**8, spike=(4, 1e12))  # step 4 of 5: records[3]
     assert not any(r.found_inf for r in records[:3])
     r = records[3]
     assert r.loss_factor == 1e12 and r.found_inf and r.skipped and r.event == "backoff"
@@ -300,7 +300,7 @@ def test_deepspeed_policy_stops_at_the_minimum():
 
 def test_deepspeed_stop_ends_the_run_with_its_record():
     records, stopped, _ = run(
-        steps=10, policy="deepspeed", init_scale=1.0, min_scale=1.0, hysteresis=1, spike=(2, 1e38)
+        steps=10, policy="deepspeed", init_scale=1.0, min_scale=1.0, hysteresis=1, spike=(3, 1e38)
     )
     assert stopped and "already at minimum" in stopped
     assert records[-1].step == 2 and records[-1].event == "stop" and records[-1].skipped
@@ -384,7 +384,7 @@ def test_training_job_fills_its_meta_as_it_runs():
     from explorer.amp.engine import settings_from_values
     from explorer.amp.job import training_job
 
-    values = {"steps": 10, "policy": "deepspeed", "init_scale": 1.0, "hysteresis": 1, "spike_step": 2,
+    values = {"steps": 10, "policy": "deepspeed", "init_scale": 1.0, "hysteresis": 1, "spike_step": 3,
               "spike_factor": 1e38, "seq_len": 16}  # fmt: skip
     settings = settings_from_values(values)
     job = training_job(tiny_lm(), settings, "x" * 400)

@@ -148,3 +148,17 @@ def test_speculate_json_puts_the_summary_first_and_no_steps_leaves_them_out():
     assert list(b) == ["prompt", "stats", "text", "prompt_ids", "token_ids"]
     assert full.stdout.index('"stats"') < 200 and a["steps"] and a["token_ids"] == b["token_ids"]
     assert a["stats"]["new_tokens"] == len(a["token_ids"])
+    assert [s["step"] for s in a["steps"]] == list(range(1, len(a["steps"]) + 1))  # counted from 1, as on screen
+
+
+def test_amp_counts_steps_from_1_in_its_lines_its_json_and_its_spike():
+    """One numbering everywhere (issue 23): `--spike-step 2` is the line `step 2`, the JSON's step 2 and the
+    summary's first overflow step, as the view's header and player count them."""
+    flags = ("amp", "--steps", "3", "--spike-step", "2", "--spike-factor", "1e30", "--no-reference", "--seq-len", "8")
+    text, js = run(*flags), run(*flags, "--json")
+    assert text.returncode == 0 and js.returncode == 0, text.stderr + js.stderr
+    lines = [line.split() for line in text.stdout.splitlines() if line.startswith("step ")]
+    assert [line[1] for line in lines] == ["1", "2", "3"] and "x1e+30" in lines[1]
+    data = json.loads(js.stdout)
+    assert [s["step"] for s in data["steps"]] == [1, 2, 3]
+    assert data["steps"][1]["loss_factor"] == 1e30 and data["summary"]["first_overflow_step"] == 2

@@ -527,7 +527,7 @@ SCREENSHOT_FLAGS = [
     (["--out", "{tmp}/x"], "must end in .png"),
     (["--out", "/proc/x.png"], "/proc"),
     (["--out", "{tmp}/missing/deeper/x.png"], "does not exist"),
-    (["--step", "-1"], "--step must be an integer >= 0"),
+    (["--step", "0"], "--step must be an integer >= 1"),
     (["--step", "x"], "--step: invalid int value"),
     (["--set", "nope=1"], "nope"),
     (["--set", "max_new=0"], "max_new must be an integer in 1..4096 (got 0)"),
@@ -556,7 +556,7 @@ def screenshot_shots(model_dir, tmp_path_factory):
     for size in ((640, 360), (320, 240)):
         made[size] = screenshot(session, "generate", out / f"{size[0]}.png", size, settings={"max_new": 3})
     try:
-        screenshot(session, "generate", out / "step.png", (640, 360), step=9999, settings={"max_new": 3})
+        screenshot(session, "generate", out / "step.png", (640, 360), step=9998, settings={"max_new": 3})
         made["step"] = None
     except ExplorerError as exc:
         made["step"] = str(exc)
@@ -573,7 +573,7 @@ def test_small_screenshots_work(screenshot_shots, size):
 
 
 def test_screenshot_step_beyond_the_steps_is_refused(screenshot_shots):
-    assert screenshot_shots["step"] == "--step 9999 is outside the generate view's steps (3 computed: 0..2)"
+    assert screenshot_shots["step"] == "--step 9999 is outside the generate view's steps (3 computed: 1..3)"
     assert not (screenshot_shots["dir"] / "step.png").exists()
 
 

@@ -196,4 +196,4 @@ def test_caption_fields_focus_and_export_rows():
     assert describe.focus_problem(STEPS[0], 4) == "step 1 has no tree node 4 (its nodes are 0..3)"
     assert describe.focus_problem(STEPS[0], 3) is None
     header, rows = describe.export_rows(STEPS)
-    assert header[0] == "step" and rows[1][:6] == [1, 4, 2, None, "1 3 8", "accepted accepted bonus"]
+    assert header[0] == "step" and rows[1][:6] == [2, 4, 2, None, "1 3 8", "accepted accepted bonus"]  # from 1

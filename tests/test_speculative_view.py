@@ -41,6 +41,7 @@ def test_speculative_view_renders_real_steps(qtbot, method):
         assert pixels.std() > 20
         data = view.export_data()
         assert data["view"] == "speculative" and len(data["steps"]) == len(view.records)
+        assert [s["step"] for s in data["steps"]] == list(range(1, len(view.records) + 1))  # as on screen
     finally:
         win.close()
         win.deleteLater()

@@ -84,7 +84,7 @@ class AmpSettings:
     batch: int = 2
     seq_len: int = 32
     train_layers: int = 0  # > 0: only the last N decoder layers and the final norm train (the rest is frozen)
-    spike: tuple[int, float] | None = None  # (step, factor): the loss is multiplied by factor at that step
+    spike: tuple[int, float] | None = None  # (step, factor): the loss × factor at that step (from 1, as on screen)
     seed: int = 0
     device: str = "cpu"
     # An fp32 forward + backward of the same batch each step (about the cost of the fp16 step again): the reference
@@ -99,10 +99,8 @@ class AmpSettings:
         if self.spike is not None:
             values["spike_step"], values["spike_factor"] = self.spike
         AMP.check(values)
-        if self.spike is not None and self.spike[0] >= self.steps:
-            raise ExplorerError(
-                f"the loss spike at step {self.spike[0]} would never happen: steps run 0..{self.steps - 1}"
-            )
+        if self.spike is not None and not 1 <= self.spike[0] <= self.steps:
+            raise ExplorerError(f"the loss spike at step {self.spike[0]} would never happen: steps run 1..{self.steps}")
 
     def resolved(self) -> tuple[float, int]:
         d_scale, d_interval = POLICY_DEFAULTS[self.policy]
@@ -119,7 +117,7 @@ def settings_from_values(values: dict[str, Any], device: str = "cpu") -> AmpSett
         init_scale=2.0 ** v["init_scale_log2"] if v["init_scale_log2"] is not None else v["init_scale"],
         growth_factor=v["growth_factor"], backoff_factor=v["backoff_factor"], growth_interval=v["growth_interval"],
         hysteresis=v["hysteresis"], min_scale=v["min_scale"], lr=v["lr"], batch=v["batch"], seq_len=v["seq_len"],
-        spike=(v["spike_step"], v["spike_factor"]) if v["spike_step"] >= 0 else None, seed=v["seed"], device=device,
+        spike=(v["spike_step"], v["spike_factor"]) if v["spike_step"] >= 1 else None, seed=v["seed"], device=device,
         train_layers=v["train_layers"], reference=v["reference"],
     )  # fmt: skip
     settings.check()
@@ -303,7 +301,7 @@ class AmpTrainer:
         t0 = time.perf_counter()
         x, y = sample_batch(self.tokens, s.batch, s.seq_len, self.rng)
         x, y = x.to(self.device), y.to(self.device)
-        factor = s.spike[1] if s.spike is not None and s.spike[0] == i else 1.0
+        factor = s.spike[1] if s.spike is not None and s.spike[0] == i + 1 else 1.0  # step i + 1 as counted on screen
         self._stash.clear()
         if instrument := self.instrument:
             self._param_order.clear()
@@ -469,7 +467,7 @@ def summarize(records: list[StepRecord], trainer: AmpTrainer, stopped: str | Non
         "skipped_steps": sum(r.skipped for r in records),
         "growth_events": sum(r.event == "growth" for r in records),
         "backoff_events": sum(r.event == "backoff" for r in records),
-        "first_overflow_step": next((r.step for r in records if r.found_inf), None),
+        "first_overflow_step": next((r.step + 1 for r in records if r.found_inf), None),  # from 1, as on screen
         "final_scale": records[-1].next_scale if records else None,
         "min_scale": min((r.scale for r in records), default=None),
         "max_scale": max((r.scale for r in records), default=None),

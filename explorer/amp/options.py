@@ -28,7 +28,8 @@ AMP = Schema(
         Option("growth_interval", int, None, "clean steps before the scale grows (default: the policy's own: torch "
                "2000, deepspeed/megatron 1000)", lo=1, hi=100000, none=True, label="Growth interval"),  # fmt: skip
         Option("steps", int, 20, "training steps", lo=1, hi=2000, label="Steps"),
-        Option("spike_step", int, -1, "multiply the loss by the spike factor at this step (-1: never)", lo=-1,
+        Option("spike_step", int, 0, "multiply the loss by the spike factor at this step, counted from 1 as on screen "
+               "(0: never)", lo=0,
                hi=2000, special="none", label="Spike at step"),  # fmt: skip
         Option("spike_factor", float, 1e6, "loss spike factor", lo=1.0, hi=1e38, decimals=0, label="Spike factor"),
         SEED,

@@ -112,7 +112,7 @@ def _shape_line(w: AttentionWalk) -> str:
     return (
         f"layer {meta.layer} · head {meta.head} (kv head {meta.kv_head}) · {n_text} · D = {meta.head_dim} · "
         f"blocks {meta.block_m}×{meta.block_n} → {nq}×{nkv} tiles · {meta.dtype} · "
-        f"<b>{html.escape(w.backend_label)}</b> · tiles visited {meta.tiles_visited}, "
+        f"traced by <b>{html.escape(w.backend_label)}</b> · tiles visited {meta.tiles_visited}, "
         f"skipped {meta.tiles_skipped}"
     )
 

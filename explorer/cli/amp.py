@@ -47,7 +47,7 @@ def spike_of(args: argparse.Namespace, o: dict) -> tuple[int, float] | None:
             if problem:
                 raise ExplorerError(f"--spike: {AMP[name].cli_flag} {problem}")
         return step, factor
-    return (o["spike_step"], o["spike_factor"]) if o["spike_step"] >= 0 else None
+    return (o["spike_step"], o["spike_factor"]) if o["spike_step"] >= 1 else None
 
 
 def read_text(args: argparse.Namespace) -> str:
@@ -89,10 +89,11 @@ def run(args: argparse.Namespace) -> int:
         from ..amp.bands import flushed_share
 
         mark = "SKIP" if r.skipped else "    "
+        spike = " x" + format(r.loss_factor, "g") if r.loss_factor != 1 else ""
         ev = r.event or ""
         fu, fs = flushed_share(r.param_unscaled), flushed_share(r.param_scaled)
         print(
-            f"step {r.step:4d}  loss {r.loss:7.4f}{' x' + format(r.loss_factor, 'g') if r.loss_factor != 1 else ''}  "
+            f"step {r.step + 1:4d}  loss {r.loss:7.4f}{spike}  "
             f"scale 2^{math.log2(r.scale):6.2f} -> 2^{math.log2(r.next_scale):6.2f}  {mark} {ev:7s} "
             f"tracker {r.growth_tracker:4d}  flushed(param) {fu:.2%} unscaled / {fs:.2%} scaled"
             + (f"  first overflow: {r.first_overflow}" if r.first_overflow else ""),
@@ -105,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     summary["model"] = str(lm.path)
     summary["text_tokens"] = len(trainer.tokens)
     if args.json:
-        print(json.dumps({"steps": [r.to_json() for r in records], "summary": summary}))
+        # steps count from 1, as on screen and in the view's exports (record.step is the 0-based index)
+        steps = [{**r.to_json(), "step": r.step + 1} for r in records]
+        print(json.dumps({"steps": steps, "summary": summary}))
     else:
         s = summary
         print(

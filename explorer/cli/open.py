@@ -67,7 +67,8 @@ def screenshot_run_file(args: argparse.Namespace) -> int:
     from ..ui.promptset_app import screenshot_run
 
     prompt = None if "prompt" not in settings else str(settings["prompt"])
-    out = screenshot_run(opened, args.out, size, theme=args.theme or "light", prompt=prompt, step=args.step,
+    out = screenshot_run(opened, args.out, size, theme=args.theme or "light", prompt=prompt,
+                         step=None if args.step is None else args.step - 1,
                          config=config)  # fmt: skip
     print(out)
     return 0

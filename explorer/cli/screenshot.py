@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE.png", help="PNG file to write")
     p.add_argument("--size", default="1920x1080", help="WxH, or 720p / 1080p / 2160p (default: 1920x1080)")
     p.add_argument("--step", type=int, default=None,
-                   help="step to show, 0-based (default: where a finished run opens in the app)")
+                   help="step to show, counted from 1 as on screen (default: where a finished run opens in the app)")
     add_set_option(p, "a view setting, as in a tour's settings (repeat: --set method=tree --set tree_depth=4)")
     p.add_argument("--run", metavar="RUN.jsonl", help="a prompt-set run file: the promptset view replaying it, "
                    "nothing recomputed (--set prompt=ID --set config=N pick the row and configuration)")  # fmt: skip
@@ -49,6 +49,8 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.step is not None and args.step < 1:
+        raise ExplorerError(f"--step must be an integer >= 1: steps count from 1 (got {args.step})")
     if args.run is not None or args.view == "promptset":  # a stored run: explorer/cli/open.py
         from .open import screenshot_run_file
 
@@ -60,15 +62,13 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError(f"unknown view {args.view!r}; available: {', '.join(VIEW_NAMES)}")
     settings = check_settings(args.view, parse_settings(args.set))
     size = parse_size(args.size, even=False)
-    if args.step is not None and args.step < 0:
-        raise ExplorerError(f"--step must be an integer >= 0 (got {args.step})")
     check_output(args.out, (".png",), "--out")  # before any work
     from ..ui.app import make_session, screenshot
 
     session = with_prompt_options(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), args)
     out = screenshot(
-        session, args.view, args.out, size, step=args.step, theme=args.theme or "light",
-        settings=settings,
+        session, args.view, args.out, size, step=None if args.step is None else args.step - 1,
+        theme=args.theme or "light", settings=settings,
     )  # fmt: skip
     print(out)
     return 0

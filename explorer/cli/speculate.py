@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
 
 def print_result_json(prompt: str, text: str, result, steps: bool) -> None:
     """One JSON line: the summary (stats) first, the per-step records (by far the largest part) last."""
+    from ..speculative.describe import export_step
+
     out = {"prompt": prompt, "stats": result.stats, "text": text, "prompt_ids": result.prompt_ids,
            "token_ids": result.token_ids}  # fmt: skip
     if steps:
-        out["steps"] = [s.as_dict() for s in result.steps]
+        out["steps"] = [export_step(s) for s in result.steps]  # counted from 1, as on screen
     print(json.dumps(out))

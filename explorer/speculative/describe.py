@@ -464,11 +464,18 @@ def focus_problem(r: StepRecord, select: int) -> str | None:
 EXPORT_HEADER = ["step", "drafted", "accepted", "rejected_node", "new_tokens", "origins", "draft_ms", "verify_ms"]
 
 
+def export_step(s: StepRecord) -> dict:
+    """A step as the view's JSON export and ``explorer speculate --json`` give it: counted from 1, as the header and
+    the player count it (``StepRecord.step`` is the 0-based index run files store)."""
+    return {**s.as_dict(), "step": s.step + 1}
+
+
 def export_rows(records: Sequence[StepRecord]) -> tuple[list[str], list[list]]:
-    """One CSV row per step: what was drafted and accepted, the new tokens and where they came from, the times."""
+    """One CSV row per step (counted from 1): what was drafted and accepted, the new tokens and where they came
+    from, the times."""
     rows = [
         [
-            s.step,
+            s.step + 1,
             len(s.tree.tokens),
             len(s.accepted),
             s.rejected,

@@ -84,8 +84,8 @@ def render_view(
     if step is not None and strict and not 0 <= step < n:
         win.close()
         win.deleteLater()
-        last = f"0..{n - 1}" if n else "none"
-        raise ExplorerError(f"--step {step} is outside the {view} view's steps ({n} computed: {last})")
+        last = f"1..{n}" if n else "none"  # ``step`` is the 0-based index; the command line counts from 1
+        raise ExplorerError(f"--step {step + 1} is outside the {view} view's steps ({n} computed: {last})")
     if step is not None:
         win.player.go(step)
     win.resize(*size)

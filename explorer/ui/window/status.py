@@ -44,5 +44,6 @@ class StatusBar:
             names = s.target.name + (f"  ·  draft {s.draft.name}" if s.draft else "")
             self.status_models.setText(f"target {names}")
             device, dtype = str(s.target.device), str(s.target.dtype).removeprefix("torch.")
-        text = f"device {device}  ·  {dtype}  ·  attention {describe_backend(s.attention_backend, device)}"
+        # the model's attention when it decodes; the attention view traces a kernel of its own and names it there
+        text = f"device {device}  ·  {dtype}  ·  decoding attention {describe_backend(s.attention_backend, device)}"
         self.status_device.setText(text)

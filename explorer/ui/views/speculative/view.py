@@ -265,7 +265,7 @@ class SpeculativeView(View):
     # ---- export
     def export_data(self) -> dict:
         meta = self.meta.as_dict() if self.meta is not None else {}
-        return {"view": self.name, **meta, "steps": [s.as_dict() for s in self.records]}
+        return {"view": self.name, **meta, "steps": [describe.export_step(s) for s in self.records]}
 
     def export_rows(self) -> tuple[list[str], list[list]]:
         return describe.export_rows(self.records)
