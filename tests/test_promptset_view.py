@@ -348,12 +348,27 @@ def test_the_view_fits_1280x720_and_presentation_mode(qtbot, run_file):
             if column.title.startswith("α"):
                 assert all(view.proxy.index(row, col).data()[0].isdigit() for row in range(view.proxy.rowCount()))
 
+    def check_replay_labels() -> None:
+        """The decision's token labels don't overlap (a short plot compares fewer tokens) and the tree's labels
+        stay inside the tree plot."""
+        axis, box = replay.decision_plot.getAxis("left"), replay.decision_plot.getViewBox()
+        line = QFontMetrics(axis.style["tickFont"] or replay.decision_plot.font()).height()
+        ticks = axis._tickLevels[0] if axis._tickLevels else []
+        assert len(ticks) == 1 or len(ticks) * line <= box.height() + 1, (ticks, box.height(), line)  # ≥ its own
+        tree_box = replay.tree_plot.getViewBox()
+        inside = tree_box.mapRectToScene(tree_box.boundingRect()).adjusted(-2, -2, 2, 2)  # a line box's leading
+        labels = [t.mapRectToScene(t.boundingRect()) for t in replay.tree_panel.texts[1:] if t.toPlainText()]
+        outside = [r for r in labels if not inside.contains(r)]
+        assert labels and not outside, (inside, outside)
+
+    replay = view.replay
     check_titles()
+    check_replay_labels()
+    assert win.status_models.text().startswith("replaying run.jsonl (no model needed")
     assert view.category_plot.property("title") in ("tokens / step by category", "tokens / step", "tok/step")
     check_category_ticks(some=True)
     check_alpha_cells()
     assert view.category_plot.getAxis("bottom").label.isVisible()
-    replay = view.replay
     assert not replay.cost_plot.isVisible() and NO_COSTS_NOTE in view.header.text()
     gap = replay.decision_plot.mapTo(replay, replay.decision_plot.rect().topLeft()).x() - replay.pos_plot.mapTo(
         replay, replay.pos_plot.rect().topRight()).x()  # fmt: skip
@@ -368,6 +383,7 @@ def test_the_view_fits_1280x720_and_presentation_mode(qtbot, run_file):
     assert replay.tree_plot.height() >= 0.2 * view.height() and replay.tree_plot.height() >= 0.9 * tree_before
     assert replay.height() >= replay.minimumSizeHint().height()  # the tree is not clipped: the replay fits
     check_titles()
+    check_replay_labels()
     check_category_ticks(some=False)  # the plots give the tree their room: no name rather than names overlapping
     assert not view.category_plot.getAxis("bottom").label.isVisible()  # short of room: bars, not axis names
     check_alpha_cells()  # the columns grew with the font

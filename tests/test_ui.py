@@ -435,3 +435,30 @@ def test_progress_line_says_the_shown_tabs_news_not_anothers(qtbot, window):
     assert "generate" not in window.progress_label.text() and window.progress_label.text() == "models loaded"
     click_tab(qtbot, window, "generate")
     assert window.progress_label.text() == done
+
+
+def test_vertical_tick_labels_never_overlap_in_a_short_plot(qtbot):
+    """The kit's axis: a 0..1 plot 40 px high shows fewer labels (auto and explicit ticks alike), not a blot."""
+    from PySide6.QtGui import QFontMetrics
+
+    from explorer.ui.kit import static_plot
+
+    plot = static_plot(None, "short")
+    qtbot.addWidget(plot)
+    plot.plot([0, 1, 2], [0.0, 0.5, 1.0])
+    plot.setYRange(0, 1, padding=0)
+    plot.resize(300, 90)
+    plot.show()
+    qtbot.waitExposed(plot)
+    axis = plot.getAxis("left")
+    line = QFontMetrics(axis.style["tickFont"] or axis.font()).height()
+    size = axis.size().height()
+    spacing = axis.tickSpacing(0.0, 1.0, size)[0][0]
+    assert (1.0 / spacing + 1) * line <= size  # the auto ticks fit one under another
+    assert not plot.getPlotItem().getAxis("right").isVisible()
+    axis.setTicks([[(v, f"{v:g}") for v in (0, 0.25, 0.5, 0.75, 1)]])
+    axis.picture = None
+    specs = axis.generateDrawSpecs(__import__("PySide6.QtGui", fromlist=["QPainter"]).QPainter())
+    ys = sorted(rect.center().y() for rect, _flags, _text in specs[2])
+    assert len(ys) < 5 and all(b - a >= line - 1 for a, b in zip(ys, ys[1:], strict=False))
+    assert len(axis._tickLevels[0]) == 5  # the ticks set stay as set

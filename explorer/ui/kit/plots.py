@@ -3,16 +3,61 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QWidget
 
 from ..theme import Theme
 
 
+class FittingAxis(pg.AxisItem):
+    """A vertical axis whose automatic tick labels never overlap: pyqtgraph always draws its major level, however
+    short the plot (presentation mode at 720 lines stacked "1.0 0.8 0.6 …" into one blot); here the major spacing
+    grows (×2, ×5, ×10, …) until its labels fit one under another. Explicit ticks (setTicks) are left alone."""
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph's name)
+        levels = super().tickSpacing(minVal, maxVal, size)
+        if self.orientation not in ("left", "right") or not levels or not maxVal > minVal:
+            return levels
+        line = QFontMetrics(self.style["tickFont"] or self.font()).height()
+
+        def fits(spacing: float) -> bool:
+            return ((maxVal - minVal) / spacing + 1) * line <= size
+
+        if fits(levels[0][0]):
+            return levels
+        major = levels[0][0]
+        for factor in (2, 5, 10, 20, 50, 100, 200, 500, 1000):
+            if fits(major * factor):
+                return [(major * factor, 0)]
+        return [(major * 1000, 0)]
+
+    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph's name)
+        """Explicit ticks too: those closer than a text line to the one kept before are left out of this drawing
+        (the ticks set stay as set)."""
+        levels = self._tickLevels
+        if levels is None or self.orientation not in ("left", "right") or not self.range[1] > self.range[0]:
+            return super().generateDrawSpecs(p)
+        line = QFontMetrics(self.style["tickFont"] or self.font()).height()
+        px_per_unit = self.size().height() / (self.range[1] - self.range[0])
+        thinned = []
+        for level in levels:
+            kept: list = []
+            for value, text in sorted(level, key=lambda tick: tick[0]):
+                if not kept or (value - kept[-1][0]) * px_per_unit >= line:
+                    kept.append((value, text))
+            thinned.append(kept)
+        self._tickLevels = thinned
+        try:
+            return super().generateDrawSpecs(p)
+        finally:
+            self._tickLevels = levels
+
+
 def static_plot(parent: QWidget, title: str, bottom: str | None = None) -> pg.PlotWidget:
-    """A plot for showing, not exploring: no mouse zoom, no context menu, no SI prefixes; its title is kept so
-    that a theme change can recolour it."""
-    plot = pg.PlotWidget(parent)
+    """A plot for showing, not exploring: no mouse zoom, no context menu, no SI prefixes, vertical tick labels that
+    never overlap; its title is kept so that a theme change can recolour it."""
+    plot = pg.PlotWidget(parent, axisItems={side: FittingAxis(side) for side in ("left", "right")})
+    plot.getPlotItem().hideAxis("right")  # given axes are shown; the right one only where a plot asks for it
     plot.setMenuEnabled(False)
     plot.setMouseEnabled(False, False)
     plot.hideButtons()

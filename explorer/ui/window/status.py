@@ -13,6 +13,8 @@ from ..kit import ElidedLabel
 class StatusBar:
     """Builds and updates the window's status bar (a MainWindow mixin: uses session and stop_recording)."""
 
+    replaying: str | None = None  # the run file a window opened on (``explorer open``): it needs no model loaded
+
     def _build_status(self) -> None:
         self.status_models = ElidedLabel()
         self.status_device = ElidedLabel()  # takes its whole width when there is room, elides when there is not
@@ -38,7 +40,10 @@ class StatusBar:
         s = self.session
         if s.target is None:  # the panel names models all the same: say that Run loads them
             wanted = s.target_dir.name + (f" + {s.draft_dir.name}" if s.draft_dir else "")
-            self.status_models.setText(f"no model loaded yet: Run loads {wanted}")
+            if self.replaying:  # a stored run replays without models: loading them is only for new runs
+                self.status_models.setText(f"replaying {self.replaying} (no model needed; Run loads {wanted})")
+            else:
+                self.status_models.setText(f"no model loaded yet: Run loads {wanted}")
             device, dtype = s.device, s.dtype or str(default_dtype(s.device)).removeprefix("torch.")
         else:
             names = s.target.name + (f"  ·  draft {s.draft.name}" if s.draft else "")

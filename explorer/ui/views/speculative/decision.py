@@ -16,16 +16,23 @@ from ...kit import TitleFitter, static_plot
 from ...theme import Theme
 
 
-def shown_tokens(decision: Decision) -> list[int]:
-    """The tokens the bars compare: the top 4 of p then of q (at most 6), the decided token always among them."""
+def shown_tokens(decision: Decision, limit: int = 6) -> list[int]:
+    """The tokens the bars compare: the top 4 of p then of q (at most ``limit``, 6 where there is room), the
+    decided token always among them."""
     ids: list[int] = []
     for arr in (decision.p_top_ids, decision.q_top_ids):
         if arr is not None:
             ids += [int(i) for i in arr[:4] if int(i) not in ids]
-    ids = ids[:6]
+    ids = ids[: max(limit, 1)]
     if decision.token not in ids:
         ids[-1:] = [decision.token]
     return ids
+
+
+def rows_that_fit(height_px: float, line_px: int) -> int:
+    """How many token rows a plot ``height_px`` high can label without two labels overlapping (1 to 6: at least
+    the decided token's p against q)."""
+    return int(np.clip(height_px // max(line_px, 1), 1, 6))
 
 
 def _as_map(ids: np.ndarray | None, probs: np.ndarray | None) -> dict[int, float]:
@@ -47,6 +54,17 @@ class DecisionPanel:
         self.plot.addLegend(offset=(-10, 10))
         self.caption = QLabel(parent)
         self.caption.setWordWrap(True)
+        self._last: tuple | None = None  # the last render's arguments: a resize shows as many rows as then fit
+        self._rows = 6
+        self.plot.getViewBox().sigResized.connect(self._on_resize)
+
+    def _on_resize(self, *_) -> None:
+        if self._last is not None and self._fitting_rows(self._last[-1]) != self._rows:
+            self.render(*self._last)
+
+    def _fitting_rows(self, font: QFont) -> int:
+        left = self.plot.getAxis("left")
+        return rows_that_fit(self.plot.getViewBox().height(), QFontMetrics(left.style["tickFont"] or font).height())
 
     def set_theme(self, theme: Theme) -> None:
         self.p_bars.setOpts(brush=theme.bar, pen=None)
@@ -57,6 +75,7 @@ class DecisionPanel:
         self.plot.getAxis("left").setTicks([[], []])
         self.titles.fit(self.plot, ["decision"])
         self.caption.setText("")
+        self._last = None
         self._no_bars()
 
     def _no_bars(self) -> None:
@@ -67,13 +86,16 @@ class DecisionPanel:
         """The decision on node ``selected`` of step ``r`` under rule ``accept``; ``font``: the view's, for tick
         labels when the axis has none of its own."""
         decision = next((d for d in r.decisions if d.node == selected), None)
+        self._last = None
         if decision is None:
             self._undecided(r, selected)
             return
+        self._last = (r, selected, accept, decode, theme, font)
+        self._rows = self._fitting_rows(font)
         self.plot.showAxis("left", True)
         self.plot.showAxis("bottom", True)
         decode = decode or (lambda ids: str(ids))
-        ids = shown_tokens(decision)
+        ids = shown_tokens(decision, self._rows)  # a short plot compares fewer tokens, each one labelled
         p_map = _as_map(decision.p_top_ids, decision.p_top_probs)
         q_map = _as_map(decision.q_top_ids, decision.q_top_probs)
         y = np.arange(len(ids), dtype=float)

@@ -214,6 +214,7 @@ class TreePanel:
         """The placed labels: the root's left of it, on its row; the others right of their node, above its row."""
         while len(self.texts) < len(r.tree.tokens) + 1:
             t = pg.TextItem(anchor=(0, 1))
+            t.textItem.document().setDocumentMargin(0)  # the label is as high as the lines _frame makes room for
             t.setFont(self.font)
             self.plot.addItem(t)
             self.texts.append(t)
