@@ -33,12 +33,16 @@ RUNNERS: dict[str, str] = {
     "attention": "explorer.attention.job:attention_job",
     "speculative": "explorer.speculative.job:speculation_job",
     "amp": "explorer.amp.job:amp_job",
+    "autograd": "explorer.autograd.job:autograd_job",
 }
 
 
 # view name -> "module:function" fitting its values to the loaded model: fit(values, config) -> values (the app and
 # tours follow the model where the command line refuses, e.g. an attention layer past the model's last).
-FOLLOW_MODEL: dict[str, str] = {"attention": "explorer.attention.job:follow_model"}
+FOLLOW_MODEL: dict[str, str] = {
+    "attention": "explorer.attention.job:follow_model",
+    "autograd": "explorer.autograd.job:follow_model",
+}
 
 
 def _load(spec: str) -> Callable[..., Any]:
