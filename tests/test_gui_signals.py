@@ -63,3 +63,23 @@ def test_signal_ends_the_idle_app_with_its_exit_status(tmp_path, signum, code):
     for pid in [proc.pid, *kids]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 1.6])
+def test_sigterm_while_the_app_starts_ends_it_with_143(tmp_path, delay):
+    """A signal during the launch's imports is taken once they are done: raised inside an import it had left numpy
+    or PySide half-imported ("module 'numpy' has no attribute ...") or was swallowed by Qt (the app ran on)."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path), HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "explorer"], env=env, cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "error" not in stderr, stderr

@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import ExplorerError
+from ..interrupt import deferred
 from ..ui.xcb_check import check_xcb_libraries
 from .common import with_prompt_options
 
@@ -19,13 +20,17 @@ def run(args: argparse.Namespace) -> int:
             "`explorer screenshot --view generate --out view.png`"
         )
     check_xcb_libraries()  # one line naming the missing X11 libraries, not Qt's abort
-    try:
-        from ..ui.launch import show_launch_window
+    # Ctrl-C or SIGTERM during the seconds of imports only sets a flag, taken (exit 130 / 143) once they are done:
+    # raised inside an import it left numpy or PySide half-imported (and inside Qt's event processing PySide
+    # swallowed it), so the app failed on an AttributeError or ran on, deaf to the signal.
+    with deferred():
+        try:
+            from ..ui.launch import show_launch_window
 
-        launch = show_launch_window()  # on screen before the seconds of importing torch, pyqtgraph and the views
-        from ..ui.app import make_session, run_gui
-    except ImportError as exc:
-        raise ExplorerError(f"the GUI needs PySide6 and pyqtgraph ({exc})") from None
-    launch.say("building the window")
-    session = with_prompt_options(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), args)
+            launch = show_launch_window()  # on screen before the seconds of importing torch, pyqtgraph and views
+            from ..ui.app import make_session, run_gui
+        except ImportError as exc:
+            raise ExplorerError(f"the GUI needs PySide6 and pyqtgraph ({exc})") from None
+        launch.say("building the window")
+        session = with_prompt_options(make_session(args.model, args.draft, args.prompt, args.device, args.dtype), args)
     return run_gui(session, theme=args.theme or "light", launch=launch)

@@ -32,14 +32,17 @@ def make_session(
 
 def run_gui(session: Session, theme: str = "light", launch=None) -> int:
     """The app's window (replacing ``launch``, the first window shown while the imports ran) and its event loop."""
-    app = ensure_app()
-    from .window import MainWindow
+    from ..interrupt import deferred
 
-    win = MainWindow(session, theme=theme)
-    win.show_on_screen()  # at most the screen's free area, at the size last left on this screen
-    if launch is not None:
-        launch.close()
-        launch.deleteLater()
+    app = ensure_app()
+    with deferred():  # a signal while importing or building only sets a flag (see explorer.cli.gui), taken after
+        from .window import MainWindow
+
+        win = MainWindow(session, theme=theme)
+        win.show_on_screen()  # at most the screen's free area, at the size last left on this screen
+        if launch is not None:
+            launch.close()
+            launch.deleteLater()
     win.load_models(then_run=True)  # the demo pair (or --model/--draft) loads and runs at once
     return exec_until_signal(app, win.close)
 
