@@ -3,6 +3,8 @@ torch.autograd.grad, topological order, nn against functional, memory, and the i
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -138,3 +140,30 @@ def test_layer_past_the_model_is_refused_and_followed(lm):
     with pytest.raises(ExplorerError, match=r"--layer must be in 0\.\.7"):
         make_setup(lm, 8, 1, 8)
     assert follow_model({"layer": 30, "batch": 2}, lm.config) == {"layer": 7, "batch": 2}
+
+
+def explorer(*args):
+    return subprocess.run([sys.executable, "-m", "explorer", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_json_holds_the_graph_the_steps_and_the_checks():
+    r = explorer("autograd", "--layer", "1", "--seq-len", "8", "--batch", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    nodes, steps = data["graph"]["nodes"], data["steps"]
+    assert data["graph"]["scope"] == "layer 1" and data["graph"]["tokens"] == [1, 8]
+    assert sorted(s["node"] for s in steps) == list(range(len(nodes)))
+    assert data["order_violations"] == 0 and data["max_grad_diff"] == 0.0 and data["functional"]["same_graph"]
+    assert data["traps"][0]["error"] == EXPAND_ERROR and data["traps"][1]["error"] is None
+    assert sum(n["saved_bytes"] for n in nodes) == data["graph"]["saved_bytes"]
+
+
+def test_cli_text_and_a_bad_layer_in_one_line():
+    r = explorer("autograd", "--layer", "0", "--seq-len", "8", "--batch", "1")
+    assert r.returncode == 0, r.stderr
+    assert "gradients vs torch.autograd.grad: max |difference| 0" in r.stdout
+    assert "nn vs functional: same graph" in r.stdout and "0 edges out of order" in r.stdout
+    bad = explorer("autograd", "--layer", "8")
+    assert bad.returncode == 2 and bad.stderr == "explorer: error: --layer must be in 0..7 for demo-target (got 8)\n"
+    bad = explorer("autograd", "--scope", "net")
+    assert bad.returncode == 2 and "--scope must be one of layer, model (got 'net')" in bad.stderr

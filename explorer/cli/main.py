@@ -11,10 +11,25 @@ import sys
 from .. import __version__
 from ..errors import ExplorerError
 from ..interrupt import Terminated, interrupts
-from . import amp, attention, convert, generate, gui, info, open, record, screenshot, speculate, train_demo, train_heads
+from . import (
+    amp,
+    attention,
+    autograd,
+    convert,
+    generate,
+    gui,
+    info,
+    open,
+    record,
+    screenshot,
+    speculate,
+    train_demo,
+    train_heads,
+)
 from .common import MODEL_FLAGS, add_model_options
 
-SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, open, train_heads, convert)
+SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, autograd, open, train_heads,
+               convert)  # fmt: skip
 
 
 class Parser(argparse.ArgumentParser):
