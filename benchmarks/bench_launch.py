@@ -4,11 +4,12 @@
 
 Each run starts ``python -m explorer`` in a fresh process (its own settings folder), waits with ``xdotool search
 --sync`` until a visible window titled "explorer" is mapped (the first window, which says what is loading), then
-ends the app with SIGTERM (which must exit 143).
+ends the app with SIGTERM (which must exit 143). As many runs again time, from the interpreter's start, the app's
+full window and the demo run's first decoded step on screen (hooks in the process, see FIRST_STEP).
 Needs an X server (e.g. ``Xvfb :99 -screen 0 1280x720x24``) and xdotool. Then one in-process run splits the time
 into its parts (CLI, the first window, torch, the window's other imports, building the app's window, showing it,
-which closes the first). Prints
-the median and min–max, and the load average, which says how shared the machine was."""
+which closes the first). Prints the median and min–max, and the load average, which says how shared the machine
+was."""
 
 from __future__ import annotations
 
@@ -38,6 +39,39 @@ print(f"{t1-t0:.2f} {t2-t1:.2f} {t3-t2:.2f} {t4-t3:.2f} {t5-t4:.2f} {t6-t5:.2f}"
 """
 
 
+# The app as `explorer` starts it, with two hooks: when its window is up (the event loop starts) and when the first
+# decoded step of the demo run is on screen (the view's first live render with a record); then it exits.
+FIRST_STEP = r"""
+import os, sys, time
+t0 = time.perf_counter()
+marks = []
+import explorer.ui.qapp as qapp
+exec_loop = qapp.exec_until_signal
+def exec_until_signal(app, before_exit):
+    marks.append(time.perf_counter() - t0)
+    from explorer.ui.window import runs
+    render_live = runs.ViewRuns._render_live
+    def render(self):
+        render_live(self)
+        if self._job_view is not None and self._job_view.records:
+            print(f"{marks[0]:.3f} {time.perf_counter() - t0:.3f}", flush=True)
+            os._exit(0)
+    runs.ViewRuns._render_live = render
+    return exec_loop(app, before_exit)
+qapp.exec_until_signal = exec_until_signal
+from explorer.cli.main import main
+sys.argv = ["explorer"]
+main()
+"""
+
+
+def first_step(env: dict) -> tuple[float, float]:
+    """(seconds to the app's window, seconds to its first decoded step on screen), from the interpreter's start."""
+    out = subprocess.run([sys.executable, "-c", FIRST_STEP], env=env, capture_output=True, text=True, timeout=300)
+    window, step = out.stdout.split()
+    return float(window), float(step)
+
+
 def one_launch(env: dict) -> float:
     t0 = time.perf_counter()
     app = subprocess.Popen([sys.executable, "-m", "explorer"], env=env, stdout=subprocess.DEVNULL,
@@ -48,7 +82,12 @@ def one_launch(env: dict) -> float:
         shown = time.perf_counter() - t0
     finally:
         app.send_signal(signal.SIGTERM)
-        code = app.wait(60)
+        try:
+            code = app.wait(60)
+        except subprocess.TimeoutExpired:
+            app.kill()  # never leave a deaf app behind
+            app.wait()
+            raise SystemExit("explorer did not exit within 60 s of SIGTERM") from None
     if code != 128 + signal.SIGTERM:
         raise SystemExit(f"explorer exited with {code} on SIGTERM, not 143")
     return shown
@@ -63,9 +102,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ, QT_QPA_PLATFORM="xcb", HOME=home, XDG_CONFIG_HOME=home)
         times = [one_launch(env) for _ in range(args.runs)]
+        steps = [first_step(env) for _ in range(args.runs)]
         parts = subprocess.run([sys.executable, "-c", PARTS], env=env, capture_output=True, text=True, check=True)
     print(f"time to window: median {statistics.median(times):.2f} s, min {min(times):.2f}, max {max(times):.2f} "
           f"({args.runs} launches: {', '.join(f'{t:.2f}' for t in times)})")  # fmt: skip
+    for k, name in enumerate(("the app's full window", "the demo's first decoded step on screen")):
+        xs = [s[k] for s in steps]
+        print(f"time to {name}: median {statistics.median(xs):.2f} s, min {min(xs):.2f}, max {max(xs):.2f}")
     names = ("CLI", "the first window", "import torch", "the window's other imports", "build the window", "show it")
     print("one launch in parts: " + ", ".join(f"{n} {v} s" for n, v in zip(names, parts.stdout.split(), strict=True)))
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
