@@ -269,7 +269,8 @@ def read_saved(order: list, nodes: list[GraphNode], setup: Setup, leaf: Tensor |
 
 
 def module_tree(model: nn.Module, nodes: list[GraphNode], foreign: dict[str, int]) -> list[ModuleInfo]:
-    """Every module of the model in definition order, with the nodes it created."""
+    """Every module of the model in definition order, with the nodes it created (the root none: the runs call its
+    layers, not its forward; the loss is computed outside every module)."""
     by_module: dict[str, list[int]] = {}
     for n in nodes:
         by_module.setdefault(n.module, []).append(n.index)
@@ -277,5 +278,5 @@ def module_tree(model: nn.Module, nodes: list[GraphNode], foreign: dict[str, int
     for name, m in model.named_modules():
         out.append(ModuleInfo(name, type(m).__name__, sum(p.numel() for p in m.parameters(recurse=False)),
                               sum(b.numel() for b in m.buffers(recurse=False)), foreign.get(name, 0),
-                              by_module.get(name, []), name.count(".") + 1 if name else 0))  # fmt: skip
+                              by_module.get(name, []) if name else [], name.count(".") + 1 if name else 0))  # fmt: skip
     return out

@@ -1,0 +1,143 @@
+"""The autograd view's words (Qt-free): the header, a node's card, the in-place cases, nn against functional, the
+memory caption. Every figure comes from the run's records."""
+
+from __future__ import annotations
+
+from html import escape
+
+from ..amp.bands import BANDS
+from .records import AutogradGraph, BackwardStep, FunctionalCheck, GraphNode, MemoryMode, TrapCase
+
+# node kinds by what they do, in legend order; colours are the view's
+GROUPS = ("matmul", "elementwise", "reduction", "view", "loss", "leaf", "layer")
+_MATMUL = ("Mm", "Bmm", "Addmm", "Linear", "ScaledDotProduct", "Embedding")
+_VIEW = ("View", "UnsafeView", "Transpose", "T", "Expand", "Permute", "Reshape", "Alias", "Roll", "Slice", "Select",
+         "Split", "Cat", "Stack", "Squeeze", "Unsqueeze", "ToCopy", "Clone", "Index")  # fmt: skip
+_REDUCE = ("Mean", "Sum", "Max", "Min", "Norm", "Amax")
+_LOSS = ("NllLoss", "LogSoftmax", "Softmax", "CrossEntropy")
+
+
+def kind_group(short: str) -> str:
+    """'Mm' -> 'matmul', 'Silu' -> 'elementwise', 'AccumulateGrad' -> 'leaf', 'layer 3' -> 'layer'."""
+    if short.startswith("layer "):
+        return "layer"
+    if short == "AccumulateGrad":
+        return "leaf"
+    if short.startswith(_MATMUL):
+        return "matmul"
+    if short in _LOSS:
+        return "loss"
+    if short in _REDUCE:
+        return "reduction"
+    if short in _VIEW or short.startswith(("Split", "Unsafe")):
+        return "view"
+    return "elementwise"
+
+
+def size(n: int) -> str:
+    """Bytes as people read them: 512 B, 12.0 KiB, 3.4 MiB."""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024**2:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024**2:.1f} MiB"
+
+
+def header_html(graph: AutogradGraph, step: BackwardStep | None, steps: int, max_grad_diff: float | None,
+                violations: int | None, muted: str, seconds: bool = True) -> str:  # fmt: skip
+    """Two lines: what ran and the checks; then the step shown."""
+    tail = "" if max_grad_diff is None else (
+        f" · gradients = torch.autograd.grad: max |Δ| {max_grad_diff:g}"
+        f" · order {'topological' if violations == 0 else f'{violations} edges out of order'}"
+    )  # fmt: skip
+    first = (f"<b>{escape(graph.scope)}</b> · batch {graph.tokens[0]}×{graph.tokens[1]} tokens · {graph.dtype} · "
+             f"loss {graph.loss:.4f} · {len(graph.nodes)} nodes, {len(graph.saved)} saved tensors, "
+             f"{size(graph.saved_total)} saved{tail}")  # fmt: skip
+    if step is None:
+        return first
+    node = graph.nodes[step.node]
+    where = escape(node.module or "outside every module")
+    timing = f" · {step.seconds * 1e3:.3f} ms" if seconds else ""
+    second = (f"backward step {step.order + 1} of {steps}: <b>{escape(node.kind)}</b> "
+              f"<span style='color:{muted}'>({where}{', ' + escape(node.source) if node.source else ''})</span>"
+              f" → gradient {list(step.shape)} ‖g‖ {step.norm:.3g}{timing}")  # fmt: skip
+    return f"{first}<br>{second}"
+
+
+def bands_text(step: BackwardStep) -> str:
+    """'normal 7,903 · subnormal 289': the fp16 bands the gradient's values fall in (empty bands left out)."""
+    return " · ".join(f"{b.replace('_', '/')} {int(c):,}" for b, c in zip(BANDS, step.bands, strict=True) if c)
+
+
+def node_html(graph: AutogradGraph, node: GraphNode, step: BackwardStep | None) -> str:
+    """A node's card: kind, module, source, inputs, each saved tensor with where its storage comes from."""
+    lines = [f"<b>#{node.index} {escape(node.kind)}</b> — {escape(node.module or 'outside every module')}"]
+    if node.source:
+        lines.append(f"created at {escape(node.source)}")
+    if node.variable:
+        lines.append(f"accumulates into <b>{escape(node.variable)}</b>.grad")
+    if node.inputs:
+        kinds = ", ".join(f"#{i} {graph.nodes[i].short}" for i in node.inputs)
+        lines.append(f"sends gradients to {escape(kinds)}")
+    if step is not None:
+        lines.append(f"ran as step {step.order + 1}: gradient {list(step.shape)}, ‖g‖ {step.norm:.4g}; fp16: "
+                     f"{bands_text(step)}")  # fmt: skip
+    if node.saved:
+        rows = "".join(
+            f"<tr><td>{escape(s.name)}</td><td>{list(s.shape)}</td><td>{s.dtype}</td><td>{size(s.bytes)}</td>"
+            f"<td>{escape(s.alias) if s.alias else 'its own storage, ' + size(s.storage_bytes)}</td></tr>"
+            for s in (graph.saved[j] for j in node.saved)
+        )
+        lines.append(f"keeps {size(node.saved_bytes)} of its own:<table cellspacing=4><tr><th>saved</th><th>shape"
+                     f"</th><th>dtype</th><th>bytes</th><th>storage</th></tr>{rows}</table>")  # fmt: skip
+    else:
+        lines.append("saves no tensor")
+    return "<br>".join(lines)
+
+
+def trap_html(cases: list[TrapCase], error_color: str, ok_color: str) -> str:
+    """Each case: its code, torch's answer, and how the tensors sit in memory (sizes, strides, offset, version)."""
+    parts = []
+    for i, case in enumerate(cases, 1):
+        answer = (f"<span style='color:{error_color}'>RuntimeError: {escape(case.error)}</span>" if case.error
+                  else f"<span style='color:{ok_color}'>runs</span>")  # fmt: skip
+        rows = "".join(_tensor_row(t) for t in case.tensors)
+        parts.append(
+            f"<b>{i}. {escape(case.name)}</b><pre>{escape(case.code)}</pre>{answer}"
+            "<table cellspacing=4><tr><th>tensor</th><th>sizes</th><th>strides</th><th>offset</th><th>storage</th>"
+            f"<th></th><th>_version</th></tr>{rows}</table>"
+        )
+    return "<br>".join(parts)
+
+
+def _tensor_row(t) -> str:
+    overlap = " (stride 0: one element, many indices)" if t.overlapping else ""
+    return (f"<tr><td>{escape(t.label)}</td><td>{list(t.shape)}</td><td>{list(t.stride)}{overlap}</td>"
+            f"<td>{t.offset}</td><td>{size(t.storage_bytes)}</td><td>{'view' if t.is_view else 'own'}</td>"
+            f"<td>{t.version}</td></tr>")  # fmt: skip
+
+
+def functional_html(check: FunctionalCheck, ok_color: str, error_color: str) -> str:
+    verdict = (f"<span style='color:{ok_color}'>the same graph</span>" if check.same_graph
+               else f"<span style='color:{error_color}'>different graphs</span>")  # fmt: skip
+    counts: dict[str, int] = {}
+    for k in check.module_kinds:
+        short = k.rpartition("::")[2].removesuffix("Backward0")
+        counts[short] = counts.get(short, 0) + 1
+    kinds = ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"nn.Module forward and the same layer in torch.nn.functional calls build {verdict}: "
+            f"{len(check.module_kinds)} against {len(check.functional_kinds)} nodes; the gradients of the "
+            f"{check.parameters} parameters differ by at most {check.max_grad_diff:g}.<br>nodes: {escape(kinds)}<br>"
+            "An nn.Module holds parameters, buffers and mode (training) and calls F.linear, F.rms_norm, F.silu, "
+            "F.scaled_dot_product_attention — the nodes come from those calls, not from the modules.")  # fmt: skip
+
+
+def memory_caption(graph: AutogradGraph, modes: list[MemoryMode]) -> str:
+    by = {m.mode: m for m in modes}
+    grad, ckpt = by.get("autograd"), by.get("checkpoint")
+    text = f"saved tensors found on the graph: {size(graph.saved_total)}"
+    if grad is not None:
+        text += f"; measured kept after the forward: {size(grad.kept_bytes)}"
+    if grad is not None and ckpt is not None and grad.kept_bytes:
+        text += f"; checkpointing keeps {ckpt.kept_bytes / grad.kept_bytes:.0%} of it"
+    return text
