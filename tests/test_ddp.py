@@ -1,0 +1,151 @@
+"""Data parallel on real torch.distributed ranks (gloo, loopback): the launcher's guarantees (no orphans, one line
+naming the failed rank and step), the hand-written ring all-reduce against dist.all_reduce, DDP's gradients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from explorer.distributed import ring
+from explorer.distributed.launch import LaunchSpec, RankFailed, collect, run_ranks, torchrun_env
+from explorer.errors import ExplorerError
+
+RING = "explorer.distributed.ring:ring_check_worker"
+FAULTS = "explorer.distributed.faults:fault_worker"
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids: list[int], seconds: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+# ---------------------------------------------------------------- the ring
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_ring_equals_all_reduce_exactly_in_float64(n):
+    size = 4 * n + 3  # does not divide by n
+    results, _ = collect(RING, {"size": size, "dtype": "float64"}, LaunchSpec(n))
+    inputs = [r["input"] for r in results]
+    expected = np.sum(inputs, axis=0)
+    for r in results:
+        assert r["check"]["exact_float64"] and r["check"]["max_abs_diff"] == 0.0
+        np.testing.assert_array_equal(r["result"], expected)  # grid values: every order gives the same float64
+        sent = sum(t["bytes_sent"] for t in r["transfers"])
+        assert len(r["transfers"]) == 2 * (n - 1)
+        assert abs(sent - 2 * (n - 1) / n * size * 8) <= 2 * (n - 1) * 8  # chunks differ by at most one element
+
+
+def test_ring_float32_follows_its_stated_order_and_matches_all_reduce_within_rounding():
+    n, size = 3, 1001
+    results, _ = collect(RING, {"size": size, "dtype": "float32", "grid": False}, LaunchSpec(n))
+    inputs = [r["input"] for r in results]
+    in_order = ring.ring_order_sum(inputs)
+    for r in results:
+        np.testing.assert_array_equal(r["result"], in_order)  # bit for bit: the order is the one stated
+        check = r["check"]
+        assert check["max_abs_diff"] <= check["bound"]
+        assert check["exact_float64"] is False or check["max_abs_diff_float64"] == 0.0
+    steps = {(t["phase"], t["step"]): t for t in results[1]["transfers"]}
+    first = steps[("reduce-scatter", 0)]
+    assert (first["sent_chunk"], first["sent_to"], first["recv_chunk"], first["recv_from"]) == (1, 2, 0, 0)
+    assert first["bytes_sent"] == 334 * 4 and first["bytes_received"] == 334 * 4  # 1001 = 334 + 334 + 333
+
+
+def test_contributions_grid_fills_phase_by_phase():
+    n = 4
+    start = ring.contributions(n, "reduce-scatter", -1)
+    assert (start == 1).all()
+    scattered = ring.contributions(n, "reduce-scatter", n - 2)
+    for r in range(n):
+        assert scattered[r, (r + 1) % n] == n  # rank r owns chunk r + 1 whole
+    assert (ring.contributions(n, "all-gather", n - 2) == n).all()
+    assert ring.chunk_bounds(10, 4) == [(0, 3), (3, 6), (6, 8), (8, 10)]
+
+
+# ---------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize(
+    "fault, words",
+    [("kill", "rank 1 died (killed by SIGKILL) at step 2"), ("exit", "rank 1 died (exited with code 7) at step 2"),
+     ("raise", "rank 1 failed at step 2 (compute): a fault of rank 1's own"),
+     ("hang", "rank 1 hung at step 2 (compute): no sign of life for 1.5 s")],
+)  # fmt: skip
+def test_a_failed_rank_stops_every_rank_with_one_line(fault, words):
+    pids: list[int] = []
+    t0 = time.monotonic()
+    with pytest.raises(RankFailed) as info:
+        for _ in run_ranks(FAULTS, {"rank": 1, "at_step": 2, "fault": fault, "steps": 4},
+                           LaunchSpec(3, timeout_s=1.5), pids=pids):  # fmt: skip
+            pass
+    assert str(info.value).startswith(words) and "\n" not in str(info.value)
+    assert (info.value.rank, info.value.step) == (1, 2)
+    assert time.monotonic() - t0 < 8
+    assert len(pids) == 3 and wait_gone(pids, 1.0) == []
+
+
+LAUNCHER = """
+import sys
+from explorer.distributed.launch import LaunchSpec, run_ranks
+pids = []
+for msg in run_ranks("explorer.distributed.faults:fault_worker", {"rank": 0, "at_step": 2, "fault": "hang"},
+                     LaunchSpec(2, timeout_s=600), pids=pids):
+    print(" ".join(map(str, pids)), flush=True)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_no_rank_outlives_an_interrupted_or_killed_launcher(signum):
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]  # step 1 reported; rank 0 hangs at step 2
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+        proc.send_signal(signum)
+        proc.wait(10)
+        assert wait_gone(pids, 3.0) == []
+    finally:
+        proc.kill()
+
+
+def test_launch_errors_are_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ExplorerError, match=f"port {port} on 127.0.0.1 is in use"):
+            collect(RING, {"size": 4}, LaunchSpec(2, port=port))
+    with pytest.raises(ExplorerError, match="--backend must be one of gloo, nccl"):
+        LaunchSpec(2, backend="mpi").check()
+    import torch
+
+    if torch.cuda.device_count() < 64:
+        with pytest.raises(ExplorerError, match="--backend nccl needs one CUDA device per rank: 64 ranks"):
+            LaunchSpec(64, backend="nccl").check()
+
+
+def test_torchrun_environment_is_recognised(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    assert torchrun_env() is None
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert torchrun_env()["RANK"] == "1"
+    assert os.environ["WORLD_SIZE"] == "2"
