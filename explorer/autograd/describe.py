@@ -34,6 +34,21 @@ def kind_group(short: str) -> str:
     return "elementwise"
 
 
+def label(short: str) -> str:
+    """A node's name short enough to write beside it: 'ScaledDotProductFlashAttentionForCpu' -> 'SDPA (flash)'."""
+    if short.startswith("ScaledDotProduct"):
+        kind = short.removeprefix("ScaledDotProduct").split("Attention")[0].lower()
+        return f"SDPA ({kind})" if kind else "SDPA"
+    return short
+
+
+def count(n: int) -> str:
+    """12,345,678 -> '12.3M', 786,944 -> '787K', 256 -> '256'."""
+    if n >= 10**6:
+        return f"{n / 10**6:.1f}M"
+    return f"{n / 10**3:.0f}K" if n >= 10**4 else str(n)
+
+
 def size(n: int) -> str:
     """Bytes as people read them: 512 B, 12.0 KiB, 3.4 MiB."""
     if n < 1024:
@@ -140,4 +155,5 @@ def memory_caption(graph: AutogradGraph, modes: list[MemoryMode]) -> str:
         text += f"; measured kept after the forward: {size(grad.kept_bytes)}"
     if grad is not None and ckpt is not None and grad.kept_bytes:
         text += f"; checkpointing keeps {ckpt.kept_bytes / grad.kept_bytes:.0%} of it"
-    return text
+    peaks = " / ".join(size(m.forward_peak_bytes) for m in modes)
+    return f"{text}. Forward peaks ({' / '.join(m.mode.replace('_', '-') for m in modes)}): {peaks}"

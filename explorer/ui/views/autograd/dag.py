@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
-from ....autograd.describe import GROUPS, kind_group, size
+from ....autograd.describe import GROUPS, kind_group, label, size
 from ....autograd.layout import Layout, lay_out
 from ....autograd.records import AutogradGraph
 from ...kit import TitleFitter, static_plot
@@ -20,10 +20,15 @@ GROUP_COLORS = {"matmul": "#4c78a8", "elementwise": "#2a9d8f", "reduction": "#94
 MIN_PX, MAX_PX = 7.0, 26.0
 
 
+def legend_html() -> str:
+    """The kinds' colours, one line: the graph's legend."""
+    return " &nbsp;".join(f"<span style='color:{GROUP_COLORS[g]}'>■</span> {g}" for g in GROUPS)
+
+
 def title_variants() -> list[str]:
-    legend = " ".join(f"<span style='color:{GROUP_COLORS[g]}'>■</span> {g}" for g in GROUPS)
-    return [f"backward graph, loss at the right (size: bytes saved) &nbsp; {legend}",
-            f"backward graph &nbsp; {legend}", "backward graph (size: bytes saved)"]  # fmt: skip
+    return ["backward graph: the loss at the right, the engine runs leftwards; size: bytes saved",
+            "backward graph, loss at the right (size: bytes saved)", "backward graph (size: bytes saved)",
+            "backward graph"]  # fmt: skip
 
 
 class GraphPanel(QObject):
@@ -139,8 +144,10 @@ class GraphPanel(QObject):
         if 0 <= self.current < len(lay.box_of):
             box = int(lay.box_of[self.current])
             self.ring.setData(x=[lay.x[box]], y=[lay.y[box]], size=[sizes[box] + 10])
-            self.label.setText(self.graph.nodes[self.current].short)
+            self.label.setText(label(self.graph.nodes[self.current].short))
             self.label.setPos(lay.x[box], lay.y[box])
+            span = max(float(lay.x.max(initial=0)), 1.0)
+            self.label.setAnchor((min(max(lay.x[box] / span, 0.0), 1.0), 1.3))  # stays inside the plot at its ends
         else:
             self.ring.setData([], [])
             self.label.setText("")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHeaderView, QTabWidget, QTextBrowser, QTreeWidget, QTreeWidgetItem, QWidget
 
+from ....autograd.describe import count
 from ....autograd.records import AutogradGraph
 
 ROLE = Qt.ItemDataRole.UserRole
@@ -39,9 +40,8 @@ class ModuleTree(QTreeWidget):
         for m in graph.modules:
             own = [n for n in graph.modules if n.name == m.name or n.name.startswith(m.name + ".") or not m.name]
             nodes = sorted({i for n in own for i in n.nodes})
-            label = f"{m.name.rpartition('.')[2] or 'model'}  ({m.kind})"
             params = sum(n.parameters for n in own)
-            item = QTreeWidgetItem([label, f"{params:,}", str(len(nodes))])
+            item = QTreeWidgetItem([m.name.rpartition(".")[2] or "model", count(params), str(len(nodes))])
             item.setData(0, ROLE, nodes)
             tip = (f"{m.name or 'the model'}: {m.kind}; {m.parameters:,} parameters and {m.buffers:,} buffer values "
                    f"of its own; {m.hooks} hooks; created {len(m.nodes)} nodes itself")  # fmt: skip
@@ -52,11 +52,10 @@ class ModuleTree(QTreeWidget):
             else:
                 self.addTopLevelItem(item)
             items[m.name] = item
-        root = items.get("")
-        if root is not None:
-            root.setExpanded(True)
-            for i in range(root.childCount()):
-                root.child(i).setExpanded(True)
+        depth = 3 if graph.scope.startswith("layer") else 2  # one layer: down to its children; a model: its layers
+        for m in graph.modules:
+            if m.name.count(".") < depth and items[m.name].text(2) != "0":
+                items[m.name].setExpanded(True)
 
     def select_module(self, name: str) -> bool:
         """Select the module called ``name`` (as nn.Module.named_modules spells it); False when there is none."""
@@ -77,7 +76,7 @@ class ModuleTree(QTreeWidget):
     def _name(item: QTreeWidgetItem) -> str:
         parts = []
         while item is not None and item.parent() is not None:
-            parts.append(item.text(0).split("  (")[0])
+            parts.append(item.text(0))
             item = item.parent()
         return ".".join(reversed(parts))
 

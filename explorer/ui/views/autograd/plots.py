@@ -114,9 +114,8 @@ class MemoryPlot:
         self.plot.setXRange(-0.6, len(modes) - 0.4, padding=0)
         self.plot.setYRange(0, top * 1.25, padding=0)
         self.plot.getAxis("bottom").setTicks([[(i, m.mode.replace("_", "-")) for i, m in enumerate(modes)]])
-        for i, m in enumerate(modes):
-            for dx, value in ((-0.2, m.kept_bytes), (0.2, m.forward_peak_bytes)):
-                text = pg.TextItem(size(value), anchor=(0.5, 1.0), color=self.theme.text if self.theme else None)
-                text.setPos(i + dx, value / 2**20)
-                self.plot.addItem(text)
-                self.texts.append(text)
+        for i, m in enumerate(modes):  # the kept bytes written over their bar (the peak's are in the caption)
+            text = pg.TextItem(size(m.kept_bytes), anchor=(0.5, 1.0), color=self.theme.text if self.theme else None)
+            text.setPos(i - 0.2, m.kept_bytes / 2**20)
+            self.plot.addItem(text)
+            self.texts.append(text)

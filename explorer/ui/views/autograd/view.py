@@ -15,7 +15,7 @@ from ....autograd.options import VIEW as AUTOGRAD_VIEW
 from ....autograd.records import BackwardStep, to_json
 from ...theme import Theme
 from ..base import View
-from .dag import GraphPanel
+from .dag import GraphPanel, legend_html
 from .details import DetailTabs, ModuleTree
 from .plots import MemoryPlot, OrderPlot
 
@@ -46,13 +46,20 @@ class AutogradView(View):
         self.memory_caption = QLabel(self)
         self.memory_caption.setWordWrap(True)
         self.tabs = DetailTabs(self)
+        self.legend = QLabel(legend_html(), self)
+        graph = QWidget(self)
+        gv = QVBoxLayout(graph)
+        gv.setContentsMargins(0, 0, 0, 0)
+        gv.setSpacing(2)
+        gv.addWidget(self.graph_panel.plot, 1)
+        gv.addWidget(self.legend)
         memory = QWidget(self)
         mv = QVBoxLayout(memory)
         mv.setContentsMargins(0, 0, 0, 0)
         mv.addWidget(self.memory_plot.plot, 1)
         mv.addWidget(self.memory_caption)
         grid = QGridLayout()
-        grid.addWidget(self.graph_panel.plot, 0, 0, 1, 2)
+        grid.addWidget(graph, 0, 0, 1, 2)
         grid.addWidget(self.tree, 0, 2)
         grid.addWidget(self.order_plot.plot, 1, 0)
         grid.addWidget(memory, 1, 1)
@@ -122,6 +129,14 @@ class AutogradView(View):
                                                  meta.order_violations, self.theme.muted,
                                                  seconds=not self.deterministic))  # fmt: skip
         self._show_node(self.selected_node if self.selected_node is not None else r.node)
+
+    def landing_step(self) -> int:
+        """A finished run opens on the attention's backward (half the layer run), else on the last step."""
+        if self.meta is None or self.meta.graph is None:
+            return super().landing_step()
+        nodes = self.meta.graph.nodes
+        return next((s.order for s in self.records if nodes[s.node].short.startswith("ScaledDotProduct")),
+                    super().landing_step())  # fmt: skip
 
     def _show_node(self, node: int) -> None:
         graph = self.meta.graph
