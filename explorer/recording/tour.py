@@ -24,7 +24,7 @@ The format (all keys optional unless marked)::
     seconds = 3
 
     [[scene]]                            # a view playing its steps
-    view = "speculative"                 # required: generate, attention, speculative or amp
+    view = "speculative"                 # required: generate, attention, speculative, amp or autograd
     prompt = "..."                       # target / draft / prompt as above, for this scene
     settings = { method = "chain", gamma = 4 }   # the view's settings by name (see `explorer record --help`)
     steps = [1, 12]                      # first and last step (1-based, as the view counts), a count, or "all"
@@ -54,6 +54,7 @@ from typing import Any
 
 from ..amp.options import VIEW as AMP_VIEW
 from ..attention.options import VIEW as ATTENTION_VIEW
+from ..autograd.options import VIEW as AUTOGRAD_VIEW
 from ..errors import ExplorerError
 from ..models.options import GENERATE, SEED
 from ..options import Schema
@@ -64,13 +65,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-VIEW_NAMES = ("generate", "attention", "speculative", "amp")
+VIEW_NAMES = ("generate", "attention", "speculative", "amp", "autograd")
 # The settings of each view (its panel's controls), by which tours, --set and screenshots are checked.
 VIEW_SCHEMAS: dict[str, Schema] = {
     "generate": GENERATE, "attention": ATTENTION_VIEW, "speculative": SPECULATIVE_VIEW, "amp": AMP_VIEW,
+    "autograd": AUTOGRAD_VIEW,
 }  # fmt: skip
 VIEW_TITLES = {"generate": "Decoding, token by token", "attention": "FlashAttention's online softmax",
-               "speculative": "Speculative decoding", "amp": "Mixed-precision loss scaling"}  # fmt: skip
+               "speculative": "Speculative decoding", "amp": "Mixed-precision loss scaling",
+               "autograd": "The backward graph, as autograd runs it"}  # fmt: skip
 STEP_SETTINGS = {"generate": "max_new", "amp": "steps"}  # views whose length is a setting: one record per unit
 DEFAULT_CAPTION = "{title} · step {step} of {steps} · live on {models}"
 THEME_NAMES = ("light", "dark")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .amp import AmpView
 from .attention import AttentionView
+from .autograd import AutogradView
 from .base import View
 from .generate import GenerateView
 from .promptset import PromptSetView
@@ -14,5 +15,6 @@ VIEWS: dict[str, type[View]] = {
     AttentionView.name: AttentionView,
     SpeculativeView.name: SpeculativeView,
     AmpView.name: AmpView,
+    AutogradView.name: AutogradView,
     PromptSetView.name: PromptSetView,
 }
