@@ -18,6 +18,7 @@ from ...theme import Theme
 GROUP_COLORS = {"matmul": "#4c78a8", "elementwise": "#2a9d8f", "reduction": "#9467bd", "view": "#9aa1ab",
                 "loss": "#e4572e", "leaf": "#f2c14e", "layer": "#6f8fb5"}  # fmt: skip
 MIN_PX, MAX_PX = 7.0, 26.0
+FILL_LEVELS = 4  # a collapsed layer fills in quarters as the engine runs its nodes
 
 
 def legend_html() -> str:
@@ -63,6 +64,7 @@ class GraphPanel(QObject):
         self.current = -1
         self.selection: list[int] = []
         self.theme: Theme | None = None
+        self._styles: dict[tuple[str, int], object] = {}
 
     # ---- state
     def set_graph(self, graph: AutogradGraph | None) -> None:
@@ -131,12 +133,10 @@ class GraphPanel(QObject):
         done = np.array([ran[m].mean() for m in (np.asarray(x) for x in lay.members)]) if n else np.zeros(0)
         top = max(float(lay.saved_bytes.max(initial=0)), 1.0)
         sizes = MIN_PX + (MAX_PX - MIN_PX) * np.sqrt(lay.saved_bytes / top)
-        brushes, pens = [], []
-        for i in range(n):
-            color = pg.mkColor(GROUP_COLORS[kind_group(lay.labels[i])])
-            pens.append(pg.mkPen(color, width=1.5))
-            color.setAlpha(int(40 + 215 * done[i]))
-            brushes.append(pg.mkBrush(color))
+        groups = [kind_group(label) for label in lay.labels]
+        levels = np.rint(done * FILL_LEVELS).astype(int)
+        brushes = [self._style(g, int(level)) for g, level in zip(groups, levels, strict=True)]
+        pens = [self._style(g, -1) for g in groups]
         symbols = ["s" if layer >= 0 else "o" for layer in lay.layer]
         self.boxes.setData(x=lay.x, y=lay.y, size=sizes, brush=brushes, pen=pens, symbol=symbols, data=np.arange(n))
         marked = sorted({int(lay.box_of[i]) for i in self.selection})
@@ -153,6 +153,19 @@ class GraphPanel(QObject):
             self.label.setText("")
         for text in self.layer_labels:
             text.setColor(theme.muted)
+
+    def _style(self, group: str, level: int):
+        """The pen (level -1) or the brush filled to ``level`` of FILL_LEVELS of a kind, made once: pyqtgraph
+        caches each drawn symbol by its pen and brush objects, so new ones would draw every box again."""
+        key = (group, level)
+        if key not in self._styles:
+            color = pg.mkColor(GROUP_COLORS[group])
+            if level < 0:
+                self._styles[key] = pg.mkPen(color, width=1.5)
+            else:
+                color.setAlpha(int(40 + 215 * level / FILL_LEVELS))
+                self._styles[key] = pg.mkBrush(color)
+        return self._styles[key]
 
     def _tip(self, x, y, data) -> str:
         lay = self.layout
