@@ -260,7 +260,7 @@ def read_saved(order: list, nodes: list[GraphNode], setup: Setup, leaf: Tensor |
                     alias = first[ptr]
                 else:
                     alias = None
-                    first[ptr] = f"node {rec.index}'s {name}"
+                    first[ptr] = f"#{rec.index} {rec.short}'s {name}"
                     rec.saved_bytes += nbytes
                 rec.saved.append(len(out))
                 out.append(SavedTensor(rec.index, name, tuple(t.shape), str(t.dtype).removeprefix("torch."),

@@ -18,7 +18,7 @@ class SavedTensor:
     dtype: str
     bytes: int  # numel × element size of this view
     storage_bytes: int  # bytes of the storage it views (what keeping it keeps alive)
-    alias: str | None  # "parameter NAME", "input", or "node N's NAME" (same storage saved earlier); None: its own
+    alias: str | None  # "parameter NAME", "input", or "#N Mm's self" (same storage, saved first there); None: its own
 
 
 @dataclass

@@ -45,6 +45,7 @@ class GraphPanel(QObject):
         item.hideAxis("left")
         item.hideAxis("bottom")
         titles.follow(self.plot)
+        self.plot.getViewBox().sigResized.connect(lambda *_: self.redraw())
         self.edges = pg.PlotCurveItem(connect="pairs")
         self.plot.addItem(self.edges)
         self.boxes = pg.ScatterPlotItem(pxMode=True, hoverable=True, tip=self._tip)
@@ -133,6 +134,8 @@ class GraphPanel(QObject):
         done = np.array([ran[m].mean() for m in (np.asarray(x) for x in lay.members)]) if n else np.zeros(0)
         top = max(float(lay.saved_bytes.max(initial=0)), 1.0)
         sizes = MIN_PX + (MAX_PX - MIN_PX) * np.sqrt(lay.saved_bytes / top)
+        column = self.plot.getViewBox().width() / (float(lay.x.max(initial=0)) + 2)  # pixels between columns
+        sizes = np.minimum(sizes, max(0.8 * column, 5.0))  # neighbours never overlap, even with 30 layers at 720p
         groups = [kind_group(label) for label in lay.labels]
         levels = np.rint(done * FILL_LEVELS).astype(int)
         brushes = [self._style(g, int(level)) for g, level in zip(groups, levels, strict=True)]
