@@ -107,7 +107,7 @@ import sys
 from explorer.distributed.launch import LaunchSpec, run_ranks
 pids = []
 for msg in run_ranks("explorer.distributed.faults:fault_worker", {"rank": 0, "at_step": 2, "fault": "hang"},
-                     LaunchSpec(2, timeout_s=600), pids=pids):
+                     LaunchSpec(2, timeout_s=600, preload=("torch", "torch.distributed")), pids=pids):
     print(" ".join(map(str, pids)), flush=True)
 """
 
@@ -149,3 +149,68 @@ def test_torchrun_environment_is_recognised(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert torchrun_env()["RANK"] == "1"
     assert os.environ["WORLD_SIZE"] == "2"
+
+
+# ---------------------------------------------------------------- DDP
+
+
+@pytest.fixture(scope="module")
+def demo_target():
+    from explorer.models.checkpoint import default_model_dirs, load_model
+
+    return load_model(default_model_dirs()["target"], dtype="float32", device="cpu")
+
+
+def run_ddp(lm, **values):
+    from explorer.amp.engine import default_text
+    from explorer.distributed.ddp import settings_from_values
+    from explorer.distributed.job import training_job
+
+    job = training_job(lm, settings_from_values({"cost": False, "train_layers": 1, **values}), default_text())
+    return job, list(job.records())
+
+
+def test_ddp_gradients_equal_one_process_and_the_ring(demo_target):
+    from explorer.distributed.job import trained_names
+
+    job, frames = run_ddp(demo_target, ranks=2, steps=2, batch=3, bucket_mb=0.5, seq_len=16)
+    assert len(frames) == 2 * 2 * (2 - 1)  # 2(N-1) ring steps per training step
+    steps = [f.step for f in frames if f.position == 0]
+    assert [s.step for s in steps] == [1, 2] and [s.rows for s in steps][0] == [(0, 2), (2, 3)]  # uneven shards
+    names = set(trained_names(demo_target, 1))
+    for s in steps:
+        one = s.one_process
+        assert one["max_abs_diff"] <= 1e-5 * one["max_abs_grad"]  # DDP == one process on the whole batch
+        assert abs(one["loss"] - s.loss) < 1e-5
+        assert s.ring_vs_ddp <= 1e-6 * one["max_abs_grad"]  # the ring's sum / N == DDP's averaged bucket
+        check = s.ring_check
+        assert check["max_abs_diff"] <= check["bound"] and check["max_abs_diff_float64"] <= 1e-12
+        bucketed = [p for b in s.buckets for p in b.params]
+        assert sorted(bucketed) == sorted(names)  # every trained parameter in exactly one bucket
+        for b in s.buckets:
+            assert b.bytes == 4 * b.numel and (b.start <= b.finish).all()
+            assert (b.finish <= s.backward[:, 1] + 1e-3).all()  # DDP's backward returns after its buckets
+    rebuilt = steps[1].buckets
+    assert len(rebuilt) > 1 and rebuilt[0].params[0] == "model.norm.weight"  # the order gradients became ready
+    assert all(b.bytes - 0.5 * 2**20 < 4 * 256 * 768 for b in rebuilt)  # a bucket closes once past the cap
+
+
+def test_ddp_errors_are_one_line(demo_target):
+    from explorer.distributed.ddp import settings_from_values
+
+    with pytest.raises(ExplorerError, match="--ranks 4 is more than the batch of 2 sequences"):
+        settings_from_values({"ranks": 4, "batch": 2})
+    with pytest.raises(RankFailed, match=r"rank \d failed at step 1 \(.*\): --ring-bucket 99: DDP made only"):
+        run_ddp(demo_target, ranks=2, steps=1, batch=2, ring_bucket=99, seq_len=8, check=False)
+
+
+def test_alpha_beta_fit_recovers_a_known_machine():
+    from explorer.distributed.cost import AlphaBeta, fit
+
+    truth = AlphaBeta(50e-6, 2e9, 0, 0.0)
+    sizes = [2**k for k in range(10, 24, 3)]
+    sweeps = [{"n": n, "sizes": sizes, "ring": [truth.ring(n, s) for s in sizes]} for n in range(2, 9)]
+    got = fit(sweeps)
+    assert got.alpha == pytest.approx(truth.alpha, rel=1e-6) and got.beta == pytest.approx(truth.beta, rel=1e-6)
+    assert got.best(8, 1024) == "direct" and got.best(8, 2**16) == "tree" and got.best(2, 2**26) == "ring"
+    assert got.wins_below(2, "tree") == 0.0  # at N = 2 a tree is the ring
