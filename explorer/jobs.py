@@ -34,6 +34,7 @@ RUNNERS: dict[str, str] = {
     "speculative": "explorer.speculative.job:speculation_job",
     "amp": "explorer.amp.job:amp_job",
     "autograd": "explorer.autograd.job:autograd_job",
+    "ddp": "explorer.distributed.job:ddp_job",
 }
 
 

@@ -16,6 +16,7 @@ from . import (
     attention,
     autograd,
     convert,
+    ddp,
     generate,
     gui,
     info,
@@ -28,8 +29,8 @@ from . import (
 )
 from .common import MODEL_FLAGS, add_model_options
 
-SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, autograd, open, train_heads,
-               convert)  # fmt: skip
+SUBCOMMANDS = (info, generate, attention, speculate, screenshot, record, train_demo, amp, autograd, ddp, open,
+               train_heads, convert)  # fmt: skip
 
 
 class Parser(argparse.ArgumentParser):
