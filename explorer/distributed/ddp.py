@@ -143,7 +143,7 @@ def _one_process_grads(reference, module, params, names, x, y) -> dict:
     grads = torch.autograd.grad(loss, [ref_params[n] for n in names])
     diff = max(float((p.grad - g).abs().max()) for p, g in zip(params, grads, strict=True))
     scale = max(float(g.abs().max()) for g in grads)
-    return {"max_abs_diff": diff, "max_abs_grad": scale, "loss": float(loss)}
+    return {"max_abs_diff": diff, "max_abs_grad": scale, "loss": float(loss.detach())}
 
 
 class _Rank:
