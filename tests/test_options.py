@@ -75,7 +75,7 @@ def test_every_option_of_every_subcommand_has_help():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"info", "generate", "attention", "speculate", "screenshot", "record", "train-demo",
-                                "amp", "autograd", "open", "train-heads", "convert"}  # fmt: skip
+                                "amp", "autograd", "ddp", "open", "train-heads", "convert"}  # fmt: skip
     missing = []
     for name, p in [("explorer", parser), *sub.choices.items()]:
         for action in p._actions:
