@@ -158,12 +158,40 @@ def test_cli_json_holds_the_graph_the_steps_and_the_checks():
     assert sum(n["saved_bytes"] for n in nodes) == data["graph"]["saved_bytes"]
 
 
-def test_cli_text_and_a_bad_layer_in_one_line():
-    r = explorer("autograd", "--layer", "0", "--seq-len", "8", "--batch", "1")
-    assert r.returncode == 0, r.stderr
-    assert "gradients vs torch.autograd.grad: max |difference| 0" in r.stdout
-    assert "nn vs functional: same graph" in r.stdout and "0 edges out of order" in r.stdout
-    bad = explorer("autograd", "--layer", "8")
-    assert bad.returncode == 2 and bad.stderr == "explorer: error: --layer must be in 0..7 for demo-target (got 8)\n"
-    bad = explorer("autograd", "--scope", "net")
-    assert bad.returncode == 2 and "--scope must be one of layer, model (got 'net')" in bad.stderr
+def test_cli_text_and_a_bad_layer_in_one_line(capsys):
+    from explorer.cli.main import main
+
+    assert main(["autograd", "--layer", "0", "--seq-len", "8", "--batch", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gradients vs torch.autograd.grad: max |difference| 0" in out
+    assert "nn vs functional: same graph" in out and "0 edges out of order" in out
+    assert main(["autograd", "--layer", "8"]) == 2
+    assert capsys.readouterr().err == "explorer: error: --layer must be in 0..7 for demo-target (got 8)\n"
+    assert main(["autograd", "--scope", "net"]) == 2
+    assert "--scope must be one of layer, model (got 'net')" in capsys.readouterr().err
+
+
+def test_a_30_layer_model_collapses_to_one_box_per_layer():
+    from types import SimpleNamespace
+
+    from explorer.autograd.layout import lay_out
+    from explorer.models.decoder import CausalLM, ModelConfig
+
+    cfg = ModelConfig(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=30,
+                      num_heads=2, num_kv_heads=1, head_dim=16, rope_scaling={"rope_type": "default"},
+                      max_position_embeddings=64)  # fmt: skip
+    torch.manual_seed(0)
+    lm = SimpleNamespace(config=cfg, name="tiny-30", path="tiny-30", model=CausalLM(cfg),
+                         encode=lambda text: [ord(c) % 64 for c in text])  # fmt: skip
+    graph, live = capture(make_setup(lm, None, 1, 6))
+    reference = reference_gradients(live)
+    steps = run_backward(live)
+    assert max_gradient_difference(live, reference) == 0.0 and topological_violations(graph, steps) == []
+    collapsed = lay_out(graph)
+    assert [b for b in collapsed.labels if b.startswith("layer ")] == [f"layer {i}" for i in range(29, -1, -1)]
+    assert len(collapsed.labels) < 60 and sum(map(len, collapsed.members)) == len(graph.nodes)
+    assert collapsed.x[0] == collapsed.x.max()  # the loss at the right
+    assert all(collapsed.x[a] > collapsed.x[b] for a, b in collapsed.edges)  # gradients flow leftwards
+    opened = lay_out(graph, {12})
+    assert len(opened.labels) == len(collapsed.labels) - 1 + sum(n.layer == 12 for n in graph.nodes)
+    assert all(opened.x[a] > opened.x[b] for a, b in opened.edges)
