@@ -145,3 +145,10 @@ def _bytes(b: float) -> str:
             return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
         b /= 1024
     return f"{b:.1f} GiB"
+
+
+def cost_worker(ctx, args: dict) -> dict:
+    """Launcher worker: one :func:`sweep` on these ranks (``sizes`` in bytes, ``repeats``)."""
+    ctx.at(1, "sweep")
+    with ctx.collective("cost sweep"):
+        return sweep(args.get("sizes"), args.get("repeats", REPEATS))

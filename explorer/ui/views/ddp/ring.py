@@ -1,0 +1,85 @@
+"""The ddp view's ring: N ranks around a circle, each sending one chunk to its right neighbour at the step shown
+(an arrow in the chunk's colour, the chunk drawn half-way along it), each rank labelled with its shard and the
+chunk it received."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+from ....distributed import describe
+from ....distributed.records import RingFrame
+from ...kit import static_plot
+from ...theme import Theme
+
+NODE_SIZE = 34
+CHUNK_SIZE = 16
+
+
+class RingPanel:
+    def __init__(self, parent: QWidget, titles):
+        self.titles = titles
+        self.plot = static_plot(parent, "the ring")
+        titles.follow(self.plot)
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.plot.setAspectLocked(True)
+        self.nodes = pg.ScatterPlotItem(size=NODE_SIZE, pxMode=True)
+        self.chunks = pg.ScatterPlotItem(size=CHUNK_SIZE, symbol="s", pxMode=True)
+        self.plot.addItem(self.nodes)
+        self.plot.addItem(self.chunks)
+        self.items: list = []  # arrows and labels of the step shown
+        self.theme: Theme | None = None
+
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+
+    def clear(self) -> None:
+        for item in self.items:
+            self.plot.removeItem(item)
+        self.items = []
+        self.nodes.setData([], [])
+        self.chunks.setData([], [])
+
+    def _text(self, text: str, pos, anchor, color: str) -> None:
+        item = pg.TextItem(text, color=color, anchor=anchor)
+        item.setPos(*pos)
+        self.plot.addItem(item)
+        self.items.append(item)
+
+    def show(self, f: RingFrame) -> None:
+        self.clear()
+        self.titles.fit(self.plot, describe.ring_titles(f))
+        theme = self.theme
+        n = f.step.ranks
+        pos = describe.ring_positions(n)
+        self.nodes.setData(pos[:, 0], pos[:, 1], brush=pg.mkBrush(theme.base), pen=pg.mkPen(theme.text, width=2))
+        for r in range(n):
+            self._text(str(r), pos[r], (0.5, 0.5), theme.text)
+            out = pos[r] * 1.22
+            # text away from the circle: to the right of a rank on the right, above a rank at the top
+            anchor = (0.5 - 0.5 * np.sign(round(pos[r, 0], 3)), 0.5 + 0.5 * np.sign(round(pos[r, 1], 3)))
+            self._text(describe.node_label(f, r), out, anchor, theme.muted)
+        cx, cy, brushes = [], [], []
+        for m in describe.moves(f):
+            a, b = pos[m.src], pos[m.dst]
+            # a chord shortened at both ends so that it meets the rank circles, bent outward a little
+            mid = (a + b) / 2 * 1.12
+            color = describe.chunk_color(m.chunk)
+            curve = pg.PlotCurveItem(*np.stack([a + (mid - a) * 0.22, mid, b + (mid - b) * 0.22]).T,
+                                     pen=pg.mkPen(color, width=3))  # fmt: skip
+            self.plot.addItem(curve)
+            self.items.append(curve)
+            tip = b + (mid - b) * 0.22
+            angle = np.degrees(np.arctan2(tip[1] - mid[1], tip[0] - mid[0]))
+            arrow = pg.ArrowItem(pos=tuple(tip), angle=180 - angle, headLen=14, brush=color, pen=pg.mkPen(color))
+            self.plot.addItem(arrow)
+            self.items.append(arrow)
+            cx.append(mid[0])
+            cy.append(mid[1])
+            brushes.append(pg.mkBrush(color))
+            self._text(m.label, mid * 1.3, (0.5, 0.5), color)  # outside the ring, beside its chunk
+        self.chunks.setData(cx, cy, brush=brushes, pen=pg.mkPen(theme.text))
+        self.plot.setXRange(-2.1, 2.1, padding=0)
+        self.plot.setYRange(-1.9, 1.9, padding=0)
