@@ -8,14 +8,14 @@ from ..atomic import check_output
 from ..errors import ExplorerError
 from .common import add_model_options, with_prompt_options
 
-VIEW_NAMES = ("generate", "attention", "speculative", "amp", "autograd")
+VIEW_NAMES = ("generate", "attention", "speculative", "amp", "autograd", "ddp")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("screenshot", help="run a view headless and save it as a PNG of exactly --size")
     p.add_argument(
         "--view", required=True,
-        help="generate, attention, speculative, amp or autograd; promptset (or speculative) with --run RUN.jsonl",
+        help="generate, attention, speculative, amp, autograd or ddp; promptset (or speculative) with --run RUN.jsonl",
     )  # fmt: skip
     p.add_argument("--out", required=True, metavar="FILE.png", help="PNG file to write")
     p.add_argument("--size", default="1920x1080", help="WxH, or 720p / 1080p / 2160p (default: 1920x1080)")

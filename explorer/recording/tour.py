@@ -55,6 +55,7 @@ from typing import Any
 from ..amp.options import VIEW as AMP_VIEW
 from ..attention.options import VIEW as ATTENTION_VIEW
 from ..autograd.options import VIEW as AUTOGRAD_VIEW
+from ..distributed.options import VIEW as DDP_VIEW
 from ..errors import ExplorerError
 from ..models.options import GENERATE, SEED
 from ..options import Schema
@@ -65,15 +66,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-VIEW_NAMES = ("generate", "attention", "speculative", "amp", "autograd")
+VIEW_NAMES = ("generate", "attention", "speculative", "amp", "autograd", "ddp")
 # The settings of each view (its panel's controls), by which tours, --set and screenshots are checked.
 VIEW_SCHEMAS: dict[str, Schema] = {
     "generate": GENERATE, "attention": ATTENTION_VIEW, "speculative": SPECULATIVE_VIEW, "amp": AMP_VIEW,
-    "autograd": AUTOGRAD_VIEW,
+    "autograd": AUTOGRAD_VIEW, "ddp": DDP_VIEW,
 }  # fmt: skip
 VIEW_TITLES = {"generate": "Decoding, token by token", "attention": "FlashAttention's online softmax",
                "speculative": "Speculative decoding", "amp": "Mixed-precision loss scaling",
-               "autograd": "The backward graph, as autograd runs it"}  # fmt: skip
+               "autograd": "The backward graph, as autograd runs it",
+               "ddp": "Ring all-reduce on real ranks"}  # fmt: skip
 STEP_SETTINGS = {"generate": "max_new", "amp": "steps"}  # views whose length is a setting: one record per unit
 DEFAULT_CAPTION = "{title} · step {step} of {steps} · live on {models}"
 THEME_NAMES = ("light", "dark")

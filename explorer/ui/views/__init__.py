@@ -6,6 +6,7 @@ from .amp import AmpView
 from .attention import AttentionView
 from .autograd import AutogradView
 from .base import View
+from .ddp import DdpView
 from .generate import GenerateView
 from .promptset import PromptSetView
 from .speculative import SpeculativeView
@@ -16,5 +17,6 @@ VIEWS: dict[str, type[View]] = {
     SpeculativeView.name: SpeculativeView,
     AmpView.name: AmpView,
     AutogradView.name: AutogradView,
+    DdpView.name: DdpView,
     PromptSetView.name: PromptSetView,
 }
