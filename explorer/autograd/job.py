@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..amp.engine import check_training_memory
 from ..jobs import Job
 from ..session import Session
 from .backward import max_gradient_difference, reference_gradients, run_backward, topological_violations
@@ -63,14 +64,14 @@ def autograd_run(lm, values: dict[str, Any], *, deterministic: bool = False) -> 
     meta = AutogradRunMeta(model=str(lm.path), values=dict(v))
 
     def records() -> Iterator[BackwardStep]:
-        def setup():
-            layer = v["layer"] if v["scope"] == "layer" else None
-            return make_setup(lm, layer, v["batch"], v["seq_len"], v["dtype"], v["seed"])
-
-        meta.functional = compare(setup())
-        meta.memory = compare_modes(setup())
-        meta.traps = run_traps(setup())
-        meta.graph, live = capture(setup())
+        layer = v["layer"] if v["scope"] == "layer" else None
+        # the trainable copy with its gradients and activations (AdamW's moments counted too: a generous bound)
+        check_training_memory(lm.config, v["batch"], v["seq_len"], "cpu", 0 if layer is None else 1)
+        setup = make_setup(lm, layer, v["batch"], v["seq_len"], v["dtype"], v["seed"])
+        meta.functional = compare(setup)  # each part leaves the copy's parameters and .grad as it found them
+        meta.memory = compare_modes(setup)
+        meta.traps = run_traps(setup)
+        meta.graph, live = capture(setup)
         reference = reference_gradients(live)
         steps = run_backward(live, deterministic=deterministic)
         meta.max_grad_diff = max_gradient_difference(live, reference)
