@@ -58,10 +58,13 @@ def header_html(f: RingFrame, frames: int, *, muted: str, accent: str, seconds: 
     bucket = next((b for b in s.buckets if b.index == s.ring_bucket), None)
     size = human_bytes(bucket.bytes) if bucket else f"{s.ring_numel} values"
     moved = sum(m["bytes_sent"] for m in f.moves)
+    chunk = human_bytes(max(m["bytes_sent"] for m in f.moves))
     took = f" · slowest rank {ms(max(m['seconds'] for m in f.moves))}" if seconds else ""
     first = (f"<b>step {s.step}</b> · ring step {f.index + 1} of {frames} · loss {s.loss:.4f} · "
              f"{s.ranks} ranks · bucket {s.ring_bucket} ({size}, {len(s.buckets)} buckets this step)")  # fmt: skip
-    second = f"<span style='color:{accent}'>{phase_line(f)}</span> · {human_bytes(moved)} moved{took}"
+    second = (
+        f"<span style='color:{accent}'>{phase_line(f)}</span> · chunks of {chunk}, {human_bytes(moved)} moved{took}"
+    )
     return f"{first}<br>{second}<br><span style='color:{muted}'>{check_line(s)}</span>"
 
 
@@ -85,11 +88,8 @@ class Move:
 
 
 def moves(f: RingFrame) -> list[Move]:
-    """The chunks in flight; their bytes are named beside them up to 4 ranks (the header has them too)."""
-    few = f.step.ranks <= 4
-    return [Move(m["rank"], m["sent_to"], m["sent_chunk"],
-                 f"c{m['sent_chunk']} · {human_bytes(m['bytes_sent'])}" if few else f"c{m['sent_chunk']}")
-            for m in f.moves]  # fmt: skip
+    """The chunks in flight, named by chunk (their bytes are in the header)."""
+    return [Move(m["rank"], m["sent_to"], m["sent_chunk"], f"c{m['sent_chunk']}") for m in f.moves]
 
 
 def node_label(f: RingFrame, rank: int) -> str:

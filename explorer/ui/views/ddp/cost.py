@@ -23,7 +23,7 @@ class CostPanel:
         self.plot = static_plot(parent, "α–β model", "message bytes")
         titles.follow(self.plot)
         self.plot.setLogMode(True, True)
-        self.legend = self.plot.addLegend(offset=(8, 8))
+        self.legend = self.plot.addLegend(offset=(-6, -6))  # bottom right: below the curves' large sizes
         self.items: list = []
         self.theme: Theme | None = None
 
@@ -51,7 +51,7 @@ class CostPanel:
                 self._curve(SIZES, y, name, pen=pg.mkPen(colors[name], width=2, style=STYLES[name]))
             self.titles.fit(self.plot, describe.link_titles(n, clock))
             tops = [describe.link_bytes(n, float(SIZES[-1]))[a] for a in describe.ALGORITHMS]
-            self.plot.setYRange(np.log10(SIZES[0] * 0.5), np.log10(max(tops) * 40), padding=0)
+            self.plot.setYRange(np.log10(SIZES[0] * 0.5), np.log10(max(tops) * 2), padding=0)
             self.plot.setLabel("left", "bytes")
         else:
             curves = describe.model_curves(fitted, n, SIZES)
@@ -66,7 +66,7 @@ class CostPanel:
             self.titles.fit(self.plot, describe.cost_titles(fitted, n, bucket_bytes))
             values = [*c["ring"], *c["all_reduce"], *(v for a in curves.values() for v in a)]
             lo, hi = min(v for v in values if v > 0) * 1e3, max(values) * 1e3
-            self.plot.setYRange(np.log10(lo * 0.5), np.log10(hi * 300), padding=0)  # room for the legend above
+            self.plot.setYRange(np.log10(lo * 0.5), np.log10(hi * 2), padding=0)
             self.plot.setLabel("left", "ms")
         line = pg.InfiniteLine(pos=np.log10(max(bucket_bytes, 1.0)), angle=90,
                                pen=pg.mkPen(theme.muted, style=Qt.PenStyle.DashLine))  # fmt: skip

@@ -57,9 +57,12 @@ class RingPanel:
         self.nodes.setData(pos[:, 0], pos[:, 1], brush=pg.mkBrush(theme.base), pen=pg.mkPen(theme.text, width=2))
         for r in range(n):
             self._text(str(r), pos[r], (0.5, 0.5), theme.text)
-            out = pos[r] * 1.22
-            # text away from the circle: to the right of a rank on the right, above a rank at the top
-            anchor = (0.5 - 0.5 * np.sign(round(pos[r, 0], 3)), 0.5 + 0.5 * np.sign(round(pos[r, 1], 3)))
+            # away from the ring: above the top rank, below the bottom one, beside the others
+            x, y = pos[r]
+            if abs(x) < 0.3:
+                out, anchor = (x, y + (0.3 if y > 0 else -0.3)), (0.5, 1.0 if y > 0 else 0.0)
+            else:
+                out, anchor = pos[r] * 1.2, (0.0 if x > 0 else 1.0, 0.5)
             self._text(describe.node_label(f, r), out, anchor, theme.muted)
         cx, cy, brushes = [], [], []
         for m in describe.moves(f):
@@ -79,7 +82,7 @@ class RingPanel:
             cx.append(mid[0])
             cy.append(mid[1])
             brushes.append(pg.mkBrush(color))
-            self._text(m.label, mid * 1.3, (0.5, 0.5), color)  # outside the ring, beside its chunk
+            self._text(m.label, mid * 0.7, (0.5, 0.5), color)  # inside the ring, beside its chunk
         self.chunks.setData(cx, cy, brush=brushes, pen=pg.mkPen(theme.text))
         self.plot.setXRange(-2.1, 2.1, padding=0)
-        self.plot.setYRange(-1.9, 1.9, padding=0)
+        self.plot.setYRange(-2.4, 2.4, padding=0)

@@ -58,7 +58,7 @@ class RankTimeline:
         self.plot.getAxis("left").setTicks(ticks)
         self.plot.getAxis("bottom").setTicks(None)
         self.plot.setLabel("left", "")
-        self.plot.setLabel("bottom", "ms · bars: forward, backward (grey), bucket all-reduces (colours)")
+        self.plot.setLabel("bottom", "ms (grey: backward, colours: buckets)")
         self.plot.setYRange(-0.6, s.ranks - 0.4, padding=0)
         self.plot.setXRange(0, max(b.end for b in bars) * 1.02, padding=0)
 
