@@ -230,6 +230,35 @@ def test_every_title_fits_its_plot_at_720p_zoomed_and_presenting(qtbot):
         win.deleteLater()
 
 
+def test_presentation_at_720p_gives_the_tree_the_where_it_pays_room(qtbot):
+    """F11 at 1280x720: the where-it-pays panel (a legend and a six-line caption at that text size) gives its room
+    away, so the tree is not squeezed to a sliver; leaving presentation brings it back."""
+    from PySide6.QtWidgets import QApplication
+
+    win = render_view(Session(), "speculative", (1280, 720), settings={"method": "tree", "max_new": 12})
+    view = win.views["speculative"]
+
+    def settle() -> None:
+        for _ in range(5):
+            QApplication.processEvents()
+
+    try:
+        win.activateWindow()
+        settle()
+        assert not view._cost_cell.isHidden()
+        QTest.keyClick(win, Qt.Key.Key_F11)
+        qtbot.waitUntil(lambda: win.presenting)
+        settle()
+        assert view._cost_cell.isHidden() and view.tree_plot.height() >= 0.3 * view.height()
+        QTest.keyClick(win, Qt.Key.Key_F11)
+        qtbot.waitUntil(lambda: not win.presenting)
+        settle()
+        assert not view._cost_cell.isHidden()
+    finally:
+        win.close()
+        win.deleteLater()
+
+
 def test_without_a_draft_model_the_view_offers_what_runs_and_ctrl_r_runs_it(qtbot, tmp_path, monkeypatch):
     """Issue 23 item 7: a target without a draft model (``explorer --model X``): once loaded the view defaults to
     heads found beside the target (EAGLE first), else prompt lookup; methods that cannot run are greyed with a

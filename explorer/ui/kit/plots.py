@@ -9,55 +9,67 @@ from PySide6.QtWidgets import QWidget
 from ..theme import Theme
 
 
-class FittingAxis(pg.AxisItem):
-    """A vertical axis whose automatic tick labels never overlap: pyqtgraph always draws its major level, however
-    short the plot (presentation mode at 720 lines stacked "1.0 0.8 0.6 …" into one blot); here the major spacing
-    grows (×2, ×5, ×10, …) until its labels fit one under another. Explicit ticks (setTicks) are left alone."""
+def _line_height(axis: pg.AxisItem) -> int:
+    return QFontMetrics(axis.style["tickFont"] or axis.font()).height()
 
-    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph's name)
-        levels = super().tickSpacing(minVal, maxVal, size)
-        if self.orientation not in ("left", "right") or not levels or not maxVal > minVal:
-            return levels
-        line = QFontMetrics(self.style["tickFont"] or self.font()).height()
 
-        def fits(spacing: float) -> bool:
-            return ((maxVal - minVal) / spacing + 1) * line <= size
+def _fitting_spacing(axis: pg.AxisItem, spacing, min_val, max_val, size):
+    """pyqtgraph's tick levels, the major spacing grown (×2, ×5, ×10, …) until its labels fit one under another:
+    pyqtgraph always draws its major level, however short the plot (presentation mode at 720 lines stacked
+    "1.0 0.8 0.6 …" into one blot)."""
+    levels = spacing(min_val, max_val, size)
+    if not levels or not max_val > min_val:
+        return levels
+    line = _line_height(axis)
 
-        if fits(levels[0][0]):
-            return levels
-        major = levels[0][0]
-        for factor in (2, 5, 10, 20, 50, 100, 200, 500, 1000):
-            if fits(major * factor):
-                return [(major * factor, 0)]
-        return [(major * 1000, 0)]
+    def fits(step: float) -> bool:
+        return ((max_val - min_val) / step + 1) * line <= size
 
-    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph's name)
-        """Explicit ticks too: those closer than a text line to the one kept before are left out of this drawing
-        (the ticks set stay as set)."""
-        levels = self._tickLevels
-        if levels is None or self.orientation not in ("left", "right") or not self.range[1] > self.range[0]:
-            return super().generateDrawSpecs(p)
-        line = QFontMetrics(self.style["tickFont"] or self.font()).height()
-        px_per_unit = self.size().height() / (self.range[1] - self.range[0])
-        thinned = []
-        for level in levels:
-            kept: list = []
-            for value, text in sorted(level, key=lambda tick: tick[0]):
-                if not kept or (value - kept[-1][0]) * px_per_unit >= line:
-                    kept.append((value, text))
-            thinned.append(kept)
-        self._tickLevels = thinned
-        try:
-            return super().generateDrawSpecs(p)
-        finally:
-            self._tickLevels = levels
+    if fits(levels[0][0]):
+        return levels
+    major = levels[0][0]
+    return [(next((major * f for f in (2, 5, 10, 20, 50, 100, 200, 500) if fits(major * f)), major * 1000), 0)]
+
+
+def _fitting_specs(axis: pg.AxisItem, specs, p):
+    """Explicit ticks too: those closer than a text line to the one kept before are left out of this drawing
+    (the ticks set stay as set)."""
+    levels = axis._tickLevels
+    if levels is None or not axis.range[1] > axis.range[0]:
+        return specs(p)
+    line = _line_height(axis)
+    px_per_unit = axis.size().height() / (axis.range[1] - axis.range[0])
+    thinned = []
+    for level in levels:
+        kept: list = []
+        for value, text in sorted(level, key=lambda tick: tick[0]):
+            if not kept or (value - kept[-1][0]) * px_per_unit >= line:
+                kept.append((value, text))
+        thinned.append(kept)
+    axis._tickLevels = thinned
+    try:
+        return specs(p)
+    finally:
+        axis._tickLevels = levels
+
+
+def fitting_axis(axis: pg.AxisItem) -> pg.AxisItem:
+    """A vertical axis whose tick labels never overlap (a plot's, a colour bar's): automatic ticks grow their
+    spacing, explicit ones are thinned as drawn. Set on the instance, over pyqtgraph's own methods."""
+    if axis.orientation in ("left", "right"):
+        spacing, specs = axis.tickSpacing, axis.generateDrawSpecs
+        axis.tickSpacing = lambda lo, hi, size: _fitting_spacing(axis, spacing, lo, hi, size)
+        axis.generateDrawSpecs = lambda p: _fitting_specs(axis, specs, p)
+        axis.picture = None  # drawn again with the rule
+    return axis
 
 
 def static_plot(parent: QWidget, title: str, bottom: str | None = None) -> pg.PlotWidget:
     """A plot for showing, not exploring: no mouse zoom, no context menu, no SI prefixes, vertical tick labels that
     never overlap; its title is kept so that a theme change can recolour it."""
-    plot = pg.PlotWidget(parent, axisItems={side: FittingAxis(side) for side in ("left", "right")})
-    plot.getPlotItem().hideAxis("right")  # given axes are shown; the right one only where a plot asks for it
+    plot = pg.PlotWidget(parent)
+    for side in ("left", "right"):
+        fitting_axis(plot.getAxis(side))
     plot.setMenuEnabled(False)
     plot.setMouseEnabled(False, False)
     plot.hideButtons()

@@ -12,7 +12,7 @@ from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from ....amp.describe import FIRST_TINT, group_label, nice_top, thinned_rows, visible_cells
-from ...kit import show_axes, static_plot
+from ...kit import fitting_axis, show_axes, static_plot
 from ...theme import Theme
 
 HOT = (228, 87, 46)  # the overflow band's red, the top of both colour scales
@@ -34,6 +34,7 @@ class LayerHeatmaps:
             plot.invertY(True)
             bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=12, colorMapMenu=False)
             bar.setImageItem(image, insert_in=plot.getPlotItem())
+            fitting_axis(bar.axis)  # at 720 lines in presentation mode its 0.2-steps overlapped
             self.colorbars.append(bar)
             plot.getViewBox().sigResized.connect(self.thin_rows)
         # the cell of the layer group where the step shown first overflowed, outlined on the overflow heatmap

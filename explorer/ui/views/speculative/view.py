@@ -52,6 +52,7 @@ class SpeculativeView(View):
         self.selected: int | None = None  # tree node whose decision is shown
         self._selected_step = -1
         self._font = QFont()
+        self._costs_wanted = True  # the where-it-pays panel, where there is room (see _place_costs)
         self._curves: dict[tuple, dict] = {}  # (target, dtype, device, prompt length) -> measured cost curve
         self._unavailable = ""  # which drafting methods these models cannot run, and how to fix it (models_ready)
 
@@ -150,6 +151,7 @@ class SpeculativeView(View):
         self.mask_panel.font = self._font
         self._fit_text_heights(font)
         super().apply_font(font)
+        self._place_costs()
 
     def _fit_text_heights(self, font: QFont) -> None:
         """Room for the header's three lines and the panels' captions at this font."""
@@ -211,8 +213,23 @@ class SpeculativeView(View):
 
     def set_costs_visible(self, visible: bool) -> None:
         """The where-it-pays panel: hidden where a view replays stored runs in little room (prompt sets)."""
+        self._costs_wanted = visible
+        self._place_costs()
+
+    COSTS_MIN_LINES = 30  # the view's height in text lines below which the where-it-pays panel gives its room away
+
+    def _place_costs(self) -> None:
+        """Shown when wanted and the view is at least COSTS_MIN_LINES lines high: in presentation mode at 720
+        lines its legend and six-line caption squeezed the tree to a sliver (the header keeps the speedups)."""
+        visible = self._costs_wanted and self.height() >= self.COSTS_MIN_LINES * QFontMetrics(self._font).lineSpacing()
+        if visible == (not self._cost_cell.isHidden()):
+            return
         self._cost_cell.setVisible(visible)
         self._grid.setColumnStretch(2, 3 if visible else 0)  # hidden: its column gives its room away, no gap
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._place_costs()
 
     def _render_costs(self) -> None:
         """Where the run pays; none while it runs, in recordings (timings) or for runs that measured none."""
