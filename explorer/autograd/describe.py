@@ -99,12 +99,14 @@ def node_html(graph: AutogradGraph, node: GraphNode, step: BackwardStep | None) 
                      f"{bands_text(step)}")  # fmt: skip
     if node.saved:
         rows = "".join(
-            f"<tr><td>{escape(s.name)}</td><td>{list(s.shape)}</td><td>{s.dtype}</td><td>{size(s.bytes)}</td>"
+            f"<tr><td>{escape(s.name)}</td><td>{list(s.shape)}</td><td>{list(s.stride)}</td><td>{s.offset}</td>"
+            f"<td>{s.dtype}</td><td>{size(s.bytes)}</td><td>{s.version}</td>"
             f"<td>{escape(s.alias) if s.alias else 'its own storage, ' + size(s.storage_bytes)}</td></tr>"
             for s in (graph.saved[j] for j in node.saved)
         )
         lines.append(f"keeps {size(node.saved_bytes)} of its own:<table cellspacing=4><tr><th>saved</th><th>shape"
-                     f"</th><th>dtype</th><th>bytes</th><th>storage</th></tr>{rows}</table>")  # fmt: skip
+                     "</th><th>strides</th><th>offset</th><th>dtype</th><th>bytes</th><th>_version</th><th>storage"
+                     f"</th></tr>{rows}</table>")  # fmt: skip
     else:
         lines.append("saves no tensor")
     return "<br>".join(lines)

@@ -264,7 +264,8 @@ def read_saved(order: list, nodes: list[GraphNode], setup: Setup, leaf: Tensor |
                     rec.saved_bytes += nbytes
                 rec.saved.append(len(out))
                 out.append(SavedTensor(rec.index, name, tuple(t.shape), str(t.dtype).removeprefix("torch."),
-                                       t.numel() * t.element_size(), nbytes, alias))  # fmt: skip
+                                       t.numel() * t.element_size(), nbytes, alias, tuple(t.stride()),
+                                       t.storage_offset(), t._version))  # fmt: skip
     return out
 
 

@@ -19,6 +19,9 @@ class SavedTensor:
     bytes: int  # numel × element size of this view
     storage_bytes: int  # bytes of the storage it views (what keeping it keeps alive)
     alias: str | None  # "parameter NAME", "input", or "#N Mm's self" (same storage, saved first there); None: its own
+    stride: tuple[int, ...] = ()
+    offset: int = 0  # storage offset, in elements
+    version: int = 0  # its _version when read back (the version the node recorded at save time)
 
 
 @dataclass
