@@ -73,6 +73,7 @@ def test_nodes_know_their_module_source_line_and_saved_tensors(layer_run):
     assert q.layer == 1 and q.source.startswith("decoder.py:")
     saved = {graph.saved[j].name: graph.saved[j] for j in q.saved}
     assert saved["mat2"].alias == "parameter model.layers.1.self_attn.q_proj.weight"
+    assert saved["mat2"].stride == (1, 256) and saved["self"].stride == (256, 1)  # the weight saved as W.T: a view
     # q, k and v read the same normed input: one storage, kept once, the others point at it
     inputs = [graph.saved[j] for n in graph.nodes if n.short == "Mm" and ".self_attn." in n.module
               and n.module.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj") for j in n.saved
