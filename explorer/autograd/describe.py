@@ -98,15 +98,13 @@ def node_html(graph: AutogradGraph, node: GraphNode, step: BackwardStep | None) 
         lines.append(f"ran as step {step.order + 1}: gradient {list(step.shape)}, ‖g‖ {step.norm:.4g}; fp16: "
                      f"{bands_text(step)}")  # fmt: skip
     if node.saved:
-        rows = "".join(
-            f"<tr><td>{escape(s.name)}</td><td>{list(s.shape)}</td><td>{list(s.stride)}</td><td>{s.offset}</td>"
-            f"<td>{s.dtype}</td><td>{size(s.bytes)}</td><td>{s.version}</td>"
-            f"<td>{escape(s.alias) if s.alias else 'its own storage, ' + size(s.storage_bytes)}</td></tr>"
+        items = "".join(
+            f"<li><b>{escape(s.name)}</b> {list(s.shape)} {s.dtype}, {size(s.bytes)} · strides {list(s.stride)} · "
+            f"offset {s.offset} · _version {s.version} · "
+            f"{'same storage as ' + escape(s.alias) if s.alias else 'its own storage, ' + size(s.storage_bytes)}</li>"
             for s in (graph.saved[j] for j in node.saved)
         )
-        lines.append(f"keeps {size(node.saved_bytes)} of its own:<table cellspacing=4><tr><th>saved</th><th>shape"
-                     "</th><th>strides</th><th>offset</th><th>dtype</th><th>bytes</th><th>_version</th><th>storage"
-                     f"</th></tr>{rows}</table>")  # fmt: skip
+        lines.append(f"keeps {size(node.saved_bytes)} of its own:<ul>{items}</ul>")
     else:
         lines.append("saves no tensor")
     return "<br>".join(lines)
@@ -118,20 +116,16 @@ def trap_html(cases: list[TrapCase], error_color: str, ok_color: str) -> str:
     for i, case in enumerate(cases, 1):
         answer = (f"<span style='color:{error_color}'>RuntimeError: {escape(case.error)}</span>" if case.error
                   else f"<span style='color:{ok_color}'>runs</span>")  # fmt: skip
-        rows = "".join(_tensor_row(t) for t in case.tensors)
-        parts.append(
-            f"<b>{i}. {escape(case.name)}</b><pre>{escape(case.code)}</pre>{answer}"
-            "<table cellspacing=4><tr><th>tensor</th><th>sizes</th><th>strides</th><th>offset</th><th>storage</th>"
-            f"<th></th><th>_version</th></tr>{rows}</table>"
-        )
+        items = "".join(_tensor_item(t) for t in case.tensors)
+        parts.append(f"<b>{i}. {escape(case.name)}</b><pre>{escape(case.code)}</pre>{answer}<ul>{items}</ul>")
     return "<br>".join(parts)
 
 
-def _tensor_row(t) -> str:
+def _tensor_item(t) -> str:
     overlap = " (stride 0: one element, many indices)" if t.overlapping else ""
-    return (f"<tr><td>{escape(t.label)}</td><td>{list(t.shape)}</td><td>{list(t.stride)}{overlap}</td>"
-            f"<td>{t.offset}</td><td>{size(t.storage_bytes)}</td><td>{'view' if t.is_view else 'own'}</td>"
-            f"<td>{t.version}</td></tr>")  # fmt: skip
+    return (f"<li><b>{escape(t.label)}</b>: sizes {list(t.shape)} · strides {list(t.stride)}{overlap} · offset "
+            f"{t.offset} · storage {size(t.storage_bytes)} · {'a view' if t.is_view else 'not a view'} · _version "
+            f"{t.version}</li>")  # fmt: skip
 
 
 def functional_html(check: FunctionalCheck, ok_color: str, error_color: str) -> str:

@@ -94,4 +94,5 @@ class DetailTabs(QTabWidget):
         for text, title in ((self.node_text, "Node"), (self.trap_text, "In-place trap"),
                             (self.functional_text, "nn vs functional")):  # fmt: skip
             text.setOpenLinks(False)
+            text.document().setIndentWidth(14)  # lists of tensors, not indented by Qt's 40 px in a narrow column
             self.addTab(text, title)

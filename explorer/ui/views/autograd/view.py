@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ....autograd import describe
 from ....autograd.job import AutogradRunMeta
@@ -60,18 +61,24 @@ class AutogradView(View):
         mv.addWidget(self.memory_caption)
         grid = QGridLayout()
         grid.addWidget(graph, 0, 0, 1, 2)
-        grid.addWidget(self.tree, 0, 2)
         grid.addWidget(self.order_plot.plot, 1, 0)
         grid.addWidget(memory, 1, 1)
-        grid.addWidget(self.tabs, 1, 2)
         grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 2)
-        for col in range(3):
-            grid.setColumnStretch(col, 1)
+        # the tree above the tabs, the tabs taller: the in-place cases and a node's saved tensors are tables
+        side = QSplitter(Qt.Orientation.Vertical, self)
+        side.addWidget(self.tree)
+        side.addWidget(self.tabs)
+        side.setStretchFactor(0, 2)
+        side.setStretchFactor(1, 3)
+        side.setChildrenCollapsible(False)
+        body = QHBoxLayout()
+        body.addLayout(grid, 2)
+        body.addWidget(side, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 8, 6)
         lay.addWidget(self.header)
-        lay.addLayout(grid, 1)
+        lay.addLayout(body, 1)
         self.finish_init()
 
     # ---- theme
