@@ -144,12 +144,13 @@ def functional_html(check: FunctionalCheck, ok_color: str, error_color: str) -> 
 
 
 def memory_caption(graph: AutogradGraph, modes: list[MemoryMode]) -> str:
+    """The memory plot's figures in words: kept and peak per mode, the graph walk's sum beside them."""
+    names = " / ".join(m.mode.replace("_", "-") for m in modes)
+    kept = " / ".join(size(m.kept_bytes) for m in modes)
+    peaks = " / ".join(size(m.forward_peak_bytes) for m in modes)
+    text = f"{names}: kept after the forward {kept}; forward peak {peaks}"
     by = {m.mode: m for m in modes}
     grad, ckpt = by.get("autograd"), by.get("checkpoint")
-    text = f"saved tensors found on the graph: {size(graph.saved_total)}"
-    if grad is not None:
-        text += f"; measured kept after the forward: {size(grad.kept_bytes)}"
     if grad is not None and ckpt is not None and grad.kept_bytes:
-        text += f"; checkpointing keeps {ckpt.kept_bytes / grad.kept_bytes:.0%} of it"
-    peaks = " / ".join(size(m.forward_peak_bytes) for m in modes)
-    return f"{text}. Forward peaks ({' / '.join(m.mode.replace('_', '-') for m in modes)}): {peaks}"
+        text += f" (checkpointing keeps {ckpt.kept_bytes / grad.kept_bytes:.0%})"
+    return f"{text}. Saved tensors found on the graph: {size(graph.saved_total)}."

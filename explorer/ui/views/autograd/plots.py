@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from ....autograd.describe import kind_group, size
+from ....autograd.describe import kind_group
 from ....autograd.records import AutogradGraph, BackwardStep, MemoryMode
 from ...kit import TitleFitter, show_axes, static_plot
 from ...theme import Theme
@@ -77,7 +77,8 @@ class OrderPlot:
 
 
 class MemoryPlot:
-    """Per way of running: bytes kept after the forward (for the backward) and the forward's peak, measured."""
+    """Per way of running: bytes kept after the forward (for the backward) and the forward's peak, measured; the
+    figures are in the caption under it (labels over bars this narrow would cover the neighbours)."""
 
     def __init__(self, parent: QWidget, titles: TitleFitter):
         self.titles = titles
@@ -88,19 +89,14 @@ class MemoryPlot:
         self.peak = pg.BarGraphItem(x=[], height=[], width=0.38)
         self.plot.addItem(self.kept)
         self.plot.addItem(self.peak)
-        self.texts: list[pg.TextItem] = []
-        self.theme: Theme | None = None
 
     def set_theme(self, theme: Theme) -> None:
-        self.theme = theme
         self.kept.setOpts(brush=pg.mkBrush(theme.accent), pen=pg.mkPen(None))
         self.peak.setOpts(brush=pg.mkBrush(theme.bar), pen=pg.mkPen(None))
         kept, peak = (f"<span style='color:{c}'>■</span>" for c in (theme.accent, theme.bar))
         variants = [f"memory, measured: {kept} kept after the forward {peak} forward peak",
                     f"{kept} kept after forward {peak} forward peak", f"{kept} kept {peak} peak"]  # fmt: skip
         self.titles.fit(self.plot, variants)
-        for text in self.texts:
-            text.setColor(theme.text)
 
     def show_axes(self, on: bool) -> None:
         show_axes(self.plot, on)
@@ -108,9 +104,6 @@ class MemoryPlot:
     def clear(self) -> None:
         self.kept.setOpts(x=[], height=[])
         self.peak.setOpts(x=[], height=[])
-        for text in self.texts:
-            self.plot.removeItem(text)
-        self.texts = []
 
     def show(self, modes: Sequence[MemoryMode]) -> None:
         self.clear()
@@ -123,10 +116,5 @@ class MemoryPlot:
         self.peak.setOpts(x=x + 0.2, height=peak)
         top = float(max(peak.max(), kept.max(), 1e-3))
         self.plot.setXRange(-0.6, len(modes) - 0.4, padding=0)
-        self.plot.setYRange(0, top * 1.25, padding=0)
+        self.plot.setYRange(0, top * 1.1, padding=0)
         self.plot.getAxis("bottom").setTicks([[(i, m.mode.replace("_", "-")) for i, m in enumerate(modes)]])
-        for i, m in enumerate(modes):  # the kept bytes written over their bar (the peak's are in the caption)
-            text = pg.TextItem(size(m.kept_bytes), anchor=(0.5, 1.0), color=self.theme.text if self.theme else None)
-            text.setPos(i - 0.2, m.kept_bytes / 2**20)
-            self.plot.addItem(text)
-            self.texts.append(text)
