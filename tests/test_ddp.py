@@ -3,6 +3,7 @@ naming the failed rank and step), the hand-written ring all-reduce against dist.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -170,10 +171,16 @@ def run_ddp(lm, **values):
     return job, list(job.records())
 
 
-def test_ddp_gradients_equal_one_process_and_the_ring(demo_target):
+@pytest.fixture(scope="module")
+def ddp_run(demo_target):
+    """One small run shared by the tests that read it: 2 ranks, 2 steps, uneven shards (3 rows)."""
+    return run_ddp(demo_target, ranks=2, steps=2, batch=3, bucket_mb=0.5, seq_len=16)
+
+
+def test_ddp_gradients_equal_one_process_and_the_ring(demo_target, ddp_run):
     from explorer.distributed.job import trained_names
 
-    job, frames = run_ddp(demo_target, ranks=2, steps=2, batch=3, bucket_mb=0.5, seq_len=16)
+    job, frames = ddp_run
     assert len(frames) == 2 * 2 * (2 - 1)  # 2(N-1) ring steps per training step
     steps = [f.step for f in frames if f.position == 0]
     assert [s.step for s in steps] == [1, 2] and [s.rows for s in steps][0] == [(0, 2), (2, 3)]  # uneven shards
@@ -214,3 +221,48 @@ def test_alpha_beta_fit_recovers_a_known_machine():
     assert got.alpha == pytest.approx(truth.alpha, rel=1e-6) and got.beta == pytest.approx(truth.beta, rel=1e-6)
     assert got.best(8, 1024) == "direct" and got.best(8, 2**16) == "tree" and got.best(2, 2**26) == "ring"
     assert got.wins_below(2, "tree") == 0.0  # at N = 2 a tree is the ring
+
+
+def test_describe_words_and_the_view_render_every_ring_step(qtbot, ddp_run):
+    from explorer.distributed import describe
+    from explorer.ui.theme import THEMES
+    from explorer.ui.views.ddp import DdpView
+
+    job, frames = ddp_run
+    f = frames[0]
+    assert describe.phase_line(f).startswith("reduce-scatter 1 of 1: each rank sends one chunk")
+    assert [m.label for m in describe.moves(f)] == ["c0", "c1"]
+    assert describe.grid_text(f) == [(0, 0, "1/2", False), (0, 1, "2/2", True), (1, 0, "2/2", True),
+                                     (1, 1, "1/2", False)]  # fmt: skip
+    bars = describe.timeline_bars(f.step)
+    assert {b.kind for b in bars} == {"forward", "backward", "bucket"} and all(b.end >= b.start for b in bars)
+    assert 0.0 <= describe.overlap_share(frames[-1].step) <= 1.0
+    assert "ring = dist.all_reduce" in describe.check_line(f.step)
+    view = DdpView(THEMES["dark"])
+    qtbot.addWidget(view)
+    view.meta = job.meta
+    for frame in frames:
+        view.add_record(frame)
+    for deterministic in (False, True):
+        view.deterministic = deterministic
+        for i in range(len(frames)):
+            view.show_step(i)
+    assert "step 2" in view.header.text() and "DDP = one process" in view.header.text()
+    data = view.export_data()
+    assert [s["step"] for s in data["steps"]] == [1, 2] and data["settings"]["ranks"] == 2
+    header, rows = view.export_rows()
+    assert len(rows) == len(frames) * 2 and header[0] == "timeline_step"
+    view.show_step(-1)
+    assert "Press Run" in view.header.text() or "Load a model" in view.header.text()
+
+
+def test_cli_ddp_json(capsys):
+    from explorer.cli.main import main
+
+    code = main(["ddp", "--ranks", "2", "--steps", "1", "--batch", "2", "--seq-len", "8", "--train-layers", "1",
+                 "--no-cost", "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["meta"]["settings"]["ranks"] == 2
+    step = out["steps"][0]
+    assert step["one_process"]["max_abs_diff"] <= 1e-5 * step["one_process"]["max_abs_grad"]
+    assert len(step["transfers"]) == 2 and len(step["transfers"][0]) == 2

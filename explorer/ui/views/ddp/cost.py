@@ -66,7 +66,8 @@ class CostPanel:
             self.titles.fit(self.plot, describe.cost_titles(fitted, n, bucket_bytes))
             values = [*c["ring"], *c["all_reduce"], *(v for a in curves.values() for v in a)]
             lo, hi = min(v for v in values if v > 0) * 1e3, max(values) * 1e3
-            self.plot.setYRange(np.log10(lo * 0.5), np.log10(hi * 2), padding=0)
+            top = np.log10(hi * 2)  # at least two decades: fewer pyqtgraph log labels the minor ticks, one on another
+            self.plot.setYRange(min(np.log10(lo * 0.5), top - 2), top, padding=0)
             self.plot.setLabel("left", "ms")
         line = pg.InfiniteLine(pos=np.log10(max(bucket_bytes, 1.0)), angle=90,
                                pen=pg.mkPen(theme.muted, style=Qt.PenStyle.DashLine))  # fmt: skip
