@@ -63,7 +63,7 @@ def test_screenshot_applies_view_settings(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "no setting 'gama'" in bad.stderr
     big = run("screenshot", "--view", "speculative", "--out", str(out), "--set", "gamma=99")
-    assert big.returncode == 2 and "gamma must be an integer in 1..16 (got 99)" in big.stderr
+    assert big.returncode == 2 and "gamma must be an integer in 0..16 (got 99)" in big.stderr
 
 
 def test_generate_with_each_attention_backend_gives_the_same_tokens():

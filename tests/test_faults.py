@@ -382,13 +382,13 @@ def test_model_before_the_subcommand_is_used(capsys, model_dir):
 
 
 SPECULATE_FLAGS = [
-    (["--gamma", "0"], "--gamma must be an integer in 1..16 (got 0)"),
+    (["--gamma", "-1"], "--gamma must be an integer in 0..16 (got -1)"),
     (["--gamma", "17"], "--gamma"),
     (["--gamma", "x"], "--gamma"),
-    (["--tree-depth", "0"], "--tree-depth must be an integer in 1..12 (got 0)"),
+    (["--tree-depth", "-1"], "--tree-depth must be an integer in 0..12 (got -1)"),
     (["--tree-depth", "13"], "--tree-depth"),
-    (["--tree-topk", "0"], "--tree-topk"),
-    (["--tree-budget", "0"], "--tree-budget"),
+    (["--tree-topk", "-1"], "--tree-topk"),
+    (["--tree-budget", "-1"], "--tree-budget"),
     (["--tree-budget", "65"], "--tree-budget"),
     (["--accept", "maybe"], "--accept"),
     (["--method", "magic"], "--method"),
@@ -597,7 +597,7 @@ RECORD_FLAGS = [
     (["--steps", "0"], "--steps must be at least 1"),
     (["--seed", "-1"], "--seed must be an integer in 0.."),
     (["--seed", str(2**64)], "--seed"),
-    (["--set", "gamma=0"], "gamma"),
+    (["--set", "gamma=-1"], "gamma"),
     (["--set", "bogus=1"], "bogus"),
 ]
 

@@ -17,10 +17,10 @@ from explorer.speculative.options import SPECULATE
 
 # (command line, tour view, setting, TOML value, the words every surface must use after the option's name)
 CASES = [
-    (["speculate", "--tree-depth", "0"], "speculative", "tree_depth", "0", "must be an integer in 1..12 (got 0)"),
-    (["speculate", "--gamma", "99"], "speculative", "gamma", "99", "must be an integer in 1..16 (got 99)"),
+    (["speculate", "--tree-depth", "13"], "speculative", "tree_depth", "13", "must be an integer in 0..12 (got 13)"),
+    (["speculate", "--gamma", "99"], "speculative", "gamma", "99", "must be an integer in 0..16 (got 99)"),
     (["speculate", "--method", "beam"], "speculative", "method", '"beam"',
-     "must be one of chain, tree, lookup, medusa, eagle, mtp (got 'beam')"),
+     "must be one of auto, chain, tree, lookup, medusa, eagle, mtp (got 'beam')"),
     (["speculate", "--temperature", "nan"], "speculative", "temperature", "nan",
      "must be a finite number in 0..5 (got nan)"),
     (["generate", "--temperature", "-1"], "generate", "temperature", "-1.0",
@@ -88,7 +88,7 @@ def test_help_shows_range_and_default(capsys):
     with pytest.raises(SystemExit):
         main(["speculate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--tree-depth N tree drafting: depth; integer in 1..12 (default: 4)" in out
+    assert "--tree-depth N tree depth, 0 = auto; integer in 0..12 (default: 0)" in out
     assert "--model MODEL, --target MODEL" in out
 
 
@@ -129,8 +129,11 @@ def test_one_default_per_option_on_the_command_line_and_in_the_view(capsys):
     view = VIEW_SCHEMAS["speculative"]
     assert {n: o.default for n, o in view.options.items()} == {n: SPECULATE[n].default for n in view.options}
     assert {n: o.default for n, o in VIEW_SCHEMAS["generate"].options.items()} == GENERATE_CLI.defaults()
+    # 0 = auto: the shape is chosen from this machine's costs (explorer/speculative/shape.py), in both
     assert (SPECULATE["tree_depth"].default, SPECULATE["tree_topk"].default, SPECULATE["tree_budget"].default) == (
-        4, 3, 12)
+        0, 0, 0)
+    assert (SPECULATE["gamma"].default, SPECULATE["method"].default, SPECULATE["medusa_tree"].default) == (
+        0, "auto", "")
     with pytest.raises(SystemExit):
         main(["speculate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
@@ -155,7 +158,7 @@ def test_speculate_help_is_grouped_and_says_what_each_default_is(capsys):
     assert "the view's own" not in flat
     assert "--prompt TEXT the prompt (default: 'def fibonacci(n):', a new line and 4 spaces" in flat
     assert "(default: lookup with --lookup, the heads' kind with --heads, tree when a tree option is given, else " \
-        "chain)" in flat
+        "auto)" in flat
     listed = [line.split()[0] for line in lines if line.startswith("  -")]
     assert sorted(o.cli_flag for o in SPECULATE) == sorted(f for f in listed if f in {o.cli_flag for o in SPECULATE})
 

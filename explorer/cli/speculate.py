@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
                            "speculative runs after a warm-up; the speedup is their median (default 3)")  # fmt: skip
     measuring.add_argument("--costs", action="store_true", help="also measure verifying 1..32 tokens: the "
                            "drafting cost per token and the break-even acceptance of this run")  # fmt: skip
+    measuring.add_argument("--remeasure-costs", action="store_true", help="measure again the cached "
+                           "verification-cost curve that auto shapes are sized from")  # fmt: skip
     measuring.add_argument("--out", metavar="RUN.jsonl", help="stream every prompt's steps and stats into this run "
                            "file, resumed if it holds the same run (explorer open RUN.jsonl)")  # fmt: skip
     measuring.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
@@ -62,7 +64,7 @@ def method_of(args: argparse.Namespace) -> str:
         method = heads_kind(args.heads)
     if args.lookup and method not in (None, "lookup"):
         raise ExplorerError(f"--lookup and --method {method} contradict each other")
-    method = method or ("lookup" if args.lookup else "tree" if tree else "chain")
+    method = method or ("lookup" if args.lookup else "tree" if tree else "auto")
     if method not in ("tree", "eagle") and tree:
         raise ExplorerError(f"--tree-depth, --tree-topk and --tree-budget go with tree or eagle drafting, not {method}")
     if method == "lookup" and args.draft:
@@ -82,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         raise ExplorerError("give --prompt TEXT or --prompts FILE, not both")
     method = method_of(args)
     o = SPECULATE.from_args(args)
+    chosen = None
+    if method == "auto" or args.remeasure_costs:  # explorer/speculative/shape.py: the method expected to pay most
+        method, chosen = auto_method(args, method, o)
     if args.prompts is not None or args.out or args.compare:  # a prompt set: explorer/cli/open.py
         from .open import speculate_set
 
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_speculation(target, draft, ids, o["max_new"], options, heads=heads, runs=args.runs,
                                  costs=args.costs)  # fmt: skip
         text = reply_of(target, result.token_ids)
+        result.stats["method_choice"] = chosen
         if args.json:
             print_result_json(prompt, text, result, steps=not args.no_steps)
             continue
@@ -124,7 +130,43 @@ def run(args: argparse.Namespace) -> int:
             f"first divergence from plain greedy: {div if o['temperature'] <= 0 else 'n/a (sampling)'}]",
             file=sys.stderr,
         )
+        print_shape(chosen, s.get("shape"))
     return 0
+
+
+def auto_method(args: argparse.Namespace, method: str, values: dict) -> tuple[str, str | None]:
+    """``auto``: the heads found beside the target expected to pay most here, else the draft model's chain, else
+    prompt lookup (explorer/speculative/shape.py, choose_method), and why; ``--remeasure-costs`` measures this
+    machine's verification-cost curve again first."""
+    from ..models.checkpoint import default_model_dirs, load_model
+    from ..speculative.heads import find_heads, load_heads
+    from ..speculative.records import SpecOptions
+    from ..speculative.shape import choose_method, curve_for
+
+    dirs = default_model_dirs()
+    target = load_model(args.model or dirs["target"], dtype=args.dtype, device=check_device(args.device))
+    curve = curve_for(target, remeasure=args.remeasure_costs)
+    if method != "auto":
+        return method, None
+    heads = {kind: load_heads(path, target) for kind, path in find_heads(target.path).items()}
+    has_draft = bool(args.draft) or not args.model  # the demo pair's draft goes with the demo target
+    options = SpecOptions.from_values(values, method="eagle")
+    return choose_method(options, target, heads, True if has_draft else None, curve)
+
+
+def print_shape(chosen: str | None, report: dict | None) -> None:
+    """The method auto chose and the shape the run drafted with, why, and a fallback to plain decoding."""
+    if chosen:
+        print(f"[{chosen}]", file=sys.stderr)
+    if not report:
+        return
+    near = ", ".join(f"{name} {n['shape']['label']} {n['expected_speedup']:.2f}x"
+                     for name, n in report["neighbours"].items() if n is not None and name != "chosen")  # fmt: skip
+    print(f"[shape: {report['shape']['label']} (auto: {report['expected_tokens_per_step']:.2f} tokens/step expected "
+          f"in {report['ms_per_step']:.2f} ms, {report['expected_speedup']:.2f}x; {near}); "
+          f"{len(report['changes'])} choice(s) during the run]", file=sys.stderr)  # fmt: skip
+    if report["fallback"]:
+        print(f"[{report['fallback']}]", file=sys.stderr)
 
 
 def print_result_json(prompt: str, text: str, result, steps: bool) -> None:

@@ -96,13 +96,47 @@ def speed_text(run: dict | None, costs: dict | None) -> str:
 
 
 def step_cost_text(r: StepRecord, deterministic: bool) -> str:
-    """What step ``r`` cost: draft calls and the verification forward (with their times unless recording)."""
+    """What step ``r`` cost: draft calls and the verification forward (with their times unless recording), after
+    the shape it drafted with when the chooser chose it (:func:`shape_text`)."""
     verify = f"one target forward over {len(r.tree.tokens) + 1} tokens"
+    shape = shape_text(r)
     if deterministic:
-        return f"draft: {r.draft_calls} calls, verify: {verify} · {TIMINGS_OMITTED}"
+        return f"{shape}draft: {r.draft_calls} calls, verify: {verify} · {TIMINGS_OMITTED}"
     return (
-        f"draft {r.draft_seconds * 1000:.1f} ms ({r.draft_calls} calls), "
+        f"{shape}draft {r.draft_seconds * 1000:.1f} ms ({r.draft_calls} calls), "
         f"verify {r.verify_seconds * 1000:.1f} ms ({verify})"
+    )
+
+
+def shape_text(r: StepRecord) -> str:
+    """ "shape (auto) chain of 3 · ", with what changed at this step and why; "" for a fixed shape."""
+    if not r.shape:
+        return ""
+    probe = " (a probe)" if r.shape.get("probe") else ""
+    change = r.shape.get("change")
+    if change and change.get("from"):
+        return f"shape (auto) → {change['to']}, was {change['from']}: {change['reason']}{probe} · "
+    return f"shape (auto) {r.shape['label']}{probe} · "
+
+
+def shape_changes(records: Sequence[StepRecord]) -> list[tuple[int, str]]:
+    """Where the chooser changed the shape after its first choice: (0-based step, the new shape's label)."""
+    return [(s.step, s.shape["change"]["to"]) for s in records
+            if s.shape and s.shape.get("change") and s.shape["change"].get("from")]  # fmt: skip
+
+
+def choice_caption(report: dict | None, method_choice: str | None) -> str:
+    """What auto chose and why, in one sentence: the shape's expected tokens and time per step against its
+    neighbours' (the chooser's report, explorer/speculative/shape.py); "" for a fixed shape."""
+    if not report:
+        return ""
+    near = ", ".join(f"{name} {n['expected_speedup']:.2f}×" for name, n in report["neighbours"].items()
+                     if n is not None and name != "chosen")  # fmt: skip
+    fallback = f" {report['fallback']}." if report.get("fallback") else ""
+    method = f"{method_choice}; " if method_choice else ""
+    return (
+        f"{method}auto shape <b>{report['shape']['label']}</b>: {report['expected_tokens_per_step']:.2f} tokens in "
+        f"{report['ms_per_step']:.2f} ms a step expected ({report['expected_speedup']:.2f}×; {near}).{fallback}"
     )
 
 
@@ -150,6 +184,8 @@ def empty_header_html(hint: str, palette: Palette, note: str = "") -> str:
 
 def method_action(method: str) -> str:
     """What Run does with ``method`` ("Press Run to <this>.")."""
+    if method == "auto":
+        return "speculate with the drafting expected to pay most on this machine"
     if method in ("chain", "tree"):
         return f"speculate with the draft model ({method})"
     if method == "lookup":
@@ -178,7 +214,10 @@ def text_html(
     """The prompt (muted) and every new token so far coloured by its origin, each a link to its step; step
     ``current``'s tokens highlighted. Its legend is :func:`text_legend_html` (shown above it, never scrolled away)."""
     parts = [span(palette.muted, html.escape(decode(prompt_ids)))]
+    changed = dict(shape_changes(upto))
     for s in upto:
+        if s.step in changed:  # the chooser changed the shape here: a mark in the text, where it happened
+            parts.append(span(palette.accent, f"<small>⟨{html.escape(changed[s.step])}⟩</small>"))
         for tok, origin in zip(s.new_tokens, s.origins, strict=True):
             style = f"color:{ORIGIN_COLORS.get(origin, palette.text)}; text-decoration:none"
             if s.step == current:
@@ -409,12 +448,28 @@ COSTS_AXIS_LEFT = "cost (target steps)"
 COSTS_AXIS_RIGHT = "tokens per step"
 
 
-def costs_legend_html(palette: Palette, run_color: str) -> str:
-    """The where-it-pays plot's legend: its two curves, the break-even point and line, this run's dot."""
+def costs_legend_html(palette: Palette, run_color: str, chosen: bool = False) -> str:
+    """The where-it-pays plot's legend: its two curves, the break-even point and line, this run's dot, and with
+    ``chosen`` auto's shape (★) and its neighbours (◇), at their expected tokens per step."""
+    auto = f" &nbsp;{span(palette.accent, '★ auto shape ◇ neighbours')}" if chosen else ""
     return (
         f"{span(palette.bar, '━ verify')} &nbsp;{span(palette.accent, '━ + drafting, bookkeeping')} &nbsp;"
-        f"{span(palette.accent, '○ ┅ break-even')} &nbsp;{span(run_color, '● this run')}"
+        f"{span(palette.accent, '○ ┅ break-even')} &nbsp;{span(run_color, '● this run')}{auto}"
     )
+
+
+def choice_marks(report: dict | None) -> list[tuple[float, float]]:
+    """(nodes, expected tokens per step) of auto's shape, then of its neighbours (deeper, wider, chain): the
+    where-it-pays panel's star and diamonds. [] for a fixed shape."""
+    if not report:
+        return []
+    near = report["neighbours"]
+    out = [(report["shape"]["budget"], report["expected_tokens_per_step"])]
+    for name in ("deeper", "wider", "chain"):
+        n = near.get(name)
+        if n is not None and n["shape"] != report["shape"]:
+            out.append((n["shape"]["budget"], n["expected_tokens_per_step"]))
+    return out
 
 
 def costs_caption(costs: dict, tree: bool, bookkeeping: float, palette: Palette) -> str:

@@ -49,6 +49,7 @@ class Draft:
     fed: dict[int, int] = field(default_factory=dict)  # node -> draft-model cache slot, for the nodes fed back
     calls: int = 0  # draft forwards
     source: list[int] | None = None  # heads: the head / module / depth that proposed each node
+    rank: list[int] | None = None  # each node's rank in its draft distribution where siblings skip ranks (Medusa)
 
     @classmethod
     def chain(cls, tokens: list[int], q: list[float], dists: list, **kw) -> Draft:
@@ -215,11 +216,21 @@ class MedusaDrafter(HeadsDrafter):
 
     def __init__(self, spec: Speculator):
         super().__init__(spec)
-        heads, opt = self.heads, spec.opt
-        self.choices = sorted(parse_choices(opt.medusa_tree) if opt.medusa_tree else heads.medusa_choices(),
-                              key=lambda c: (len(c), c))  # fmt: skip
-        if max(len(c) for c in self.choices) > heads.count:
-            raise ExplorerError(f"the medusa tree is deeper than the {heads.count} heads of {heads.name}")
+        self._spelled: str | None = None
+        self._choices: list[tuple[int, ...]] = []
+        self.choices  # noqa: B018 (checked at once)
+
+    @property
+    def choices(self) -> list[tuple[int, ...]]:
+        """The step's tree: ``--medusa-tree`` (or the shape chooser's), or the one tuned with the heads ("tuned")."""
+        heads, spelled = self.heads, self.spec.opt.medusa_tree
+        if spelled != self._spelled:
+            paths = parse_choices(spelled) if spelled not in ("", "tuned") else heads.medusa_choices()
+            self._choices = sorted(paths, key=lambda c: (len(c), c))
+            self._spelled = spelled
+            if max(len(c) for c in self._choices) > heads.count:
+                raise ExplorerError(f"the medusa tree is deeper than the {heads.count} heads of {heads.name}")
+        return self._choices
 
     @property
     def max_nodes(self) -> int:
@@ -231,11 +242,12 @@ class MedusaDrafter(HeadsDrafter):
         L = len(spec.context) - 1
         deepest = max(len(c) for c in self.choices if len(c) <= depth)
         probs = spec.probs(self.heads.module.logits(spec.feats[L - 1], self.lm_head(), deepest))  # [K, vocabulary]
-        need = 1 + max(c[-1] for c in self.choices)
+        choices = self.choices
+        need = 1 + max(c[-1] for c in choices)
         top = torch.topk(probs, min(need, probs.shape[-1]), dim=-1).indices.tolist()
         index: dict[tuple[int, ...], int] = {}
-        d = Draft(calls=1, source=[])
-        for c in self.choices:
+        d = Draft(calls=1, source=[], rank=[])
+        for c in choices:
             if len(c) > depth:
                 continue
             k = len(c) - 1
@@ -246,6 +258,7 @@ class MedusaDrafter(HeadsDrafter):
             d.q.append(float(probs[k, i]))
             d.dists.append(probs[k])
             d.source.append(k)
+            d.rank.append(c[-1])
         d.dists = self.full_dists(d.dists)
         return d
 

@@ -53,6 +53,7 @@ from .costs import run_costs
 from .drafters import Draft, make_drafters
 from .heads import Heads, capture_features
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord, TargetOnly
+from .shape import NO_SPECULATION, make_chooser
 from .stats import SpecResult, compute_stats
 
 
@@ -156,7 +157,13 @@ class Commit:
 
 class Speculator:
     """Holds the two caches and the context; :meth:`step` runs one draft → verify → accept → commit round, each
-    phase a method; drafting is the method's strategy (explorer/speculative/drafters.py)."""
+    phase a method; drafting is the method's strategy (explorer/speculative/drafters.py).
+
+    Options that leave the draft's shape to choose (gamma, tree depth / top-k / budget 0, Medusa tree "") get a
+    :class:`~explorer.speculative.shape.ShapeChooser`: each step drafts the shape expected to yield the most tokens
+    per second on this machine (``curve``: its verification-cost curve, else the cached one), learnt from the run
+    as it goes (``timing``: also from its clock; off in recordings). ``asked`` keeps the options as given, ``opt``
+    is the step's own."""
 
     def __init__(
         self,
@@ -166,14 +173,22 @@ class Speculator:
         max_new_tokens: int,
         options: SpecOptions | None = None,
         heads: Heads | None = None,
+        curve: dict | None = None,
+        timing: bool = True,
     ):
-        self.opt = opt = options or SpecOptions()
+        self.asked = self.opt = opt = options or SpecOptions()
         if opt.method in ("lookup", *HEAD_METHODS):
             draft = None
         opt.check(draft is not None, heads.kind if heads is not None else None)
         # Heads draft for their own method, and for prompt lookup when no n-gram matches (a fallback).
         self.heads = heads if opt.method in (*HEAD_METHODS, "lookup") else None
         self.target, self.draft = target, draft
+        own_heads = self.heads if opt.method in HEAD_METHODS else None
+        self.chooser = make_chooser(opt, target, draft, own_heads, curve, timing)
+        self.shape, self.probe = NO_SPECULATION, False
+        if self.chooser is not None:
+            self.shape, self.probe = self.chooser.shape_for(0)
+            self.opt = self.shape.options(opt)
         self.drafter, self.heads_drafter = make_drafters(self)
         self._choose = {"greedy": self._choose_greedy, "typical": self._choose_typical,
                         "sample": self._choose_sample}[opt.accept]  # fmt: skip
@@ -189,7 +204,7 @@ class Speculator:
         self.done = max_new_tokens <= 0
         self.gen = torch.Generator(device=target.device)
         self.gen.manual_seed(opt.seed)
-        self.max_nodes = self.drafter.max_nodes
+        self.max_nodes = max(self.drafter.max_nodes, self.chooser.max_nodes if self.chooser is not None else 0)
         slots = len(prompt_ids) + max_new_tokens + self.max_nodes + 2
         self.tcache = target.model.new_cache(slots)
         self.dcache = draft.model.new_cache(slots) if draft is not None else None
@@ -250,7 +265,11 @@ class Speculator:
         L = len(self.context) - 1  # the root's slot and position
         root = self.context[-1]
         remaining = self.max_new_tokens - len(self.new_tokens)
-        depth = min(self.opt.depth, remaining - 1)  # never draft past max_new_tokens
+        if self.chooser is not None and self.steps:
+            self.shape, self.probe = self.chooser.shape_for(self.steps)
+            self.opt = self.shape.options(self.asked)
+        planned = self.opt.depth if self.chooser is None or self.shape.depth else 0
+        depth = min(planned, remaining - 1)  # never draft past max_new_tokens
         t0 = time.perf_counter()
         if depth > 0:
             draft = self.drafter.draft(depth)
@@ -267,8 +286,17 @@ class Speculator:
         record.draft_seconds = (t1 - t0) + (t3 - t2)
         record.verify_seconds = t2 - t1 + (time.perf_counter() - t3)  # building this record is bookkeeping too
         record.forward_seconds = verified.forward_seconds
+        if self.chooser is not None:
+            self.chooser.observe(draft, record)
+            record.shape = self._shape_note()
         self.steps += 1
         return record
+
+    def _shape_note(self) -> dict:
+        """The shape this step drafted with, and why it changed here (the chooser's reason) if it did."""
+        changes = self.chooser.changes
+        change = changes[-1] if changes and changes[-1]["step"] == self.steps + 1 else None
+        return {**self.shape.as_dict(), "probe": self.probe, "change": change}
 
     def _verify(self, root: int, draft: Draft) -> Verified:
         """ONE target forward over [root, nodes...]: the target's distributions after the root and each node."""
@@ -470,18 +498,23 @@ class TimedSpeculation:
     while it yields them: iterate it once, then ask for its :meth:`stats`."""
 
     def __init__(self, target: LoadedModel, draft: LoadedModel | None, prompt_ids: list[int], max_new_tokens: int,
-                 options: SpecOptions, heads: Heads | None = None):  # fmt: skip
+                 options: SpecOptions, heads: Heads | None = None, timing: bool = True):  # fmt: skip
         self.args = (target, draft, prompt_ids, max_new_tokens, options, heads)
         self.target, self.prompt_ids, self.options = target, prompt_ids, options
         self.steps: list[StepRecord] = []
         self.seconds = 0.0
+        self.timing = timing  # the shape chooser learns from the clock (off in recordings)
+        self.shape: dict | None = None  # the shape chooser's report once the run has ended (None: a fixed shape)
 
     def __iter__(self) -> Iterator[StepRecord]:
         t0 = time.perf_counter()
-        for record in speculate(*self.args):
+        spec = Speculator(*self.args, timing=self.timing)
+        while not spec.done:
+            record = spec.step()
             self.steps.append(record)
             yield record
         self.seconds = time.perf_counter() - t0
+        self.shape = spec.chooser.report() if spec.chooser is not None else None
 
     def run(self) -> TimedSpeculation:
         for _ in self:
@@ -524,6 +557,7 @@ def run_speculation(
         base = target_only(target, prompt_ids, max_new_tokens, opt)  # warm-up
         pairs = _timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs)
     stats = run.stats(base, pairs)
+    stats["shape"] = run.shape
     if compare:
         _cost_model(stats, run, base, pairs, costs)
     new = run.new_tokens

@@ -17,6 +17,7 @@ from .engine import TimedSpeculation, target_only
 from .heads import find_heads
 from .options import HEAD_METHODS, METHODS
 from .records import SpecOptions, StepRecord, TargetOnly
+from .shape import choose_method
 
 META_VERSION = 1
 TREE_METHODS = ("tree", "eagle", "medusa")  # may verify with a tree mask (how costs saved without "tree" are read)
@@ -49,6 +50,10 @@ class SpecRunMeta:
     max_new: int | None = field(default=None, compare=False)  # the token limit asked for (None: not known)
     decode: Callable[[list[int]], str] | None = field(default=None, repr=False, compare=False)
     version: int = META_VERSION
+    # Chosen, not asked: why ``auto`` drafted with this method, and the shape chooser's report once the run ended
+    # (explorer/speculative/shape.py; None for a fixed shape). Written only when there is one.
+    method_choice: str | None = None
+    shape: dict | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready, in the keys and order the view's exports have always written (``costs`` only for a run
@@ -63,6 +68,10 @@ class SpecRunMeta:
         if self.measures_costs:
             out["costs"] = self.costs
         out["target_only"] = None if self.target_only is None else self.target_only.as_dict()
+        if self.method_choice is not None:
+            out["method_choice"] = self.method_choice
+        if self.shape is not None:
+            out["shape"] = self.shape
         return out
 
     @classmethod
@@ -89,6 +98,8 @@ class SpecRunMeta:
             seconds=d.get("seconds"),
             max_new=d.get("max_new"),
             decode=decode,
+            method_choice=d.get("method_choice"),
+            shape=d.get("shape"),
         )
 
 
@@ -110,7 +121,7 @@ def method_problems(session: Session) -> dict[str, str | None]:
     target = session.target.path if loaded else session.target_dir
     has_draft = session.draft is not None if loaded else session.draft_dir is not None
     found = {**find_heads(target), **session.heads_dirs}
-    out: dict[str, str | None] = {}
+    out: dict[str, str | None] = {"auto": None}  # resolved when the run starts (auto_method)
     for method in METHODS:
         if method in HEAD_METHODS:
             hint = train_heads_hint(Path(target), method)
@@ -127,6 +138,14 @@ def runnable_method(method: str, problems: dict[str, str | None]) -> str:
     if problems[method] is None:
         return method
     return next((m for m in HEAD_PREFERENCE if problems[m] is None), "lookup")
+
+
+def auto_method(session: Session, options: SpecOptions) -> tuple[str, str]:
+    """What ``auto`` drafts with on the session's models: the heads found that are expected to pay most on this
+    machine, else the draft model's chain, else prompt lookup (explorer/speculative/shape.py), and why."""
+    problems = method_problems(session)
+    heads = {kind: session.heads_for(kind) for kind in HEAD_METHODS if problems[kind] is None}
+    return choose_method(options, session.target, heads, session.draft)
 
 
 def effective_options(values: dict[str, Any]) -> SpecOptions:
@@ -146,6 +165,9 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
     curves across runs (see :func:`~explorer.speculative.costs.run_costs`)."""
     target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
     options = effective_options(values)
+    method_choice = None
+    if options.method == "auto":
+        options.method, method_choice = auto_method(session, options)
     heads = session.heads_for(options.method)  # draft heads on the target (medusa, eagle, mtp), else None
     options.check(draft is not None, heads.kind if heads is not None else None)
     max_new = int(values["max_new"])
@@ -158,12 +180,14 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
         measures_costs=not deterministic,  # a recording shows no timings: nothing to measure
         max_new=max_new,
         decode=target.decode,
+        method_choice=method_choice,
     )
 
     def records() -> Iterator[StepRecord]:
         meta.target_only = target_only(target, prompt_ids, max_new, options)
-        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads)
+        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads, timing=not deterministic)
         yield from run
+        meta.shape = run.shape
         if not deterministic:  # a recording keeps no wall-clock figure
             meta.seconds = run.seconds  # once the run has ended: the view then shows the whole run's speed
         if meta.measures_costs and run.steps:

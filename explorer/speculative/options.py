@@ -6,6 +6,8 @@ from ..models.options import SEED, TEMPERATURE, TOP_K
 from ..options import Option, Schema
 
 METHODS = ("chain", "tree", "lookup", "medusa", "eagle", "mtp")
+# "auto": the method expected to pay most on the loaded model (explorer/speculative/shape.py, choose_method)
+METHOD_CHOICES = ("auto", *METHODS)
 HEAD_METHODS = ("medusa", "eagle", "mtp")  # drafted by heads on the target itself (explorer/speculative/heads.py)
 ACCEPT_RULES = ("greedy", "sample", "typical")
 
@@ -13,6 +15,8 @@ ACCEPT_RULES = ("greedy", "sample", "typical")
 
 def _tree_problem(text: str) -> str | None:
     """Why a Medusa tree spelling is malformed (paths of ranks joined by dots, separated by commas), or None."""
+    if text == "tuned":
+        return None
     paths = set()
     for part in text.split(","):
         if not part.strip():
@@ -32,26 +36,28 @@ def _tree_problem(text: str) -> str | None:
 SPECULATE = Schema(
     "speculate",
     [
-        Option("method", str, "chain", "drafting: a draft model's chain or EAGLE-2-style tree, prompt lookup, or "
-               "heads on the target (Medusa's static tree, EAGLE's dynamic tree, MTP's chain)", choices=METHODS,
-               label="Drafting",
+        Option("method", str, "auto", "drafting; auto: of the heads found, those expected to pay most here (else "
+               "chain, else lookup)",
+               choices=METHOD_CHOICES, label="Drafting",
                default_help="lookup with --lookup, the heads' kind with --heads, tree when a tree option is given, "
-               "else chain"),  # fmt: skip
+               "else auto"),  # fmt: skip
         Option("accept", str, "greedy", "acceptance: greedy (lossless at temperature 0), sample (speculative "
                "sampling, lossless, temperature > 0), typical (Medusa's, not lossless)",
                choices=ACCEPT_RULES, label="Acceptance",
                default_help="greedy at temperature 0, sample above"),  # fmt: skip
-        # 3 is the fastest chain on the demo pair (benchmarks/bench_speculative.py).
-        Option("gamma", int, 3, "draft chain / lookup length", lo=1, hi=16, label="γ (chain)"),
-        # One tree for the command line, the view and tours: depth 4, top-k 3, 12 nodes is readable at 720p and
-        # pays on a CPU, where verifying 24 nodes costs more than the extra accepted tokens bring
-        # (docs/benchmarks.md); EAGLE and the draft-model tree give the same numbers everywhere.
-        Option("tree_depth", int, 4, "tree drafting: depth", lo=1, hi=12, label="Tree depth"),
-        Option("tree_topk", int, 3, "tree drafting: children per expanded node", lo=1, hi=10, label="Tree top-k"),
-        Option("tree_budget", int, 12, "tree drafting: nodes kept", lo=1, hi=64, label="Tree budget"),
+        # 0 = auto (explorer/speculative/shape.py): the shape expected to yield the most tokens per second from this
+        # machine's measured verification costs and the run's acceptance; a number fixes that dimension.
+        Option("gamma", int, 0, "draft chain / lookup length, 0 = auto (from this machine's costs)", lo=0,
+               hi=16, label="γ (chain)", special="auto"),  # fmt: skip
+        Option("tree_depth", int, 0, "tree depth, 0 = auto", lo=0, hi=12, label="Tree depth",
+               special="auto"),  # fmt: skip
+        Option("tree_topk", int, 0, "tree drafting: children per expanded node (0 = auto)", lo=0, hi=10,
+               label="Tree top-k", special="auto"),  # fmt: skip
+        Option("tree_budget", int, 0, "tree drafting: nodes kept (0 = auto)", lo=0, hi=64, label="Tree budget",
+               special="auto"),  # fmt: skip
         Option("medusa_tree", str, "", "medusa: the static tree, one path of per-head ranks a comma (e.g. "
-               "'0,1,0.0,0.0.0')", label="Medusa tree", check_fn=_tree_problem, panel=False,
-               default_help="the tree tuned with the heads"),  # fmt: skip
+               "'0,1,0.0,0.0.0'); 'tuned': the heads' own", label="Medusa tree",
+               check_fn=_tree_problem, panel=False, default_help="auto"),  # fmt: skip
         TEMPERATURE,
         TOP_K,
         Option("max_new", int, 48, "new tokens to decode", lo=1, hi=512, flag="--max-new-tokens", label="New tokens"),

@@ -85,10 +85,13 @@ class StepRecord:
     draft_seconds: float
     verify_seconds: float  # the target forward plus the step's bookkeeping (walk, distributions, cache compaction)
     forward_seconds: float = 0.0  # of verify_seconds, the target forward alone (0 in runs saved before it was timed)
+    # The shape the chooser drafted this step with (explorer/speculative/shape.py; None: a fixed shape): depth,
+    # topk, budget, label, probe, and ``change`` (step, from, to, reason) when it changed at this step.
+    shape: dict | None = None
 
     def as_dict(self) -> dict:
         t = self.tree
-        return {
+        out = {
             "step": self.step,
             "context_len": self.context_len,
             "root_token": self.root_token,
@@ -122,6 +125,9 @@ class StepRecord:
             "verify_seconds": self.verify_seconds,
             "forward_seconds": self.forward_seconds,
         }
+        if self.shape is not None:  # chosen shapes only: fixed-shape exports keep their keys
+            out["shape"] = self.shape
+        return out
 
 
 @dataclass

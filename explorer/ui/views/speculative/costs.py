@@ -2,7 +2,8 @@
 step's cost with this run's drafting and bookkeeping added, and the run's measured tokens per step against it:
 above the line, speculation pays. Cost (left axis) and tokens per step (right axis) share one scale: a step that
 yields k tokens saves k target steps. A legend above the plot names the curves and the points; break-even is a
-dashed line across it."""
+dashed line across it. When the shape was chosen (auto), a star marks the choice at its node count and expected
+tokens per step, diamonds its neighbours (deeper, wider, chain), and the caption says why."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ class CostsPanel:
         self.step = pg.PlotDataItem()
         self.need = pg.ScatterPlotItem(symbol="o", size=9, pxMode=True)
         self.run = pg.ScatterPlotItem(symbol="o", size=11, pxMode=True)
-        for item in (self.verify, self.step, self.need, self.run):
+        self.choice = pg.ScatterPlotItem(symbol="star", size=16, pxMode=True)  # auto's shape (expected)
+        self.others = pg.ScatterPlotItem(symbol="d", size=9, pxMode=True)  # its neighbours (expected)
+        for item in (self.verify, self.step, self.need, self.run, self.others, self.choice):
             self.plot.addItem(item)
         self.break_even = pg.InfiniteLine(angle=0, movable=False, label="break-even {value:.2f}",
                                           labelOpts={"position": 0.98, "anchors": [(1, 1), (1, 1)]})  # fmt: skip
@@ -39,13 +42,13 @@ class CostsPanel:
         self.caption = QLabel(parent)
         self.caption.setWordWrap(True)
 
-    def render(self, costs: dict | None, note: str, theme: Theme) -> None:
+    def render(self, costs: dict | None, note: str, theme: Theme, shape: dict | None = None, choice: str = "") -> None:
         """``costs``: explorer.speculative.costs.where_it_pays of the run (None: none to show, and ``note`` says
-        why)."""
+        why); ``shape``: the shape chooser's report (None: a fixed shape), ``choice`` its sentence."""
         for item in (self.verify, self.step):
             item.setData([], [])
-        self.need.setData([], [])
-        self.run.setData([], [])
+        for item in (self.need, self.run, self.choice, self.others):
+            item.setData([], [])
         for axis in ("left", "bottom", "right"):
             self.plot.showAxis(axis, costs is not None)
         self.legend.setText("")
@@ -73,8 +76,16 @@ class CostsPanel:
         self.break_even.setPen(pg.mkPen(theme.accent, width=1, style=Qt.PenStyle.DashLine))
         self.break_even.setPos(need)
         self.break_even.label.setColor(theme.accent)
-        self.legend.setText(describe.costs_legend_html(theme, color))
+        marks = describe.choice_marks(shape)
+        if marks:
+            (cx, cy), near = marks[0], marks[1:]
+            self.choice.setData([cx], [cy], brush=pg.mkBrush(theme.accent), pen=pg.mkPen(theme.text))
+            self.others.setData([x for x, _ in near], [y for _, y in near], brush=pg.mkBrush(theme.base),
+                                pen=pg.mkPen(theme.accent, width=1.5))  # fmt: skip
+            x_hi = float(min(max(x_hi, max(x for x, _ in marks) + 1), sizes[-1]))
+            have = max(have, max(y for _, y in marks))
+        self.legend.setText(describe.costs_legend_html(theme, color, chosen=bool(marks)))
         self.plot.setXRange(0, x_hi, padding=0.02)
-        self.plot.setYRange(0, max(float(step[shown].max()), have, need) * 1.15, padding=0)
+        self.plot.setYRange(0, max(float(step[sizes <= x_hi].max()), have, need) * 1.15, padding=0)
         self.titles.fit(self.plot, describe.COSTS_TITLES)
-        self.caption.setText(describe.costs_caption(costs, tree, extra, theme))
+        self.caption.setText(describe.costs_caption(costs, tree, extra, theme) + (f"<br>{choice}" if choice else ""))

@@ -239,7 +239,9 @@ class SpeculativeView(View):
         meta = self.meta
         costs = None if self.deterministic else meta.costs
         note = describe.costs_note(self.deterministic, meta.measures_costs)
-        self.costs_panel.render(costs, note, self.theme)
+        shape = None if self.deterministic else meta.shape  # the chooser's report: expected times per step
+        choice = describe.choice_caption(shape, meta.method_choice)
+        self.costs_panel.render(costs, note, self.theme, shape, choice)
 
     # ---- tours
     focus_help = {"select": "a node of the draft tree (0-based, in drafting order, as the decision plot names it)"}

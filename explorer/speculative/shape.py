@@ -1,0 +1,684 @@
+"""The draft shape that pays on this machine (Qt-free): how deep, how wide and how many nodes a step drafts, chosen
+to maximise expected tokens per second from two measured things (Sequoia's hardware-aware sizing, EAGLE-2's
+confidence-driven trees):
+
+- **the verification-cost curve**: the seconds of one target forward over the root and n nodes, chain and tree
+  (explorer/speculative/costs.py), for the loaded target, device, dtype, thread count and torch version; measured
+  once (about a second) and cached on disk as JSON (:func:`curve_for`). On a GPU it is nearly flat (verifying 16
+  tokens costs about one step) and a wide, deep tree pays; on two CPU cores it climbs, and a short chain does.
+- **acceptance per depth and per sibling rank** (:class:`Acceptance`): the probability that the rank-r candidate
+  under an accepted node at depth d is accepted, estimated from the draft's own confidence (the top-k of each
+  drafted distribution; a calibrated draft is accepted with its probability) and from the run's decisions, which
+  also calibrate the confidence (online, every step).
+
+A shape's expected tokens per step is 1 + the sum over its nodes of the probability that the node's path is
+accepted (greedy: siblings exclude each other); its time is the curve at its node count (tree or chain) plus the
+measured drafting per draft forward times the forwards it needs plus the step's bookkeeping. The chooser keeps
+the shape with the most tokens per second, switches only for a clear gain, and falls back to plain decoding (saying
+so once) when no shape is expected to beat the target alone; it then probes one cheap draft now and then.
+Every shape is lossless: only how much is drafted changes, never how a draft is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import write_text_atomic
+from ..errors import ExplorerError
+from .costs import APP_CURVE_SIZES, _binary_tree_mask
+from .heads import format_choices
+from .records import SpecOptions
+
+RANKS = 4  # sibling ranks modelled (top-4 children at most)
+MAX_DEPTH = 8
+MAX_TOPK = 4
+MAX_NODES = 32  # the curve's largest size
+CHAIN_METHODS = ("chain", "mtp", "lookup")
+TREE_METHODS = ("tree", "eagle")
+CURVE_CONTEXT = 64  # the prefix the cached curve is measured after
+CURVE_VERSION = 1
+SWITCH_GAIN = 1.04  # a new shape must be expected this much faster than the current one
+PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
+RECHOOSE_EVERY = 4  # steps between choices once the first 8 steps are done
+PROBE_EVERY = 16  # plain steps between one-token probes after a fallback
+PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
+WINDOW = 9  # steps whose median timings the chooser uses (a median: one stall of the machine moves nothing)
+NEUTRAL_PRIOR = (0.6, 0.1, 0.05, 0.03)  # before any draft was seen and without a model card: per rank
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one step drafts: ``depth`` levels (0: none, plain decoding), ``topk`` children per expanded node
+    (1: a chain), ``budget`` nodes verified; Medusa's static tree as rank ``paths``."""
+
+    depth: int
+    topk: int = 1
+    budget: int = 0
+    paths: tuple[tuple[int, ...], ...] | None = None
+
+    @property
+    def nodes(self) -> int:
+        return len(self.paths) if self.paths is not None else self.budget
+
+    @property
+    def tree(self) -> bool:
+        """Verified with a tree mask (more than one node at some depth)."""
+        if self.paths is not None:
+            return len(self.paths) > self.depth
+        return self.topk > 1 and self.budget > self.depth
+
+    def label(self) -> str:
+        if self.depth == 0:
+            return "no speculation"
+        if self.paths is not None:
+            return f"tree of {self.nodes} nodes, depth {self.depth}" if self.tree else f"chain of {self.depth}"
+        if self.topk == 1 or self.budget <= self.depth:
+            return f"chain of {min(self.depth, self.budget)}"
+        return f"tree depth {self.depth}, top-{self.topk}, {self.budget} nodes"
+
+    def as_dict(self) -> dict:
+        out = {"depth": self.depth, "topk": self.topk, "budget": self.nodes, "label": self.label()}
+        if self.paths is not None:
+            out["medusa_tree"] = format_choices(list(self.paths))
+        return out
+
+    def options(self, base: SpecOptions) -> SpecOptions:
+        """``base`` with this shape's numbers (what the drafters read)."""
+        if self.paths is not None:
+            return replace(base, medusa_tree=format_choices(list(self.paths)) if self.paths else "0")
+        if base.method in TREE_METHODS:
+            return replace(base, tree_depth=max(self.depth, 1), tree_topk=self.topk, tree_budget=max(self.budget, 1))
+        return replace(base, gamma=max(self.depth, 1))
+
+
+NO_SPECULATION = Shape(0, 1, 0)
+
+
+def chain_shape(depth: int) -> Shape:
+    return Shape(depth, 1, depth)
+
+
+# ---------------------------------------------------------------------------------------------- the cost curve
+def cache_file() -> Path:
+    from ..models.smollm import cache_dir
+
+    return cache_dir() / "verify-costs.json"
+
+
+def curve_key(target) -> str:
+    """Model, device, dtype, threads and torch version: what the curve depends on."""
+    return (f"{target.path}|{target.device}|{target.dtype}|threads={torch.get_num_threads()}|"
+            f"torch={torch.__version__}")  # fmt: skip
+
+
+_CURVES: dict[str, dict] = {}  # this process's curves by key (read or measured once)
+
+
+def _read_cache(path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CURVE_VERSION or not isinstance(data.get("curves"), dict):
+        return {}
+    return data["curves"]
+
+
+@torch.inference_mode()
+def measure_curve(target, budget_s: float = 2.0, rounds: int = 7) -> dict:
+    """One target forward over [root, n nodes] after a 64-token prefix, chain (causal) and tree (binary tree mask),
+    n in APP_CURVE_SIZES and n = 0 (a decode step): rounds of every size in turn until ``budget_s`` is spent (at
+    least 3, at most ``rounds``), each size's fastest kept (a busy machine only ever adds time), then the lower
+    envelope taken (verifying more tokens never costs less: a larger size's lower time caps the smaller ones, and
+    the decode step is at most the cheapest verification). About a second on the demo target on two idle cores."""
+    model, dev = target.model, target.model.lm_head.weight.device
+    sizes = list(APP_CURVE_SIZES)
+    cache = model.new_cache(CURVE_CONTEXT + max(sizes) + 2)
+    model(torch.zeros(1, CURVE_CONTEXT, dtype=torch.long, device=dev), cache=cache, last_only=True)
+    ids = torch.zeros(1, max(sizes) + 1, dtype=torch.long, device=dev)
+    trees = {n: _tree_inputs(n, dev) for n in sizes if n > 1}
+
+    def timed(n: int, tree: bool) -> float:
+        kw = trees[n] if tree and n > 1 else {}
+        t0 = time.perf_counter()
+        model(ids[:, : n + 1], cache=cache, **kw)
+        seconds = time.perf_counter() - t0
+        cache.truncate(CURVE_CONTEXT)
+        return seconds
+
+    timed(4, False), timed(4, True)  # warm-up
+    t0 = time.perf_counter()
+    best = {key: math.inf for key in [(0, False)] + [(n, t) for n in sizes for t in (False, True)]}
+    done = 0
+    while done < rounds and (done < 3 or time.perf_counter() - t0 < budget_s):
+        for key in best:
+            best[key] = min(best[key], timed(*key))
+        done += 1
+    chain = np.minimum.accumulate([best[(n, False)] for n in sizes][::-1])[::-1]
+    tree = np.minimum.accumulate([best[(n, True)] for n in sizes][::-1])[::-1]
+    tree = np.maximum(tree, chain)  # a tree mask never makes the same forward cheaper than causal
+    return {
+        "sizes": sizes,
+        "base_seconds": min(best[(0, False)], float(chain[0])),
+        "chain_seconds": chain.tolist(),
+        "tree_seconds": tree.tolist(),
+        "rounds": done,
+        "measured_seconds": time.perf_counter() - t0,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _tree_inputs(n: int, dev) -> dict:
+    """The binary tree's mask and position ids (by depth) over [root, n nodes] after the prefix."""
+    depth = torch.zeros(n + 1, dtype=torch.long)
+    for i in range(1, n):
+        depth[i + 1] = depth[(i - 1) // 2 + 1] + 1
+    depth[1:] += 1
+    return {"mask": _binary_tree_mask(n).to(dev), "position_ids": (CURVE_CONTEXT + depth).to(dev)}
+
+
+def curve_for(target, remeasure: bool = False) -> dict:
+    """This machine's verification-cost curve for ``target``: from this process, else the disk cache
+    (``$EXPLORER_CACHE/verify-costs.json``), else measured and written there (atomically, JSON);
+    ``remeasure`` measures it again. The returned curve carries its ``key`` and whether it was ``cached``."""
+    key = curve_key(target)
+    if not remeasure and key in _CURVES:
+        return _CURVES[key]
+    path = cache_file()
+    stored = _read_cache(path)
+    if not remeasure and isinstance(stored.get(key), dict) and "base_seconds" in stored[key]:
+        curve = {**stored[key], "key": key, "cached": True}
+    else:
+        curve = measure_curve(target)
+        stored = _read_cache(path)  # another process may have written meanwhile
+        stored[key] = curve
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps({"version": CURVE_VERSION, "curves": stored}, indent=1))
+        except (OSError, ExplorerError) as exc:  # a read-only cache: the curve still serves this process
+            curve = {**curve, "cache_error": str(exc)}
+        curve = {**curve, "key": key, "cached": False}
+    _CURVES[key] = curve
+    return curve
+
+
+def flat_curve(base_seconds: float, growth: float = 0.0) -> dict:
+    """A synthetic curve: one forward over n tokens costs base · (1 + growth · n) (growth 0: a GPU's flat curve)."""
+    sizes = list(APP_CURVE_SIZES)
+    seconds = [base_seconds * (1 + growth * n) for n in sizes]
+    return {"sizes": sizes, "base_seconds": base_seconds, "chain_seconds": seconds, "tree_seconds": list(seconds)}
+
+
+# ---------------------------------------------------------------------------------------------- step costs
+@dataclass
+class Costs:
+    """What a step costs besides acceptance: the curve, seconds per draft forward (chain-like and tree steps),
+    a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. ``scale``: how much slower
+    the run's own verification forwards are than the curve says (the machine's load now), so that the curve and
+    the drafting seconds measured during the run compare in one unit."""
+
+    curve: dict
+    draft_forward: float  # seconds per draft forward of a chain-like step (one node per forward)
+    tree_forward: float  # per draft forward of a tree step (several nodes per forward, masked)
+    draft_fixed: float = 0.0
+    overhead: float = 0.0  # bookkeeping seconds per step at ``overhead_nodes`` nodes
+    overhead_nodes: float = 1.0
+    scale: float = 1.0
+
+    @property
+    def base(self) -> float:
+        return float(self.curve["base_seconds"]) * self.scale
+
+    def verify(self, nodes, tree: bool) -> np.ndarray:
+        c = self.curve
+        xs = np.concatenate([[0], c["sizes"]])
+        ys = np.concatenate([[c["base_seconds"]], c["tree_seconds" if tree else "chain_seconds"]])
+        return np.interp(np.asarray(nodes, dtype=float), xs, ys) * self.scale
+
+    def bookkeeping(self, nodes) -> np.ndarray:
+        return self.overhead * (1 + 0.05 * np.asarray(nodes, dtype=float)) / (1 + 0.05 * self.overhead_nodes)
+
+    def step(self, nodes, forwards: int, tree: bool) -> np.ndarray:
+        """Seconds of a step verifying ``nodes`` (array or int) after ``forwards`` draft forwards."""
+        per = self.tree_forward if tree else self.draft_forward
+        return self.verify(nodes, tree) + self.draft_fixed + forwards * per + self.bookkeeping(nodes)
+
+
+def draft_forwards(method: str, shape: Shape) -> int:
+    if shape.depth == 0 or method == "lookup":
+        return 0
+    return 1 if method == "medusa" else shape.depth
+
+
+# ---------------------------------------------------------------------------------------------- acceptance
+class Acceptance:
+    """Acceptance per depth (1..MAX_DEPTH) and sibling rank (0..RANKS − 1) under an accepted parent: the draft's
+    confidence (mean top-r probability of its distributions at that depth), calibrated by the run's decisions,
+    blended with the decisions' own rate where there are some."""
+
+    def __init__(self, prior: np.ndarray):
+        self.prior = np.asarray(prior, dtype=float)  # [MAX_DEPTH, RANKS]: before the draft's confidence is seen
+        self.conf_sum = np.zeros((MAX_DEPTH, RANKS))
+        self.conf_n = np.zeros((MAX_DEPTH, RANKS))
+        self.tried = np.zeros((MAX_DEPTH, RANKS))
+        self.accepted = np.zeros((MAX_DEPTH, RANKS))
+
+    def confidence(self) -> np.ndarray:
+        """Mean draft confidence per cell; depths never drafted take the deepest drafted one's (else the prior)."""
+        seen = self.conf_n > 0
+        conf = np.where(seen, self.conf_sum / np.maximum(self.conf_n, 1), self.prior)
+        deepest = np.flatnonzero(seen[:, 0])
+        if len(deepest):
+            d = deepest[-1]
+            conf[d + 1 :] = np.where(seen[d + 1 :], conf[d + 1 :], conf[d])
+        return conf
+
+    def table(self) -> np.ndarray:
+        """The acceptance estimate [MAX_DEPTH, RANKS]: κ · confidence as a prior of PRIOR_WEIGHT decisions, plus
+        the decisions; κ = accepted / expected over all decided cells (the draft's calibration). Each depth's
+        ranks sum to at most 1 (siblings exclude each other)."""
+        conf = self.confidence()
+        expected = float((self.tried * conf).sum())
+        kappa = float(np.clip((self.accepted.sum() + 1) / (expected + 1), 0.05, 2.0)) if self.tried.sum() else 1.0
+        est = (self.accepted + PRIOR_WEIGHT * np.clip(kappa * conf, 0, 1)) / (self.tried + PRIOR_WEIGHT)
+        total = est.sum(axis=1, keepdims=True)
+        return np.where(total > 1, est / np.maximum(total, 1e-9), est)
+
+    def observe_confidence(self, depth: int, top: list[float]) -> None:
+        if 1 <= depth <= MAX_DEPTH:
+            n = min(len(top), RANKS)
+            self.conf_sum[depth - 1, :n] += top[:n]
+            self.conf_n[depth - 1, :n] += 1
+
+    def observe_decision(self, depth: int, rank: int, accepted: bool) -> None:
+        if 1 <= depth <= MAX_DEPTH and rank < RANKS:
+            self.tried[depth - 1, rank] += 1
+            self.accepted[depth - 1, rank] += accepted
+
+
+def card_prior(config: dict | None) -> np.ndarray:
+    """The first step's acceptance: the heads' model card (held-out top-1 for rank 0, the rest of top-5 spread
+    over ranks 1..4, per head; the last head's for deeper depths), else a neutral guess that the first draft's
+    own confidence replaces."""
+    prior = np.tile(np.asarray(NEUTRAL_PRIOR), (MAX_DEPTH, 1))
+    acc = (config or {}).get("accuracy") or {}
+    top1, top5 = acc.get("top1") or [], acc.get("top5") or []
+    for d in range(MAX_DEPTH):
+        if top1:
+            t1 = float(top1[min(d, len(top1) - 1)])
+            t5 = float(top5[min(d, len(top5) - 1)]) if top5 else t1
+            prior[d] = [t1, *[max(t5 - t1, 0) / 4] * (RANKS - 1)]
+    return prior
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+@dataclass
+class Candidate:
+    shape: Shape
+    tokens: float  # expected tokens per step (bonus included)
+    seconds: float  # expected seconds per step
+
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self, base: float) -> dict:
+        return {"shape": self.shape.as_dict(), "expected_tokens_per_step": self.tokens,
+                "ms_per_step": 1000 * self.seconds, "expected_speedup": self.tokens * base / self.seconds}  # fmt: skip
+
+
+def pool_scores(acc: np.ndarray, k: int, depth: int) -> list[tuple[int, float]]:
+    """EAGLE-2's pool grown on expected acceptance instead of the draft's scores: per depth the k best frontier
+    nodes get their top-k children, the frontier keeps the k best; (depth, path probability) of every node."""
+    frontier = [(1, float(acc[0, r])) for r in range(k)]
+    nodes = list(frontier)
+    for d in range(2, depth + 1):
+        expand = sorted(frontier, key=lambda n: -n[1])[:k]
+        children = [(d, s * float(acc[d - 1, r])) for _, s in expand for r in range(k)]
+        nodes += children
+        frontier = sorted(children, key=lambda n: -n[1])[:k]
+    return nodes
+
+
+def _best_budget(costs: Costs, method: str, scores: list[float], depth: int, k: int, budget: int | None):
+    """The best node budget for a (depth, k) tree whose pool has path probabilities ``scores``."""
+    ordered = np.sort(np.asarray(scores))[::-1][:MAX_NODES]
+    tokens = 1 + np.cumsum(ordered)
+    n = np.arange(1, len(ordered) + 1)
+    seconds = costs.step(n, depth, tree=k > 1) if k > 1 else costs.step(n, depth, tree=False)
+    if budget is not None:
+        i = min(budget, len(ordered)) - 1
+    else:
+        i = int(np.argmax(tokens / seconds))
+    return Candidate(Shape(depth, k, int(n[i])), float(tokens[i]), float(seconds[i]))
+
+
+def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_depth: int = MAX_DEPTH) -> list:
+    """Every shape the method can draft (within ``fixed``: the dimensions the user set), each with its expected
+    tokens and seconds per step."""
+    out: list[Candidate] = []
+    depths = [fixed["depth"]] if fixed.get("depth") else range(1, max_depth + 1)
+    if method in TREE_METHODS:
+        widths = [fixed["topk"]] if fixed.get("topk") else range(1, MAX_TOPK + 1)
+        for k in widths:
+            nodes = pool_scores(acc, k, max(depths))
+            for d in depths:
+                scores = [s for dep, s in nodes if dep <= d]
+                out.append(_best_budget(costs, method, scores, d, k, fixed.get("budget")))
+        return out
+    if method == "medusa":
+        return medusa_candidates(acc, costs, max_depth)
+    path = np.cumprod(acc[:max_depth, 0])
+    for d in depths:
+        tokens = 1 + float(path[:d].sum())
+        out.append(Candidate(chain_shape(d), tokens, float(costs.step(d, draft_forwards(method, chain_shape(d)),
+                                                                      False))))  # fmt: skip
+    return out
+
+
+def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candidate]:
+    """Medusa's static tree: every path of ranks (one head per depth) by its expected acceptance, best first (an
+    ancestor-closed order); one candidate per prefix of that order."""
+    paths: list[tuple[tuple[int, ...], float]] = [((), 1.0)]
+    for d in range(heads):
+        paths += [(p + (r,), s * float(acc[d, r])) for p, s in paths if len(p) == d for r in range(RANKS)]
+    ranked = sorted(paths[1:], key=lambda ps: (-ps[1], len(ps[0]), ps[0]))[:MAX_NODES]
+    out = []
+    for n in range(1, len(ranked) + 1):
+        chosen = tuple(sorted((p for p, _ in ranked[:n]), key=lambda c: (len(c), c)))
+        shape = Shape(max(len(c) for c in chosen), RANKS, n, chosen)
+        tokens = 1 + sum(s for _, s in ranked[:n])
+        out.append(Candidate(shape, tokens, float(costs.step(n, 1, shape.tree))))
+    return out
+
+
+def plain(costs: Costs) -> Candidate:
+    """The target alone: one token per decode step."""
+    return Candidate(NO_SPECULATION, 1.0, costs.base)
+
+
+def best(cands: list[Candidate], costs: Costs) -> Candidate:
+    """The candidate with the most tokens per second, or plain decoding when none beats it by PAYS_MARGIN."""
+    top = max(cands, key=Candidate.rate, default=None)
+    alone = plain(costs)
+    return top if top is not None and top.rate() > alone.rate() * PAYS_MARGIN else alone
+
+
+def neighbours(method: str, chosen: Candidate, cands: list[Candidate], costs: Costs) -> dict:
+    """The chosen shape beside the ones around it: one level deeper, one wider, a chain of its depth, none."""
+    s = chosen.shape
+    pick = {c.shape: c for c in cands}
+    out: dict[str, Candidate | None] = {"chosen": chosen}
+
+    def best_of(pred) -> Candidate | None:
+        found = [c for c in cands if pred(c.shape)]
+        return max(found, key=Candidate.rate) if found else None
+
+    depth = max(s.depth, 1)
+    if method == "medusa":
+        out["deeper"] = best_of(lambda x: x.depth == depth + 1)
+        out["wider"] = best_of(lambda x: x.depth == depth and x.nodes > s.nodes)
+        out["chain"] = best_of(lambda x: x.depth == depth and not x.tree)
+    elif method in TREE_METHODS:
+        out["deeper"] = best_of(lambda x: x.depth == depth + 1 and x.topk == s.topk)
+        out["wider"] = best_of(lambda x: x.depth == depth and x.topk == s.topk + 1)
+        out["chain"] = best_of(lambda x: x.depth == depth and x.topk == 1)
+    else:
+        out["deeper"] = pick.get(chain_shape(depth + 1))
+        out["wider"] = None  # a chain has one candidate per depth
+        out["chain"] = pick.get(chain_shape(depth))
+    out["no speculation"] = plain(costs)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the chooser
+@dataclass
+class ShapeChooser:
+    """Chooses each step's shape for one run and learns from it (:meth:`observe`); :meth:`report` says what it
+    chose and why. ``fixed``: the shape dimensions the user set (the rest are chosen); ``timing``: learn drafting
+    and bookkeeping seconds from the steps (off in recordings, which must not depend on the clock)."""
+
+    method: str
+    costs: Costs
+    acceptance: Acceptance
+    fixed: dict = field(default_factory=dict)
+    max_depth: int = MAX_DEPTH
+    timing: bool = True
+    current: Candidate | None = None
+    changes: list[dict] = field(default_factory=list)
+    fallback_note: str | None = None
+    _steps_since_choice: int = 0
+    _plain_steps: int = 0
+    _timings: dict = field(default_factory=dict)  # name -> the last WINDOW observations
+
+    @property
+    def max_nodes(self) -> int:
+        if self.method in TREE_METHODS:
+            return self.fixed.get("budget") or MAX_NODES
+        if self.method == "medusa":
+            return MAX_NODES
+        return self.fixed.get("depth") or self.max_depth
+
+    def evaluate(self) -> tuple[Candidate, list[Candidate]]:
+        cands = candidates(self.method, self.acceptance.table(), self.costs, self.fixed, self.max_depth)
+        return best(cands, self.costs), cands
+
+    def shape_for(self, step: int) -> tuple[Shape, bool]:
+        """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
+        due = self.current is None or step < 8 or self._steps_since_choice >= RECHOOSE_EVERY
+        if due:
+            self._choose(step)
+        self._steps_since_choice += 1
+        if self.current.shape.depth == 0:
+            self._plain_steps += 1
+            if self._plain_steps % PROBE_EVERY == 0:
+                return (self._probe_shape(), True)
+        return self.current.shape, False
+
+    def _probe_shape(self) -> Shape:
+        if self.method == "medusa":
+            return Shape(1, RANKS, 1, ((0,),))
+        return Shape(1, 1, 1)
+
+    def _choose(self, step: int) -> None:
+        self._steps_since_choice = 0
+        top, cands = self.evaluate()
+        cur = self.current
+        if cur is not None:
+            now = self._expected(cur.shape, cands)
+            if top.shape == cur.shape or top.rate() <= now.rate() * SWITCH_GAIN:
+                self.current = now
+                return
+        if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
+            self.changes.append({"step": step + 1, "from": None if cur is None else cur.shape.label(),
+                                 "to": top.shape.label(), "reason": self._why(top, cur, cands)})  # fmt: skip
+        if top.shape.depth == 0 and self.fallback_note is None:
+            self.fallback_note = (f"no draft shape is expected to pay on this machine (best {self._best_spec(cands)}); "
+                                  "decoding with the target alone")  # fmt: skip
+        self.current = top
+
+    def _expected(self, shape: Shape, cands: list[Candidate]) -> Candidate:
+        """``shape``'s expected tokens and seconds among ``cands`` (plain decoding for none)."""
+        if shape.depth == 0:
+            return plain(self.costs)
+        return next((c for c in cands if c.shape == shape), plain(self.costs))
+
+    def _best_spec(self, cands: list[Candidate]) -> str:
+        c = max(cands, key=Candidate.rate)
+        return f"{c.shape.label()}: {c.tokens * self.costs.base / c.seconds:.2f}× expected"
+
+    def _why(self, top: Candidate, cur: Candidate | None, cands: list[Candidate]) -> str:
+        def said(c: Candidate) -> str:
+            speedup = c.tokens * self.costs.base / c.seconds
+            return f"{c.tokens:.2f} tokens/step in {1000 * c.seconds:.2f} ms ({speedup:.2f}×)"
+
+        if cur is None:
+            return f"first choice: {said(top)}"
+        return f"{said(top)} vs {said(self._expected(cur.shape, cands))} with the shape before"
+
+    def observe(self, draft, record) -> None:
+        """Learn from a finished step: the draft's confidence per depth and rank, each reached node's decision,
+        and (``timing``) the drafting and bookkeeping seconds."""
+        tree = record.tree
+        n = len(tree.tokens)
+        if not n:
+            return
+        parent, depth = tree.parent.tolist(), tree.depth.tolist()
+        ranks = draft.rank if getattr(draft, "rank", None) else sibling_ranks(parent)
+        accepted = set(record.accepted)
+        for i in range(n):
+            if parent[i] < 0 or parent[i] in accepted:
+                self.acceptance.observe_decision(depth[i], ranks[i], i in accepted)
+        self._observe_confidence(draft, depth)
+        if self.timing:
+            self._observe_timing(record, n)
+
+    def _observe_confidence(self, draft, depth: list[int]) -> None:
+        seen: dict[int, int] = {}
+        for i, dist in enumerate(draft.dists):
+            if dist is not None and id(dist) not in seen:
+                seen[id(dist)] = i
+        if not seen:
+            return
+        rows = [draft.dists[i] for i in seen.values()]
+        top = torch.topk(torch.stack([r.float() for r in rows]), RANKS, dim=-1).values.tolist()
+        for i, t in zip(seen.values(), top, strict=True):
+            self.acceptance.observe_confidence(depth[i], t)
+
+    def _observe_timing(self, record, nodes: int) -> None:
+        """The medians of the last WINDOW steps' drafting (per forward), bookkeeping and verification forward (as
+        a multiple of the curve's figure for its node count: the load now)."""
+        c, tree = self.costs, record.mask is not None
+        if self.method == "lookup":
+            c.draft_fixed = self._median("draft_fixed", record.draft_seconds)
+        elif record.draft_calls:
+            per = record.draft_seconds / record.draft_calls
+            if tree:
+                c.tree_forward = self._median("tree_forward", per)
+            else:
+                c.draft_forward = self._median("draft_forward", per)
+        if record.forward_seconds:
+            c.overhead = self._median("overhead", record.verify_seconds - record.forward_seconds)
+            c.overhead_nodes = self._median("overhead_nodes", nodes)
+            curve_says = float(c.verify(nodes, tree)) / c.scale
+            c.scale = self._median("scale", record.forward_seconds / curve_says)
+
+    def _median(self, name: str, value: float) -> float:
+        seen = self._timings.setdefault(name, [])
+        seen.append(value)
+        del seen[:-WINDOW]
+        return float(np.median(seen))
+
+    def report(self) -> dict:
+        """JSON-ready: the shape in use, why (its expected tokens and time per step against its neighbours), the
+        changes during the run and the fallback note."""
+        top, cands = self.evaluate()
+        chosen = self._expected((self.current or top).shape, cands)
+        near = neighbours(self.method, chosen, cands, self.costs)
+        base = self.costs.base
+        return {
+            "mode": "auto",
+            "fixed": dict(self.fixed),
+            "shape": chosen.shape.as_dict(),
+            "expected_tokens_per_step": chosen.tokens,
+            "ms_per_step": 1000 * chosen.seconds,
+            "expected_speedup": chosen.tokens * base / chosen.seconds,
+            "neighbours": {k: None if v is None else v.as_dict(base) for k, v in near.items()},
+            "acceptance": np.round(self.acceptance.table(), 4).tolist(),
+            "costs": {
+                "target_step_ms": 1000 * base,
+                "load_scale": self.costs.scale,
+                "draft_forward_ms": 1000 * self.costs.draft_forward,
+                "tree_draft_forward_ms": 1000 * self.costs.tree_forward,
+                "bookkeeping_ms": 1000 * self.costs.overhead,
+            },  # fmt: skip
+            "curve": {k: self.costs.curve.get(k) for k in ("key", "cached", "measured_seconds", "measured_at")},
+            "changes": self.changes,
+            "fallback": self.fallback_note,
+        }
+
+
+def sibling_ranks(parent: list[int]) -> list[int]:
+    """Each node's rank among its siblings (drafting order: the draft's top-k order)."""
+    count: dict[int, int] = {}
+    out = []
+    for p in parent:
+        out.append(count.get(p, 0))
+        count[p] = out[-1] + 1
+    return out
+
+
+def fixed_dims(options: SpecOptions) -> dict | None:
+    """The shape dimensions the options fix (0 / "" = chosen); None when every one is fixed (no chooser)."""
+    m = options.method
+    if m in TREE_METHODS:
+        fixed = {k: v for k, v in (("depth", options.tree_depth), ("topk", options.tree_topk),
+                                   ("budget", options.tree_budget)) if v}  # fmt: skip
+        return None if len(fixed) == 3 else fixed
+    if m == "medusa":
+        return None if options.medusa_tree else {}
+    return None if options.gamma else {}
+
+
+def draft_cost_prior(target, drafter_params: int) -> float:
+    """Seconds of one draft forward before any was timed: a forward streams its weights, so the target step's
+    time scaled by the parameter ratio (at least 3% of it: small heads are bound by per-operation overhead)."""
+    total = sum(p.numel() for p in target.model.parameters())
+    return max(drafter_params / max(total, 1), 0.03)
+
+
+def make_chooser(options: SpecOptions, target, draft=None, heads=None, curve: dict | None = None,
+                 timing: bool = True) -> ShapeChooser | None:  # fmt: skip
+    """The chooser of a run whose options leave some shape dimension to choose (None when all are set)."""
+    fixed = fixed_dims(options)
+    if fixed is None:
+        return None
+    curve = curve if curve is not None else curve_for(target)
+    base = float(curve["base_seconds"])
+    if draft is not None:
+        params = sum(p.numel() for p in draft.model.parameters())
+    elif heads is not None:
+        rows = len(heads.draft_vocab or []) or target.config.vocab_size
+        own = sum(p.numel() for p in heads.module.parameters()) // max(heads.count, 1)  # one head / module / layer
+        params = own + rows * target.config.hidden_size
+    else:
+        params = 0
+    per = base * (draft_cost_prior(target, params) if params else 0.0)
+    tree_per = per * (1.5 if heads is not None else 1.1)  # masked forwards over several nodes (no lean path)
+    costs = Costs(dict(curve), per, tree_per, overhead=0.15 * base, overhead_nodes=4.0)
+    prior = card_prior(heads.config if heads is not None else None)
+    if options.method == "lookup":
+        prior[:, 0], prior[:, 1:] = 0.5, 0.0  # a lookup continuation has no confidence (q = 1); its decisions tell
+    max_depth = MAX_DEPTH
+    if heads is not None and heads.kind in ("mtp", "medusa") and options.method == heads.kind:
+        max_depth = min(heads.count, MAX_DEPTH)
+    return ShapeChooser(options.method, costs, Acceptance(prior), fixed, max_depth, timing)
+
+
+def expected_speedup(options: SpecOptions, target, draft=None, heads=None, curve: dict | None = None) -> float:
+    """What a method is expected to pay before it ran (its best shape from the priors): to choose the default."""
+    chooser = make_chooser(replace(options, gamma=0, tree_depth=0, tree_topk=0, tree_budget=0, medusa_tree=""),
+                           target, draft, heads, curve)  # fmt: skip
+    top, _ = chooser.evaluate()
+    return top.tokens * chooser.costs.base / top.seconds
+
+
+def choose_method(options: SpecOptions, target, heads: dict, draft=None, curve: dict | None = None) -> tuple[str, str]:
+    """The drafting method ``auto`` stands for, and why: of the heads found (``heads``: kind -> loaded heads), the
+    kind whose best shape is expected to pay most on this machine (their model card's acceptance, their size, this
+    target's verification-cost curve); without heads, the draft model's chain, else prompt lookup."""
+    if heads:
+        figures = {kind: expected_speedup(replace(options, method=kind), target, None, h, curve)
+                   for kind, h in heads.items()}  # fmt: skip
+        kind = max(figures, key=figures.get)
+        others = ", ".join(f"{k} {v:.2f}×" for k, v in sorted(figures.items(), key=lambda kv: -kv[1]))
+        return kind, f"auto: {kind}, the heads expected to pay most here ({others})"
+    if draft is not None:
+        return "chain", "auto: chain, the draft model (no heads found beside the target)"
+    return "lookup", "auto: prompt lookup (no heads found beside the target, no draft model)"

@@ -1,0 +1,183 @@
+"""The draft-shape chooser (explorer/speculative/shape.py): a flat (GPU-like) cost curve gets a wider, deeper tree
+than a climbing (CPU-like) one, acceptance 0 gets no speculation, every choice keeps greedy token-identical to
+plain greedy and speculative sampling lossless (χ²), the curve's cache is JSON keyed by what it depends on."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_speculative import chi2_pvalue, tiny_lm
+
+from explorer.models.checkpoint import default_head_dirs, default_model_dirs, load_model
+from explorer.models.generate import generate, next_token_probs
+from explorer.speculative import shape
+from explorer.speculative.engine import Speculator, TimedSpeculation
+from explorer.speculative.heads import load_heads
+from explorer.speculative.records import SpecOptions
+from explorer.speculative.shape import (
+    NO_SPECULATION,
+    Acceptance,
+    Costs,
+    ShapeChooser,
+    best,
+    candidates,
+    flat_curve,
+)
+
+DIRS = default_model_dirs()
+AUTO = dict(gamma=0, tree_depth=0, tree_topk=0, tree_budget=0, medusa_tree="")
+BASE = 0.005  # seconds of one decode step in the synthetic curves
+GPU = flat_curve(BASE, 0.0)  # verifying 32 tokens costs one step
+CPU = flat_curve(BASE, 0.12)  # each verified token adds 12% of a step (about this CPU's demo target)
+
+
+def acceptance(rank0: float, rest: float = 0.08) -> np.ndarray:
+    table = np.full((shape.MAX_DEPTH, shape.RANKS), rest)
+    table[:, 0] = rank0
+    return table
+
+
+def costs(curve: dict, draft: float = 0.05) -> Costs:
+    return Costs(curve, draft * BASE, 1.3 * draft * BASE, overhead=0.05 * BASE, overhead_nodes=4)
+
+
+@pytest.mark.parametrize("method", ["eagle", "tree"])
+def test_a_flat_curve_gets_a_wider_deeper_tree_than_this_cpus(method):
+    acc = acceptance(0.7, 0.1)
+    flat = best(candidates(method, acc, costs(GPU), {}), costs(GPU)).shape
+    steep = best(candidates(method, acc, costs(CPU), {}), costs(CPU)).shape
+    assert flat.topk > steep.topk and flat.depth >= steep.depth and flat.nodes > steep.nodes, (flat, steep)
+    assert flat.tree and flat.nodes >= 8
+
+
+def test_a_flat_curve_gets_a_bigger_medusa_tree_and_a_longer_chain():
+    acc = acceptance(0.6, 0.1)
+    gpu = best(shape.medusa_candidates(acc, costs(GPU), 4), costs(GPU)).shape
+    cpu = best(shape.medusa_candidates(acc, costs(CPU), 4), costs(CPU)).shape
+    assert gpu.nodes > cpu.nodes and gpu.tree
+    gpu = best(candidates("chain", acc, costs(GPU, 0.02), {}), costs(GPU, 0.02)).shape
+    cpu = best(candidates("chain", acc, costs(CPU, 0.02), {}), costs(CPU, 0.02)).shape
+    assert gpu.depth > cpu.depth >= 1
+
+
+@pytest.mark.parametrize("method", ["chain", "tree", "eagle", "medusa", "mtp", "lookup"])
+def test_acceptance_zero_means_no_speculation(method):
+    zero = acceptance(0.0, 0.0)
+    for curve in (GPU, CPU):
+        chosen = best(candidates(method, zero, costs(curve), {}, max_depth=4), costs(curve))
+        assert chosen.shape == NO_SPECULATION and chosen.tokens == 1.0
+
+
+def test_explicit_dimensions_win():
+    acc = acceptance(0.7, 0.1)
+    chosen = best(candidates("eagle", acc, costs(GPU), {"depth": 2}), costs(GPU)).shape
+    assert chosen.depth == 2 and chosen.topk > 1
+    chosen = best(candidates("eagle", acc, costs(GPU), {"topk": 1, "budget": 3}), costs(GPU)).shape
+    assert chosen.topk == 1 and chosen.budget == 3
+    assert shape.fixed_dims(SpecOptions(method="eagle", tree_depth=3, tree_topk=1, tree_budget=3)) is None
+    assert shape.fixed_dims(SpecOptions(method="eagle", tree_depth=3, tree_topk=0, tree_budget=0)) == {"depth": 3}
+    assert shape.fixed_dims(SpecOptions(method="medusa", medusa_tree="tuned")) is None
+
+
+def test_rejections_online_fall_back_to_plain_decoding_once():
+    """A draft whose every candidate is rejected: the chooser drops to plain decoding, says so once, and probes."""
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.9)), timing=False)
+    assert chooser.shape_for(0)[0].depth >= 2
+    for step in range(1, 40):
+        chooser.acceptance.observe_decision(1, 0, False)
+        chooser.acceptance.observe_confidence(1, [0.9, 0.05, 0.02, 0.01])
+        chooser.shape_for(step)
+    assert chooser.current.shape == NO_SPECULATION
+    assert chooser.fallback_note.startswith("no draft shape is expected to pay")
+    assert [c["to"] for c in chooser.changes].count("no speculation") == 1
+    probes = [chooser.shape_for(s)[1] for s in range(40, 40 + shape.PROBE_EVERY)]
+    assert sum(probes) == 1
+
+
+# ---------------------------------------------------------------------------------------------- the engine
+@pytest.fixture(scope="module")
+def demo():
+    target = load_model(DIRS["target"], dtype="float32", device="cpu")
+    draft = load_model(DIRS["draft"], dtype="float32", device="cpu")
+    heads = {kind: load_heads(path, target) for kind, path in default_head_dirs().items() if path.is_dir()}
+    return target, draft, heads
+
+
+@pytest.mark.parametrize("method", ["chain", "tree", "eagle", "medusa", "mtp", "lookup"])
+def test_greedy_stays_token_identical_with_every_choice(demo, method):
+    """Flat, climbing and prohibitive curves (no speculation) all decode exactly the target's greedy tokens."""
+    target, draft, heads = demo
+    prompt = "def read_config(path):\n    with open(path) as f:\n        "
+    ids = target.encode(prompt)
+    want = generate(target, ids, 16)
+    steep = flat_curve(BASE, 3.0)  # one more token costs 3 steps: nothing pays
+    labels = set()
+    for curve in (GPU, CPU, steep):
+        opt = SpecOptions(method=method, detail=False, **AUTO)
+        spec = Speculator(target, None if method in ("lookup", "medusa", "eagle", "mtp") else draft, ids, 16, opt,
+                          heads.get(method if method != "lookup" else "mtp"), curve=curve, timing=False)  # fmt: skip
+        records = []
+        while not spec.done:
+            records.append(spec.step())
+        assert spec.new_tokens == want, (method, curve["chain_seconds"][-1])
+        assert all(r.shape is not None for r in records)
+        labels |= {r.shape["label"] for r in records}
+        if curve is steep:
+            assert spec.chooser.fallback_note is not None
+            assert not any(len(r.tree.tokens) for r in records if not r.shape["probe"])
+    assert "no speculation" in labels and len(labels) >= 2, labels
+
+
+def test_report_names_the_shape_and_its_neighbours(demo, monkeypatch):
+    target, _, heads = demo
+    monkeypatch.setitem(shape._CURVES, shape.curve_key(target), {**CPU, "key": "test", "cached": True})
+    ids = target.encode("import os\n\n\ndef main():\n    ")
+    run = TimedSpeculation(target, None, ids, 24, SpecOptions(method="eagle", detail=False, **AUTO), heads["eagle"])
+    run.run()
+    report = run.shape
+    assert report["mode"] == "auto" and report["shape"]["depth"] >= 0
+    assert set(report["neighbours"]) == {"chosen", "deeper", "wider", "chain", "no speculation"}
+    assert report["neighbours"]["no speculation"]["expected_tokens_per_step"] == 1.0
+    assert report["changes"][0]["step"] == 1 and report["changes"][0]["reason"].startswith("first choice")
+    assert run.new_tokens == generate(target, ids, 24)
+
+
+@pytest.mark.parametrize("method", ["chain", "tree"])
+def test_sampling_with_chosen_shapes_preserves_the_target_distribution(method):
+    """2,500 draws of the first new token, the chooser adapting all along: the target's distribution (χ²)."""
+    target, draft = tiny_lm(5, vocab=12, hidden=16, layers=1, std=0.6), tiny_lm(6, vocab=12, hidden=16, layers=1)
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6, 3, 1, 4]
+    opt = SpecOptions(method=method, accept="sample", temperature=1.0, detail=False, seed=2, **AUTO)
+    spec = Speculator(target, draft, prompt, 3, opt, curve=GPU, timing=False)
+    with torch.inference_mode():
+        p = next_token_probs(target.model(torch.tensor([prompt]))[0, -1], 1.0, None).double().numpy()
+    n, counts, shapes = 2500, np.zeros(12), set()
+    for _ in range(n):
+        record = spec.step()
+        counts[record.new_tokens[0]] += 1
+        shapes.add(record.shape["label"])
+        spec.rewind(len(prompt))
+    assert len(shapes) >= 2, shapes  # the chooser did adapt
+    assert chi2_pvalue(counts, p) > 1e-3
+
+
+def test_the_curve_is_cached_as_json_keyed_by_model_device_dtype_threads_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr(shape, "_CURVES", {})
+    monkeypatch.setattr(shape, "APP_CURVE_SIZES", (1, 2, 4, 8))  # the test's curve: a few sizes, quickly
+    target = tiny_lm(3)
+    first = shape.curve_for(target)
+    assert not first["cached"] and first["measured_seconds"] > 0 and first["rounds"] >= 3
+    stored = json.loads((tmp_path / "verify-costs.json").read_text())
+    key = shape.curve_key(target)
+    assert stored["version"] == 1 and list(stored["curves"]) == [key]
+    for part in ("random-3", "cpu", "float32", f"threads={torch.get_num_threads()}", f"torch={torch.__version__}"):
+        assert part in key
+    curve = stored["curves"][key]
+    assert np.all(np.diff(curve["chain_seconds"]) >= 0) and len(curve["tree_seconds"]) == len(curve["sizes"])
+    monkeypatch.setattr(shape, "_CURVES", {})
+    assert shape.curve_for(target)["cached"]  # read back, not measured
+    again = shape.curve_for(target, remeasure=True)
+    assert not again["cached"] and again["measured_at"] >= first["measured_at"]
+    assert not list(tmp_path.glob(".*partial*"))
