@@ -19,6 +19,7 @@ from explorer.autograd.functional import compare
 from explorer.autograd.graph import capture, make_setup
 from explorer.autograd.job import autograd_run, follow_model
 from explorer.autograd.memory import compare_modes
+from explorer.autograd.records import to_json
 from explorer.autograd.trap import run_traps
 from explorer.errors import ExplorerError
 from explorer.models.checkpoint import default_model_dirs, load_model
@@ -134,6 +135,10 @@ def test_job_yields_one_step_per_node_and_exports_json(lm):
     assert math.isclose(meta.graph.loss, float(meta.graph.loss)) and meta.graph.tokens == (2, 8)
     data = json.loads(json.dumps(meta.to_json()))
     assert data["functional"]["same_graph"] and len(data["traps"]) == 4
+    again = autograd_run(lm, {"layer": 3, "seq_len": 8}, deterministic=True)
+    again_steps = list(again.records())
+    assert again.meta.to_json() == meta.to_json()  # a recording draws the same numbers every time
+    assert [to_json(s) for s in again_steps] == [to_json(s) for s in steps]
     assert [m["mode"] for m in data["memory"]] == ["autograd", "checkpoint", "no_grad"]
 
 
