@@ -44,6 +44,12 @@ def main() -> None:
         for size, ring, gloo in zip(s["sizes"], s["ring"], s["all_reduce"], strict=True):
             print(f"| {n} | {size / 1024:.0f} KiB | {ring * 1e3:.2f} ms | {model.ring(n, size) * 1e3:.2f} ms | "
                   f"{gloo * 1e3:.2f} ms | {model.best(n, size)} |")  # fmt: skip
+    print("\nOne fit per N (α and β of that N's sizes alone): where α grows with N, the ranks share cores.\n")
+    print("| N | α | β | median error |")
+    print("|---|---|---|---|")
+    for s in sweeps:
+        one = fit([s], "ring")
+        print(f"| {s['n']} | {one.alpha * 1e6:.0f} µs | {one.beta / 2**20:.0f} MiB/s | {one.rel_error:.0%} |")
     print()
     for line in describe_crossings(model, ns):
         print(f"- {line}")
