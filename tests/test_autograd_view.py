@@ -63,6 +63,15 @@ def test_layer_backward_plays_node_by_node_with_keys_and_clicks(qtbot):
         item = view.tree.currentItem()
         QTest.mouseClick(view.tree.viewport(), Qt.MouseButton.LeftButton, pos=view.tree.visualItemRect(item).center())
         assert set(view.graph_panel.selection) == mlp
+        # the Card setting and the tabs are one choice: a click on a tab sets it, a setting picks the tab
+        bar = view.tabs.tabBar()
+        QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(1).center())
+        assert view.card.currentText() == "in-place trap" and view.tabs.currentWidget() is view.tabs.trap_text
+        view.apply_settings({"card": "nn vs functional"})
+        assert view.tabs.currentWidget() is view.tabs.functional_text
+        assert "card" not in view.job_values()  # a drawing choice: nothing is computed again
+        click_box(view, int(view.graph_panel.layout.box_of[q.index]))  # a node's card comes forward
+        assert view.card.currentText() == "node"
         assert "more than one element of the written-to tensor" in view.tabs.trap_text.toPlainText()
         assert "is at version 1; expected version 0 instead" in view.tabs.trap_text.toPlainText()
         assert "the same graph" in view.tabs.functional_text.toPlainText()

@@ -60,7 +60,8 @@ def follow_model(values: dict[str, Any], config: Any) -> dict[str, Any]:
 def autograd_run(lm, values: dict[str, Any], *, deterministic: bool = False) -> Job:
     """Capture the graph, compare nn with functional, measure memory, run the in-place cases, then the hooked
     backward: one :class:`BackwardStep` record per executed node, in the engine's order."""
-    v = AUTOGRAD.check({**AUTOGRAD.defaults(), **values})
+    given = {**AUTOGRAD.defaults(), **values}
+    v = AUTOGRAD.check({k: value for k, value in given.items() if not AUTOGRAD[k].display})  # no drawing choices
     meta = AutogradRunMeta(model=str(lm.path), values=dict(v))
 
     def records() -> Iterator[BackwardStep]:

@@ -6,6 +6,7 @@ from ..models.options import DTYPE_NAMES, SEED
 from ..options import Option, Schema
 
 SCOPES = ("layer", "model")
+CARDS = ("node", "in-place trap", "nn vs functional")  # the view's tabs beside the graph
 
 AUTOGRAD = Schema(
     "autograd",
@@ -31,7 +32,17 @@ AUTOGRAD = Schema(
             label="Dtype",
         ),  # fmt: skip
         SEED,
+        Option(
+            "card",
+            str,
+            CARDS[0],
+            "the card beside the graph: the node shown, the in-place trap run live, or nn against functional",
+            choices=CARDS,
+            display=True,
+            cli=False,
+            label="Card",
+        ),  # fmt: skip
     ],
 )
 
-VIEW = AUTOGRAD.only(["scope", "layer", "batch", "seq_len", "dtype", "seed"], "autograd view")
+VIEW = AUTOGRAD.only(["scope", "layer", "batch", "seq_len", "dtype", "seed", "card"], "autograd view")

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSplitter, QVBox
 
 from ....autograd import describe
 from ....autograd.job import AutogradRunMeta
+from ....autograd.options import CARDS
 from ....autograd.options import VIEW as AUTOGRAD_VIEW
 from ....autograd.records import BackwardStep, to_json
 from ...theme import Theme
@@ -80,6 +81,9 @@ class AutogradView(View):
         lay.addWidget(self.header)
         lay.addLayout(body, 1)
         self.finish_init()
+        # the Card setting (tours, --set) and a click on a tab stay one choice
+        self.card.currentTextChanged.connect(lambda text: self.tabs.setCurrentIndex(CARDS.index(text)))
+        self.tabs.currentChanged.connect(lambda i: self.card.setCurrentText(CARDS[i]))
 
     # ---- theme
     def themed_plots(self) -> tuple[pg.PlotWidget, ...]:
@@ -156,7 +160,7 @@ class AutogradView(View):
         """Show node ``node``'s card (a click on the graph, a tour's select)."""
         self.selected_node = node
         self.graph_panel.select([node])
-        self.tabs.setCurrentWidget(self.tabs.node_text)
+        self.card.setCurrentText(CARDS[0])
         self._show_node(node)
 
     def _module_selected(self, nodes: list[int]) -> None:
