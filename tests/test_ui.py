@@ -462,3 +462,51 @@ def test_vertical_tick_labels_never_overlap_in_a_short_plot(qtbot):
     ys = sorted(rect.center().y() for rect, _flags, _text in specs[2])
     assert len(ys) < 5 and all(b - a >= line - 1 for a, b in zip(ys, ys[1:], strict=False))
     assert len(axis._tickLevels[0]) == 5  # the ticks set stay as set
+
+
+def test_a_load_says_how_far_it_has_got(qtbot, window):
+    """Issue 23 item 18: a load shows its progress in the window (a GGUF file of a real model takes seconds):
+    the progress line names the stage and counts, the bar follows, and the models arrive as before."""
+    said: list[str] = []
+    bars: list[tuple[int, int]] = []
+    say = window.say
+
+    def recording_say(text, view=None):
+        said.append(text)
+        bars.append((window.progress.value(), window.progress.maximum()))
+        say(text, view)
+
+    window.say = recording_say
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        qtbot.mouseClick(window.load_button, Qt.MouseButton.LeftButton)
+    news = [s for s in said if s.startswith("loading ") and s.endswith(" of demo-target")]
+    assert any("reading model.safetensors" in s for s in news), said
+    assert any("checking weights" in s for s in news) and any("fusing layers" in s for s in news), said
+    assert any(s.endswith(": fusing layers of demo-draft") for s in said), said
+    n = window.session.target.config.num_layers
+    assert f"loading {n}/{n}: fusing layers of demo-target" in news
+    assert window.session.target is not None and window.session.draft is not None
+
+
+def test_load_with_news_relays_stages_and_the_result_and_errors():
+    from explorer.models.progress import LoadNews, load_with_news, report
+
+    def load():
+        for i in range(1000):
+            report("counting", i + 1, 1000)
+        return "done"
+
+    gen = load_with_news(load, steps=10)
+    items = []
+    try:
+        while True:
+            items.append(next(gen))
+    except StopIteration as stop:
+        result = stop.value
+    assert result == "done" and 2 <= len(items) <= 11 and items[-1] == LoadNews("counting", 1000, 1000)
+
+    def broken():
+        raise ValueError("corrupt")
+
+    with pytest.raises(ValueError, match="corrupt"):
+        list(load_with_news(broken))

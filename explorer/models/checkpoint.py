@@ -22,6 +22,7 @@ from ..memory import check_fits
 from .decoder import CausalLM, ModelConfig, rope_inv_freq
 from .gguf import is_gguf, read_gguf
 from .hub import looks_like_repo_id, resolve_repo_id
+from .progress import naming, report
 from .prompts import PromptFormat, apply_special_tokens, encode_prompt
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -204,7 +205,8 @@ def check_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
     if os.environ.get("EXPLORER_SKIP_WEIGHT_CHECK") == "1":
         return
     sample = sum(t.numel() for t in tensors.values()) > FULL_FINITE_CHECK_ELEMENTS
-    for key, t in tensors.items():
+    for i, (key, t) in enumerate(tensors.items()):
+        report("checking weights", i + 1, len(tensors))
         if t.device.type == "meta":
             continue
         view = t
@@ -252,7 +254,9 @@ def read_weights(files: list[Path], dtype: torch.dtype, device: str) -> dict[str
     for file in files:
         try:
             with safe_open(str(file), framework="pt", device="cpu") as f:
-                for key in f.keys():
+                keys = list(f.keys())
+                for i, key in enumerate(keys):
+                    report(f"reading {file.name}", i + 1, len(keys))
                     t = f.get_tensor(key)  # memory-mapped; .to() copies only when dtype/device differ
                     tensors[key] = t.to(device=device, dtype=dtype) if t.is_floating_point() else t
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
@@ -328,7 +332,12 @@ def load_model(
     path: str | Path, dtype: str | torch.dtype | None = None, device: str | None = None, tokenizer: bool = True
 ) -> LoadedModel:
     """Load a Hugging Face layout directory, a GGUF file or a Hub repo id (``org/name[@revision]``) for inference
-    (eval mode, no grads)."""
+    (eval mode, no grads); its progress is reported under its name (explorer.models.progress)."""
+    with naming(Path(str(path)).name):
+        return _load_model(path, dtype, device, tokenizer)
+
+
+def _load_model(path: str | Path, dtype: str | torch.dtype | None, device: str | None, tokenizer: bool) -> LoadedModel:
     if looks_like_repo_id(str(path)):
         path = resolve_repo_id(str(path))
     if is_gguf(path):

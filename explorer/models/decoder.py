@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import ExplorerError
 from .hugepages import huge_page_empty, release_freed_memory
+from .progress import report
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
@@ -576,7 +577,8 @@ class CausalLM(nn.Module):
         moves into one block of huge pages, in the order a forward reads them (see :mod:`.hugepages`)."""
         w = self.lm_head.weight
         take = _weight_store(self, w.dtype) if w.device.type == "cpu" else None
-        for layer in self.model.layers:
+        for i, layer in enumerate(self.model.layers):
+            report("fusing layers", i + 1, len(self.model.layers))
             layer.self_attn.fuse(take)
             layer.mlp.fuse(take)
             if take is not None:

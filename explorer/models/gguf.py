@@ -19,6 +19,7 @@ import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from ..errors import ExplorerError
+from .progress import report
 from .prompts import PromptFormat
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")  # GGUF names; Mistral-style models are written as "llama"
@@ -265,7 +266,8 @@ def read_tensors(infos: list[TensorInfo], raw: dict[str, Any], dtype: torch.dtyp
     arch = raw["model_type"]
     tensors: dict[str, torch.Tensor] = {}
     rope_freqs = None
-    for t in infos:
+    for i, t in enumerate(infos):
+        report("dequantizing tensors", i + 1, len(infos))
         if t.name == "rope_freqs.weight":
             rope_freqs = dequantize_into(t, torch.float32).reshape(-1)
             continue

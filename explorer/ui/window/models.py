@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from ...models.checkpoint import default_dtype
+from ...models.progress import LoadNews, load_with_news
 from ..views.base import View
 
 MAX_RECENT = 8
@@ -47,7 +48,8 @@ class ModelLoading:
         wanted = replace(self.session, target=None, draft=None)  # a snapshot: the panel may change meanwhile
 
         def job():
-            yield ModelsLoaded(*wanted.load_pair())
+            pair = yield from load_with_news(wanted.load_pair)  # LoadNews records while it loads (GGUF: seconds)
+            yield ModelsLoaded(*pair)
 
         self._pending_run = then_run
         self._job_view = None
@@ -57,10 +59,18 @@ class ModelLoading:
         self.say(f"loading {names}…")
         self.worker.start(job)
         self._set_loading(names)
+        self.status_models.setText(f"loading {names}…")  # until it has loaded (or failed: the status is redone)
 
     def all_views(self) -> list:
         """The views and the views inside them (the prompt set's replay): each says what is true of the models."""
         return [w for view in self.views.values() for w in (view, *view.findChildren(View))]
+
+    def _on_load_news(self, news: LoadNews) -> None:
+        """The progress line and bar follow the load: "loading 136/272: dequantizing tensors of SmolLM2….gguf"
+        (the counts first: the panel's line elides its end)."""
+        self.say(f"loading {news.done}/{news.total}: {news.stage}")
+        self.progress.setRange(0, news.total)
+        self.progress.setValue(news.done)
 
     def _set_loading(self, names: str | None) -> None:
         """Empty views say "Loading <names>…" while models load (``names``), and what they said before after."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...attention.backends import use_backend
+from ...models.progress import LoadNews
 from .models import ModelsLoaded
 
 # The setting that bounds how many records a view's run yields (amp: one per training step; generate: one per
@@ -74,6 +75,9 @@ class ViewRuns:
         if isinstance(rec, ModelsLoaded):
             self._on_models_loaded(rec)
             return
+        if isinstance(rec, LoadNews):
+            self._on_load_news(rec)
+            return
         view = self._job_view
         if view is None:
             return
@@ -108,6 +112,7 @@ class ViewRuns:
                 self._set_loading(None)
                 self._restore_model_fields()
                 self.say("loading cancelled")
+                self._update_status()  # not "loading …" any more
             else:
                 n = len(self._job_view.records)
                 self.say(f"{self._job_view.name}: cancelled after {n} step{'s' * (n != 1)}", self._job_view)
