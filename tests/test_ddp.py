@@ -266,3 +266,21 @@ def test_cli_ddp_json(capsys):
     step = out["steps"][0]
     assert step["one_process"]["max_abs_diff"] <= 1e-5 * step["one_process"]["max_abs_grad"]
     assert len(step["transfers"]) == 2 and len(step["transfers"][0]) == 2
+
+
+def test_a_cancelled_run_in_the_gui_worker_ends_every_rank(qtbot, demo_target):
+    """The app's worker thread iterates the job; Cancel stops it at the next record and the ranks go with it."""
+    from explorer.amp.engine import default_text
+    from explorer.distributed.ddp import settings_from_values
+    from explorer.distributed.job import training_job
+    from explorer.ui.worker import Worker
+
+    values = {"ranks": 2, "steps": 50, "batch": 2, "seq_len": 8, "train_layers": 1, "cost": False, "check": False}
+    job = training_job(demo_target, settings_from_values(values), default_text())
+    worker = Worker()
+    with qtbot.waitSignal(worker.record, timeout=60000):
+        worker.start(job.records)
+    assert len(job.meta.pids) == 2 and all(alive(p) for p in job.meta.pids)
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        worker.cancel()
+    assert worker.cancelled and wait_gone(job.meta.pids, 5.0) == []

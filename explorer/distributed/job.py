@@ -5,7 +5,7 @@ GUI's worker thread never computes and a cancelled run ends every rank (the gene
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class DdpRunMeta:
     fitted: AlphaBeta | None = None
     fitted_all_reduce: AlphaBeta | None = None
     steps_done: int = 0
+    pids: list[int] = field(default_factory=list)  # the rank processes, once started (all ended when the run ends)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,7 +91,7 @@ def training_job(lm, settings: DdpSettings, text: str) -> Job:
     args = launch_args(lm, settings, text)
 
     def records() -> Iterator[RingFrame]:
-        for step in run_steps(args, settings):
+        for step in run_steps(args, settings, meta.pids):
             if step.cost is not None:
                 meta.cost = step.cost
                 meta.fitted = fit([step.cost], "ring")
@@ -101,10 +102,10 @@ def training_job(lm, settings: DdpSettings, text: str) -> Job:
     return Job(meta, records)
 
 
-def run_steps(args: dict, settings: DdpSettings) -> Iterator[DdpStep]:
+def run_steps(args: dict, settings: DdpSettings, pids: list[int] | None = None) -> Iterator[DdpStep]:
     """The ranks' step messages gathered into one :class:`DdpStep` per training step, as each completes."""
     pending: dict[int, dict[int, dict]] = {}
-    for msg in run_ranks(WORKER, args, spec_of(settings)):
+    for msg in run_ranks(WORKER, args, spec_of(settings), pids=pids):
         if msg.kind != "step":
             continue
         parts = pending.setdefault(msg.payload["step"], {})
