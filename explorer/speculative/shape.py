@@ -220,9 +220,10 @@ def flat_curve(base_seconds: float, growth: float = 0.0) -> dict:
 @dataclass
 class Costs:
     """What a step costs besides acceptance: the curve, seconds per draft forward (chain-like and tree steps),
-    a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. ``scale``: how much slower
-    the run's own verification forwards are than the curve says (the machine's load now), so that the curve and
-    the drafting seconds measured during the run compare in one unit."""
+    a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. The run's own verification
+    forwards correct the curve: ``observed`` holds the median seconds of recent forwards per node count (used where
+    there is one), ``scale`` how much slower they were than the curve says (the machine's load now; applied
+    elsewhere), so that the curve and the drafting seconds measured during the run compare in one unit."""
 
     curve: dict
     draft_forward: float  # seconds per draft forward of a chain-like step (one node per forward)
@@ -231,16 +232,26 @@ class Costs:
     overhead: float = 0.0  # bookkeeping seconds per step at ``overhead_nodes`` nodes
     overhead_nodes: float = 1.0
     scale: float = 1.0
+    observed: dict = field(default_factory=dict)  # (nodes, tree) -> median seconds of the run's recent forwards
 
     @property
     def base(self) -> float:
-        return float(self.curve["base_seconds"]) * self.scale
+        return self.observed.get((0, False), float(self.curve["base_seconds"]) * self.scale)
 
-    def verify(self, nodes, tree: bool) -> np.ndarray:
+    def curve_seconds(self, nodes, tree: bool) -> np.ndarray:
         c = self.curve
         xs = np.concatenate([[0], c["sizes"]])
         ys = np.concatenate([[c["base_seconds"]], c["tree_seconds" if tree else "chain_seconds"]])
-        return np.interp(np.asarray(nodes, dtype=float), xs, ys) * self.scale
+        return np.interp(np.asarray(nodes, dtype=float), xs, ys)
+
+    def verify(self, nodes, tree: bool) -> np.ndarray:
+        out = self.curve_seconds(nodes, tree) * self.scale
+        if self.observed:
+            n = np.atleast_1d(np.asarray(nodes))
+            seen = np.array([self.observed.get((int(k), tree and k > 1), np.nan) for k in n])
+            out = np.where(np.isnan(seen), np.atleast_1d(out), seen)
+            out = out if np.ndim(nodes) else float(out[0])
+        return out
 
     def bookkeeping(self, nodes) -> np.ndarray:
         return self.overhead * (1 + 0.05 * np.asarray(nodes, dtype=float)) / (1 + 0.05 * self.overhead_nodes)
@@ -527,6 +538,10 @@ class ShapeChooser:
         and (``timing``) the drafting and bookkeeping seconds."""
         tree = record.tree
         n = len(tree.tokens)
+        if self.timing and record.forward_seconds and not n:  # a plain step: the decode step's own time
+            c = self.costs
+            self._observe_forward((0, False), record.forward_seconds)
+            c.scale = self._median("scale", record.forward_seconds / float(c.curve_seconds(0, False)))
         if not n:
             return
         parent, depth = tree.parent.tolist(), tree.depth.tolist()
@@ -566,8 +581,14 @@ class ShapeChooser:
         if record.forward_seconds:
             c.overhead = self._median("overhead", record.verify_seconds - record.forward_seconds)
             c.overhead_nodes = self._median("overhead_nodes", nodes)
-            curve_says = float(c.verify(nodes, tree)) / c.scale
-            c.scale = self._median("scale", record.forward_seconds / curve_says)
+            c.scale = self._median("scale", record.forward_seconds / float(c.curve_seconds(nodes, tree)))
+            self._observe_forward((nodes, tree and nodes > 1), record.forward_seconds)
+
+    def _observe_forward(self, key: tuple[int, bool], seconds: float) -> None:
+        """A verification forward's seconds at its node count: used instead of the curve from 3 of them on."""
+        median = self._median(f"forward {key}", seconds)
+        if len(self._timings[f"forward {key}"]) >= 3:
+            self.costs.observed[key] = median
 
     def _median(self, name: str, value: float) -> float:
         seen = self._timings.setdefault(name, [])
