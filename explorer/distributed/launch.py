@@ -253,6 +253,7 @@ def _rank_main(rank: int, spec: LaunchSpec, port: int, worker: str, args: dict, 
             world_size=spec.world_size,
             timeout=timedelta(seconds=spec.timeout_s + 5),  # the launcher names a hung rank first
         )
+        ctx.at(0, "started")
         result = load_worker(worker)(ctx, args)
         dist.destroy_process_group()
         ctx.report("result", result)
