@@ -109,34 +109,44 @@ def step_cost_text(r: StepRecord, deterministic: bool) -> str:
 
 
 def shape_text(r: StepRecord) -> str:
-    """ "shape (auto) chain of 3 · ", with what changed at this step and why; "" for a fixed shape."""
+    """ "shape (auto) chain 3 · ", with what changed at this step and why; "" for a fixed shape."""
     if not r.shape:
         return ""
     probe = " (a probe)" if r.shape.get("probe") else ""
     change = r.shape.get("change")
+    short = r.shape.get("short", r.shape["label"])
     if change and change.get("from"):
-        return f"shape (auto) → {change['to']}, was {change['from']}: {change['reason']}{probe} · "
-    return f"shape (auto) {r.shape['label']}{probe} · "
+        was = change.get("from_short") or change["from"]
+        return f"shape (auto) → <b>{short}</b>, was {was}: {change['reason']}{probe} · "
+    return f"shape (auto) {short}{probe} · "
 
 
 def shape_changes(records: Sequence[StepRecord]) -> list[tuple[int, str]]:
-    """Where the chooser changed the shape after its first choice: (0-based step, the new shape's label)."""
-    return [(s.step, s.shape["change"]["to"]) for s in records
+    """Where the chooser changed the shape after its first choice: (0-based step, the new shape, short)."""
+    return [(s.step, s.shape["change"].get("to_short") or s.shape["change"]["to"]) for s in records
             if s.shape and s.shape.get("change") and s.shape["change"].get("from")]  # fmt: skip
 
 
-def choice_caption(report: dict | None, method_choice: str | None) -> str:
-    """What auto chose and why, in one sentence: the shape's expected tokens and time per step against its
-    neighbours' (the chooser's report, explorer/speculative/shape.py); "" for a fixed shape."""
+def method_note(method_choice: str | None) -> str:
+    """ "(auto: eagle 1.93×, medusa 1.36×)": what auto's method was expected to pay against the others; ""."""
+    if not method_choice:
+        return ""
+    figures = method_choice[method_choice.find("(") + 1 : method_choice.rfind(")")] if "(" in method_choice else ""
+    return f" (auto{': ' + figures if figures else ''})"
+
+
+def choice_caption(report: dict | None, method_choice: str | None = None) -> str:
+    """What auto chose and why, short: the shape's expected tokens per step and speedup against its neighbours'
+    (the chooser's report, explorer/speculative/shape.py); "" for a fixed shape."""
     if not report:
         return ""
     near = ", ".join(f"{name} {n['expected_speedup']:.2f}×" for name, n in report["neighbours"].items()
                      if n is not None and name != "chosen")  # fmt: skip
     fallback = f" {report['fallback']}." if report.get("fallback") else ""
-    method = f"{method_choice}; " if method_choice else ""
+    short = report["shape"].get("short", report["shape"]["label"])
     return (
-        f"{method}auto shape <b>{report['shape']['label']}</b>: {report['expected_tokens_per_step']:.2f} tokens in "
-        f"{report['ms_per_step']:.2f} ms a step expected ({report['expected_speedup']:.2f}×; {near}).{fallback}"
+        f"★ auto <b>{short}</b>: {report['expected_tokens_per_step']:.2f} tok/step, "
+        f"{report['expected_speedup']:.2f}× expected ({near}).{fallback}"
     )
 
 
@@ -161,7 +171,7 @@ def outcome_text(r: StepRecord, why_empty: str) -> str:
 
 
 def header_html(r: StepRecord, n_steps: int, stats: dict, run: dict | None, costs: dict | None,
-                deterministic: bool, palette: Palette, why_empty: str = "") -> str:  # fmt: skip
+                deterministic: bool, palette: Palette, why_empty: str = "", auto: str = "") -> str:  # fmt: skip
     """The view's header: the step, the method and rule and this step's outcome; the figures so far (α and the
     acceptance rate by name, mean accepted both ways) and the whole run's speed (not in recordings: timings);
     the step's cost. ``run``: :func:`run_stats`; ``why_empty``: :func:`why_nothing_drafted`."""
@@ -169,7 +179,7 @@ def header_html(r: StepRecord, n_steps: int, stats: dict, run: dict | None, cost
     lossless = "" if stats["lossless"] else " <span style='color:#e4572e'>(not lossless)</span>"
     return (
         f"<b style='font-size:120%'>step {r.step + 1} of {n_steps}</b> &nbsp; "
-        f"{stats['method']} drafting, {stats['accept']} acceptance{lossless} &nbsp; {outcome_text(r, why_empty)}"
+        f"{stats['method']} drafting{auto}, {stats['accept']} acceptance{lossless} &nbsp; {outcome_text(r, why_empty)}"
         f"<br>{ALPHA_NAME} <b>{stats['alpha']:.2f}</b> · {RATE_NAME} {stats['draft_acceptance_rate']:.2f} · "
         f"mean accepted {stats['mean_accepted_without_bonus']:.2f} (+bonus {stats['mean_accepted_with_bonus']:.2f})"
         f"{speed}"

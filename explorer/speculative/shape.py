@@ -47,7 +47,7 @@ CURVE_VERSION = 1
 SWITCH_GAIN = 1.04  # a new shape must be expected this much faster than the current one
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
 RECHOOSE_EVERY = 4  # steps between choices once the first 8 steps are done
-PROBE_EVERY = 16  # plain steps between one-token probes after a fallback
+PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose median timings the chooser uses (a median: one stall of the machine moves nothing)
 NEUTRAL_PRIOR = (0.6, 0.1, 0.05, 0.03)  # before any draft was seen and without a model card: per rank
@@ -83,8 +83,18 @@ class Shape:
             return f"chain of {min(self.depth, self.budget)}"
         return f"tree depth {self.depth}, top-{self.topk}, {self.budget} nodes"
 
+    def short(self) -> str:
+        """The label in a few characters, for tight places: "none", "chain 3", "d4·k2·8" (depth, top-k, nodes)."""
+        label = self.label()
+        if label.startswith("tree depth"):
+            return f"d{self.depth}·k{self.topk}·{self.budget}"
+        if label.startswith("tree of"):
+            return f"d{self.depth}·{self.nodes} nodes"
+        return "none" if self.depth == 0 else label
+
     def as_dict(self) -> dict:
-        out = {"depth": self.depth, "topk": self.topk, "budget": self.nodes, "label": self.label()}
+        out = {"depth": self.depth, "topk": self.topk, "budget": self.nodes, "label": self.label(),
+               "short": self.short()}  # fmt: skip
         if self.paths is not None:
             out["medusa_tree"] = format_choices(list(self.paths))
         return out
@@ -488,7 +498,7 @@ class ShapeChooser:
         self._steps_since_choice += 1
         if self.current.shape.depth == 0:
             self._plain_steps += 1
-            if self._plain_steps % PROBE_EVERY == 0:
+            if self._plain_steps in (2, 4, 8) or self._plain_steps % PROBE_EVERY == 0:  # soon, then now and then
                 return (self._probe_shape(), True)
         return self.current.shape, False
 
@@ -508,7 +518,9 @@ class ShapeChooser:
                 return
         if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
             self.changes.append({"step": step + 1, "from": None if cur is None else cur.shape.label(),
-                                 "to": top.shape.label(), "reason": self._why(top, cur, cands)})  # fmt: skip
+                                 "to": top.shape.label(), "to_short": top.shape.short(),
+                                 "from_short": None if cur is None else cur.shape.short(),
+                                 "reason": self._why(top, cur, cands)})  # fmt: skip
         if top.shape.depth == 0 and self.fallback_note is None:
             self.fallback_note = (f"no draft shape is expected to pay on this machine (best {self._best_spec(cands)}); "
                                   "decoding with the target alone")  # fmt: skip
@@ -526,12 +538,11 @@ class ShapeChooser:
 
     def _why(self, top: Candidate, cur: Candidate | None, cands: list[Candidate]) -> str:
         def said(c: Candidate) -> str:
-            speedup = c.tokens * self.costs.base / c.seconds
-            return f"{c.tokens:.2f} tokens/step in {1000 * c.seconds:.2f} ms ({speedup:.2f}×)"
+            return f"{c.tokens:.2f} tok/step, {c.tokens * self.costs.base / c.seconds:.2f}×"
 
         if cur is None:
-            return f"first choice: {said(top)}"
-        return f"{said(top)} vs {said(self._expected(cur.shape, cands))} with the shape before"
+            return f"first choice: {said(top)} expected"
+        return f"{said(top)} expected vs {said(self._expected(cur.shape, cands))}"
 
     def observe(self, draft, record) -> None:
         """Learn from a finished step: the draft's confidence per depth and rank, each reached node's decision,
@@ -697,7 +708,9 @@ def choose_method(options: SpecOptions, target, heads: dict, draft=None, curve: 
     if heads:
         figures = {kind: expected_speedup(replace(options, method=kind), target, None, h, curve)
                    for kind, h in heads.items()}  # fmt: skip
-        kind = max(figures, key=figures.get)
+        # ties (nothing expected to pay, each 1.00×): the kind whose card promises the most accepted tokens
+        accuracy = {k: float(((h.config.get("accuracy") or {}).get("top1") or [0])[0]) for k, h in heads.items()}
+        kind = max(figures, key=lambda k: (round(figures[k], 2), accuracy[k]))
         others = ", ".join(f"{k} {v:.2f}×" for k, v in sorted(figures.items(), key=lambda kv: -kv[1]))
         return kind, f"auto: {kind}, the heads expected to pay most here ({others})"
     if draft is not None:

@@ -180,7 +180,7 @@ class SpeculativeView(View):
         before = sum(len(s.new_tokens) for s in self.records[: r.step])
         why_empty = describe.why_nothing_drafted(r, before, meta.max_new, meta.options.method)
         self.header.setText(describe.header_html(r, len(self.records), stats, run, meta.costs, self.deterministic, th,
-                                                 why_empty))  # fmt: skip
+                                                 why_empty, describe.method_note(meta.method_choice)))  # fmt: skip
         self.text_legend.setText(describe.text_legend_html(th))
         decode = meta.decode
         self.text.show_html(describe.text_html(meta.prompt_ids, upto, r.step, decode, th) if decode else "")
