@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +56,18 @@ def test_hooked_backward_gives_torch_autograd_grad(layer_run):
         assert step.shape == tuple(p.shape)
         assert step.norm == pytest.approx(float(ref.norm()), rel=1e-6)
         assert step.bands.sum() == p.numel()
+
+
+def test_band_counts_are_the_amp_views_own():
+    from explorer.amp.bands import BANDS, fp16_bands
+    from explorer.autograd.backward import fp16_band_counts
+
+    rng = np.random.default_rng(0)
+    edges = [0.0, -0.0, 2**-25, 2**-25 * (1 + 2**-20), 1023.5 * 2**-24, np.nextafter(1023.5 * 2**-24, 0), 65504.0,
+             65519.99, 65520.0, np.inf, -np.inf, np.nan, 3e38]  # fmt: skip
+    values = np.concatenate([rng.choice([-1, 1], 20000) * 2.0 ** rng.uniform(-30, 18, 20000), edges]).astype(np.float32)
+    counts = dict(zip(BANDS, fp16_band_counts(torch.from_numpy(values)).tolist(), strict=True))
+    assert counts == fp16_bands(values) and counts["inf_nan"] == 3 and counts["zero"] == 2
 
 
 def test_recorded_order_is_a_topological_order_of_the_graph(layer_run):

@@ -1,6 +1,6 @@
 """The backward as the engine runs it (Qt-free): a pre-hook and a hook on every node of the captured graph record
 the order the engine executes the nodes, the time each took and the gradients each produced, counted against the
-fp16 range as the amp view counts them."""
+fp16 range as the amp view counts them (the same bands, the same rounding; tested against amp.bands)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..amp.bands import BandCounter
 from .graph import LiveGraph
 from .records import AutogradGraph, BackwardStep
 
@@ -19,7 +18,6 @@ from .records import AutogradGraph, BackwardStep
 def run_backward(live: LiveGraph, *, deterministic: bool = False) -> list[BackwardStep]:
     """``loss.backward()`` with every node hooked; one step per executed node, in execution order. The parameters'
     ``.grad`` are left as the backward made them."""
-    counter = BandCounter()
     starts: dict[int, float] = {}
     steps: list[BackwardStep] = []
 
@@ -35,7 +33,7 @@ def run_backward(live: LiveGraph, *, deterministic: bool = False) -> list[Backwa
             grads = [g for g in grad_inputs if isinstance(g, Tensor)] or [
                 g for g in grad_outputs if isinstance(g, Tensor)
             ]
-            steps.append(gradient_step(len(steps), i, seconds, grads, counter))
+            steps.append(gradient_step(len(steps), i, seconds, grads))
 
         return hook
 
@@ -53,14 +51,31 @@ def run_backward(live: LiveGraph, *, deterministic: bool = False) -> list[Backwa
     return steps
 
 
-def gradient_step(order: int, node: int, seconds: float, grads: list[Tensor], counter: BandCounter) -> BackwardStep:
+# Upper edges (inclusive) of the fp16 bands of |g| in float32, as a cast to float16 rounds (amp.bands): exact zero;
+# flushed up to 2^-25 (a tie, rounded to even: 0); subnormal below 1023.5·2^-24 (the tie that rounds up to the
+# smallest normal, 2^-14); normal below 65520 (the tie that rounds up to inf); overflow up to float32's largest;
+# then inf (NaN is counted with it).
+_EDGES = torch.tensor([0.0, 2.0**-25, 1023.5 * 2.0**-24, 65520.0, torch.finfo(torch.float32).max], dtype=torch.float32)
+_EDGES[2:4] = torch.nextafter(_EDGES[2:4], torch.zeros(2))
+
+
+def fp16_band_counts(values: Tensor) -> np.ndarray:
+    """Counts of ``values`` per band, in amp.bands.BANDS order (inf_nan, overflow, normal, subnormal, flushed,
+    zero): one bucketize and one bincount, cheap for the thousands of small gradients of a backward (amp's
+    BandCounter is built for a few large vectors and costs ~20 ms per call whatever the size)."""
+    magnitude = torch.nan_to_num(values.detach().float().abs(), nan=math.inf, posinf=math.inf)
+    band = torch.bucketize(magnitude, _EDGES.to(magnitude.device))  # 0 zero, 1 flushed, ... 5 inf/NaN
+    return torch.bincount(band, minlength=6).cpu().numpy()[::-1].astype(np.int64)
+
+
+def gradient_step(order: int, node: int, seconds: float, grads: list[Tensor]) -> BackwardStep:
     """What one node produced: the first gradient's shape, the L2 norm over all, their fp16 band counts."""
     if not grads:
         return BackwardStep(order, node, seconds, (), 0.0, np.zeros(6, np.int64))
     with torch.no_grad():
         flat = torch.cat([g.detach().float().reshape(-1) for g in grads])
         norm = float(torch.linalg.vector_norm(flat))
-        bands = counter.count(flat, (flat.numel(),))[0][0]
+        bands = fp16_band_counts(flat)
     return BackwardStep(order, node, seconds, tuple(grads[0].shape), norm if math.isfinite(norm) else math.inf, bands)
 
 
