@@ -175,7 +175,7 @@ def prompt_encoder(args: argparse.Namespace, target) -> tuple:
 def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tuple, encode):
     """Run the pairs of ``work`` (prompts, configurations) not done yet with ``models`` (target, draft, heads),
     writing them into --out, with one line each on stdout; the whole run."""
-    from ..speculative.runs import Run, RunWriter, run_prompt_set
+    from ..speculative.runs import Run, RunWriter
 
     (prompts, configs), (target, draft, heads) = work, models
     writer = RunWriter(args.out, header) if args.out else None
@@ -183,7 +183,7 @@ def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tupl
     if writer is not None and done.results:
         print(f"resuming {args.out}: {len(done.results)} of {len(prompts) * len(configs)} done", file=sys.stderr)
     try:
-        for r in run_prompt_set(target, draft, prompts, configs, writer, encode=encode, heads=heads):
+        for r in prompt_results(args, (prompts, configs), (target, draft, heads), writer, encode):
             if writer is None:
                 done.results.append(r)
             print_result(args, r, configs[r.config].key, reply_of(target, r.token_ids))
@@ -191,6 +191,24 @@ def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tupl
         if writer is not None:
             writer.close()
     return done
+
+
+def prompt_results(args: argparse.Namespace, work: tuple, models: tuple, writer, encode):
+    """The results of the pairs not done yet: in this process, or with --workers N on N local ranks."""
+    from ..speculative.runs import run_prompt_set
+
+    (prompts, configs), (target, draft, heads) = work, models
+    workers = getattr(args, "workers", 1) or 1
+    if workers == 1:
+        return run_prompt_set(target, draft, prompts, configs, writer, encode=encode, heads=heads)
+    if workers < 1 or workers > 64:
+        raise ExplorerError(f"--workers must be an integer in 1..64 (got {workers})")
+    if str(target.device).startswith("cuda"):
+        raise ExplorerError("--workers runs its ranks on the CPU for now; leave out --device cuda or --workers")
+    from ..distributed.promptsets import run_over_ranks
+
+    return run_over_ranks(target, draft, prompts, configs, writer, workers=workers, encode=encode, heads=heads,
+                          dtype=getattr(args, "dtype", None))  # fmt: skip
 
 
 def print_result(args: argparse.Namespace, r, key: str, text: str) -> None:

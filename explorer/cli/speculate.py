@@ -51,6 +51,10 @@ def add_parser(sub) -> None:
     measuring.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                            help="also run the prompts with these options changed (repeat for more configurations)")
     measuring.add_argument("--no-steps", action="store_true", help="with --json: leave out steps (the summary only)")
+    measuring.add_argument("--workers", type=int, default=1, metavar="N", help="a prompt set on N local processes "
+                           "(CPU), each taking a share of the prompts: the run file is the one a single process "
+                           "writes, timings aside; fixed shapes only: auto ones follow each process's timings "
+                           "(default 1)")  # fmt: skip
     advanced = p.add_argument_group("advanced")
     add_model_options(advanced, only=("system", "ignore_eos", "device", "dtype"))
     p.set_defaults(func=run)

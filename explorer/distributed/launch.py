@@ -75,6 +75,7 @@ class LaunchSpec:
     start_method: str = "forkserver"
     env: dict[str, str] = field(default_factory=dict)  # set in every rank before torch.distributed starts
     preload: tuple[str, ...] = PRELOAD  # modules the forkserver imports once, when it starts (first launch)
+    threads: int = 1  # torch threads per rank (N ranks share this machine's cores)
 
     def check(self) -> None:
         if self.backend not in BACKENDS:
@@ -237,7 +238,7 @@ def _rank_main(rank: int, spec: LaunchSpec, port: int, worker: str, args: dict, 
     import torch
     import torch.distributed as dist
 
-    torch.set_num_threads(1)  # N ranks share this machine's cores
+    torch.set_num_threads(spec.threads)
     device = f"cuda:{rank}" if spec.backend == "nccl" else "cpu"
     ctx = RankContext(rank, spec.world_size, spec.backend, device, sink, board)
     try:

@@ -91,7 +91,11 @@ def run_over_ranks(target, draft, prompts: list, configs: list, writer=None, *, 
     order = {pc: k for k, pc in enumerate(pairs)}
     waiting: dict[int, Any] = {}
     next_k = 0
-    for msg in run_ranks(WORKER, args, LaunchSpec(world, timeout_s=timeout_s), pids=pids):
+    import torch
+
+    # the launcher's thread count: a matmul's float sums depend on it, and p and q must come out bit for bit
+    spec = LaunchSpec(world, timeout_s=timeout_s, threads=torch.get_num_threads())
+    for msg in run_ranks(WORKER, args, spec, pids=pids):
         if msg.kind != "prompt":
             continue
         waiting[order[tuple(msg.payload["pair"])]] = msg.payload
