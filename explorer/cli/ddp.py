@@ -63,11 +63,17 @@ def run(args: argparse.Namespace) -> int:
     from ..amp.engine import default_text
     from ..distributed.ddp import settings_from_values
     from ..distributed.job import training_job
+    from ..distributed.launch import torchrun_env
     from ..models.checkpoint import default_model_dirs, load_model
 
-    settings = settings_from_values(DDP.from_args(args))
+    values = DDP.from_args(args)
+    if torchrun_env() is not None:  # this process is one of torchrun's ranks: --ranks is torchrun's world
+        values["ranks"] = int(torchrun_env()["WORLD_SIZE"])
+    settings = settings_from_values(values)
     text = args.prompt if getattr(args, "prompt", None) else default_text()
     lm = load_model(args.model or default_model_dirs()["target"], dtype="float32", device="cpu")
+    if torchrun_env() is not None:
+        return run_as_torchrun_rank(args, lm, settings, text)
     job = training_job(lm, settings, text)
     steps = []
     for frame in job.records():
@@ -79,4 +85,35 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"meta": job.meta.to_json(), "steps": [s.to_json() for s in steps]}))
     elif job.meta.cost is not None:
         show_cost(job.meta)
+    return 0
+
+
+def run_as_torchrun_rank(args: argparse.Namespace, lm, settings, text: str) -> int:
+    """Under torchrun: this process trains as one rank; rank 0 prints what every rank reported, as without it."""
+    from ..distributed.cost import fit
+    from ..distributed.job import WORKER, DdpRunMeta, launch_args, trained_names
+    from ..distributed.launch import run_under_torchrun
+    from ..distributed.records import gather_step
+
+    gathered = run_under_torchrun(WORKER, launch_args(lm, settings, text), settings.backend, settings.timeout)
+    if gathered is None:
+        return 0
+    cap, first = settings.caps()
+    meta = DdpRunMeta(model=str(lm.path), settings=settings, param_names=trained_names(lm, settings.train_layers),
+                      bucket_cap=cap, first_bucket_cap=first)  # fmt: skip
+    steps = []
+    for n in range(1, settings.steps + 1):
+        parts = {r: next(m[2] for m in g["messages"] if m[0] == "step" and m[2]["step"] == n)
+                 for r, g in enumerate(gathered)}  # fmt: skip
+        step = gather_step(parts)
+        if step.cost is not None:
+            meta.cost, meta.fitted = step.cost, fit([step.cost], "ring")
+            meta.fitted_all_reduce = fit([step.cost], "all_reduce")
+        steps.append(step)
+        if not args.json:
+            show_step(step, meta)
+    if args.json:
+        print(json.dumps({"meta": meta.to_json(), "steps": [s.to_json() for s in steps]}))
+    elif meta.cost is not None:
+        show_cost(meta)
     return 0

@@ -429,12 +429,19 @@ def torchrun_env() -> dict[str, str] | None:
     return found if found["RANK"] is not None and found["WORLD_SIZE"] is not None else None
 
 
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars as JSON lists and numbers."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
 def gather_json(value: Any, dst: int = 0) -> list[Any] | None:
     """Every rank's JSON-able ``value`` at rank ``dst`` (None elsewhere), sent as UTF-8 bytes in tensors."""
     import torch
     import torch.distributed as dist
 
-    data = torch.frombuffer(bytearray(json.dumps(value).encode()), dtype=torch.uint8)
+    data = torch.frombuffer(bytearray(json.dumps(value, default=_plain).encode()), dtype=torch.uint8)
     sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, torch.tensor([data.numel()]))
     longest = int(max(s.item() for s in sizes))
@@ -447,9 +454,10 @@ def gather_json(value: Any, dst: int = 0) -> list[Any] | None:
     return [json.loads(bytes(p[: int(s.item())].tolist()).decode()) for p, s in zip(parts, sizes, strict=True)]
 
 
-def run_under_torchrun(worker: str, args: dict, backend: str = "gloo", timeout_s: float = 60.0) -> list[Any] | None:
-    """The same worker with this process as one of torchrun's ranks: the results of all ranks at rank 0 (None on
-    the others). Results must be JSON-able here."""
+def run_under_torchrun(worker: str, args: dict, backend: str = "gloo", timeout_s: float = 60.0) -> list[dict] | None:
+    """The same worker with this process as one of torchrun's ranks. At rank 0, per rank: ``result`` (the worker's
+    return value) and ``messages`` (what it reported, as [kind, step, payload]), as JSON data (numpy arrays become
+    lists); None on the other ranks."""
     import torch
     import torch.distributed as dist
 
@@ -464,6 +472,8 @@ def run_under_torchrun(worker: str, args: dict, backend: str = "gloo", timeout_s
     dist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=timeout_s))
     try:
         ctx = RankContext(rank, world, backend, f"cuda:{local}" if backend == "nccl" else "cpu", None)
-        return gather_json(load_worker(worker)(ctx, args))
+        result = load_worker(worker)(ctx, args)
+        messages = [[m.kind, m.step, m.payload] for m in ctx.kept]
+        return gather_json({"result": result, "messages": messages})
     finally:
         dist.destroy_process_group()
