@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ def run_backward(live: LiveGraph, *, deterministic: bool = False) -> list[Backwa
     ``.grad`` are left as the backward made them."""
     starts: dict[int, float] = {}
     steps: list[BackwardStep] = []
+    stats = GradientStats()
 
     def pre(i: int):
         def hook(grad_outputs) -> None:
@@ -33,7 +35,7 @@ def run_backward(live: LiveGraph, *, deterministic: bool = False) -> list[Backwa
             grads = [g for g in grad_inputs if isinstance(g, Tensor)] or [
                 g for g in grad_outputs if isinstance(g, Tensor)
             ]
-            steps.append(gradient_step(len(steps), i, seconds, grads))
+            steps.append(gradient_step(len(steps), i, seconds, grads, stats))
 
         return hook
 
@@ -63,20 +65,41 @@ def fp16_band_counts(values: Tensor) -> np.ndarray:
     """Counts of ``values`` per band, in amp.bands.BANDS order (inf_nan, overflow, normal, subnormal, flushed,
     zero): one bucketize and one bincount, cheap for the thousands of small gradients of a backward (amp's
     BandCounter is built for a few large vectors and costs ~20 ms per call whatever the size)."""
-    magnitude = torch.nan_to_num(values.detach().float().abs(), nan=math.inf, posinf=math.inf)
+    magnitude = torch.nan_to_num(values.detach().float().abs().reshape(-1), nan=math.inf, posinf=math.inf)
     band = torch.bucketize(magnitude, _EDGES.to(magnitude.device))  # 0 zero, 1 flushed, ... 5 inf/NaN
     return torch.bincount(band, minlength=6).cpu().numpy()[::-1].astype(np.int64)
 
 
-def gradient_step(order: int, node: int, seconds: float, grads: list[Tensor]) -> BackwardStep:
+class GradientStats:
+    """fp16 band counts and squared norm per gradient tensor, each set of values counted once: a transpose, a view
+    and the AccumulateGrad after a matmul hand on the very values the matmul produced (same storage, same version),
+    and a whole model's weight gradients would otherwise be counted three times over."""
+
+    def __init__(self):
+        self._seen: dict[tuple, tuple[weakref.ref, np.ndarray, float]] = {}
+
+    def of(self, g: Tensor) -> tuple[np.ndarray, float]:
+        # the version moves with any in-place write (the engine accumulating into a buffer), the weak reference
+        # says the storage was not freed and its address reused
+        key = (g.data_ptr(), g.numel(), tuple(sorted(g.stride())), g.dtype, g._version)
+        hit = self._seen.get(key)
+        if hit is not None and hit[0]() is not None:
+            return hit[1], hit[2]
+        with torch.no_grad():
+            bands = fp16_band_counts(g)
+            squares = float(torch.linalg.vector_norm(g.detach().float())) ** 2
+        self._seen[key] = (weakref.ref(g), bands, squares)
+        return bands, squares
+
+
+def gradient_step(order: int, node: int, seconds: float, grads: list[Tensor], stats: GradientStats) -> BackwardStep:
     """What one node produced: the first gradient's shape, the L2 norm over all, their fp16 band counts."""
-    if not grads:
-        return BackwardStep(order, node, seconds, (), 0.0, np.zeros(6, np.int64))
-    with torch.no_grad():
-        flat = torch.cat([g.detach().float().reshape(-1) for g in grads])
-        norm = float(torch.linalg.vector_norm(flat))
-        bands = fp16_band_counts(flat)
-    return BackwardStep(order, node, seconds, tuple(grads[0].shape), norm if math.isfinite(norm) else math.inf, bands)
+    bands, squares = np.zeros(6, np.int64), 0.0
+    for g in grads:
+        b, sq = stats.of(g)
+        bands, squares = bands + b, squares + sq
+    norm = math.sqrt(squares) if math.isfinite(squares) else math.inf
+    return BackwardStep(order, node, seconds, tuple(grads[0].shape) if grads else (), norm, bands)
 
 
 def reference_gradients(live: LiveGraph) -> list[Tensor]:
