@@ -280,7 +280,24 @@ def _context(method: str, preload: tuple[str, ...]):
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload(list(preload))
+        _start_forkserver()
     return ctx
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver deaf to SIGINT (an ignored signal stays ignored across exec, and Python then installs no
+    KeyboardInterrupt handler): Ctrl-C in a terminal reaches the whole process group, and a forkserver interrupted
+    while it imports torch would print a traceback and take every later launch with it. It ends when we do."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()  # no Ctrl-C to fear off the main thread (the app's worker)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_name(code: int) -> str:
@@ -291,7 +308,8 @@ def _signal_name(code: int) -> str:
 
 
 def stop_all(procs: list) -> None:
-    """End every rank process: SIGTERM, a grace period, SIGKILL, join."""
+    """End every rank process: SIGTERM, a grace period, SIGKILL, join (those never started are left alone)."""
+    procs = [p for p in procs if p.pid is not None]
     for p in procs:
         if p.is_alive():
             p.terminate()
