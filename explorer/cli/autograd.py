@@ -24,6 +24,18 @@ def kib(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
+def per_layer(layers: dict[int, int]) -> str:
+    """'outside: 544.4 KiB, 1: 656.8 KiB'; past 8 layers their range and sum instead of each one."""
+    outside = f"outside the layers: {kib(layers[-1])}" if -1 in layers else ""
+    inside = {k: v for k, v in sorted(layers.items()) if k >= 0}
+    if len(inside) <= 8:
+        return ", ".join([*(f"{k}: {kib(v)}" for k, v in inside.items()), *([outside] if outside else [])])
+    lo, hi = min(inside.values()), max(inside.values())
+    first, last = min(inside), max(inside)
+    text = f"layers {first}-{last}: {kib(lo)} to {kib(hi)} each, {kib(sum(inside.values()))} in all"
+    return f"{text}; {outside}" if outside else text
+
+
 def run(args: argparse.Namespace) -> int:
     from ..autograd.job import autograd_run
     from ..autograd.records import to_json
@@ -52,8 +64,7 @@ def print_summary(meta, steps) -> None:
     print(f"{g.scope} of {meta.model}: batch {g.tokens[0]} x {g.tokens[1]} tokens, {g.dtype}, loss {g.loss:.4f}")
     print(f"graph: {len(g.nodes)} nodes ({top}), {len(g.edges())} edges, {len(g.saved)} saved tensors, "
           f"{kib(g.saved_total)} saved (parameters not counted)")  # fmt: skip
-    layers = g.layer_bytes()
-    print("saved per layer: " + ", ".join(f"{'outside' if k < 0 else k}: {kib(v)}" for k, v in sorted(layers.items())))
+    print("saved per layer: " + per_layer(g.layer_bytes()))
     for m in meta.memory:
         kept, forward, peak = kib(m.kept_bytes), kib(m.forward_peak_bytes), kib(m.peak_bytes)
         print(f"  {m.mode:10s} kept after forward {kept:>13s}  forward peak {forward:>13s}  with backward {peak:>13s}")
