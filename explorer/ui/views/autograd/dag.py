@@ -114,12 +114,14 @@ class GraphPanel(QObject):
         self.redraw()
 
     def select(self, nodes: list[int]) -> None:
-        """Outline these graph nodes (a module's); a closed layer holding them opens."""
+        """Outline these graph nodes (a module's): a closed layer holding them all opens; nodes of several layers
+        (the model, its layer list) close every layer, each box outlined whole."""
         self.selection = list(nodes)
         if self.graph is not None and self.collapsing():
             layers = {self.graph.nodes[i].layer for i in nodes} - {-1}
-            if layers and not layers & self.expanded:
-                self.expanded = {min(layers)}
+            wanted = layers if len(layers) == 1 else set()
+            if (wanted and not wanted <= self.expanded) or (len(layers) > 1 and self.expanded):
+                self.expanded = wanted
                 self.relayout()
                 return
         self.redraw()
