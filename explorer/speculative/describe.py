@@ -141,12 +141,12 @@ def choice_caption(report: dict | None, method_choice: str | None = None) -> str
     if not report:
         return ""
     near = ", ".join(f"{name} {n['expected_speedup']:.2f}×" for name, n in report["neighbours"].items()
-                     if n is not None and name != "chosen")  # fmt: skip
+                     if n is not None and name in ("deeper", "wider", "chain"))  # fmt: skip
     fallback = f" {report['fallback']}." if report.get("fallback") else ""
     short = report["shape"].get("short", report["shape"]["label"])
     return (
         f"★ auto <b>{short}</b>: {report['expected_tokens_per_step']:.2f} tok/step, "
-        f"{report['expected_speedup']:.2f}× expected ({near}).{fallback}"
+        f"{report['expected_speedup']:.2f}× expected{f' ({near})' if near else ''}.{fallback}"
     )
 
 

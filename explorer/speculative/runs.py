@@ -527,7 +527,10 @@ def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Config
     opt = config.options()
     max_new = config.max_new
     h = (heads or {}).get(config.values.get("method"))  # a head method's heads, or lookup's fallback
-    run = TimedSpeculation(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, h).run()
+    # timing off: an auto shape follows the cached cost curve and the run's acceptance, not its clock, so that a
+    # resumed run reproduces its steps exactly (explorer/speculative/shape.py)
+    run = TimedSpeculation(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, h,
+                           timing=False).run()  # fmt: skip
     key = (tuple(prompt_ids), max_new, opt.temperature, opt.top_k, opt.seed)
     if key not in baseline:
         baseline[key] = target_only(target, prompt_ids, max_new, opt)

@@ -46,10 +46,10 @@ CURVE_CONTEXT = 64  # the prefix the cached curve is measured after
 CURVE_VERSION = 1
 SWITCH_GAIN = 1.04  # a new shape must be expected this much faster than the current one
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
-RECHOOSE_EVERY = 4  # steps between choices once the first 8 steps are done
+RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
-WINDOW = 9  # steps whose median timings the chooser uses (a median: one stall of the machine moves nothing)
+WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
 NEUTRAL_PRIOR = (0.6, 0.1, 0.05, 0.03)  # before any draft was seen and without a model card: per rank
 
 
@@ -231,9 +231,8 @@ def flat_curve(base_seconds: float, growth: float = 0.0) -> dict:
 class Costs:
     """What a step costs besides acceptance: the curve, seconds per draft forward (chain-like and tree steps),
     a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. The run's own verification
-    forwards correct the curve: ``observed`` holds the median seconds of recent forwards per node count (used where
-    there is one), ``scale`` how much slower they were than the curve says (the machine's load now; applied
-    elsewhere), so that the curve and the drafting seconds measured during the run compare in one unit."""
+    forwards correct the curve: ``observed`` holds the fastest of the recent forwards per node count (used where
+    there are three); every timing is a fastest one, as the curve's, so that they compare in one unit."""
 
     curve: dict
     draft_forward: float  # seconds per draft forward of a chain-like step (one node per forward)
@@ -241,12 +240,12 @@ class Costs:
     draft_fixed: float = 0.0
     overhead: float = 0.0  # bookkeeping seconds per step at ``overhead_nodes`` nodes
     overhead_nodes: float = 1.0
-    scale: float = 1.0
-    observed: dict = field(default_factory=dict)  # (nodes, tree) -> median seconds of the run's recent forwards
+    observed: dict = field(default_factory=dict)  # (nodes, tree) -> fastest seconds of the run's recent forwards
+    _tables: dict = field(default_factory=dict, repr=False)  # tree -> (observed it was built from, seconds by n)
 
     @property
     def base(self) -> float:
-        return self.observed.get((0, False), float(self.curve["base_seconds"]) * self.scale)
+        return self.observed.get((0, False), float(self.curve["base_seconds"]))
 
     def curve_seconds(self, nodes, tree: bool) -> np.ndarray:
         c = self.curve
@@ -255,13 +254,16 @@ class Costs:
         return np.interp(np.asarray(nodes, dtype=float), xs, ys)
 
     def verify(self, nodes, tree: bool) -> np.ndarray:
-        out = self.curve_seconds(nodes, tree) * self.scale
-        if self.observed:
-            n = np.atleast_1d(np.asarray(nodes))
-            seen = np.array([self.observed.get((int(k), tree and k > 1), np.nan) for k in n])
-            out = np.where(np.isnan(seen), np.atleast_1d(out), seen)
-            out = out if np.ndim(nodes) else float(out[0])
-        return out
+        """Seconds of verifying ``nodes`` (int or int array, 0..MAX_NODES): the run's own where it has them."""
+        key = tuple(sorted(self.observed.items()))
+        built = self._tables.get(tree)
+        if built is None or built[0] != key:
+            table = self.curve_seconds(np.arange(MAX_NODES + 1), tree)
+            for (n, t), seconds in self.observed.items():
+                if n <= MAX_NODES and t == (tree and n > 1):
+                    table[n] = seconds
+            built = self._tables[tree] = (key, table)
+        return built[1][nodes]
 
     def bookkeeping(self, nodes) -> np.ndarray:
         return self.overhead * (1 + 0.05 * np.asarray(nodes, dtype=float)) / (1 + 0.05 * self.overhead_nodes)
@@ -477,6 +479,7 @@ class ShapeChooser:
     _steps_since_choice: int = 0
     _plain_steps: int = 0
     _timings: dict = field(default_factory=dict)  # name -> the last WINDOW observations
+    _cands: list = field(default_factory=list)  # the candidates as the latest choice estimated them
 
     @property
     def max_nodes(self) -> int:
@@ -492,7 +495,7 @@ class ShapeChooser:
 
     def shape_for(self, step: int) -> tuple[Shape, bool]:
         """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
-        due = self.current is None or step < 8 or self._steps_since_choice >= RECHOOSE_EVERY
+        due = self.current is None or step in (1, 2, 4) or self._steps_since_choice >= RECHOOSE_EVERY
         if due:
             self._choose(step)
         self._steps_since_choice += 1
@@ -510,6 +513,7 @@ class ShapeChooser:
     def _choose(self, step: int) -> None:
         self._steps_since_choice = 0
         top, cands = self.evaluate()
+        self._cands = cands  # what the choice saw: the report's figures
         cur = self.current
         if cur is not None:
             now = self._expected(cur.shape, cands)
@@ -550,9 +554,7 @@ class ShapeChooser:
         tree = record.tree
         n = len(tree.tokens)
         if self.timing and record.forward_seconds and not n:  # a plain step: the decode step's own time
-            c = self.costs
             self._observe_forward((0, False), record.forward_seconds)
-            c.scale = self._median("scale", record.forward_seconds / float(c.curve_seconds(0, False)))
         if not n:
             return
         parent, depth = tree.parent.tolist(), tree.depth.tolist()
@@ -578,40 +580,40 @@ class ShapeChooser:
             self.acceptance.observe_confidence(depth[i], t)
 
     def _observe_timing(self, record, nodes: int) -> None:
-        """The medians of the last WINDOW steps' drafting (per forward), bookkeeping and verification forward (as
-        a multiple of the curve's figure for its node count: the load now)."""
+        """The fastest of the last WINDOW steps' drafting (per forward), bookkeeping and verification forward: the
+        costs the curve's unit measures (its fastest rounds), free of the stalls of a shared machine."""
         c, tree = self.costs, record.mask is not None
         if self.method == "lookup":
-            c.draft_fixed = self._median("draft_fixed", record.draft_seconds)
+            c.draft_fixed = self._fastest("draft_fixed", record.draft_seconds)
         elif record.draft_calls:
             per = record.draft_seconds / record.draft_calls
             if tree:
-                c.tree_forward = self._median("tree_forward", per)
+                c.tree_forward = self._fastest("tree_forward", per)
             else:
-                c.draft_forward = self._median("draft_forward", per)
+                c.draft_forward = self._fastest("draft_forward", per)
         if record.forward_seconds:
-            c.overhead = self._median("overhead", record.verify_seconds - record.forward_seconds)
-            c.overhead_nodes = self._median("overhead_nodes", nodes)
-            c.scale = self._median("scale", record.forward_seconds / float(c.curve_seconds(nodes, tree)))
+            c.overhead = self._fastest("overhead", record.verify_seconds - record.forward_seconds)
+            c.overhead_nodes = nodes
             self._observe_forward((nodes, tree and nodes > 1), record.forward_seconds)
 
     def _observe_forward(self, key: tuple[int, bool], seconds: float) -> None:
-        """A verification forward's seconds at its node count: used instead of the curve from 3 of them on."""
-        median = self._median(f"forward {key}", seconds)
+        """A verification forward's seconds at its node count: used instead of the curve from 3 of them on (the
+        run's own forwards, fastest of the window: the cached curve may have been measured on a busier machine)."""
+        fastest = self._fastest(f"forward {key}", seconds)
         if len(self._timings[f"forward {key}"]) >= 3:
-            self.costs.observed[key] = median
+            self.costs.observed[key] = fastest
 
-    def _median(self, name: str, value: float) -> float:
+    def _fastest(self, name: str, value: float) -> float:
         seen = self._timings.setdefault(name, [])
         seen.append(value)
         del seen[:-WINDOW]
-        return float(np.median(seen))
+        return float(min(seen))
 
     def report(self) -> dict:
-        """JSON-ready: the shape in use, why (its expected tokens and time per step against its neighbours), the
-        changes during the run and the fallback note."""
-        top, cands = self.evaluate()
-        chosen = self._expected((self.current or top).shape, cands)
+        """JSON-ready: the shape in use, why (its expected tokens and time per step against its neighbours, as the
+        latest choice estimated them), the changes during the run and the fallback note."""
+        top, cands = self.evaluate() if self.current is None else (self.current, self._cands)
+        chosen = self._expected(top.shape, cands)
         near = neighbours(self.method, chosen, cands, self.costs)
         base = self.costs.base
         return {
@@ -625,7 +627,6 @@ class ShapeChooser:
             "acceptance": np.round(self.acceptance.table(), 4).tolist(),
             "costs": {
                 "target_step_ms": 1000 * base,
-                "load_scale": self.costs.scale,
                 "draft_forward_ms": 1000 * self.costs.draft_forward,
                 "tree_draft_forward_ms": 1000 * self.costs.tree_forward,
                 "bookkeeping_ms": 1000 * self.costs.overhead,
@@ -661,8 +662,18 @@ def fixed_dims(options: SpecOptions) -> dict | None:
 def draft_cost_prior(target, drafter_params: int) -> float:
     """Seconds of one draft forward before any was timed: a forward streams its weights, so the target step's
     time scaled by the parameter ratio (at least 3% of it: small heads are bound by per-operation overhead)."""
-    total = sum(p.numel() for p in target.model.parameters())
-    return max(drafter_params / max(total, 1), 0.03)
+    return max(drafter_params / max(parameters(target.model), 1), 0.03)
+
+
+_PARAMETERS: dict[int, int] = {}
+
+
+def parameters(module) -> int:
+    """A module's parameter count (counted once per module object)."""
+    key = id(module)
+    if key not in _PARAMETERS:
+        _PARAMETERS[key] = sum(p.numel() for p in module.parameters())
+    return _PARAMETERS[key]
 
 
 def make_chooser(options: SpecOptions, target, draft=None, heads=None, curve: dict | None = None,
@@ -674,10 +685,10 @@ def make_chooser(options: SpecOptions, target, draft=None, heads=None, curve: di
     curve = curve if curve is not None else curve_for(target)
     base = float(curve["base_seconds"])
     if draft is not None:
-        params = sum(p.numel() for p in draft.model.parameters())
+        params = parameters(draft.model)
     elif heads is not None:
         rows = len(heads.draft_vocab or []) or target.config.vocab_size
-        own = sum(p.numel() for p in heads.module.parameters()) // max(heads.count, 1)  # one head / module / layer
+        own = parameters(heads.module) // max(heads.count, 1)  # one head / module / layer
         params = own + rows * target.config.hidden_size
     else:
         params = 0
