@@ -104,6 +104,8 @@ def test_whole_model_collapses_per_layer_opens_on_click_and_draws_fast(qtbot):
         click_box(view, boxes.index("layer 3"))
         assert panel.expanded == {3} and "layer 3" not in panel.layout.labels and "layer 2" in panel.layout.labels
         assert len(panel.layout.labels) == len(boxes) - 1 + sum(n.layer == 3 for n in graph.nodes)
+        win.set_theme("dark")
+        assert panel.expanded == {3}  # a theme change keeps the open layer
         view.tree.select_module("model.layers.5.mlp")  # a module of a closed layer opens it
         assert panel.expanded == {5} and len(panel.selection) == 17
         view.tree.select_module("model.layers")  # every layer's nodes: all closed again, each box outlined

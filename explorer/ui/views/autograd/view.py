@@ -35,6 +35,7 @@ class AutogradView(View):
         super().__init__(theme, parent)
         self._axes_on: bool | None = None
         self._graph_shown = None
+        self._texts_stale = True
         self.selected_node: int | None = None
         self.header = QLabel(self)
         self.header.setWordWrap(True)
@@ -92,7 +93,7 @@ class AutogradView(View):
     def set_theme(self, theme: Theme) -> None:
         for panel in (self.graph_panel, self.order_plot, self.memory_plot):
             panel.set_theme(theme)
-        self._graph_shown = None  # texts carry the theme's colours: write them again
+        self._texts_stale = True  # they carry the theme's colours: written again at the next render
         super().set_theme(theme)
 
     def _show_axes(self, on: bool) -> None:
@@ -109,11 +110,16 @@ class AutogradView(View):
         self.graph_panel.set_graph(meta.graph)
         self.tree.set_graph(meta.graph)
         self.memory_plot.show(meta.memory)
+        self.selected_node = None
+        self._write_texts()
+
+    def _write_texts(self) -> None:
+        meta = self.meta
+        self._texts_stale = False
         self.memory_caption.setText(describe.memory_caption(meta.graph, meta.memory))
         self.tabs.trap_text.setHtml(describe.trap_html(meta.traps, ERROR_COLOR, OK_COLOR))
         if meta.functional is not None:
             self.tabs.functional_text.setHtml(describe.functional_html(meta.functional, OK_COLOR, ERROR_COLOR))
-        self.selected_node = None
 
     def render(self, r: BackwardStep | None) -> None:
         if r is None or self.meta is None or self.meta.graph is None:
@@ -131,6 +137,8 @@ class AutogradView(View):
         meta = self.meta
         if self._graph_shown is not meta.graph:
             self._show_run()
+        elif self._texts_stale:
+            self._write_texts()
         self._show_axes(True)
         ran = np.zeros(len(meta.graph.nodes), bool)
         ran[[s.node for s in self.records[: r.order + 1]]] = True
