@@ -128,19 +128,31 @@ def _tensor_item(t) -> str:
             f"{t.version}</li>")  # fmt: skip
 
 
+SIDE_BY_SIDE_ROWS = 120  # a whole model has thousands of nodes: the first ones side by side, the rest counted
+
+
 def functional_html(check: FunctionalCheck, ok_color: str, error_color: str) -> str:
+    """The verdict, then both graphs' nodes side by side in topological order from the loss (a differing row red)."""
     verdict = (f"<span style='color:{ok_color}'>the same graph</span>" if check.same_graph
                else f"<span style='color:{error_color}'>different graphs</span>")  # fmt: skip
-    counts: dict[str, int] = {}
-    for k in check.module_kinds:
-        short = k.rpartition("::")[2].removesuffix("Backward0")
-        counts[short] = counts.get(short, 0) + 1
-    kinds = ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    return (f"nn.Module forward and the same layer in torch.nn.functional calls build {verdict}: "
+    head = (f"nn.Module forward and the same layer in torch.nn.functional calls build {verdict}: "
             f"{len(check.module_kinds)} against {len(check.functional_kinds)} nodes; the gradients of the "
-            f"{check.parameters} parameters differ by at most {check.max_grad_diff:g}.<br>nodes: {escape(kinds)}<br>"
-            "An nn.Module holds parameters, buffers and mode (training) and calls F.linear, F.rms_norm, F.silu, "
-            "F.scaled_dot_product_attention — the nodes come from those calls, not from the modules.")  # fmt: skip
+            f"{check.parameters} parameters differ by at most {check.max_grad_diff:g}. An nn.Module holds "
+            "parameters, buffers and mode (training) and calls F.linear, F.rms_norm, F.silu, "
+            "F.scaled_dot_product_attention: the nodes come from those calls, not from the modules.")  # fmt: skip
+    pairs = list(zip(check.module_kinds, check.functional_kinds, strict=False))
+    rows = "".join(
+        f"<tr{'' if a == b else f' style=color:{error_color}'}><td>{i}</td><td>{escape(_bare(a))}</td>"
+        f"<td>{escape(_bare(b))}</td></tr>"
+        for i, (a, b) in enumerate(pairs[:SIDE_BY_SIDE_ROWS])
+    )
+    more = len(pairs) - SIDE_BY_SIDE_ROWS
+    rest = f"<br>… {more} more rows, {sum(a != b for a, b in pairs[SIDE_BY_SIDE_ROWS:])} differing" if more > 0 else ""
+    return f"{head}<table cellspacing=3><tr><th>#</th><th>nn.Module</th><th>functional</th></tr>{rows}</table>{rest}"
+
+
+def _bare(kind: str) -> str:
+    return kind.rpartition("::")[2].removesuffix("Backward0").removesuffix("Backward1")
 
 
 def memory_caption(graph: AutogradGraph, modes: list[MemoryMode]) -> str:
