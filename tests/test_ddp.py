@@ -344,3 +344,16 @@ def test_a_prompt_set_over_two_ranks_writes_the_one_process_file_and_resumes_aft
         (a["prompt"], a["config"], k, a[k], b[k]) for a, b in zip(two, one, strict=True) for k in a if a[k] != b[k]
     ]
     assert not diffs, diffs
+
+
+def test_the_cost_sweep_times_the_ring_and_all_reduce_on_real_ranks():
+    from explorer.distributed.cost import fit
+
+    results, _ = collect("explorer.distributed.cost:cost_worker", {"sizes": [4096, 65536], "repeats": 1},
+                         LaunchSpec(2))  # fmt: skip
+    sweep = results[0]
+    assert sweep["n"] == 2 and sweep["sizes"] == [4096, 65536]
+    assert all(t > 0 for t in sweep["ring"] + sweep["all_reduce"])
+    assert results[1] == sweep  # the slowest rank's times: the same figures on every rank
+    model = fit([sweep])
+    assert model.points == 2 and model.alpha >= 0 and model.beta > 0
