@@ -140,8 +140,12 @@ def test_checkpointing_keeps_less_and_no_grad_keeps_nothing(lm):
 
 def test_job_yields_one_step_per_node_and_exports_json(lm):
     job = autograd_run(lm, {"layer": 3, "seq_len": 8}, deterministic=True)
-    steps = list(job.records())
-    meta = job.meta
+    records = job.records()
+    steps = [next(records)]
+    meta = job.meta  # the graph and the checks come with the first step, the rest with the last
+    assert meta.graph is not None and meta.order_violations == 0 and not meta.memory and meta.functional is None
+    steps += list(records)
+    assert len(meta.memory) == 3 and len(meta.traps) == 4 and meta.functional is not None
     assert len(steps) == len(meta.graph.nodes) and meta.graph.scope == "layer 3"
     assert meta.max_grad_diff == 0.0 and meta.order_violations == 0
     assert all(s.seconds == 0.0 for s in steps)

@@ -42,6 +42,13 @@ def test_layer_backward_plays_node_by_node_with_keys_and_clicks(qtbot):
         win.show()
         win.activateWindow()
         qtbot.waitExposed(win)
+        memory = view.meta.memory  # as a view draws the steps that come before the run's last parts
+        view.meta.memory = []
+        view.show_step(5)
+        assert "arrive with the last one" in view.memory_caption.text()
+        view.meta.memory = memory
+        view.show_step(5)
+        assert "checkpointing keeps" in view.memory_caption.text()
         qtbot.keyClick(win, Qt.Key.Key_Home)
         assert win.player.step == 0 and "backward step 1 of 83: <b>NllLossBackward0</b>" in view.header.text()
         assert view.graph_panel.ran.sum() == 1 and view.graph_panel.current == 0

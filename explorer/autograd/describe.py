@@ -128,6 +128,7 @@ def _tensor_item(t) -> str:
             f"{t.version}</li>")  # fmt: skip
 
 
+LATER = "Measured after the backward's steps: they arrive with the last one."
 SIDE_BY_SIDE_ROWS = 120  # a whole model has thousands of nodes: the first ones side by side, the rest counted
 
 
@@ -157,6 +158,8 @@ def _bare(kind: str) -> str:
 
 def memory_caption(graph: AutogradGraph, modes: list[MemoryMode]) -> str:
     """The memory plot's figures in words: kept and peak per mode, the graph walk's sum beside them."""
+    if not modes:
+        return f"Saved tensors found on the graph: {size(graph.saved_total)}. {LATER}"
     names = " / ".join(m.mode.replace("_", "-") for m in modes)
     kept = " / ".join(size(m.kept_bytes) for m in modes)
     peaks = " / ".join(size(m.forward_peak_bytes) for m in modes)

@@ -21,7 +21,8 @@ from .trap import run_traps
 
 @dataclass
 class AutogradRunMeta:
-    """What an autograd run found, filled in before its first backward step is yielded."""
+    """What an autograd run found: the graph and the checks before the first backward step is yielded, memory, nn
+    vs functional and the in-place cases before the last."""
 
     model: str
     values: dict[str, Any]
@@ -58,8 +59,9 @@ def follow_model(values: dict[str, Any], config: Any) -> dict[str, Any]:
 
 
 def autograd_run(lm, values: dict[str, Any], *, deterministic: bool = False) -> Job:
-    """Capture the graph, compare nn with functional, measure memory, run the in-place cases, then the hooked
-    backward: one :class:`BackwardStep` record per executed node, in the engine's order."""
+    """Capture the graph and run the hooked backward, then compare nn with functional, measure memory and run the
+    in-place cases: one :class:`BackwardStep` record per executed node, in the engine's order; the metadata is
+    whole when the last one arrives."""
     given = {**AUTOGRAD.defaults(), **values}
     v = AUTOGRAD.check({k: value for k, value in given.items() if not AUTOGRAD[k].display})  # no drawing choices
     meta = AutogradRunMeta(model=str(lm.path), values=dict(v))
@@ -69,15 +71,21 @@ def autograd_run(lm, values: dict[str, Any], *, deterministic: bool = False) -> 
         # the trainable copy with its gradients and activations (AdamW's moments counted too: a generous bound)
         check_training_memory(lm.config, v["batch"], v["seq_len"], "cpu", 0 if layer is None else 1)
         setup = make_setup(lm, layer, v["batch"], v["seq_len"], v["dtype"], v["seed"])
-        meta.functional = compare(setup)  # each part leaves the copy's parameters and .grad as it found them
-        meta.memory = compare_modes(setup)
-        meta.traps = run_traps(setup)
         meta.graph, live = capture(setup)
         reference = reference_gradients(live)
         steps = run_backward(live, deterministic=deterministic)
         meta.max_grad_diff = max_gradient_difference(live, reference)
         meta.order_violations = len(topological_violations(meta.graph, steps))
-        yield from steps
+        del live, reference
+        for _, p in setup.trained():
+            p.grad = None
+        # the graph and the steps first (a view draws them while the rest computes, and a cancel lands between
+        # steps); the last step once memory, nn vs functional and the in-place cases are in the metadata too
+        yield from steps[:-1]
+        meta.functional = compare(setup)  # each part leaves the copy's parameters and .grad as it found them
+        meta.memory = compare_modes(setup)
+        meta.traps = run_traps(setup)
+        yield steps[-1]
 
     return Job(meta, records)
 

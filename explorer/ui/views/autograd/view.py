@@ -36,6 +36,7 @@ class AutogradView(View):
         self._axes_on: bool | None = None
         self._graph_shown = None
         self._texts_stale = True
+        self._texts_for: tuple[int, int, bool] | None = None
         self.selected_node: int | None = None
         self.header = QLabel(self)
         self.header.setWordWrap(True)
@@ -109,17 +110,22 @@ class AutogradView(View):
         self._graph_shown = meta.graph
         self.graph_panel.set_graph(meta.graph)
         self.tree.set_graph(meta.graph)
-        self.memory_plot.show(meta.memory)
         self.selected_node = None
         self._write_texts()
 
+    def _run_parts(self) -> tuple[int, int, bool]:
+        """What of the run's last parts the metadata holds (they arrive with its last step)."""
+        return len(self.meta.memory), len(self.meta.traps), self.meta.functional is not None
+
     def _write_texts(self) -> None:
         meta = self.meta
-        self._texts_stale = False
+        self._texts_stale, self._texts_for = False, self._run_parts()
+        self.memory_plot.show(meta.memory)
         self.memory_caption.setText(describe.memory_caption(meta.graph, meta.memory))
-        self.tabs.trap_text.setHtml(describe.trap_html(meta.traps, ERROR_COLOR, OK_COLOR))
-        if meta.functional is not None:
-            self.tabs.functional_text.setHtml(describe.functional_html(meta.functional, OK_COLOR, ERROR_COLOR))
+        self.tabs.trap_text.setHtml(describe.trap_html(meta.traps, ERROR_COLOR, OK_COLOR) if meta.traps
+                                    else describe.LATER)  # fmt: skip
+        self.tabs.functional_text.setHtml(describe.functional_html(meta.functional, OK_COLOR, ERROR_COLOR)
+                                          if meta.functional is not None else describe.LATER)  # fmt: skip
 
     def render(self, r: BackwardStep | None) -> None:
         if r is None or self.meta is None or self.meta.graph is None:
@@ -137,7 +143,7 @@ class AutogradView(View):
         meta = self.meta
         if self._graph_shown is not meta.graph:
             self._show_run()
-        elif self._texts_stale:
+        elif self._texts_stale or self._texts_for != self._run_parts():
             self._write_texts()
         self._show_axes(True)
         ran = np.zeros(len(meta.graph.nodes), bool)
