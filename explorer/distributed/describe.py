@@ -60,8 +60,9 @@ def header_html(f: RingFrame, frames: int, *, muted: str, accent: str, seconds: 
     moved = sum(m["bytes_sent"] for m in f.moves)
     chunk = human_bytes(max(m["bytes_sent"] for m in f.moves))
     took = f" · slowest rank {ms(max(m['seconds'] for m in f.moves))}" if seconds else ""
+    buckets = f"{len(s.buckets)} bucket" + ("s" if len(s.buckets) != 1 else "")
     first = (f"<b>step {s.step}</b> · ring step {f.index + 1} of {frames} · loss {s.loss:.4f} · "
-             f"{s.ranks} ranks · bucket {s.ring_bucket} ({size}, {len(s.buckets)} buckets this step)")  # fmt: skip
+             f"{s.ranks} ranks · bucket {s.ring_bucket} ({size}, {buckets} this step)")  # fmt: skip
     second = (
         f"<span style='color:{accent}'>{phase_line(f)}</span> · chunks of {chunk}, {human_bytes(moved)} moved{took}"
     )

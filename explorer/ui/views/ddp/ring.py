@@ -13,8 +13,7 @@ from ....distributed.records import RingFrame
 from ...kit import static_plot
 from ...theme import Theme
 
-NODE_SIZE = 34
-CHUNK_SIZE = 16
+NODE_SIZE = 0.36  # a rank's circle, in the ring's units (radius 1): it shrinks with the panel, never overlaps
 
 
 class RingPanel:
@@ -25,8 +24,8 @@ class RingPanel:
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.plot.setAspectLocked(True)
-        self.nodes = pg.ScatterPlotItem(size=NODE_SIZE, pxMode=True)
-        self.chunks = pg.ScatterPlotItem(size=CHUNK_SIZE, symbol="s", pxMode=True)
+        self.nodes = pg.ScatterPlotItem(pxMode=False)
+        self.chunks = pg.ScatterPlotItem(symbol="s", pxMode=False)
         self.plot.addItem(self.nodes)
         self.plot.addItem(self.chunks)
         self.items: list = []  # arrows and labels of the step shown
@@ -54,7 +53,9 @@ class RingPanel:
         theme = self.theme
         n = f.step.ranks
         pos = describe.ring_positions(n)
-        self.nodes.setData(pos[:, 0], pos[:, 1], brush=pg.mkBrush(theme.base), pen=pg.mkPen(theme.text, width=2))
+        size = min(NODE_SIZE, 1.1 * np.sin(np.pi / n))  # at most about half the distance between two ranks
+        self.nodes.setData(pos[:, 0], pos[:, 1], size=size, brush=pg.mkBrush(theme.base),
+                           pen=pg.mkPen(theme.text, width=2))  # fmt: skip
         for r in range(n):
             self._text(str(r), pos[r], (0.5, 0.5), theme.text)
             # away from the ring: above the top rank, below the bottom one, beside the others
@@ -83,6 +84,6 @@ class RingPanel:
             cy.append(mid[1])
             brushes.append(pg.mkBrush(color))
             self._text(m.label, mid * 0.7, (0.5, 0.5), color)  # inside the ring, beside its chunk
-        self.chunks.setData(cx, cy, brush=brushes, pen=pg.mkPen(theme.text))
+        self.chunks.setData(cx, cy, size=size * 0.5, brush=brushes, pen=pg.mkPen(theme.text))
         self.plot.setXRange(-2.1, 2.1, padding=0)
         self.plot.setYRange(-2.4, 2.4, padding=0)
