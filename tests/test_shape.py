@@ -89,7 +89,7 @@ def test_rejections_online_fall_back_to_plain_decoding_once():
         chooser.acceptance.observe_confidence(1, [0.9, 0.05, 0.02, 0.01])
         chooser.shape_for(step)
     assert chooser.current.shape == NO_SPECULATION
-    assert chooser.fallback_note.startswith("no draft shape is expected to pay")
+    assert "no draft shape is expected to pay" in chooser.fallback_note
     assert [c["to"] for c in chooser.changes].count("no speculation") == 1
     probes = [chooser.shape_for(s)[1] for s in range(40, 40 + shape.PROBE_EVERY)]
     assert sum(probes) == 1  # (the first three probes came at plain steps 2, 4 and 8)

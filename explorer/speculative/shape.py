@@ -232,7 +232,8 @@ class Costs:
     """What a step costs besides acceptance: the curve, seconds per draft forward (chain-like and tree steps),
     a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. The run's own verification
     forwards correct the curve: ``observed`` holds the fastest of the recent forwards per node count (used where
-    there are three); every timing is a fastest one, as the curve's, so that they compare in one unit."""
+    there are three), and their ratio to the curve scales it elsewhere; every timing is a fastest one, as the
+    curve's, so that they compare in one unit."""
 
     curve: dict
     draft_forward: float  # seconds per draft forward of a chain-like step (one node per forward)
@@ -245,7 +246,16 @@ class Costs:
 
     @property
     def base(self) -> float:
-        return self.observed.get((0, False), float(self.curve["base_seconds"]))
+        return float(self.verify(0, False))
+
+    def scale(self, nodes=0):
+        """How much slower the run's own forwards are than the curve, at ``nodes`` (int or array): the ratio at
+        the node counts seen, interpolated between them and held beyond (the curve may have been measured on a
+        quieter or a busier machine, or with other threads); 1 before any."""
+        if not self.observed:
+            return np.ones(np.shape(nodes)) if np.ndim(nodes) else 1.0
+        seen = sorted((n, s / float(self.curve_seconds(n, t))) for (n, t), s in self.observed.items())
+        return np.interp(nodes, [n for n, _ in seen], [r for _, r in seen])
 
     def curve_seconds(self, nodes, tree: bool) -> np.ndarray:
         c = self.curve
@@ -258,7 +268,8 @@ class Costs:
         key = tuple(sorted(self.observed.items()))
         built = self._tables.get(tree)
         if built is None or built[0] != key:
-            table = self.curve_seconds(np.arange(MAX_NODES + 1), tree)
+            sizes = np.arange(MAX_NODES + 1)
+            table = self.curve_seconds(sizes, tree) * self.scale(sizes)
             for (n, t), seconds in self.observed.items():
                 if n <= MAX_NODES and t == (tree and n > 1):
                     table[n] = seconds
@@ -304,13 +315,24 @@ class Acceptance:
         return conf
 
     def table(self) -> np.ndarray:
-        """The acceptance estimate [MAX_DEPTH, RANKS]: κ · confidence as a prior of PRIOR_WEIGHT decisions, plus
-        the decisions; κ = accepted / expected over all decided cells (the draft's calibration). Each depth's
-        ranks sum to at most 1 (siblings exclude each other)."""
+        """The acceptance estimate [MAX_DEPTH, RANKS]: a prior of PRIOR_WEIGHT decisions plus the decisions. The
+        prior is κ · confidence, κ = accepted / expected over all decided cells (the draft's calibration), except
+        at depths deeper than a well-decided one (4 decisions or more), which borrow its rate: acceptance per
+        position roughly constant with depth, as Leviathan's α (a draft's confidence may fall with depth where its
+        acceptance does not: EAGLE running on its own features). Each depth's ranks sum to at most 1 (siblings
+        exclude each other)."""
         conf = self.confidence()
         expected = float((self.tried * conf).sum())
-        kappa = float(np.clip((self.accepted.sum() + 1) / (expected + 1), 0.05, 2.0)) if self.tried.sum() else 1.0
-        est = (self.accepted + PRIOR_WEIGHT * np.clip(kappa * conf, 0, 1)) / (self.tried + PRIOR_WEIGHT)
+        kappa = float(np.clip((self.accepted.sum() + 1) / (expected + 1), 0.05, 4.0)) if self.tried.sum() else 1.0
+        prior = np.clip(kappa * conf, 0, 1)
+        for r in range(RANKS):
+            rate = None
+            for d in range(MAX_DEPTH):
+                if self.tried[d, r] >= 4:
+                    rate = self.accepted[d, r] / self.tried[d, r]
+                elif rate is not None:
+                    prior[d, r] = rate
+        est = (self.accepted + PRIOR_WEIGHT * prior) / (self.tried + PRIOR_WEIGHT)
         total = est.sum(axis=1, keepdims=True)
         return np.where(total > 1, est / np.maximum(total, 1e-9), est)
 
@@ -526,7 +548,8 @@ class ShapeChooser:
                                  "from_short": None if cur is None else cur.shape.short(),
                                  "reason": self._why(top, cur, cands)})  # fmt: skip
         if top.shape.depth == 0 and self.fallback_note is None:
-            self.fallback_note = (f"no draft shape is expected to pay on this machine (best {self._best_spec(cands)}); "
+            self.fallback_note = (f"step {step + 1}: no draft shape is expected to pay on this machine (best "
+                                  f"{self._best_spec(cands)}); "
                                   "decoding with the target alone")  # fmt: skip
         self.current = top
 
@@ -627,6 +650,7 @@ class ShapeChooser:
             "acceptance": np.round(self.acceptance.table(), 4).tolist(),
             "costs": {
                 "target_step_ms": 1000 * base,
+                "curve_scale": float(self.costs.scale(0)),
                 "draft_forward_ms": 1000 * self.costs.draft_forward,
                 "tree_draft_forward_ms": 1000 * self.costs.tree_forward,
                 "bookkeeping_ms": 1000 * self.costs.overhead,
