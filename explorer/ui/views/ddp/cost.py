@@ -23,7 +23,7 @@ class CostPanel:
         self.plot = static_plot(parent, "α–β model", "message bytes")
         titles.follow(self.plot)
         self.plot.setLogMode(True, True)
-        self.legend = self.plot.addLegend(offset=(-6, -6))  # bottom right: below the curves' large sizes
+        self.legend = self.plot.addLegend(offset=(8, 8))  # top left: the curves rise to the right, small sizes sit low
         self.items: list = []
         self.theme: Theme | None = None
 
@@ -36,7 +36,7 @@ class CostPanel:
         self.items = []
         self.legend.clear()
 
-    def _curve(self, x, y, name: str, **kw) -> None:
+    def _curve(self, x, y, name: str | None, **kw) -> None:
         item = self.plot.plot(x, y, name=name, **kw)
         self.items.append(item)
 
@@ -56,19 +56,19 @@ class CostPanel:
         else:
             curves = describe.model_curves(fitted, n, SIZES)
             for name in describe.ALGORITHMS:
-                self._curve(SIZES, curves[name] * 1e3, f"{name} (model)",
-                            pen=pg.mkPen(colors[name], width=2, style=STYLES[name]))  # fmt: skip
+                label = "ring (model; ● measured)" if name == "ring" else f"{name} (model)"
+                self._curve(SIZES, curves[name] * 1e3, label, pen=pg.mkPen(colors[name], width=2, style=STYLES[name]))
             c = meta.cost
-            self._curve(c["sizes"], np.array(c["ring"]) * 1e3, "ring (measured)", pen=None, symbol="o",
+            self._curve(c["sizes"], np.array(c["ring"]) * 1e3, None, pen=None, symbol="o",
                         symbolBrush=theme.bar, symbolPen=theme.text, symbolSize=8)  # fmt: skip
-            self._curve(c["sizes"], np.array(c["all_reduce"]) * 1e3, "dist.all_reduce (measured)", pen=None,
+            self._curve(c["sizes"], np.array(c["all_reduce"]) * 1e3, None, pen=None,
                         symbol="t", symbolBrush=theme.accent, symbolPen=theme.text, symbolSize=8)  # fmt: skip
             self.titles.fit(self.plot, describe.cost_titles(fitted, n, bucket_bytes))
             values = [*c["ring"], *c["all_reduce"], *(v for a in curves.values() for v in a)]
             lo, hi = min(v for v in values if v > 0) * 1e3, max(values) * 1e3
-            top = np.log10(hi * 2)  # at least two decades: fewer pyqtgraph log labels the minor ticks, one on another
+            top = np.log10(hi * 40)  # room above the curves for the legend; at least two decades (minor log labels)
             self.plot.setYRange(min(np.log10(lo * 0.5), top - 2), top, padding=0)
-            self.plot.setLabel("left", "ms")
+            self.plot.setLabel("left", "ms (▼ dist.all_reduce)")
         line = pg.InfiniteLine(pos=np.log10(max(bucket_bytes, 1.0)), angle=90,
                                pen=pg.mkPen(theme.muted, style=Qt.PenStyle.DashLine))  # fmt: skip
         self.plot.addItem(line)
