@@ -181,3 +181,31 @@ def test_the_curve_is_cached_as_json_keyed_by_model_device_dtype_threads_torch(t
     again = shape.curve_for(target, remeasure=True)
     assert not again["cached"] and again["measured_at"] >= first["measured_at"]
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_the_view_words_say_what_was_chosen_and_where_it_changed():
+    """describe's words for the header, the text marks and the where-it-pays caption, from a chooser's report."""
+    from types import SimpleNamespace
+
+    from explorer.speculative import describe
+
+    chooser = ShapeChooser("eagle", costs(CPU), Acceptance(acceptance(0.8, 0.1)), timing=False)
+    chooser.shape_for(0)
+    report = chooser.report()
+    caption = describe.choice_caption(report)
+    assert caption.startswith(f"★ auto <b>{report['shape']['short']}</b>: ")
+    assert f"{report['expected_speedup']:.2f}× expected (deeper " in caption and "no speculation" not in caption
+    marks = describe.choice_marks(report)
+    assert marks[0] == (report["shape"]["budget"], report["expected_tokens_per_step"]) and len(marks) >= 2
+    fell = {**report, "fallback": "step 7: no draft shape is expected to pay on this machine (...)"}
+    assert describe.choice_caption(fell).endswith("Plain decoding from step 7: no shape was expected to pay.")
+    change = {"step": 5, "from": "chain of 3", "to": "chain of 2", "from_short": "chain 3", "to_short": "chain 2",
+              "reason": "2.30 tok/step, 1.40× expected vs 2.10 tok/step, 1.20×"}  # fmt: skip
+    steps = [SimpleNamespace(step=i, shape={"short": "chain 3" if i < 4 else "chain 2", "probe": False,
+                                            "change": change if i == 4 else None}) for i in range(6)]  # fmt: skip
+    assert describe.shape_changes(steps) == [(4, "chain 2")]
+    assert describe.shape_text(steps[4]).startswith("shape (auto) → <b>chain 2</b>, was chain 3: 2.30 tok/step")
+    assert describe.shape_text(steps[0]) == "shape (auto) chain 3 · "
+    assert describe.method_note("auto: eagle, the heads expected to pay most here (eagle 1.86×, mtp 1.35×)") == (
+        " (auto: eagle 1.86×, mtp 1.35×)")
+    assert describe.choice_caption(None) == "" and describe.method_note(None) == ""

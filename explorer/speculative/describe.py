@@ -114,7 +114,7 @@ def shape_text(r: StepRecord) -> str:
         return ""
     probe = " (a probe)" if r.shape.get("probe") else ""
     change = r.shape.get("change")
-    short = r.shape.get("short", r.shape["label"])
+    short = r.shape.get("short") or r.shape["label"]
     if change and change.get("from"):
         was = change.get("from_short") or change["from"]
         return f"shape (auto) → <b>{short}</b>, was {was}: {change['reason']}{probe} · "
@@ -142,8 +142,9 @@ def choice_caption(report: dict | None, method_choice: str | None = None) -> str
         return ""
     near = ", ".join(f"{name} {n['expected_speedup']:.2f}×" for name, n in report["neighbours"].items()
                      if n is not None and name in ("deeper", "wider", "chain"))  # fmt: skip
-    fallback = f" {report['fallback']}." if report.get("fallback") else ""
-    short = report["shape"].get("short", report["shape"]["label"])
+    fell = report.get("fallback")  # "step N: no draft shape is expected to pay ...": the JSON has the whole note
+    fallback = f" Plain decoding from {fell.split(':')[0]}: no shape was expected to pay." if fell else ""
+    short = report["shape"].get("short") or report["shape"]["label"]
     return (
         f"★ auto <b>{short}</b>: {report['expected_tokens_per_step']:.2f} tok/step, "
         f"{report['expected_speedup']:.2f}× expected{f' ({near})' if near else ''}.{fallback}"
