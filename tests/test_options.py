@@ -157,7 +157,7 @@ def test_speculate_help_is_grouped_and_says_what_each_default_is(capsys):
     flat = " ".join(text.split())
     assert "the view's own" not in flat
     assert "--prompt TEXT the prompt (default: 'def fibonacci(n):', a new line and 4 spaces" in flat
-    assert "(default: lookup with --lookup, the heads' kind with --heads, tree when a tree option is given, else " \
+    assert "(default: lookup with --lookup, the heads' kind with --heads, tree with a tree option, else " \
         "auto)" in flat
     listed = [line.split()[0] for line in lines if line.startswith("  -")]
     assert sorted(o.cli_flag for o in SPECULATE) == sorted(f for f in listed if f in {o.cli_flag for o in SPECULATE})

@@ -90,7 +90,7 @@ def test_tree_labels_avoid_each_other_and_the_nodes_and_hover_tells_all(qtbot):
 
 
 def test_clicking_a_faded_node_selects_it_and_says_why_it_has_no_decision(qtbot):
-    settings = {"method": "tree", "max_new": 12, "tree_budget": 12}
+    settings = {"method": "tree", "max_new": 12, "tree_depth": 4, "tree_topk": 3, "tree_budget": 12}
     win = render_view(Session(), "speculative", (1280, 720), settings=settings)
     view = win.views["speculative"]
     try:

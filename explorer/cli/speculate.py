@@ -44,8 +44,8 @@ def add_parser(sub) -> None:
                            "speculative runs after a warm-up; the speedup is their median (default 3)")  # fmt: skip
     measuring.add_argument("--costs", action="store_true", help="also measure verifying 1..32 tokens: the "
                            "drafting cost per token and the break-even acceptance of this run")  # fmt: skip
-    measuring.add_argument("--remeasure-costs", action="store_true", help="measure again the cached "
-                           "verification-cost curve that auto shapes are sized from")  # fmt: skip
+    measuring.add_argument("--remeasure-costs", action="store_true", help="measure the cost curve of auto "
+                           "shapes again")  # fmt: skip
     measuring.add_argument("--out", metavar="RUN.jsonl", help="stream every prompt's steps and stats into this run "
                            "file, resumed if it holds the same run (explorer open RUN.jsonl)")  # fmt: skip
     measuring.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",

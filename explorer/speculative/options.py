@@ -36,27 +36,26 @@ def _tree_problem(text: str) -> str | None:
 SPECULATE = Schema(
     "speculate",
     [
-        Option("method", str, "auto", "drafting; auto: of the heads found, those expected to pay most here (else "
-               "chain, else lookup)",
+        Option("method", str, "auto", "drafting; auto: the heads that pay most, else chain or lookup",
                choices=METHOD_CHOICES, label="Drafting",
-               default_help="lookup with --lookup, the heads' kind with --heads, tree when a tree option is given, "
-               "else auto"),  # fmt: skip
+               default_help="lookup with --lookup, the heads' kind with --heads, tree with a tree option, else "
+               "auto"),  # fmt: skip
         Option("accept", str, "greedy", "acceptance: greedy (lossless at temperature 0), sample (speculative "
                "sampling, lossless, temperature > 0), typical (Medusa's, not lossless)",
                choices=ACCEPT_RULES, label="Acceptance",
                default_help="greedy at temperature 0, sample above"),  # fmt: skip
         # 0 = auto (explorer/speculative/shape.py): the shape expected to yield the most tokens per second from this
         # machine's measured verification costs and the run's acceptance; a number fixes that dimension.
-        Option("gamma", int, 0, "draft chain / lookup length, 0 = auto (from this machine's costs)", lo=0,
+        Option("gamma", int, 0, "chain / lookup length, 0 = auto", lo=0,
                hi=16, label="γ (chain)", special="auto"),  # fmt: skip
         Option("tree_depth", int, 0, "tree depth, 0 = auto", lo=0, hi=12, label="Tree depth",
                special="auto"),  # fmt: skip
-        Option("tree_topk", int, 0, "tree drafting: children per expanded node (0 = auto)", lo=0, hi=10,
+        Option("tree_topk", int, 0, "tree width, 0 = auto", lo=0, hi=10,
                label="Tree top-k", special="auto"),  # fmt: skip
-        Option("tree_budget", int, 0, "tree drafting: nodes kept (0 = auto)", lo=0, hi=64, label="Tree budget",
+        Option("tree_budget", int, 0, "tree nodes, 0 = auto", lo=0, hi=64, label="Tree budget",
                special="auto"),  # fmt: skip
-        Option("medusa_tree", str, "", "medusa: the static tree, one path of per-head ranks a comma (e.g. "
-               "'0,1,0.0,0.0.0'); 'tuned': the heads' own", label="Medusa tree",
+        Option("medusa_tree", str, "", "medusa: a static tree, paths of per-head ranks (e.g. '0,1,0.0'); "
+               "'tuned': the heads' own", label="Medusa tree",
                check_fn=_tree_problem, panel=False, default_help="auto"),  # fmt: skip
         TEMPERATURE,
         TOP_K,
