@@ -48,6 +48,7 @@ SWITCH_GAIN = 1.04  # a new shape must be expected this much faster than the cur
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
 RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
+EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
 NEUTRAL_PRIOR = (0.6, 0.1, 0.05, 0.03)  # before any draft was seen and without a model card: per rank
@@ -145,7 +146,7 @@ def _read_cache(path) -> dict:
 def measure_curve(target, budget_s: float = 2.0, rounds: int = 7) -> dict:
     """One target forward over [root, n nodes] after a 64-token prefix, chain (causal) and tree (binary tree mask),
     n in APP_CURVE_SIZES and n = 0 (a decode step): rounds of every size in turn until ``budget_s`` is spent (at
-    least 3, at most ``rounds``), each size's fastest kept (a busy machine only ever adds time), then the lower
+    least 5, at most ``rounds``), each size's fastest kept (a busy machine only ever adds time), then the lower
     envelope taken (verifying more tokens never costs less: a larger size's lower time caps the smaller ones, and
     the decode step is at most the cheapest verification). About a second on the demo target on two idle cores."""
     model, dev = target.model, target.model.lm_head.weight.device
@@ -167,7 +168,7 @@ def measure_curve(target, budget_s: float = 2.0, rounds: int = 7) -> dict:
     t0 = time.perf_counter()
     best = {key: math.inf for key in [(0, False)] + [(n, t) for n in sizes for t in (False, True)]}
     done = 0
-    while done < rounds and (done < 3 or time.perf_counter() - t0 < budget_s):
+    while done < rounds and (done < 5 or time.perf_counter() - t0 < budget_s):
         for key in best:
             best[key] = min(best[key], timed(*key))
         done += 1
@@ -521,11 +522,23 @@ class ShapeChooser:
         if due:
             self._choose(step)
         self._steps_since_choice += 1
-        if self.current.shape.depth == 0:
+        shape = self.current.shape
+        if shape.depth == 0:
             self._plain_steps += 1
             if self._plain_steps in (2, 4, 8) or self._plain_steps % PROBE_EVERY == 0:  # soon, then now and then
                 return (self._probe_shape(), True)
-        return self.current.shape, False
+        elif step % EXPLORE_EVERY == EXPLORE_EVERY - 1 and self._deeper(shape) is not None:
+            return self._deeper(shape), True
+        return shape, False
+
+    def _deeper(self, shape: Shape) -> Shape | None:
+        """One level deeper than ``shape`` (one more node on its best path), to measure what it would pay; None
+        where the depth is the user's or at its limit (Medusa's trees are paths: none)."""
+        if "depth" in self.fixed or shape.depth >= self.max_depth or self.method == "medusa":
+            return None
+        if self.method in TREE_METHODS:
+            return Shape(shape.depth + 1, shape.topk, min(shape.budget + 1, self.fixed.get("budget") or MAX_NODES))
+        return chain_shape(shape.depth + 1)
 
     def _probe_shape(self) -> Shape:
         if self.method == "medusa":
