@@ -515,6 +515,8 @@ class TimedSpeculation:
             yield record
         self.seconds = time.perf_counter() - t0
         self.shape = spec.chooser.report() if spec.chooser is not None else None
+        if spec.chooser is not None:
+            spec.chooser.remember()
 
     def run(self) -> TimedSpeculation:
         for _ in self:

@@ -503,6 +503,30 @@ class ShapeChooser:
     _plain_steps: int = 0
     _timings: dict = field(default_factory=dict)  # name -> the last WINDOW observations
     _cands: list = field(default_factory=list)  # the candidates as the latest choice estimated them
+    memory_key: tuple | None = None  # where :meth:`remember` keeps what this run learnt for the next one
+
+    def remember(self) -> None:
+        """Keep what the run learnt (acceptance counts at half weight, so that a new prompt moves them; the
+        timing windows) for this process's next run of the same target and drafter: the GUI's next Run, the
+        timed pairs of explorer speculate. Only runs that learn from the clock remember (recordings and
+        prompt-set runs must not depend on what ran before)."""
+        if self.memory_key is not None:
+            _MEMORY[self.memory_key] = (self.acceptance, dict(self._timings), dict(self.costs.observed))
+
+    def recall(self) -> None:
+        """Start from what the last run of the same target and drafter learnt (see :meth:`remember`)."""
+        kept = _MEMORY.get(self.memory_key) if self.memory_key is not None else None
+        if kept is None:
+            return
+        acc, timings, observed = kept
+        for name in ("conf_sum", "conf_n", "tried", "accepted"):
+            setattr(self.acceptance, name, getattr(acc, name) / 2)
+        self._timings = {k: list(v) for k, v in timings.items()}
+        self.costs.observed.update(observed)
+        for name, attr in (("draft_forward", "draft_forward"), ("tree_forward", "tree_forward"),
+                           ("draft_fixed", "draft_fixed"), ("overhead", "overhead")):  # fmt: skip
+            if timings.get(name):
+                setattr(self.costs, attr, float(min(timings[name])))
 
     @property
     def max_nodes(self) -> int:
@@ -674,6 +698,9 @@ class ShapeChooser:
         }
 
 
+_MEMORY: dict[tuple, tuple] = {}  # (target, method, drafter) -> what the last such run learnt (ShapeChooser.remember)
+
+
 def sibling_ranks(parent: list[int]) -> list[int]:
     """Each node's rank among its siblings (drafting order: the draft's top-k order)."""
     count: dict[int, int] = {}
@@ -738,7 +765,12 @@ def make_chooser(options: SpecOptions, target, draft=None, heads=None, curve: di
     max_depth = MAX_DEPTH
     if heads is not None and heads.kind in ("mtp", "medusa") and options.method == heads.kind:
         max_depth = min(heads.count, MAX_DEPTH)
-    return ShapeChooser(options.method, costs, Acceptance(prior), fixed, max_depth, timing)
+    chooser = ShapeChooser(options.method, costs, Acceptance(prior), fixed, max_depth, timing)
+    if timing:  # a run that learns from the clock starts where the last one of this target and drafter ended
+        drafter = draft.model if draft is not None else heads.module if heads is not None else None
+        chooser.memory_key = (id(target.model), options.method, id(drafter), str(curve.get("key")))
+        chooser.recall()
+    return chooser
 
 
 def expected_speedup(options: SpecOptions, target, draft=None, heads=None, curve: dict | None = None) -> float:
