@@ -10,30 +10,20 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from ....distributed import describe
-from ...kit import static_plot
-from ...theme import Theme
+from .panel import StepPanel
 
 SIZES = np.logspace(10, 25, 46, base=2.0)  # 1 KiB .. 32 MiB
 STYLES = {"ring": Qt.PenStyle.SolidLine, "tree": Qt.PenStyle.DashLine, "direct": Qt.PenStyle.DotLine}
 
 
-class CostPanel:
+class CostPanel(StepPanel):
     def __init__(self, parent: QWidget, titles):
-        self.titles = titles
-        self.plot = static_plot(parent, "α–β model", "message bytes")
-        titles.follow(self.plot)
+        super().__init__(parent, titles, "α–β model", "message bytes")
         self.plot.setLogMode(True, True)
         self.legend = self.plot.addLegend(offset=(8, 8))  # top left: the curves rise to the right, small sizes sit low
-        self.items: list = []
-        self.theme: Theme | None = None
-
-    def set_theme(self, theme: Theme) -> None:
-        self.theme = theme
 
     def clear(self) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
+        super().clear()
         self.legend.clear()
 
     def _curve(self, x, y, name: str | None, **kw) -> None:

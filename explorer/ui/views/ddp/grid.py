@@ -10,32 +10,26 @@ from PySide6.QtWidgets import QGraphicsRectItem, QWidget
 
 from ....distributed import describe
 from ....distributed.records import RingFrame
-from ...kit import static_plot
 from ...theme import Theme
+from .panel import StepPanel
 
 
-class ChunkGrid:
+class ChunkGrid(StepPanel):
     def __init__(self, parent: QWidget, titles):
-        self.titles = titles
-        self.plot = static_plot(parent, "ranks summed into each chunk", "chunk")
-        titles.follow(self.plot)
+        super().__init__(parent, titles, "ranks summed into each chunk", "chunk")
         self.plot.setLabel("left", "rank")
         self.plot.invertY(True)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
-        self.items: list = []
-        self.theme: Theme | None = None
 
     def set_theme(self, theme: Theme) -> None:
-        self.theme = theme
+        super().set_theme(theme)
         base = np.array(pg.mkColor(theme.base).getRgb()[:3], float)
         full = np.array(pg.mkColor(theme.bar).getRgb()[:3], float)
         self.image.setColorMap(pg.ColorMap([0.0, 1.0], [base * 0.8 + full * 0.2, full]))
 
     def clear(self) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
+        super().clear()
         self.image.clear()
 
     def show(self, f: RingFrame) -> None:

@@ -10,17 +10,14 @@ from PySide6.QtWidgets import QWidget
 
 from ....distributed import describe
 from ....distributed.records import RingFrame
-from ...kit import static_plot
-from ...theme import Theme
+from .panel import StepPanel
 
 NODE_SIZE = 0.36  # a rank's circle, in the ring's units (radius 1): it shrinks with the panel, never overlaps
 
 
-class RingPanel:
+class RingPanel(StepPanel):
     def __init__(self, parent: QWidget, titles):
-        self.titles = titles
-        self.plot = static_plot(parent, "the ring")
-        titles.follow(self.plot)
+        super().__init__(parent, titles, "the ring")  # its items: the step's arrows and labels
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.plot.setAspectLocked(True)
@@ -28,16 +25,9 @@ class RingPanel:
         self.chunks = pg.ScatterPlotItem(symbol="s", pxMode=False)
         self.plot.addItem(self.nodes)
         self.plot.addItem(self.chunks)
-        self.items: list = []  # arrows and labels of the step shown
-        self.theme: Theme | None = None
-
-    def set_theme(self, theme: Theme) -> None:
-        self.theme = theme
 
     def clear(self) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
+        super().clear()
         self.nodes.setData([], [])
         self.chunks.setData([], [])
 

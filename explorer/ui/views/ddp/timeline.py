@@ -9,26 +9,13 @@ from PySide6.QtWidgets import QWidget
 
 from ....distributed import describe
 from ....distributed.records import DdpStep
-from ...kit import static_plot
-from ...theme import Theme
+from .panel import StepPanel
 
 
-class RankTimeline:
+class RankTimeline(StepPanel):
     def __init__(self, parent: QWidget, titles):
-        self.titles = titles
-        self.plot = static_plot(parent, "backward vs bucket all-reduce per rank", "ms from the first forward")
-        titles.follow(self.plot)
+        super().__init__(parent, titles, "backward vs bucket all-reduce per rank", "ms from the first forward")
         self.plot.invertY(True)
-        self.items: list = []
-        self.theme: Theme | None = None
-
-    def set_theme(self, theme: Theme) -> None:
-        self.theme = theme
-
-    def clear(self) -> None:
-        for item in self.items:
-            self.plot.removeItem(item)
-        self.items = []
 
     def _bars(self, x0, x1, y, height, color) -> None:
         if not x0:
