@@ -209,3 +209,18 @@ def test_the_view_words_say_what_was_chosen_and_where_it_changed():
     assert describe.method_note("auto: eagle, the heads expected to pay most here (eagle 1.86×, mtp 1.35×)") == (
         " (auto: eagle 1.86×, mtp 1.35×)")
     assert describe.choice_caption(None) == "" and describe.method_note(None) == ""
+
+
+def test_speculate_json_says_which_method_and_shape_auto_chose(capsys, monkeypatch, tmp_path):
+    """No flags: the demo target's heads expected to pay most (with the figures), the shape and its neighbours."""
+    from explorer.cli.main import main
+
+    monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    assert main(["speculate", "--max-new-tokens", "8", "--runs", "1", "--json", "--no-steps"]) == 0
+    out = capsys.readouterr()
+    stats = json.loads(out.out)["stats"]
+    assert stats["method"] in ("eagle", "medusa", "mtp")
+    assert stats["method_choice"].startswith(f"auto: {stats['method']}, the heads expected to pay most here (")
+    assert stats["shape"]["mode"] == "auto" and stats["shape"]["curve"]["cached"] is False
+    assert {"deeper", "chain", "no speculation"} <= set(stats["shape"]["neighbours"])
+    assert (tmp_path / "verify-costs.json").is_file()
