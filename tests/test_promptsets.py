@@ -157,8 +157,8 @@ def test_compare_is_checked_by_the_options_schema():
     assert parse_compare("tree_depth=3", base).values["method"] == "tree"
     with pytest.raises(ExplorerError, match="speculate has no option 'gama'"):
         parse_compare("gama=2", base)
-    with pytest.raises(ExplorerError, match=r"gamma must be an integer in 1\.\.16 \(got 0\)"):
-        parse_compare("gamma=0", base)
+    with pytest.raises(ExplorerError, match=r"gamma must be an integer in 0\.\.16 \(got 17\)"):  # 0: auto
+        parse_compare("gamma=17", base)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -318,15 +318,15 @@ def test_trees_and_sampling_replay_exactly(pair, tmp_path):
     base = base_values() | {"max_new": 6}
     configs = [Configuration("base", base)] + [
         parse_compare(text, base)
-        for text in ("method=tree,tree_depth=3,tree_budget=6", "temperature=0.8", "method=tree,temperature=0.8",
-                     "accept=typical")
+        for text in ("method=tree,tree_depth=3,tree_topk=3,tree_budget=6", "temperature=0.8",
+                     "method=tree,temperature=0.8", "accept=typical")
     ]  # fmt: skip
     path = tmp_path / "run.jsonl"
     with RunWriter(path, make_header(PROMPTS[:1], configs, target, draft, 0)) as writer:
         live = list(run_prompt_set(target, draft, PROMPTS[:1], configs, writer))
     run = read_run(path)
     assert [c.describe() for c in run.configurations][1:] == [
-        "tree 3/3/6", "chain γ=3 sample T=0.8", "tree 4/3/12 sample T=0.8", "chain γ=3 typical"
+        "tree 3/3/6", "chain γ=auto sample T=0.8", "tree auto sample T=0.8", "chain γ=auto typical"
     ]  # fmt: skip
     for a, b in zip(live, run.results, strict=True):
         assert [s.as_dict() for s in run.load_steps(b)] == [s.as_dict() for s in a.steps]

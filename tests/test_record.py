@@ -201,7 +201,9 @@ def test_a_short_tour_renders_with_cards_captions_and_focus(qtbot, tmp_path):
 
     text = (
         'title = "t"\nseed = 3\n[[scene]]\ncard = "Title"\nsubtitle = "sub"\nseconds = 1\n\n'
-        '[[scene]]\nview = "speculative"\nsettings = { max_new = 12 }\nsteps = 2\nseconds_per_step = 0.5\n'
+        # a fixed shape: an auto one may draft nothing at step 2 (the chooser's honest choice), and node 0 is selected
+        '[[scene]]\nview = "speculative"\nsettings = { max_new = 12, method = "chain", gamma = 3 }\n'
+        'steps = 2\nseconds_per_step = 0.5\n'
         'caption = "step {step}: {accepted} of {drafted}, alpha {alpha:.2f}"\n\n'
         "[[scene.at]]\nstep = 2\nselect = 0\npause = 0.5\n"
     )

@@ -49,7 +49,7 @@ def prompt_worker(ctx, args: dict) -> dict:
     for k, (pi, ci) in enumerate(mine, start=1):
         prompt = Prompt(**args["prompts"][pi])
         ctx.at(k, f"prompt {prompt.id}, configuration {configs[ci].key}")
-        result = run_one(target, draft, prompt, args["ids"][pi], configs[ci], ci, baseline, heads)
+        result = run_one(target, draft, prompt, args["ids"][pi], configs[ci], ci, baseline, heads, args.get("curve"))
         ctx.report("prompt", {"pair": [pi, ci], "summary": result.summary(),
                               "steps": [s.as_dict() for s in result.steps or []]})  # fmt: skip
     return {"pairs": len(mine)}
@@ -76,6 +76,8 @@ def run_over_ranks(target, draft, prompts: list, configs: list, writer=None, *, 
     if not pairs:
         return
     world = min(workers, len({p for p, _ in pairs}))
+    from ..speculative.shape import curve_for, fixed_dims
+
     heads_paths = {}
     for method, h in (heads or {}).items():
         if getattr(h, "path", None) is None:
@@ -87,6 +89,8 @@ def run_over_ranks(target, draft, prompts: list, configs: list, writer=None, *, 
         "ignore_eos": not target.eos_token_ids, "heads": heads_paths,
         "configs": [c.as_dict() for c in configs], "prompts": [p.as_dict() for p in prompts],
         "ids": ids, "pairs": deal(pairs, world),
+        # auto shapes: every rank sizes them on the launcher's cost curve, as one process would (JSON data)
+        "curve": curve_for(target) if any(fixed_dims(c.options()) is not None for c in configs) else None,
     }  # fmt: skip
     order = {pc: k for k, pc in enumerate(pairs)}
     waiting: dict[int, Any] = {}

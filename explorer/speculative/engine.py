@@ -498,8 +498,9 @@ class TimedSpeculation:
     while it yields them: iterate it once, then ask for its :meth:`stats`."""
 
     def __init__(self, target: LoadedModel, draft: LoadedModel | None, prompt_ids: list[int], max_new_tokens: int,
-                 options: SpecOptions, heads: Heads | None = None, timing: bool = True):  # fmt: skip
-        self.args = (target, draft, prompt_ids, max_new_tokens, options, heads)
+                 options: SpecOptions, heads: Heads | None = None, timing: bool = True,
+                 curve: dict | None = None):  # fmt: skip
+        self.args = (target, draft, prompt_ids, max_new_tokens, options, heads, curve)
         self.target, self.prompt_ids, self.options = target, prompt_ids, options
         self.steps: list[StepRecord] = []
         self.seconds = 0.0

@@ -17,7 +17,7 @@ from .engine import TimedSpeculation, target_only
 from .heads import find_heads
 from .options import HEAD_METHODS, METHODS
 from .records import SpecOptions, StepRecord, TargetOnly
-from .shape import choose_method
+from .shape import choose_method, reference_curve
 
 META_VERSION = 1
 TREE_METHODS = ("tree", "eagle", "medusa")  # may verify with a tree mask (how costs saved without "tree" are read)
@@ -148,6 +148,16 @@ def auto_method(session: Session, options: SpecOptions) -> tuple[str, str]:
     return choose_method(options, session.target, heads, session.draft)
 
 
+def resolve_auto(session: Session, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with method ``auto`` replaced by what it drafts with on the session's models (auto_method): a
+    prompt-set run names its configurations' real methods (their heads, the run file's header), as
+    ``explorer speculate --prompts`` does."""
+    if values.get("method") != "auto":
+        return values
+    method, _why = auto_method(session, SpecOptions.from_values(values, method="eagle"))
+    return {**values, "method": method}
+
+
 def effective_options(values: dict[str, Any]) -> SpecOptions:
     """The speculative view's settings as engine options: speculative sampling needs a distribution to sample
     from, so ``accept=sample`` at temperature 0 runs at temperature 1.0 (the view shows it: ``meta.options``)."""
@@ -185,7 +195,10 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
 
     def records() -> Iterator[StepRecord]:
         meta.target_only = target_only(target, prompt_ids, max_new, options)
-        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads, timing=not deterministic)
+        # a recording sizes auto shapes on fixed reference costs, never this machine's: the same video anywhere
+        curve = reference_curve() if deterministic else None
+        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads, timing=not deterministic,
+                               curve=curve)  # fmt: skip
         yield from run
         meta.shape = run.shape
         if not deterministic:  # a recording keeps no wall-clock figure

@@ -63,15 +63,23 @@ class Configuration:
         return self.values.get("method", "chain") not in ("chain", "tree", "lookup")
 
     def describe(self) -> str:
-        """Short words for a column header: ``chain γ=3``, ``tree 5/4/24``, ``lookup γ=3`` (+ accept, T)."""
+        """Short words for a column header: ``chain γ=3``, ``tree 5/4/24``, ``lookup γ=3``, ``eagle auto``,
+        ``tree 3/auto/6`` (+ accept, T): 0 is a shape dimension the chooser sizes (explorer/speculative/shape.py)."""
         v = self.values
         m = v.get("method", "chain")
+
+        def dim(name: str) -> str:
+            return str(v[name]) if v.get(name) else "auto"
+
         if m in ("tree", "eagle"):
-            what = f"{m} {v['tree_depth']}/{v['tree_topk']}/{v['tree_budget']}"
+            dims = [dim(n) for n in ("tree_depth", "tree_topk", "tree_budget")]
+            what = f"{m} auto" if dims == ["auto"] * 3 else f"{m} {'/'.join(dims)}"
         elif m == "medusa":
-            what = "medusa" + (f" {v['medusa_tree']}" if v.get("medusa_tree") else "")
+            what = "medusa " + (v.get("medusa_tree") or "auto")
+        elif m == "auto":
+            what = "auto"
         else:
-            what = f"{m} γ={v['gamma']}"
+            what = f"{m} γ={dim('gamma')}"
         if v.get("accept", "greedy") != "greedy":
             what += f" {v['accept']}"
         if v.get("temperature", 0):
@@ -299,6 +307,7 @@ def step_from_dict(d: dict) -> StepRecord:
         depth=np.asarray(t["depth"], dtype=np.int64),
         q=np.asarray(t["q"], dtype=np.float32),
         texts=list(t["texts"]),
+        source=None if t.get("source") is None else np.asarray(t["source"], dtype=np.int64),  # heads: which one
     )
 
     def arr(v, dtype):
@@ -339,6 +348,7 @@ def step_from_dict(d: dict) -> StepRecord:
         draft_seconds=d["draft_seconds"],
         verify_seconds=d["verify_seconds"],
         forward_seconds=d.get("forward_seconds", 0.0),
+        shape=d.get("shape"),  # the chooser's shape (runs written before auto shapes have none)
     )
 
 
@@ -521,7 +531,7 @@ class RunWriter:
 
 # ---------------------------------------------------------------------------------------------- running
 def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Configuration, index: int,
-            baseline: dict, heads=None) -> PromptResult:  # fmt: skip
+            baseline: dict, heads=None, curve: dict | None = None) -> PromptResult:  # fmt: skip
     """Speculate one prompt under one configuration; the target-only baseline (speed, first divergence) is
     decoded once per prompt and decoding settings and shared by the configurations that agree on them."""
     opt = config.options()
@@ -529,8 +539,9 @@ def run_one(target, draft, prompt: Prompt, prompt_ids: list[int], config: Config
     h = (heads or {}).get(config.values.get("method"))  # a head method's heads, or lookup's fallback
     # timing off: an auto shape follows the cached cost curve and the run's acceptance, not its clock, so that a
     # resumed run reproduces its steps exactly (explorer/speculative/shape.py)
+    # (``curve``: the launcher's, for ranks of one run: each rank's own cache key could differ)
     run = TimedSpeculation(target, draft if config.uses_draft else None, prompt_ids, max_new, opt, h,
-                           timing=False).run()  # fmt: skip
+                           timing=False, curve=curve).run()  # fmt: skip
     key = (tuple(prompt_ids), max_new, opt.temperature, opt.top_k, opt.seed)
     if key not in baseline:
         baseline[key] = target_only(target, prompt_ids, max_new, opt)

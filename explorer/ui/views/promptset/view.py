@@ -5,6 +5,7 @@ reopens one."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from ....errors import ExplorerError
 from ....session import Session
 from ....speculative import analysis
 from ....speculative.describe_runs import empty_header_html, header_html
-from ....speculative.job import replay_meta
+from ....speculative.job import replay_meta, resolve_auto
 from ....speculative.options import VIEW as SPECULATIVE_VIEW
 from ....speculative.promptsets import Prompt, read_prompt_set
 from ....speculative.runs import (
@@ -144,7 +145,7 @@ class PromptSetView(View):
         target, draft = session.target, session.draft
         prompts_file = self.prompts_edit.text().strip()
         prompts = read_prompt_set(prompts_file)
-        configs = self.configurations()
+        configs = [replace(c, values=resolve_auto(session, c.values)) for c in self.configurations()]
         check_configurations([c for c in configs if not c.uses_heads], has_draft=draft is not None)
         heads = heads_for_configurations(session, configs)
         check_configurations(configs, has_draft=draft is not None, heads=heads)
