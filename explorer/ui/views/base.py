@@ -8,7 +8,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QFormLayout, QWidget
+from PySide6.QtWidgets import QFormLayout, QGridLayout, QVBoxLayout, QWidget
 
 from ...errors import ExplorerError
 from ...options import Schema
@@ -116,6 +116,21 @@ class View(QWidget):
     def themed_plots(self) -> tuple[pg.PlotWidget, ...]:
         """The view's plots, themed and fonted by the shared set_theme and apply_font."""
         return ()
+
+    def lay_out_under_header(self, rows: list[list[QWidget]], stretches: tuple[int, ...]) -> QGridLayout:
+        """The usual page: ``self.header`` on top, then ``rows`` of plots in a grid, row r stretched by
+        ``stretches[r]``."""
+        grid = QGridLayout()
+        for r, row in enumerate(rows):
+            for c, widget in enumerate(row):
+                grid.addWidget(widget, r, c)
+        for r, stretch in enumerate(stretches):
+            grid.setRowStretch(r, stretch)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.addWidget(self.header)
+        lay.addLayout(grid, 1)
+        return grid
 
     def finish_init(self) -> None:
         """The constructor's tail, the same in every view: controls from the schema, then the theme."""

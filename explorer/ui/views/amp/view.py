@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from ....amp import describe
 from ....amp.job import AmpRunMeta
@@ -41,17 +41,9 @@ class AmpView(View):
         self.over_plot, self.flush_plot = self.heatmaps.over_plot, self.heatmaps.flush_plot
         self.flush_image, self.colorbars = self.heatmaps.flush_image, self.heatmaps.colorbars
 
-        grid = QGridLayout()
-        grid.addWidget(self.histogram, 0, 0)
-        grid.addWidget(self.timeline.plot, 0, 1)
-        grid.addWidget(self.heatmaps.over_plot, 1, 0)
-        grid.addWidget(self.heatmaps.flush_plot, 1, 1)
-        grid.setRowStretch(0, 3)
-        grid.setRowStretch(1, 2)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 6)
-        lay.addWidget(self.header)
-        lay.addLayout(grid, 1)
+        self.lay_out_under_header(
+            [[self.histogram, self.timeline.plot], [self.heatmaps.over_plot, self.heatmaps.flush_plot]], (3, 2)
+        )
         self.finish_init()
 
     # ---- theme and font

@@ -7,7 +7,7 @@ timeline step is one ring step."""
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from ....distributed import describe
 from ....distributed.job import DdpRunMeta
@@ -37,17 +37,9 @@ class DdpView(View):
         self.chunk_grid = ChunkGrid(self, self.titles)
         self.rank_timeline = RankTimeline(self, self.titles)
         self.cost_panel = CostPanel(self, self.titles)
-        grid = QGridLayout()
-        grid.addWidget(self.ring_panel.plot, 0, 0)
-        grid.addWidget(self.chunk_grid.plot, 0, 1)
-        grid.addWidget(self.rank_timeline.plot, 1, 0)
-        grid.addWidget(self.cost_panel.plot, 1, 1)
-        grid.setRowStretch(0, 3)
-        grid.setRowStretch(1, 2)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 6)
-        lay.addWidget(self.header)
-        lay.addLayout(grid, 1)
+        self.lay_out_under_header(
+            [[self.ring_panel.plot, self.chunk_grid.plot], [self.rank_timeline.plot, self.cost_panel.plot]], (3, 2)
+        )
         self.finish_init()
 
     def panels(self):
