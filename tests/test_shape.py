@@ -216,6 +216,7 @@ def test_speculate_json_says_which_method_and_shape_auto_chose(capsys, monkeypat
     from explorer.cli.main import main
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr("explorer.speculative.shape._CURVES", {})  # not a curve an earlier test left in this process
     assert main(["speculate", "--max-new-tokens", "8", "--runs", "1", "--json", "--no-steps"]) == 0
     out = capsys.readouterr()
     stats = json.loads(out.out)["stats"]

@@ -140,12 +140,13 @@ def runnable_method(method: str, problems: dict[str, str | None]) -> str:
     return next((m for m in HEAD_PREFERENCE if problems[m] is None), "lookup")
 
 
-def auto_method(session: Session, options: SpecOptions) -> tuple[str, str]:
+def auto_method(session: Session, options: SpecOptions, curve: dict | None = None) -> tuple[str, str]:
     """What ``auto`` drafts with on the session's models: the heads found that are expected to pay most on this
-    machine, else the draft model's chain, else prompt lookup (explorer/speculative/shape.py), and why."""
+    machine (``curve``: on these costs instead, e.g. a recording's reference curve), else the draft model's chain,
+    else prompt lookup (explorer/speculative/shape.py), and why."""
     problems = method_problems(session)
     heads = {kind: session.heads_for(kind) for kind in HEAD_METHODS if problems[kind] is None}
-    return choose_method(options, session.target, heads, session.draft)
+    return choose_method(options, session.target, heads, session.draft, curve)
 
 
 def resolve_auto(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +177,10 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
     target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
     options = effective_options(values)
     method_choice = None
+    # a recording sizes (and picks) on fixed reference costs, never this machine's: the same video anywhere
+    curve = reference_curve() if deterministic else None
     if options.method == "auto":
-        options.method, method_choice = auto_method(session, options)
+        options.method, method_choice = auto_method(session, options, curve)
     heads = session.heads_for(options.method)  # draft heads on the target (medusa, eagle, mtp), else None
     options.check(draft is not None, heads.kind if heads is not None else None)
     max_new = int(values["max_new"])
@@ -195,8 +198,6 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
 
     def records() -> Iterator[StepRecord]:
         meta.target_only = target_only(target, prompt_ids, max_new, options)
-        # a recording sizes auto shapes on fixed reference costs, never this machine's: the same video anywhere
-        curve = reference_curve() if deterministic else None
         run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads, timing=not deterministic,
                                curve=curve)  # fmt: skip
         yield from run
