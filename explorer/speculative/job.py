@@ -5,7 +5,7 @@ replay of stored prompt-set runs. Qt-free."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from .engine import TimedSpeculation, target_only
 from .heads import find_heads
 from .options import HEAD_METHODS, METHODS
 from .records import SpecOptions, StepRecord, TargetOnly
-from .shape import choose_method, reference_curve
+from .shape import choose_method
 
 META_VERSION = 1
 TREE_METHODS = ("tree", "eagle", "medusa")  # may verify with a tree mask (how costs saved without "tree" are read)
@@ -159,6 +159,25 @@ def resolve_auto(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "method": method}
 
 
+RECORDING_SHAPE = {"gamma": 3, "tree_depth": 4, "tree_topk": 3, "tree_budget": 12, "medusa_tree": "tuned"}
+
+
+def recording_options(session: Session, options: SpecOptions) -> tuple[SpecOptions, str | None]:
+    """What a recording drafts with where the options leave it to ``auto``: the first heads found (EAGLE first),
+    else the draft model's chain, else prompt lookup, and the classic fixed shape (chain γ = 3, tree 4/3/12, the
+    heads' tuned Medusa tree) for each dimension left at 0. auto chooses from this machine's measured costs and
+    its clock, and a tour must be the same video on any machine (the app and the CLI choose as usual)."""
+    why = None
+    if options.method == "auto":
+        method = runnable_method("eagle", method_problems(session))
+        if method == "lookup" and session.draft is not None:
+            method = "chain"
+        why = f"auto in a recording: {method}, the first found (auto sizes from this machine's costs)"
+        options = replace(options, method=method)
+    fixed = {k: getattr(options, k) or v for k, v in RECORDING_SHAPE.items()}
+    return replace(options, **fixed), why
+
+
 def effective_options(values: dict[str, Any]) -> SpecOptions:
     """The speculative view's settings as engine options: speculative sampling needs a distribution to sample
     from, so ``accept=sample`` at temperature 0 runs at temperature 1.0 (the view shows it: ``meta.options``)."""
@@ -177,10 +196,10 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
     target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
     options = effective_options(values)
     method_choice = None
-    # a recording sizes (and picks) on fixed reference costs, never this machine's: the same video anywhere
-    curve = reference_curve() if deterministic else None
-    if options.method == "auto":
-        options.method, method_choice = auto_method(session, options, curve)
+    if deterministic:  # a recording: the same video on any machine, so nothing chosen from this machine's costs
+        options, method_choice = recording_options(session, options)
+    elif options.method == "auto":
+        options.method, method_choice = auto_method(session, options)
     heads = session.heads_for(options.method)  # draft heads on the target (medusa, eagle, mtp), else None
     options.check(draft is not None, heads.kind if heads is not None else None)
     max_new = int(values["max_new"])
@@ -198,8 +217,7 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
 
     def records() -> Iterator[StepRecord]:
         meta.target_only = target_only(target, prompt_ids, max_new, options)
-        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads, timing=not deterministic,
-                               curve=curve)  # fmt: skip
+        run = TimedSpeculation(target, draft, prompt_ids, max_new, options, heads, timing=not deterministic)
         yield from run
         meta.shape = run.shape
         if not deterministic:  # a recording keeps no wall-clock figure

@@ -227,13 +227,6 @@ def flat_curve(base_seconds: float, growth: float = 0.0) -> dict:
     return {"sizes": sizes, "base_seconds": base_seconds, "chain_seconds": seconds, "tree_seconds": list(seconds)}
 
 
-def reference_curve() -> dict:
-    """The curve a recording sizes auto shapes on: fixed numbers, not this machine's, so that a tour is the same
-    video on any machine (manim's rule); verifying n tokens costs 1 + n/16 one-token steps, between a GPU's flat
-    curve and this CPU's steep one."""
-    return {**flat_curve(0.01, 1 / 16), "key": "reference (recordings: the same on any machine)", "cached": False}
-
-
 # ---------------------------------------------------------------------------------------------- step costs
 @dataclass
 class Costs:
