@@ -140,13 +140,12 @@ def runnable_method(method: str, problems: dict[str, str | None]) -> str:
     return next((m for m in HEAD_PREFERENCE if problems[m] is None), "lookup")
 
 
-def auto_method(session: Session, options: SpecOptions, curve: dict | None = None) -> tuple[str, str]:
+def auto_method(session: Session, options: SpecOptions) -> tuple[str, str]:
     """What ``auto`` drafts with on the session's models: the heads found that are expected to pay most on this
-    machine (``curve``: on these costs instead, e.g. a recording's reference curve), else the draft model's chain,
-    else prompt lookup (explorer/speculative/shape.py), and why."""
+    machine, else the draft model's chain, else prompt lookup (explorer/speculative/shape.py), and why."""
     problems = method_problems(session)
     heads = {kind: session.heads_for(kind) for kind in HEAD_METHODS if problems[kind] is None}
-    return choose_method(options, session.target, heads, session.draft, curve)
+    return choose_method(options, session.target, heads, session.draft)
 
 
 def resolve_auto(session: Session, values: dict[str, Any]) -> dict[str, Any]:

@@ -28,8 +28,7 @@ def window_with_run(run: Run, theme: str = "light", offscreen: bool = False, set
     view.set_run(run)
     if run.header.get("prompts_file"):
         view.prompts_edit.setText(str(run.header["prompts_file"]))
-    win.replaying = run.path.name if run.path is not None else "a stored run"
-    win._update_status()
+    win.show_replaying(run.path.name if run.path is not None else "a stored run")
     app.processEvents()
     return win
 

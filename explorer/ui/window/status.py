@@ -36,6 +36,11 @@ class StatusBar:
         self.status_device.setContentsMargins(0, 0, 10, 0)
         self.status_models.setContentsMargins(6, 0, 0, 0)
 
+    def show_replaying(self, name: str) -> None:
+        """This window replays the run file ``name`` (no model needed): the status bar says so."""
+        self.replaying = name
+        self._update_status()
+
     def _update_status(self) -> None:
         s = self.session
         if s.target is None:  # the panel names models all the same: say that Run loads them
