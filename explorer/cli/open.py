@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 
 from ..errors import ExplorerError
@@ -98,7 +99,12 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     configs += [parse_compare(text, base, explicit_accept) for text in args.compare]
     check_configurations([c for c in configs if not c.uses_heads], has_draft=True)  # before any model loads
     prompts = read_prompts_of(args)
-    if args.out:
+    rank = torchrun_rank_of(args)
+    if rank is not None:  # one of torchrun's ranks: join its group before a model loads (--device cuda: its GPU)
+        from ..distributed.torchrun_set import join
+
+        join(args.device)
+    if args.out and not rank:  # under torchrun rank 0 writes the run file, on its node
         check_output(args.out, RUN_SUFFIXES, flag="--out")
     target, draft = load_models(args, configs, method)
     heads = resolve_heads(target, configs, getattr(args, "heads", None))
@@ -106,12 +112,15 @@ def speculate_set(args: argparse.Namespace, method: str) -> int:
     encode, encoding = prompt_encoder(args, target)
     header = make_header(prompts, configs, target, draft, base["seed"], args.prompts, encoding, heads)
     done = stream_run(args, header, (prompts, configs), (target, draft, heads), encode)
+    if rank:
+        return 0  # rank 0 prints and writes what every rank computed
     if args.json:
         print(json.dumps(analyse(done)))
         return 0
     print_aggregates(done, configs)
     if args.out:
-        print(f"run written to {args.out} (explorer open {args.out})", file=sys.stderr)
+        where = "" if rank is None else f" on {socket.gethostname()} (rank 0's node)"
+        print(f"run written to {args.out}{where} (explorer open {args.out})", file=sys.stderr)
     return 0
 
 
@@ -178,12 +187,12 @@ def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tupl
     from ..speculative.runs import Run, RunWriter
 
     (prompts, configs), (target, draft, heads) = work, models
-    writer = RunWriter(args.out, header) if args.out else None
+    writer = RunWriter(args.out, header) if args.out and not torchrun_rank_of(args) else None
     done = writer.run if writer is not None else Run(None, header)
     if writer is not None and done.results:
         print(f"resuming {args.out}: {len(done.results)} of {len(prompts) * len(configs)} done", file=sys.stderr)
     try:
-        for r in prompt_results(args, (prompts, configs), (target, draft, heads), writer, encode):
+        for r in prompt_results(args, (prompts, configs), (target, draft, heads), writer, encode, header):
             if writer is None:
                 done.results.append(r)
             print_result(args, r, configs[r.config].key, reply_of(target, r.token_ids))
@@ -193,12 +202,18 @@ def stream_run(args: argparse.Namespace, header: dict, work: tuple, models: tupl
     return done
 
 
-def prompt_results(args: argparse.Namespace, work: tuple, models: tuple, writer, encode):
-    """The results of the pairs not done yet: in this process, or with --workers N on N local ranks."""
+def prompt_results(args: argparse.Namespace, work: tuple, models: tuple, writer, encode, header: dict):
+    """The results of the pairs not done yet: in this process, with --workers N on N local ranks, or over
+    torchrun's ranks (rank 0 gets them all)."""
     from ..speculative.runs import run_prompt_set
 
     (prompts, configs), (target, draft, heads) = work, models
     workers = getattr(args, "workers", 1) or 1
+    if torchrun_rank_of(args) is not None:
+        from ..distributed.torchrun_set import run_set
+
+        return run_set(target, draft, prompts, configs, writer, encode=encode, header=header,
+                       heads=heads, device=args.device)  # fmt: skip
     if workers == 1:
         return run_prompt_set(target, draft, prompts, configs, writer, encode=encode, heads=heads)
     if workers < 1 or workers > 64:
@@ -209,6 +224,16 @@ def prompt_results(args: argparse.Namespace, work: tuple, models: tuple, writer,
 
     return run_over_ranks(target, draft, prompts, configs, writer, workers=workers, encode=encode, heads=heads,
                           dtype=getattr(args, "dtype", None))  # fmt: skip
+
+
+def torchrun_rank_of(args: argparse.Namespace) -> int | None:
+    """This process's rank when torchrun started it (a prompt set over its ranks), else None."""
+    from ..distributed.torchrun_set import torchrun_rank
+
+    rank = torchrun_rank()
+    if rank is not None and (getattr(args, "workers", 1) or 1) != 1:
+        raise ExplorerError("under torchrun the ranks are torchrun's: leave out --workers (or run without torchrun)")
+    return rank
 
 
 def print_result(args: argparse.Namespace, r, key: str, text: str) -> None:

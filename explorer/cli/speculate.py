@@ -53,8 +53,7 @@ def add_parser(sub) -> None:
     measuring.add_argument("--no-steps", action="store_true", help="with --json: leave out steps (the summary only)")
     measuring.add_argument("--workers", type=int, default=1, metavar="N", help="a prompt set on N local processes "
                            "(CPU), each taking a share of the prompts: the run file is the one a single process "
-                           "writes, timings aside; fixed shapes only: auto ones follow each process's timings "
-                           "(default 1)")  # fmt: skip
+                           "writes, timings aside (default 1; several machines or GPUs: torchrun, docs/ddp.md)")
     advanced = p.add_argument_group("advanced")
     add_model_options(advanced, only=("system", "ignore_eos", "device", "dtype"))
     p.set_defaults(func=run)
@@ -79,6 +78,7 @@ def method_of(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..distributed.torchrun_set import first_rank_decides, torchrun_rank
     from ..models.checkpoint import default_model_dirs, load_model
     from ..session import DEFAULT_PROMPT
     from ..speculative.engine import run_speculation
@@ -86,12 +86,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.prompt is not None and args.prompts is not None:
         raise ExplorerError("give --prompt TEXT or --prompts FILE, not both")
+    prompt_set = args.prompts is not None or args.out or args.compare
+    if torchrun_rank() is not None and not prompt_set:
+        raise ExplorerError("under torchrun, explorer speculate runs a prompt set: give --prompts FILE --out RUN.jsonl")
     method = method_of(args)
     o = SPECULATE.from_args(args)
     chosen = None
     if method == "auto" or args.remeasure_costs:  # explorer/speculative/shape.py: the method expected to pay most
-        method, chosen = auto_method(args, method, o)
-    if args.prompts is not None or args.out or args.compare:  # a prompt set: explorer/cli/open.py
+        # (under torchrun rank 0 alone measures and chooses: explorer/distributed/torchrun_set.py)
+        method, chosen = first_rank_decides(lambda: auto_method(args, method, o), args.device)
+    if prompt_set:  # a prompt set: explorer/cli/open.py
         from .open import speculate_set
 
         return speculate_set(args, method)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import json
 import os
 import queue as queue_module
 import signal
@@ -447,29 +446,14 @@ def torchrun_env() -> dict[str, str] | None:
     return found if found["RANK"] is not None and found["WORLD_SIZE"] is not None else None
 
 
-def _plain(value: Any) -> Any:
-    """numpy arrays and scalars as JSON lists and numbers."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON data")
-
-
 def gather_json(value: Any, dst: int = 0) -> list[Any] | None:
     """Every rank's JSON-able ``value`` at rank ``dst`` (None elsewhere), sent as UTF-8 bytes in tensors."""
-    import torch
     import torch.distributed as dist
 
-    data = torch.frombuffer(bytearray(json.dumps(value, default=_plain).encode()), dtype=torch.uint8)
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, torch.tensor([data.numel()]))
-    longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros(longest, dtype=torch.uint8)
-    padded[: data.numel()] = data
-    parts = [torch.zeros(longest, dtype=torch.uint8) for _ in sizes]
-    dist.all_gather(parts, padded)
-    if dist.get_rank() != dst:
-        return None
-    return [json.loads(bytes(p[: int(s.item())].tolist()).decode()) for p, s in zip(parts, sizes, strict=True)]
+    from .wire import all_gather_json
+
+    gathered = all_gather_json(value)
+    return gathered if dist.get_rank() == dst else None
 
 
 def run_under_torchrun(worker: str, args: dict, backend: str = "gloo", timeout_s: float = 60.0) -> list[dict] | None:

@@ -50,12 +50,25 @@ def prompt_worker(ctx, args: dict) -> dict:
         prompt = Prompt(**args["prompts"][pi])
         ctx.at(k, f"prompt {prompt.id}, configuration {configs[ci].key}")
         result = run_one(target, draft, prompt, args["ids"][pi], configs[ci], ci, baseline, heads, args.get("curve"))
-        ctx.report("prompt", {"pair": [pi, ci], "summary": result.summary(),
-                              "steps": [s.as_dict() for s in result.steps or []]})  # fmt: skip
+        ctx.report("prompt", result_payload((pi, ci), result))
     return {"pairs": len(mine)}
 
 
-def _result_of(payload: dict):
+def result_payload(pair: tuple[int, int], result) -> dict:
+    """A result as the run file's own two JSON objects (steps and summary), with its (prompt, configuration)."""
+    return {"pair": list(pair), "summary": result.summary(), "steps": [s.as_dict() for s in result.steps or []]}
+
+
+def shared_curve(target, configs: list) -> dict | None:
+    """The verification-cost curve every rank sizes auto shapes on (the launcher's, as JSON data), when a
+    configuration has a dimension to choose; ranks that measured their own, or read another cache key, would
+    choose other shapes than one process."""
+    from ..speculative.shape import curve_for, fixed_dims
+
+    return curve_for(target) if any(fixed_dims(c.options()) is not None for c in configs) else None
+
+
+def result_of(payload: dict):
     from ..speculative.runs import PromptResult, step_from_dict
 
     result = PromptResult.from_summary(payload["summary"])
@@ -76,8 +89,6 @@ def run_over_ranks(target, draft, prompts: list, configs: list, writer=None, *, 
     if not pairs:
         return
     world = min(workers, len({p for p, _ in pairs}))
-    from ..speculative.shape import curve_for, fixed_dims
-
     heads_paths = {}
     for method, h in (heads or {}).items():
         if getattr(h, "path", None) is None:
@@ -90,7 +101,7 @@ def run_over_ranks(target, draft, prompts: list, configs: list, writer=None, *, 
         "configs": [c.as_dict() for c in configs], "prompts": [p.as_dict() for p in prompts],
         "ids": ids, "pairs": deal(pairs, world),
         # auto shapes: every rank sizes them on the launcher's cost curve, as one process would (JSON data)
-        "curve": curve_for(target) if any(fixed_dims(c.options()) is not None for c in configs) else None,
+        "curve": shared_curve(target, configs),
     }  # fmt: skip
     order = {pc: k for k, pc in enumerate(pairs)}
     waiting: dict[int, Any] = {}
@@ -104,7 +115,7 @@ def run_over_ranks(target, draft, prompts: list, configs: list, writer=None, *, 
             continue
         waiting[order[tuple(msg.payload["pair"])]] = msg.payload
         while next_k in waiting:
-            result = _result_of(waiting.pop(next_k))
+            result = result_of(waiting.pop(next_k))
             if writer is not None:
                 writer.write(result)
             next_k += 1
