@@ -286,66 +286,6 @@ def test_a_cancelled_run_in_the_gui_worker_ends_every_rank(qtbot, demo_target):
     assert worker.cancelled and wait_gone(job.meta.pids, 5.0) == []
 
 
-# ---------------------------------------------------------------- a prompt set over ranks
-
-
-def test_a_prompt_set_over_two_ranks_writes_the_one_process_file_and_resumes_after_a_killed_rank(tmp_path):
-    import torch
-
-    from explorer.distributed.promptsets import run_over_ranks
-    from explorer.models.checkpoint import default_model_dirs, load_model
-    from explorer.speculative import runs
-    from explorer.speculative.options import SPECULATE
-    from explorer.speculative.promptsets import Prompt, encode_prompt
-
-    prompts = [Prompt("add", "def add(a, b):\n    ", "function"), Prompt("loop", "for i in range(10):\n    ", "loop"),
-               Prompt("cls", "class Point:\n    def __init__(self, x, y):\n        ", "class"),
-               Prompt("sq", "def square(x):\n    ", "function"), Prompt("imp", "import os\nimport ", "import"),
-               Prompt("ret", "    return ", "return")]  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    dirs = default_model_dirs()
-    target, draft = load_model(dirs["target"]), load_model(dirs["draft"])
-    # a fixed gamma: "auto" picks the shape from timings, which no two runs share
-    base = {**SPECULATE.defaults(), "method": "chain", "accept": "greedy", "max_new": 10, "gamma": 3}
-    configs = [runs.Configuration("base", base), runs.parse_compare("method=lookup", base)]
-    header = runs.make_header(prompts, configs, target, draft, 0)
-
-    def encode(p):
-        return encode_prompt(target, p)
-
-    def comparable(path):
-        out = []
-        for r in runs.read_run(path).results:
-            d = r.summary()
-            d["stats"] = runs.without_timings(d["stats"])
-            d.pop("target_only")
-            out.append(d)
-        return out
-
-    try:
-        with runs.RunWriter(tmp_path / "one.jsonl", header) as w:
-            list(runs.run_prompt_set(target, draft, prompts, configs, w))
-        with runs.RunWriter(tmp_path / "two.jsonl", header) as w:
-            pids: list[int] = []
-            with pytest.raises(RankFailed, match=r"rank 1 died \(killed by SIGKILL\) at step \d \((prompt|loading)"):
-                for _ in run_over_ranks(target, draft, prompts, configs, w, workers=2, encode=encode, pids=pids):
-                    if alive(pids[1]):  # after the first result: rank 1 dies mid-run (once)
-                        os.kill(pids[1], signal.SIGKILL)
-            assert wait_gone(pids, 3.0) == []
-        partial = comparable(tmp_path / "two.jsonl")
-        assert 1 <= len(partial) < len(prompts) * len(configs)  # a complete prefix, in the one-process order
-        with runs.RunWriter(tmp_path / "two.jsonl", header) as w:  # resumed
-            list(run_over_ranks(target, draft, prompts, configs, w, workers=2, encode=encode))
-    finally:
-        torch.set_num_threads(threads)
-    two, one = comparable(tmp_path / "two.jsonl"), comparable(tmp_path / "one.jsonl")
-    diffs = [
-        (a["prompt"], a["config"], k, a[k], b[k]) for a, b in zip(two, one, strict=True) for k in a if a[k] != b[k]
-    ]
-    assert not diffs, diffs
-
-
 def test_the_cost_sweep_times_the_ring_and_all_reduce_on_real_ranks():
     from explorer.distributed.cost import fit
 

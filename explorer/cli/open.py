@@ -227,11 +227,16 @@ def prompt_results(args: argparse.Namespace, work: tuple, models: tuple, writer,
 
 
 def torchrun_rank_of(args: argparse.Namespace) -> int | None:
-    """This process's rank when torchrun started it (a prompt set over its ranks), else None."""
+    """This process's rank when torchrun started it (a prompt set over its ranks), else None; the options that
+    make no sense there are one line each, before any rank waits on another."""
     from ..distributed.torchrun_set import torchrun_rank
 
     rank = torchrun_rank()
-    if rank is not None and (getattr(args, "workers", 1) or 1) != 1:
+    if rank is None:
+        return None
+    if not (args.prompts is not None or args.out or args.compare):
+        raise ExplorerError("under torchrun, explorer speculate runs a prompt set: give --prompts FILE --out RUN.jsonl")
+    if (getattr(args, "workers", 1) or 1) != 1:
         raise ExplorerError("under torchrun the ranks are torchrun's: leave out --workers (or run without torchrun)")
     return rank
 

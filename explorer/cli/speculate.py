@@ -10,6 +10,7 @@ from ..errors import ExplorerError
 from ..speculative.options import HEAD_METHODS, SPECULATE
 from .common import add_model_options, check_device, given, prepare_prompt, print_exchange, reply_of
 from .draft_heads import heads_kind, load_heads_for
+from .open import torchrun_rank_of
 
 TREE_OPTIONS = ("tree_depth", "tree_topk", "tree_budget")
 
@@ -78,7 +79,7 @@ def method_of(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..distributed.torchrun_set import first_rank_decides, torchrun_rank
+    from ..distributed.torchrun_set import first_rank_decides
     from ..models.checkpoint import default_model_dirs, load_model
     from ..session import DEFAULT_PROMPT
     from ..speculative.engine import run_speculation
@@ -87,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.prompt is not None and args.prompts is not None:
         raise ExplorerError("give --prompt TEXT or --prompts FILE, not both")
     prompt_set = args.prompts is not None or args.out or args.compare
-    if torchrun_rank() is not None and not prompt_set:
-        raise ExplorerError("under torchrun, explorer speculate runs a prompt set: give --prompts FILE --out RUN.jsonl")
+    torchrun_rank_of(args)  # under torchrun: a prompt set, its ranks torchrun's (explorer/cli/open.py)
     method = method_of(args)
     o = SPECULATE.from_args(args)
     chosen = None

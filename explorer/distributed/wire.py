@@ -54,7 +54,8 @@ def recv_json(src: int, group=None) -> Any:
 
 
 def broadcast_json(value: Any, src: int = 0, group=None) -> Any:
-    """Rank ``src``'s ``value`` on every rank (the others pass anything, e.g. None)."""
+    """Rank ``src``'s ``value`` on every rank (the others pass anything, e.g. None), as JSON data on every rank,
+    ``src`` included (tuples become lists, numpy arrays lists): the same data everywhere."""
     import torch
     import torch.distributed as dist
 
@@ -65,7 +66,7 @@ def broadcast_json(value: Any, src: int = 0, group=None) -> Any:
     if not mine:
         data = torch.zeros(int(size.item()), dtype=torch.uint8)
     dist.broadcast(data, src, group=group)
-    return value if mine else from_bytes(data)
+    return from_bytes(data)
 
 
 def all_gather_json(value: Any, group=None) -> list[Any]:
@@ -83,3 +84,15 @@ def all_gather_json(value: Any, group=None) -> list[Any]:
     parts = [torch.zeros(longest, dtype=torch.uint8) for _ in sizes]
     dist.all_gather(parts, padded, group=group)
     return [from_bytes(p, int(s.item())) for p, s in zip(parts, sizes, strict=True)]
+
+
+def echo_worker(ctx, args: dict) -> dict:
+    """A launcher worker that sends ``args["value"]`` through every function here (tests, and trying by hand):
+    rank 0 broadcasts it, rank r sends it tagged with r to rank 0, and every rank gathers every rank's copy."""
+    value = broadcast_json(args["value"] if ctx.rank == 0 else None)
+    received = []
+    if ctx.rank == 0:
+        received = [recv_json(r) for r in range(1, ctx.world_size)]
+    else:
+        send_json({"rank": ctx.rank, "value": value}, 0)
+    return {"broadcast": value, "received": received, "gathered": all_gather_json([ctx.rank, value])}
