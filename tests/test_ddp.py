@@ -126,6 +126,21 @@ def test_no_rank_outlives_an_interrupted_or_killed_launcher(signum):
         proc.kill()
 
 
+def test_a_stop_from_another_thread_ends_every_rank_while_none_reports():
+    """What the app's Cancel needs: rank 0 hangs (no message comes), yet a set stop ends the run within a poll."""
+    import threading
+
+    stop, pids = threading.Event(), []
+    run = run_ranks(FAULTS, {"rank": 0, "at_step": 2, "fault": "hang", "steps": 3}, LaunchSpec(2, timeout_s=600),
+                    pids=pids, stop=stop)  # fmt: skip
+    first = next(run)  # step 1 reported; rank 0 hangs at step 2
+    assert first.kind == "record" and all(alive(p) for p in pids)
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.monotonic()
+    assert {(m.rank, m.step) for m in run} <= {(1, 1)}  # ends without an error (rank 1's step 1 may come late)
+    assert time.monotonic() - t0 < 0.2 + 0.5 + 3 and wait_gone(pids, 1.0) == []  # a poll, then SIGTERM, SIGKILL
+
+
 def test_launch_errors_are_one_line():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -284,6 +299,13 @@ def test_a_cancelled_run_in_the_gui_worker_ends_every_rank(qtbot, demo_target):
     with qtbot.waitSignal(worker.finished, timeout=30000):
         worker.cancel()
     assert worker.cancelled and wait_gone(job.meta.pids, 5.0) == []
+    # the job's own stop (what Cancel can set too): the ranks end within a poll, between training steps or not
+    job = training_job(demo_target, settings_from_values(values), default_text())
+    records = job.records()
+    first = next(records)
+    job.meta.stop.set()
+    rest = list(records)
+    assert {f.step.step for f in rest} <= {first.step.step} and wait_gone(job.meta.pids, 5.0) == []
 
 
 def test_the_cost_sweep_times_the_ring_and_all_reduce_on_real_ranks():

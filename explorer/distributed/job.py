@@ -4,6 +4,7 @@ GUI's worker thread never computes and a cancelled run ends every rank (the gene
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ class DdpRunMeta:
     fitted_all_reduce: AlphaBeta | None = None
     steps_done: int = 0
     pids: list[int] = field(default_factory=list)  # the rank processes, once started (all ended when the run ends)
+    # set from any thread (the app's Cancel): the ranks end within 0.1 s, not at the next training step
+    stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,7 +94,7 @@ def training_job(lm, settings: DdpSettings, text: str) -> Job:
     args = launch_args(lm, settings, text)
 
     def records() -> Iterator[RingFrame]:
-        for step in run_steps(args, settings, meta.pids):
+        for step in run_steps(args, settings, meta.pids, meta.stop):
             if step.cost is not None:
                 meta.cost = step.cost
                 meta.fitted = fit([step.cost], "ring")
@@ -102,10 +105,11 @@ def training_job(lm, settings: DdpSettings, text: str) -> Job:
     return Job(meta, records)
 
 
-def run_steps(args: dict, settings: DdpSettings, pids: list[int] | None = None) -> Iterator[DdpStep]:
+def run_steps(args: dict, settings: DdpSettings, pids: list[int] | None = None,
+              stop: threading.Event | None = None) -> Iterator[DdpStep]:  # fmt: skip
     """The ranks' step messages gathered into one :class:`DdpStep` per training step, as each completes."""
     pending: dict[int, dict[int, dict]] = {}
-    for msg in run_ranks(WORKER, args, spec_of(settings), pids=pids):
+    for msg in run_ranks(WORKER, args, spec_of(settings), pids=pids, stop=stop):
         if msg.kind != "step":
             continue
         parts = pending.setdefault(msg.payload["step"], {})

@@ -364,10 +364,13 @@ class _Watch:
         return RankFailed(f"rank {r} failed at {where(r)}: {text}; every rank was stopped", r, self.board.steps[r])
 
 
-def run_ranks(worker: str, args: dict, spec: LaunchSpec, pids: list[int] | None = None) -> Iterator[Message]:
+def run_ranks(worker: str, args: dict, spec: LaunchSpec, pids: list[int] | None = None,
+              stop: threading.Event | None = None) -> Iterator[Message]:  # fmt: skip
     """Run ``worker`` ("module:function", called as ``worker(ctx, args)``) in ``spec.world_size`` ranks and yield
     their messages as they arrive; each rank's return value arrives as a ``result`` message. Ends when every rank
-    has returned; raises :class:`RankFailed` (one line) when one did not. ``pids`` receives the rank pids."""
+    has returned; raises :class:`RankFailed` (one line) when one did not. ``pids`` receives the rank pids.
+    ``stop``, once set (from any thread), ends the run and every rank within a poll (0.1 s), even while no rank
+    reports: a consumer that only closes the generator is heard at the next message."""
     spec.check()
     port = check_port(spec.port)
     ctx = _context(spec.start_method, spec.preload)
@@ -381,9 +384,13 @@ def run_ranks(worker: str, args: dict, spec: LaunchSpec, pids: list[int] | None 
     try:
         for p in procs:
             p.start()
+        for r in range(spec.world_size):  # silence counts from here: the forkserver's first start imports torch
+            board.beats[r] = max(board.beats[r], time.monotonic())
         if pids is not None:
             pids.extend(p.pid for p in procs)
         while len(watch.done) < spec.world_size:
+            if stop is not None and stop.is_set():
+                return
             try:
                 msg = Message(*sink.get(timeout=0.1))
             except queue_module.Empty:

@@ -210,6 +210,7 @@ class _Inbox:
     def __init__(self, shard: _Shard, world: int):
         self.shard, self.results = shard, queue.Queue()
         self.failure: RankFailed | None = None
+        self.active = True  # while rank 0's main thread handles SIGUSR1 (SIGUSR1's default action ends a process)
         self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._receive, args=(r,), daemon=True, name=f"rank {r} results")
                         for r in range(1, world) if shard.dealt[r]]  # fmt: skip
@@ -239,7 +240,8 @@ class _Inbox:
                 return
             self.failure = failure
         self.results.put(None)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        if self.active:
+            os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def _merge(shard: _Shard, writer, world: int) -> Iterator[Any]:
@@ -300,5 +302,6 @@ def _merge(shard: _Shard, writer, world: int) -> Iterator[Any]:
         for t in inbox.threads:
             t.join(5)
     finally:
+        inbox.active = False
         for s, h in previous.items():
             signal.signal(s, h)
