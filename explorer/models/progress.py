@@ -57,29 +57,41 @@ class LoadNews:
     total: int
 
 
+class Loading:
+    """``load()`` started at once on a thread of its own (a daemon: a process that leaves does not wait for it),
+    its news kept until :meth:`follow` relays them: the app starts loading the demo models while its window is still
+    being imported and built, and the window's load job follows this load instead of starting another."""
+
+    def __init__(self, load: Callable[[], Any]):
+        self._news: queue.SimpleQueue = queue.SimpleQueue()
+        self._outcome: dict[str, Any] = {}
+        threading.Thread(target=self._work, args=(load,), name="load", daemon=True).start()
+
+    def _work(self, load: Callable[[], Any]) -> None:
+        try:
+            with reporting(lambda stage, done, total: self._news.put(LoadNews(stage, done, total))):
+                self._outcome["value"] = load()
+        except BaseException as exc:  # handed to the follower's thread
+            self._outcome["error"] = exc
+        finally:
+            self._news.put(None)
+
+    def follow(self, steps: int = 50) -> Generator[LoadNews, None, Any]:
+        """Yield the load's news as it goes (about ``steps`` per stage at most; once: the news are consumed);
+        the load's result is the generator's return value (``pair = yield from ...``), its exception raised here."""
+        shown: dict[str, int] = {}
+        while (item := self._news.get()) is not None:
+            step = max(1, item.total // steps)
+            if item.done == item.total or item.done - shown.get(item.stage, -step) >= step:
+                shown[item.stage] = item.done
+                yield item
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
+
+
 def load_with_news(load: Callable[[], T], steps: int = 50) -> Generator[LoadNews, None, T]:
     """Run ``load()`` on a thread of its own and yield its news as it goes (about ``steps`` per stage at most), for
     a job that yields records; ``load()``'s result is the generator's return value (``pair = yield from ...``), its
     exception raised here. A caller that stops iterating leaves the load to finish unseen (a daemon thread)."""
-    news: queue.SimpleQueue = queue.SimpleQueue()
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            with reporting(lambda stage, done, total: news.put(LoadNews(stage, done, total))):
-                outcome["value"] = load()
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-        finally:
-            news.put(None)
-
-    threading.Thread(target=work, name="load", daemon=True).start()
-    shown: dict[str, int] = {}
-    while (item := news.get()) is not None:
-        step = max(1, item.total // steps)
-        if item.done == item.total or item.done - shown.get(item.stage, -step) >= step:
-            shown[item.stage] = item.done
-            yield item
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return (yield from Loading(load).follow(steps))

@@ -30,12 +30,26 @@ def make_session(
     return s
 
 
+def start_loading(session: Session):
+    """Start loading ``session``'s models now, on a thread of their own: (the session it loads, the Loading), for
+    the window's load to follow (explorer.ui.window.models) instead of starting another once it is built."""
+    from dataclasses import replace
+
+    from ..models.progress import Loading
+    from .worker import reserve_gui_core
+
+    reserve_gui_core()  # the torch threads the window's worker has (one core left to the GUI thread)
+    wanted = replace(session, target=None, draft=None)
+    return wanted, Loading(wanted.load_pair)
+
+
 def run_gui(session: Session, theme: str = "light", launch=None) -> int:
     """The app's window (replacing ``launch``, the first window shown while the imports ran) and its event loop."""
     from ..interrupt import deferred
 
     app = ensure_app()
     with deferred():  # a signal while importing or building only sets a flag (see explorer.cli.gui), taken after
+        started = start_loading(session)  # the models load (mostly outside the GIL) while the window is built
         from .window import MainWindow
 
         win = MainWindow(session, theme=theme)
@@ -43,7 +57,7 @@ def run_gui(session: Session, theme: str = "light", launch=None) -> int:
         if launch is not None:
             launch.close()
             launch.deleteLater()
-    win.load_models(then_run=True)  # the demo pair (or --model/--draft) loads and runs at once
+    win.load_models(then_run=True, started=started)  # the demo pair (or --model/--draft) loads and runs at once
     return exec_until_signal(app, win.close)
 
 

@@ -34,7 +34,7 @@ class Comfort:
         self.theme = THEMES[name]
         apply_theme(QApplication.instance(), self.theme)
         self.player.set_color(self.theme.text)
-        for view in self.views.values():
+        for view in self.views.built():  # a view built later is built in the window's theme
             view.set_theme(self.theme)
 
     def zoom(self, factor: float | None) -> None:
@@ -92,7 +92,7 @@ class Comfort:
         set_font_scale(app, scale)
         self.player.set_icon_scale(scale)
         font = app.font()
-        for view in self.views.values():
+        for view in self.views.built():  # a view built later takes the font as it is built
             view.apply_font(font)
         self._fit_panel()
         QTimer.singleShot(0, self._fit_panel)  # again once the new font's layout requests are processed

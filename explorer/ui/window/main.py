@@ -28,6 +28,7 @@ from ..views.base import View
 from ..worker import Worker, reserve_gui_core
 from .comfort import Comfort
 from .exports import Exports
+from .lazy_views import LazyViews
 from .menus import Menus
 from .models import ModelLoading
 from .panel import ModelPanel
@@ -58,6 +59,9 @@ class MainWindow(
         self._stale_empty: set[View] = set()  # empty views still saying "load a model" after models loaded
         self._words: dict[str | None, str] = {}  # each view's latest progress word (None: the models'), see say
         self.recording = None  # the running GuiRecording
+        self._fonted = False  # the text size applied to the views (views built later take it as they are built)
+        self._loading_names: str | None = None  # the models loading, as the views are told (see _set_loading)
+        self._models_told = False  # the views were told models are loaded (see _on_models_loaded)
 
         reserve_gui_core()
         self.worker = Worker(self)
@@ -66,8 +70,8 @@ class MainWindow(
         self.worker.failed.connect(self._on_failed)
         self.worker.busy.connect(self._on_busy)
         self._build_views()
-
         self._build_panel()
+        self.views[list(VIEWS)[0]]  # the first tab's view; the others when first shown
         self._build_status()
         self._build_menus()
         self._build_shortcuts()
@@ -75,24 +79,23 @@ class MainWindow(
         apply_theme(QApplication.instance(), self.theme)
         self.player.set_color(self.theme.text)
         self._apply_font()
+        self._fonted = True
         self._sync_panel_from_session()
         self._update_status()
 
     def _build_views(self) -> None:
-        """The tabs over the stacked views and the player below them, which the views' signals drive."""
-        self.views: dict[str, View] = {name: cls(self.theme) for name, cls in VIEWS.items()}
+        """The tabs over the stacked views and the player below them, which the views' signals drive. Only the
+        first tab's view is built now; the others when first shown or asked for (see lazy_views)."""
+        self.views = LazyViews(VIEWS, self._build_view)
         self.tabs = QTabBar(self)
         self.tabs.setExpanding(False)
         self.stack = QStackedWidget(self)
-        for view in self.views.values():
-            self.tabs.addTab(view.title)
-            self.stack.addWidget(view)
+        for cls in VIEWS.values():
+            self.tabs.addTab(cls.title)
+            self.stack.addWidget(QWidget())  # replaced by the view when it is built
         self.tabs.currentChanged.connect(self._on_tab)
         self.player = Player(self)
         self.player.step_changed.connect(self._on_step)
-        for view in self.views.values():
-            view.steps_changed.connect(lambda count, step, v=view: self._on_steps_changed(v, count, step))
-            view.step_requested.connect(lambda step, v=view: self._on_step_requested(v, step))
         # Records can arrive faster than a view can paint them: while streaming, render the newest step at most
         # 20 times a second instead of once per record, so the GUI thread never falls behind.
         self._live_render = QTimer(self)
@@ -109,15 +112,41 @@ class MainWindow(
         lay.addWidget(self.player)
         self.setCentralWidget(central)
 
+    def _build_view(self, name: str) -> View:
+        """Build the view ``name`` in its place among the tabs and bring it up to date with the window: the theme,
+        the text size, the models loaded or loading (as the views built before it were told)."""
+        view = VIEWS[name](self.theme)
+        index = list(VIEWS).index(name)
+        for stack, widget in ((self.stack, view), (self.settings_stack, view.settings_widget() or QWidget())):
+            current, stand_in = stack.currentIndex(), stack.widget(index)
+            stack.insertWidget(index, widget)
+            stack.removeWidget(stand_in)
+            stand_in.deleteLater()
+            stack.setCurrentIndex(current)
+        if self._fonted:
+            view.apply_font(QApplication.font())
+        for v in (view, *view.findChildren(View)):  # the views inside it too (the prompt set's replay)
+            v.loading = self._loading_names
+            if self._models_told:
+                v.models_loaded = True
+                v.models_ready(self.session)
+        if view.loading or view.models_loaded:
+            self._stale_empty.add(view)  # it said "load a model" when built: said again when shown
+        # last: the window hears from the view once it is in place (active_view would build it again meanwhile)
+        view.steps_changed.connect(lambda count, step, v=view: self._on_steps_changed(v, count, step))
+        view.step_requested.connect(lambda step, v=view: self._on_step_requested(v, step))
+        return view
+
     # ---- the views and the player
     @property
     def active_view(self) -> View:
-        return self.stack.currentWidget()
+        return self.views[list(VIEWS)[self.tabs.currentIndex()]]
 
     def select_view(self, name: str) -> None:
         self.tabs.setCurrentIndex(list(self.views).index(name))
 
     def _on_tab(self, index: int) -> None:
+        self.views[list(VIEWS)[index]]  # built on its first showing
         self.stack.setCurrentIndex(index)
         self.settings_stack.setCurrentIndex(index)
         view = self.active_view

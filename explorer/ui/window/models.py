@@ -9,7 +9,8 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from ...models.checkpoint import default_dtype
-from ...models.progress import LoadNews, load_with_news
+from ...models.progress import Loading, LoadNews, load_with_news
+from ...session import Session
 from ..views.base import View
 
 MAX_RECENT = 8
@@ -40,15 +41,19 @@ class ModelLoading:
             return True
         return False
 
-    def load_models(self, then_run: bool = False) -> None:
-        """Load target (and draft) in the worker; the GUI keeps running. Optionally run the view afterwards."""
+    def load_models(self, then_run: bool = False, started: tuple[Session, Loading] | None = None) -> None:
+        """Load target (and draft) in the worker; the GUI keeps running. Optionally run the view afterwards.
+        ``started``: a load already under way (the launch starts the models' while the window is built) and the
+        session it loads, followed instead of starting another when the panel asks for the same."""
         if self._refuse_while_busy():
             return
         self._sync_session_from_panel()
         wanted = replace(self.session, target=None, draft=None)  # a snapshot: the panel may change meanwhile
+        loading = started[1] if started is not None and started[0] == wanted else None
 
         def job():
-            pair = yield from load_with_news(wanted.load_pair)  # LoadNews records while it loads (GGUF: seconds)
+            news = loading.follow() if loading is not None else load_with_news(wanted.load_pair)
+            pair = yield from news  # LoadNews records while it loads (GGUF: seconds)
             yield ModelsLoaded(*pair)
 
         self._pending_run = then_run
@@ -62,8 +67,9 @@ class ModelLoading:
         self.status_models.setText(f"loading {names}…")  # until it has loaded (or failed: the status is redone)
 
     def all_views(self) -> list:
-        """The views and the views inside them (the prompt set's replay): each says what is true of the models."""
-        return [w for view in self.views.values() for w in (view, *view.findChildren(View))]
+        """The views built so far and the views inside them (the prompt set's replay): each says what is true of
+        the models (a view built later is told as it is built)."""
+        return [w for view in self.views.built() for w in (view, *view.findChildren(View))]
 
     def _on_load_news(self, news: LoadNews) -> None:
         """The progress line and bar follow the load: "loading 136/272: dequantizing tensors of SmolLM2….gguf"
@@ -74,9 +80,10 @@ class ModelLoading:
 
     def _set_loading(self, names: str | None) -> None:
         """Empty views say "Loading <names>…" while models load (``names``), and what they said before after."""
+        self._loading_names = names
         for view in self.all_views():
             view.loading = names
-        self._stale_empty |= {v for v in self.views.values() if not v.records}
+        self._stale_empty |= {v for v in self.views.built() if not v.records}
         self._refresh_if_stale(self.active_view)  # the others when they are shown
 
     def _on_models_loaded(self, loaded: ModelsLoaded) -> None:
@@ -84,10 +91,11 @@ class ModelLoading:
         self._loaded_fields = self._loading_fields
         self._remember(loaded.target.path)
         self._update_status()
+        self._loading_names, self._models_told = None, True
         for view in self.all_views():
             view.models_loaded, view.loading = True, None  # an empty view now says "press Run", not "load a model"...
             view.models_ready(self.session)  # ...and offers what these models can run
-        self._stale_empty |= {v for v in self.views.values() if not v.records}
+        self._stale_empty |= {v for v in self.views.built() if not v.records}
         self._refresh_if_stale(self.active_view)  # ...the others when they are shown (each costs a render)
 
     def _refresh_if_stale(self, view) -> None:

@@ -27,6 +27,7 @@ from ...attention.backends import available_backends
 from ...models.checkpoint import DTYPES
 from ..kit import ElidedLabel, path_row
 from ..views.controls import ChoiceBox
+from .lazy_views import stand_in_page
 
 PANEL_MAX_SHARE = 0.38  # of the window's width
 
@@ -106,12 +107,13 @@ class ModelPanel:
         return prompt_box
 
     def _settings_group(self) -> QGroupBox:
-        """One page of controls per view; the active view's page is shown."""
+        """One page of controls per view; the active view's page is shown. A view not built yet has a stand-in
+        page of its schema's controls (see lazy_views), replaced by its own when it is built."""
         self.settings_box = QGroupBox("Settings")
         sv = QVBoxLayout(self.settings_box)
         self.settings_stack = QStackedWidget()
-        for view in self.views.values():
-            self.settings_stack.addWidget(view.settings_widget() or QWidget())
+        for cls in self.views.classes.values():
+            self.settings_stack.addWidget(stand_in_page(cls))
         sv.addWidget(self.settings_stack)
         return self.settings_box
 

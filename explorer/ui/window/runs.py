@@ -88,7 +88,9 @@ class ViewRuns:
             self.player.blockSignals(True)
             self.player.set_count(len(view.records))
             self.player.blockSignals(False)
-        if not self._live_render.isActive():
+        if len(view.records) == 1 and self.worker.running:
+            self._render_live()  # a run's first step on screen at once; then at most 20 frames a second
+        elif not self._live_render.isActive():
             self._live_render.start()
 
     def _render_live(self) -> None:

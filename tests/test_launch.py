@@ -1,0 +1,135 @@
+"""The launch's shortcuts (issue 23.18), each keeping what the user sees: only the first tab's view is built with
+the window (the others on first use, the panel as wide as with all built), the models start loading before the
+window is built and its load follows that load, and a run's first step is drawn as soon as it arrives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from explorer.models.progress import Loading  # noqa: E402
+from explorer.session import Session  # noqa: E402
+from explorer.ui.views import VIEWS  # noqa: E402
+from explorer.ui.window import MainWindow  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    win = MainWindow(Session(), settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    win.resize(1280, 720)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.worker.cancel_and_wait()
+    win.close()
+    win.deleteLater()
+
+
+def built(win) -> list[str]:
+    return [n for n in win.views if win.views.is_built(n)]
+
+
+def click_tab(qtbot, win, name: str) -> None:
+    qtbot.mouseClick(win.tabs, Qt.MouseButton.LeftButton, pos=win.tabs.tabRect(list(win.views).index(name)).center())
+
+
+def test_only_the_first_view_is_built_and_a_tab_builds_its_own_in_place(qtbot, window):
+    assert built(window) == ["generate"]
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [c.title for c in VIEWS.values()]
+    assert list(window.views) == list(VIEWS) and len(window.views) == len(VIEWS)
+    click_tab(qtbot, window, "amp")
+    assert built(window) == ["generate", "amp"]
+    amp = window.views["amp"]
+    index = list(VIEWS).index("amp")
+    assert window.active_view is amp and window.stack.currentWidget() is amp and window.stack.widget(index) is amp
+    assert window.settings_stack.currentWidget() is amp.settings_widget()
+    assert window.stack.count() == window.settings_stack.count() == len(VIEWS)
+    assert amp.isVisible() and not window.views["generate"].isVisible()
+    # asked for by name (scripts, tests, File › Open run): built where it belongs, the shown tab unchanged
+    spec = window.views["speculative"]
+    assert window.stack.widget(list(VIEWS).index("speculative")) is spec and window.active_view is amp
+    assert window.views["speculative"] is spec  # built once
+    with pytest.raises(KeyError):
+        window.views["nothing"]
+
+
+def test_the_panel_is_as_wide_before_the_views_are_built_as_after(qtbot, window):
+    """The stand-in pages (each view's schema controls) hold the panel's width: amp's settings, the widest, set it
+    before the amp view exists, so that nothing moves when a tab is first shown."""
+    QApplication.processEvents()
+    width, dock = window.panel_scroll.minimumWidth(), window.dock.width()
+    stack = window.settings_stack.minimumSizeHint()
+    assert built(window) == ["generate"]
+    list(window.views.values())  # every view built
+    window._fit_panel()
+    QApplication.processEvents()
+    assert window.panel_scroll.minimumWidth() == width and window.dock.width() == dock
+    assert window.settings_stack.minimumSizeHint().width() == stack.width()
+
+
+def test_a_view_built_later_takes_the_windows_theme_text_size_and_models(qtbot, window):
+    window.set_theme("dark")
+    window.zoom(1.15)
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models()
+    click_tab(qtbot, window, "speculative")
+    spec = window.views["speculative"]
+    assert spec.theme.name == "dark" and spec.models_loaded and spec.loading is None
+    assert "Press Run to speculate" in spec.header.text()
+    font = QApplication.font()
+    assert spec.themed_plots() and all(
+        p.getAxis("left").style["tickFont"].pointSizeF() == font.pointSizeF() for p in spec.themed_plots()
+    )
+    # the prompt set's replay inside it is told too
+    click_tab(qtbot, window, "promptset")
+    assert "load a model" not in window.views["promptset"].replay.header.text().lower()
+
+
+def test_a_view_built_while_models_load_says_they_load(qtbot, window):
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models()
+        click_tab(qtbot, window, "attention")
+        assert window.views["attention"].loading == "demo-target + demo-draft"
+    assert window.views["attention"].models_loaded and window.views["attention"].loading is None
+
+
+def test_the_windows_load_follows_the_load_the_launch_started(qtbot, window):
+    """explorer.ui.app.run_gui starts loading before the window is built; the window's load takes that load's result
+    when its panel asks for the same models, and loads itself when it asks for others."""
+    calls = []
+    wanted = replace(window.session, target=None, draft=None)
+
+    def load():
+        calls.append(1)
+        return wanted.load_pair()
+
+    started = (wanted, Loading(load))
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models(started=started)
+    assert calls == [1] and window.session.target is not None and window.session.draft is not None
+    loaded = window.session.target
+    other = (replace(wanted, dtype="bfloat16"), Loading(lambda: (loaded, None)))  # not what the panel names
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models(started=other)
+    assert window.session.target is not loaded and str(window.session.target.dtype) == "torch.float32"
+    assert window.session.draft is not None
+
+
+def test_a_runs_first_step_is_drawn_as_it_arrives(qtbot, window):
+    """Not 50 ms later with the live frames that follow: the launch's first decoded step is on screen at once."""
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.load_models()
+    view = window.views["generate"]
+    view.max_new.setValue(4)
+    shown = []
+    window.worker.record.connect(lambda _: shown.append((view.current, view.header.text())))  # after the window's
+    with qtbot.waitSignal(window.worker.finished, timeout=60000):
+        window.run_view()
+    current, header = shown[0]
+    assert current == 0 and "step 1 of 1" in header
