@@ -168,10 +168,10 @@ def test_the_curve_is_cached_as_json_keyed_by_model_device_dtype_threads_torch(t
     monkeypatch.setattr(shape, "APP_CURVE_SIZES", (1, 2, 4, 8))  # the test's curve: a few sizes, quickly
     target = tiny_lm(3)
     first = shape.curve_for(target)
-    assert not first["cached"] and first["measured_seconds"] > 0 and first["rounds"] >= 5
+    assert not first["cached"] and first["measured_seconds"] > 0 and first["rounds"] >= 4
     stored = json.loads((tmp_path / "verify-costs.json").read_text())
     key = shape.curve_key(target)
-    assert stored["version"] == 1 and list(stored["curves"]) == [key]
+    assert stored["version"] == shape.CURVE_VERSION and list(stored["curves"]) == [key]
     for part in ("random-3", "cpu", "float32", f"threads={torch.get_num_threads()}", f"torch={torch.__version__}"):
         assert part in key
     curve = stored["curves"][key]

@@ -226,7 +226,7 @@ class Speculator:
         if not head.shape[1]:
             return
         with capture_features(target.model) as out:
-            target.model(head, cache=self.tcache, last_only=self.ecache is None)
+            target.model(head, cache=self.tcache, last_only=self.ecache is None, logits=False)
         if self.feats is not None:
             self.feats[head.shape[1] - out[0].shape[1] : head.shape[1]] = out[0][0]
         if self.ecache is not None and head.shape[1] > 1:
@@ -234,7 +234,7 @@ class Speculator:
             # drafting adds the root's entry n − 2.
             self.heads_drafter.feed(0, head.shape[1] - 1)
         if self.dcache is not None:
-            self.draft.model(head.to(self.draft.device), cache=self.dcache, last_only=True)
+            self.draft.model(head.to(self.draft.device), cache=self.dcache, last_only=True, logits=False)
 
     @property
     def new_tokens(self) -> list[int]:

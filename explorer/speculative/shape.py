@@ -43,14 +43,16 @@ MAX_NODES = 32  # the curve's largest size
 CHAIN_METHODS = ("chain", "mtp", "lookup")
 TREE_METHODS = ("tree", "eagle")
 CURVE_CONTEXT = 64  # the prefix the cached curve is measured after
-CURVE_VERSION = 1
+CURVE_VERSION = 2  # 2: shape from ratios to the decode step timed beside each size
 SWITCH_GAIN = 1.04  # a new shape must be expected this much faster than the current one
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
 RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
+KNOWN_DECISIONS = 12  # decisions at a depth after which its acceptance is known well enough to explore less
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
+STALE_AFTER = 24  # steps after which a node count's forwards no longer stand for it (the machine's load moves)
 NEUTRAL_PRIOR = (0.6, 0.1, 0.05, 0.03)  # before any draft was seen and without a model card: per rank
 
 
@@ -143,12 +145,13 @@ def _read_cache(path) -> dict:
 
 
 @torch.inference_mode()
-def measure_curve(target, budget_s: float = 2.0, rounds: int = 7) -> dict:
+def measure_curve(target, budget_s: float = 1.5, rounds: int = 9) -> dict:
     """One target forward over [root, n nodes] after a 64-token prefix, chain (causal) and tree (binary tree mask),
-    n in APP_CURVE_SIZES and n = 0 (a decode step): rounds of every size in turn until ``budget_s`` is spent (at
-    least 5, at most ``rounds``), each size's fastest kept (a busy machine only ever adds time), then the lower
-    envelope taken (verifying more tokens never costs less: a larger size's lower time caps the smaller ones, and
-    the decode step is at most the cheapest verification). About a second on the demo target on two idle cores."""
+    n in APP_CURVE_SIZES, each timed right after a decode step (n = 0): rounds of every size in turn until
+    ``budget_s`` is spent (at least 4, at most ``rounds``). The curve's shape is each size's median ratio to the
+    decode step timed beside it (a busy machine slows both alike: the ratio holds where single timings don't),
+    its level the fastest decode step (a busy machine only ever adds time); then the lower envelope is taken
+    (verifying more tokens never costs less). About a second and a half on the demo target on two idle cores."""
     model, dev = target.model, target.model.lm_head.weight.device
     sizes = list(APP_CURVE_SIZES)
     cache = model.new_cache(CURVE_CONTEXT + max(sizes) + 2)
@@ -164,20 +167,25 @@ def measure_curve(target, budget_s: float = 2.0, rounds: int = 7) -> dict:
         cache.truncate(CURVE_CONTEXT)
         return seconds
 
-    timed(4, False), timed(4, True)  # warm-up
+    timed(0, False), timed(4, False), timed(4, True)  # warm-up
     t0 = time.perf_counter()
-    best = {key: math.inf for key in [(0, False)] + [(n, t) for n in sizes for t in (False, True)]}
+    keys = [(n, t) for n in sizes for t in (False, True)]
+    ratios: dict = {key: [] for key in keys}
+    base = math.inf
     done = 0
-    while done < rounds and (done < 5 or time.perf_counter() - t0 < budget_s):
-        for key in best:
-            best[key] = min(best[key], timed(*key))
+    while done < rounds and (done < 4 or time.perf_counter() - t0 < budget_s):
+        for key in keys:
+            decode = timed(0, False)
+            ratios[key].append(timed(*key) / decode)
+            base = min(base, decode)
         done += 1
-    chain = np.minimum.accumulate([best[(n, False)] for n in sizes][::-1])[::-1]
-    tree = np.minimum.accumulate([best[(n, True)] for n in sizes][::-1])[::-1]
-    tree = np.maximum(tree, chain)  # a tree mask never makes the same forward cheaper than causal
+    chain = base * np.asarray([np.median(ratios[(n, False)]) for n in sizes])
+    tree = base * np.asarray([np.median(ratios[(n, True)]) for n in sizes])
+    chain = np.minimum.accumulate(chain[::-1])[::-1]
+    tree = np.maximum(np.minimum.accumulate(tree[::-1])[::-1], chain)  # a tree mask never makes it cheaper
     return {
         "sizes": sizes,
-        "base_seconds": min(best[(0, False)], float(chain[0])),
+        "base_seconds": min(base, float(chain[0])),
         "chain_seconds": chain.tolist(),
         "tree_seconds": tree.tolist(),
         "rounds": done,
@@ -233,8 +241,8 @@ class Costs:
     """What a step costs besides acceptance: the curve, seconds per draft forward (chain-like and tree steps),
     a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. The run's own verification
     forwards correct the curve: ``observed`` holds the fastest of the recent forwards per node count (used where
-    there are three), and their ratio to the curve scales it elsewhere; every timing is a fastest one, as the
-    curve's, so that they compare in one unit."""
+    there are three within STALE_AFTER steps), and their ratio to the curve scales it elsewhere; every timing is a
+    fastest one, as the curve's, so that they compare in one unit."""
 
     curve: dict
     draft_forward: float  # seconds per draft forward of a chain-like step (one node per forward)
@@ -501,7 +509,8 @@ class ShapeChooser:
     fallback_note: str | None = None
     _steps_since_choice: int = 0
     _plain_steps: int = 0
-    _timings: dict = field(default_factory=dict)  # name -> the last WINDOW observations
+    _timings: dict = field(default_factory=dict)  # name -> the last WINDOW (step, seconds) observations
+    _clock: int = 0  # steps observed (the age of a timing)
     _cands: list = field(default_factory=list)  # the candidates as the latest choice estimated them
     memory_key: tuple | None = None  # where :meth:`remember` keeps what this run learnt for the next one
 
@@ -511,22 +520,23 @@ class ShapeChooser:
         timed pairs of explorer speculate. Only runs that learn from the clock remember (recordings and
         prompt-set runs must not depend on what ran before)."""
         if self.memory_key is not None:
-            _MEMORY[self.memory_key] = (self.acceptance, dict(self._timings), dict(self.costs.observed))
+            aged = {k: [(t - self._clock, *rest) for t, *rest in seen] for k, seen in self._timings.items()}
+            _MEMORY[self.memory_key] = (self.acceptance, aged)
 
     def recall(self) -> None:
         """Start from what the last run of the same target and drafter learnt (see :meth:`remember`)."""
         kept = _MEMORY.get(self.memory_key) if self.memory_key is not None else None
         if kept is None:
             return
-        acc, timings, observed = kept
+        acc, timings = kept
         for name in ("conf_sum", "conf_n", "tried", "accepted"):
             setattr(self.acceptance, name, getattr(acc, name) / 2)
-        self._timings = {k: list(v) for k, v in timings.items()}
-        self.costs.observed.update(observed)
+        self._timings = {k: list(v) for k, v in timings.items()}  # aged: the last one was one step ago
+        self._refresh_observed()
         for name, attr in (("draft_forward", "draft_forward"), ("tree_forward", "tree_forward"),
                            ("draft_fixed", "draft_fixed"), ("overhead", "overhead")):  # fmt: skip
             if timings.get(name):
-                setattr(self.costs, attr, float(min(timings[name])))
+                setattr(self.costs, attr, float(min(e[1] for e in timings[name])))
 
     @property
     def max_nodes(self) -> int:
@@ -542,7 +552,8 @@ class ShapeChooser:
 
     def shape_for(self, step: int) -> tuple[Shape, bool]:
         """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
-        due = self.current is None or step in (1, 2, 4) or self._steps_since_choice >= RECHOOSE_EVERY
+        early = step in (1, 2, 4) and self.acceptance.tried[0].sum() < KNOWN_DECISIONS  # estimates still moving
+        due = self.current is None or early or self._steps_since_choice >= RECHOOSE_EVERY
         if due:
             self._choose(step)
         self._steps_since_choice += 1
@@ -551,9 +562,18 @@ class ShapeChooser:
             self._plain_steps += 1
             if self._plain_steps in (2, 4, 8) or self._plain_steps % PROBE_EVERY == 0:  # soon, then now and then
                 return (self._probe_shape(), True)
-        elif step % EXPLORE_EVERY == EXPLORE_EVERY - 1 and self._deeper(shape) is not None:
+        elif self._explore_due(step, shape):
             return self._deeper(shape), True
         return shape, False
+
+    def _explore_due(self, step: int, shape: Shape) -> bool:
+        """Every EXPLORE_EVERY-th step while the level below the chosen one has few decisions, then a third as
+        often (each exploring step costs a draft forward and a node that the choice said not to pay for)."""
+        if self._deeper(shape) is None:
+            return False
+        known = self.acceptance.tried[min(shape.depth, MAX_DEPTH - 1)].sum() >= KNOWN_DECISIONS
+        every = 3 * EXPLORE_EVERY if known else EXPLORE_EVERY
+        return step % every == every - 1
 
     def _deeper(self, shape: Shape) -> Shape | None:
         """One level deeper than ``shape`` (one more node on its best path), to measure what it would pay; None
@@ -611,6 +631,7 @@ class ShapeChooser:
     def observe(self, draft, record) -> None:
         """Learn from a finished step: the draft's confidence per depth and rank, each reached node's decision,
         and (``timing``) the drafting and bookkeeping seconds."""
+        self._clock += 1
         tree = record.tree
         n = len(tree.tokens)
         if self.timing and record.forward_seconds and not n:  # a plain step: the decode step's own time
@@ -659,15 +680,24 @@ class ShapeChooser:
     def _observe_forward(self, key: tuple[int, bool], seconds: float) -> None:
         """A verification forward's seconds at its node count: used instead of the curve from 3 of them on (the
         run's own forwards, fastest of the window: the cached curve may have been measured on a busier machine)."""
-        fastest = self._fastest(f"forward {key}", seconds)
-        if len(self._timings[f"forward {key}"]) >= 3:
-            self.costs.observed[key] = fastest
+        self._fastest(f"forward {key}", seconds, key)
+        self._refresh_observed()
 
-    def _fastest(self, name: str, value: float) -> float:
+    def _refresh_observed(self) -> None:
+        """The node counts with 3 forwards or more in the last STALE_AFTER steps, at the fastest of them; older
+        ones leave it (the curve, scaled by the recent ones, stands for them): a node count timed while the machine
+        was busy must not be weighed against one timed once it was quiet."""
+        self.costs.observed.clear()
+        for seen in self._timings.values():
+            recent = [v for t, v, *key in seen if key and self._clock - t < STALE_AFTER]
+            if len(recent) >= 3:
+                self.costs.observed[tuple(seen[-1][2])] = min(recent)
+
+    def _fastest(self, name: str, value: float, key: tuple | None = None) -> float:
         seen = self._timings.setdefault(name, [])
-        seen.append(value)
+        seen.append((self._clock, value) if key is None else (self._clock, value, key))
         del seen[:-WINDOW]
-        return float(min(seen))
+        return float(min(v for _, v, *_ in seen))
 
     def report(self) -> dict:
         """JSON-ready: the shape in use, why (its expected tokens and time per step against its neighbours, as the
