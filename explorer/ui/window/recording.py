@@ -4,12 +4,14 @@ status bar shows "● REC n/N" and a Stop button meanwhile."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QDialog
 
 from ...errors import ExplorerError
-from ..recorder.gui import GuiRecording
-from .record_dialog import RecordDialog
+
+if TYPE_CHECKING:
+    from ..recorder.gui import GuiRecording
 
 
 class Recording:
@@ -30,6 +32,8 @@ class Recording:
         PNGs) at exactly ``size``, offscreen, while the window keeps running; raises ExplorerError on bad input."""
         if self.recording is not None and self.recording.running:
             raise ExplorerError("a recording is already running: stop it first")
+        from ..recorder.gui import GuiRecording  # here: the recorder's modules are not needed to open the window
+
         view = self.active_view
         first = max(view.current, 0) if from_current else 0
         rec = GuiRecording(view, path, size, fps, seconds_per_step, first, caption, self.session, parent=self)
@@ -78,6 +82,8 @@ class Recording:
         if not view.records:
             self._show_error(f"the {view.name} view has no steps to record yet: press Run first")
             return
+        from .record_dialog import RecordDialog
+
         dialog = RecordDialog(self, f"{view.name}.mp4", 0 < view.current < len(view.records) - 1)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
