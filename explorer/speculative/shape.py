@@ -49,7 +49,7 @@ PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the tar
 RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
-KNOWN_DECISIONS = 12  # decisions at a depth after which its acceptance is known well enough to explore less
+KNOWN_DECISIONS = 6  # decisions at a depth after which its acceptance is known well enough to explore less
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
 STALE_AFTER = 24  # steps after which a node count's forwards no longer stand for it (the machine's load moves)
@@ -306,8 +306,9 @@ class Acceptance:
     confidence (mean top-r probability of its distributions at that depth), calibrated by the run's decisions,
     blended with the decisions' own rate where there are some."""
 
-    def __init__(self, prior: np.ndarray):
+    def __init__(self, prior: np.ndarray, measured: bool = False):
         self.prior = np.asarray(prior, dtype=float)  # [MAX_DEPTH, RANKS]: before the draft's confidence is seen
+        self.measured = measured  # the prior is the heads' held-out acceptance (their card), not a guess
         self.conf_sum = np.zeros((MAX_DEPTH, RANKS))
         self.conf_n = np.zeros((MAX_DEPTH, RANKS))
         self.tried = np.zeros((MAX_DEPTH, RANKS))
@@ -329,18 +330,24 @@ class Acceptance:
         at depths deeper than a well-decided one (4 decisions or more), which borrow its rate: acceptance per
         position roughly constant with depth, as Leviathan's α (a draft's confidence may fall with depth where its
         acceptance does not: EAGLE running on its own features). Each depth's ranks sum to at most 1 (siblings
-        exclude each other)."""
-        conf = self.confidence()
-        expected = float((self.tried * conf).sum())
-        kappa = float(np.clip((self.accepted.sum() + 1) / (expected + 1), 0.05, 4.0)) if self.tried.sum() else 1.0
-        prior = np.clip(kappa * conf, 0, 1)
+        exclude each other). Heads with a card start from it instead of their confidence (measured on held-out
+        text, it says how acceptance goes with depth better than the confidence of heads running on their own
+        predictions), and its deeper depths scale by the run's rate over the card's at a well-decided depth."""
+        if self.measured:
+            prior = self.prior.copy()
+        else:
+            conf = self.confidence()
+            expected = float((self.tried * conf).sum())
+            kappa = float(np.clip((self.accepted.sum() + 1) / (expected + 1), 0.05, 4.0)) if self.tried.sum() else 1.0
+            prior = np.clip(kappa * conf, 0, 1)
         for r in range(RANKS):
             rate = None
             for d in range(MAX_DEPTH):
                 if self.tried[d, r] >= 4:
                     rate = self.accepted[d, r] / self.tried[d, r]
+                    ratio = rate / max(self.prior[d, r], 1e-3)
                 elif rate is not None:
-                    prior[d, r] = rate
+                    prior[d, r] = min(self.prior[d, r] * ratio, 1.0) if self.measured else rate
         est = (self.accepted + PRIOR_WEIGHT * prior) / (self.tried + PRIOR_WEIGHT)
         total = est.sum(axis=1, keepdims=True)
         return np.where(total > 1, est / np.maximum(total, 1e-9), est)
@@ -662,20 +669,22 @@ class ShapeChooser:
 
     def _observe_timing(self, record, nodes: int) -> None:
         """The fastest of the last WINDOW steps' drafting (per forward), bookkeeping and verification forward: the
-        costs the curve's unit measures (its fastest rounds), free of the stalls of a shared machine."""
-        c, tree = self.costs, record.mask is not None
+        costs the curve's unit measures (its fastest rounds), free of the stalls of a shared machine. Each replaces
+        its prior from its third timing on (a run's first step runs cold: one slow step must not end speculation)."""
+        tree = record.mask is not None
         if self.method == "lookup":
-            c.draft_fixed = self._fastest("draft_fixed", record.draft_seconds)
+            self._learn("draft_fixed", record.draft_seconds)
         elif record.draft_calls:
-            per = record.draft_seconds / record.draft_calls
-            if tree:
-                c.tree_forward = self._fastest("tree_forward", per)
-            else:
-                c.draft_forward = self._fastest("draft_forward", per)
+            self._learn("tree_forward" if tree else "draft_forward", record.draft_seconds / record.draft_calls)
         if record.forward_seconds:
-            c.overhead = self._fastest("overhead", record.verify_seconds - record.forward_seconds)
-            c.overhead_nodes = nodes
+            self._learn("overhead", record.verify_seconds - record.forward_seconds)
+            self.costs.overhead_nodes = nodes
             self._observe_forward((nodes, tree and nodes > 1), record.forward_seconds)
+
+    def _learn(self, cost: str, seconds: float) -> None:
+        fastest = self._fastest(cost, seconds)
+        if len(self._timings[cost]) >= 3:
+            setattr(self.costs, cost, fastest)
 
     def _observe_forward(self, key: tuple[int, bool], seconds: float) -> None:
         """A verification forward's seconds at its node count: used instead of the curve from 3 of them on (the
@@ -795,7 +804,8 @@ def make_chooser(options: SpecOptions, target, draft=None, heads=None, curve: di
     max_depth = MAX_DEPTH
     if heads is not None and heads.kind in ("mtp", "medusa") and options.method == heads.kind:
         max_depth = min(heads.count, MAX_DEPTH)
-    chooser = ShapeChooser(options.method, costs, Acceptance(prior), fixed, max_depth, timing)
+    card = heads is not None and bool((heads.config.get("accuracy") or {}).get("top1"))
+    chooser = ShapeChooser(options.method, costs, Acceptance(prior, measured=card), fixed, max_depth, timing)
     if timing:  # a run that learns from the clock starts where the last one of this target and drafter ended
         drafter = draft.model if draft is not None else heads.module if heads is not None else None
         chooser.memory_key = (id(target.model), options.method, id(drafter), str(curve.get("key")))
