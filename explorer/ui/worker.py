@@ -94,9 +94,11 @@ class Worker(QObject):
     def running(self) -> bool:
         return self._thread is not None
 
-    def start(self, job: Callable[[], Iterator[Any]]) -> None:
+    def start(self, job: Callable[[], Iterator[Any]], stop: threading.Event | None = None) -> None:
+        """Run ``job`` off the GUI thread; ``stop``: the job's own stop event, when it has one (a ddp run's ranks
+        end within 0.1 s of it), set by :meth:`cancel` as well."""
         self.cancel_and_wait()
-        self._cancel = threading.Event()
+        self._cancel = stop if stop is not None else threading.Event()
         self._number += 1
         self.cancelled, self.records = False, 0
         thread = QThread()
