@@ -133,3 +133,42 @@ def test_a_runs_first_step_is_drawn_as_it_arrives(qtbot, window):
         window.run_view()
     current, header = shown[0]
     assert current == 0 and "step 1 of 1" in header
+
+
+def test_following_a_load_late_relays_only_its_newest_news():
+    """The launch's load often ends before the window follows it: the window hears its result, not the backlog."""
+    import threading
+
+    from explorer.models.progress import LoadNews, report
+
+    gate = threading.Event()
+
+    def load():
+        for i in range(100):
+            report("counting", i + 1, 200)
+        gate.wait(10)  # the follower has caught up: the rest comes live
+        for i in range(100, 200):
+            report("counting", i + 1, 200)
+        return "done"
+
+    loading = Loading(load)
+    while loading._news.qsize() < 100:
+        threading.Event().wait(0.001)
+    news = loading.follow(steps=200, catch_up=True)
+    assert next(news) == LoadNews("counting", 100, 200)  # the backlog's newest, alone
+    gate.set()
+    rest = []
+    try:
+        while True:
+            rest.append(next(news))
+    except StopIteration as stop:
+        assert stop.value == "done"
+    assert [n.done for n in rest] == list(range(101, 201))  # then every one as it comes
+
+    ended = Loading(lambda: (report("counting", 1, 1), "done")[1])
+    while ended._news.qsize() < 2:
+        threading.Event().wait(0.001)
+    follow = ended.follow(catch_up=True)
+    with pytest.raises(StopIteration) as stop:
+        next(follow)
+    assert stop.value.value == "done"  # an ended load: no news at all, its result at once

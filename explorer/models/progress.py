@@ -76,15 +76,25 @@ class Loading:
         finally:
             self._news.put(None)
 
-    def follow(self, steps: int = 50) -> Generator[LoadNews, None, Any]:
+    def follow(self, steps: int = 50, catch_up: bool = False) -> Generator[LoadNews, None, Any]:
         """Yield the load's news as it goes (about ``steps`` per stage at most; once: the news are consumed);
-        the load's result is the generator's return value (``pair = yield from ...``), its exception raised here."""
+        the load's result is the generator's return value (``pair = yield from ...``), its exception raised here.
+        ``catch_up``: the news that queued before following began are old: only the newest of them is relayed, and
+        none when the load has ended by then (a load started while the window was built often has: the window then
+        hears the result at once, not two hundred lines of progress first)."""
         shown: dict[str, int] = {}
-        while (item := self._news.get()) is not None:
+        backlog = self._news.qsize() if catch_up else 0
+        item = self._news.get()
+        for _ in range(backlog - 1):
+            if item is None:
+                break
+            item = self._news.get()
+        while item is not None:
             step = max(1, item.total // steps)
             if item.done == item.total or item.done - shown.get(item.stage, -step) >= step:
                 shown[item.stage] = item.done
                 yield item
+            item = self._news.get()
         if "error" in self._outcome:
             raise self._outcome["error"]
         return self._outcome["value"]

@@ -52,7 +52,7 @@ class ModelLoading:
         loading = started[1] if started is not None and started[0] == wanted else None
 
         def job():
-            news = loading.follow() if loading is not None else load_with_news(wanted.load_pair)
+            news = loading.follow(catch_up=True) if loading is not None else load_with_news(wanted.load_pair)
             pair = yield from news  # LoadNews records while it loads (GGUF: seconds)
             yield ModelsLoaded(*pair)
 
