@@ -186,6 +186,7 @@ class Speculator:
         own_heads = self.heads if opt.method in HEAD_METHODS else None
         self.chooser = make_chooser(opt, target, draft, own_heads, curve, timing)
         self.shape, self.probe = NO_SPECULATION, False
+        self._shaped: dict = {}  # shape -> the options it drafts with (made once per shape)
         if self.chooser is not None:
             self.shape, self.probe = self.chooser.shape_for(0)
             self.opt = self.shape.options(opt)
@@ -267,7 +268,9 @@ class Speculator:
         remaining = self.max_new_tokens - len(self.new_tokens)
         if self.chooser is not None and self.steps:
             self.shape, self.probe = self.chooser.shape_for(self.steps)
-            self.opt = self.shape.options(self.asked)
+            if self.shape not in self._shaped:
+                self._shaped[self.shape] = self.shape.options(self.asked)
+            self.opt = self._shaped[self.shape]
         planned = self.opt.depth if self.chooser is None or self.shape.depth else 0
         depth = min(planned, remaining - 1)  # never draft past max_new_tokens
         t0 = time.perf_counter()

@@ -407,17 +407,20 @@ def pool_scores(acc: np.ndarray, k: int, depth: int) -> list[tuple[int, float]]:
     return nodes
 
 
-def _best_budget(costs: Costs, method: str, scores: list[float], depth: int, k: int, budget: int | None):
-    """The best node budget for a (depth, k) tree whose pool has path probabilities ``scores``."""
-    ordered = np.sort(np.asarray(scores))[::-1][:MAX_NODES]
-    tokens = 1 + np.cumsum(ordered)
-    n = np.arange(1, len(ordered) + 1)
-    seconds = costs.step(n, depth, tree=k > 1) if k > 1 else costs.step(n, depth, tree=False)
-    if budget is not None:
-        i = min(budget, len(ordered)) - 1
-    else:
-        i = int(np.argmax(tokens / seconds))
-    return Candidate(Shape(depth, k, int(n[i])), float(tokens[i]), float(seconds[i]))
+def _best_budget(table: list[float], per: float, scores: list[float], depth: int, k: int, budget: int | None):
+    """The best node budget for a (depth, k) tree whose pool has path probabilities ``scores`` (best first): its
+    step costs ``table[n]`` (verifying n nodes, bookkeeping) plus ``depth`` draft forwards of ``per`` seconds.
+    Plain Python: a choice weighs 32 of these over at most 32 nodes, where numpy's per-call cost dominated."""
+    scores = scores[:MAX_NODES]
+    last = min(budget, len(scores)) if budget is not None else None
+    tokens, best = 1.0, None
+    for n, score in enumerate(scores, start=1):
+        tokens += score
+        seconds = table[n] + depth * per
+        if (last is None and (best is None or tokens * best[2] > best[1] * seconds)) or n == last:
+            best = (n, tokens, seconds)
+    n, tokens, seconds = best
+    return Candidate(Shape(depth, k, n), tokens, seconds)
 
 
 def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_depth: int = MAX_DEPTH) -> list:
@@ -427,11 +430,14 @@ def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_dept
     depths = [fixed["depth"]] if fixed.get("depth") else range(1, max_depth + 1)
     if method in TREE_METHODS:
         widths = [fixed["topk"]] if fixed.get("topk") else range(1, MAX_TOPK + 1)
+        sizes = np.arange(MAX_NODES + 1)
+        tables = {tree: (costs.step(sizes, 0, tree)).tolist() for tree in (False, True)}
         for k in widths:
-            nodes = pool_scores(acc, k, max(depths))
+            nodes = sorted(pool_scores(acc, k, max(depths)), key=lambda n: -n[1])
+            per = costs.tree_forward if k > 1 else costs.draft_forward
             for d in depths:
                 scores = [s for dep, s in nodes if dep <= d]
-                out.append(_best_budget(costs, method, scores, d, k, fixed.get("budget")))
+                out.append(_best_budget(tables[k > 1], per, scores, d, k, fixed.get("budget")))
         return out
     if method == "medusa":
         return medusa_candidates(acc, costs, max_depth)
@@ -651,7 +657,8 @@ class ShapeChooser:
         for i in range(n):
             if parent[i] < 0 or parent[i] in accepted:
                 self.acceptance.observe_decision(depth[i], ranks[i], i in accepted)
-        self._observe_confidence(draft, depth)
+        if not self.acceptance.measured:  # a card stands in for the confidence (see Acceptance.table)
+            self._observe_confidence(draft, depth)
         if self.timing:
             self._observe_timing(record, n)
 
@@ -697,8 +704,10 @@ class ShapeChooser:
         ones leave it (the curve, scaled by the recent ones, stands for them): a node count timed while the machine
         was busy must not be weighed against one timed once it was quiet."""
         self.costs.observed.clear()
-        for seen in self._timings.values():
-            recent = [v for t, v, *key in seen if key and self._clock - t < STALE_AFTER]
+        for name, seen in self._timings.items():
+            if not name.startswith("forward"):
+                continue
+            recent = [v for t, v, *key in seen if self._clock - t < STALE_AFTER]
             if len(recent) >= 3:
                 self.costs.observed[tuple(seen[-1][2])] = min(recent)
 
