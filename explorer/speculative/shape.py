@@ -466,8 +466,10 @@ def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candida
 
 
 def plain(costs: Costs) -> Candidate:
-    """The target alone: one token per decode step."""
-    return Candidate(NO_SPECULATION, 1.0, costs.base)
+    """Plain decoding in this engine: one token per decode step, plus the step's bookkeeping (a fallback still
+    records every step, so it runs slower than the target alone; weighing it at the bare decode step sent
+    marginal drafters to plain steps that cost more than the drafts did)."""
+    return Candidate(NO_SPECULATION, 1.0, costs.base + float(costs.bookkeeping(0)))
 
 
 def best(cands: list[Candidate], costs: Costs) -> Candidate:
