@@ -547,7 +547,6 @@ class ShapeChooser:
         for name in ("conf_sum", "conf_n", "tried", "accepted"):
             setattr(self.acceptance, name, getattr(acc, name) / 2)
         self._timings = {k: list(v) for k, v in timings.items()}  # aged: the last one was one step ago
-        self._refresh_observed()
         for name, attr in (("draft_forward", "draft_forward"), ("tree_forward", "tree_forward"),
                            ("draft_fixed", "draft_fixed"), ("overhead", "overhead")):  # fmt: skip
             if timings.get(name):
@@ -562,6 +561,7 @@ class ShapeChooser:
         return self.fixed.get("depth") or self.max_depth
 
     def evaluate(self) -> tuple[Candidate, list[Candidate]]:
+        self._apply_timings()
         cands = candidates(self.method, self.acceptance.table(), self.costs, self.fixed, self.max_depth)
         return best(cands, self.costs), cands
 
@@ -677,47 +677,46 @@ class ShapeChooser:
             self.acceptance.observe_confidence(depth[i], t)
 
     def _observe_timing(self, record, nodes: int) -> None:
-        """The fastest of the last WINDOW steps' drafting (per forward), bookkeeping and verification forward: the
-        costs the curve's unit measures (its fastest rounds), free of the stalls of a shared machine. Each replaces
-        its prior from its third timing on (a run's first step runs cold: one slow step must not end speculation)."""
+        """Note the step's drafting (per forward), bookkeeping and verification forward; they become costs when the
+        next choice is made (:meth:`_apply_timings`), not every step."""
         tree = record.mask is not None
         if self.method == "lookup":
-            self._learn("draft_fixed", record.draft_seconds)
+            self._note("draft_fixed", record.draft_seconds)
         elif record.draft_calls:
-            self._learn("tree_forward" if tree else "draft_forward", record.draft_seconds / record.draft_calls)
+            self._note("tree_forward" if tree else "draft_forward", record.draft_seconds / record.draft_calls)
         if record.forward_seconds:
-            self._learn("overhead", record.verify_seconds - record.forward_seconds)
+            self._note("overhead", record.verify_seconds - record.forward_seconds)
             self.costs.overhead_nodes = nodes
             self._observe_forward((nodes, tree and nodes > 1), record.forward_seconds)
 
-    def _learn(self, cost: str, seconds: float) -> None:
-        fastest = self._fastest(cost, seconds)
-        if len(self._timings[cost]) >= 3:
-            setattr(self.costs, cost, fastest)
-
     def _observe_forward(self, key: tuple[int, bool], seconds: float) -> None:
-        """A verification forward's seconds at its node count: used instead of the curve from 3 of them on (the
-        run's own forwards, fastest of the window: the cached curve may have been measured on a busier machine)."""
-        self._fastest(f"forward {key}", seconds, key)
-        self._refresh_observed()
+        self._note(f"forward {key}", seconds, key)
 
-    def _refresh_observed(self) -> None:
-        """The node counts with 3 forwards or more in the last STALE_AFTER steps, at the fastest of them; older
-        ones leave it (the curve, scaled by the recent ones, stands for them): a node count timed while the machine
-        was busy must not be weighed against one timed once it was quiet."""
-        self.costs.observed.clear()
-        for name, seen in self._timings.items():
-            if not name.startswith("forward"):
-                continue
-            recent = [v for t, v, *key in seen if self._clock - t < STALE_AFTER]
-            if len(recent) >= 3:
-                self.costs.observed[tuple(seen[-1][2])] = min(recent)
-
-    def _fastest(self, name: str, value: float, key: tuple | None = None) -> float:
+    def _note(self, name: str, value: float, key: tuple | None = None) -> None:
         seen = self._timings.setdefault(name, [])
         seen.append((self._clock, value) if key is None else (self._clock, value, key))
-        del seen[:-WINDOW]
-        return float(min(v for _, v, *_ in seen))
+        if len(seen) > WINDOW:
+            del seen[0]
+
+    def _apply_timings(self) -> None:
+        """The fastest of the last WINDOW steps' drafting, bookkeeping and verification forwards: the costs the
+        curve's unit measures (its fastest rounds), free of the stalls of a shared machine. Each replaces its prior
+        from its third timing on (a run's first step runs cold: one slow step must not end speculation). A node
+        count's forwards replace the curve there only with 3 in the last STALE_AFTER steps; older ones leave it
+        (the curve, scaled by the recent ones, stands for them): a node count timed while the machine was busy
+        must not be weighed against one timed once it was quiet."""
+        if not self.timing:
+            return
+        for cost in ("draft_fixed", "tree_forward", "draft_forward", "overhead"):
+            seen = self._timings.get(cost)
+            if seen is not None and len(seen) >= 3:
+                setattr(self.costs, cost, float(min(v for _, v, *_ in seen)))
+        self.costs.observed.clear()
+        for name, seen in self._timings.items():
+            if name.startswith("forward"):
+                recent = [v for t, v, *_ in seen if self._clock - t < STALE_AFTER]
+                if len(recent) >= 3:
+                    self.costs.observed[tuple(seen[-1][2])] = min(recent)
 
     def report(self) -> dict:
         """JSON-ready: the shape in use, why (its expected tokens and time per step against its neighbours, as the
