@@ -26,14 +26,17 @@ import tempfile
 import time
 
 PARTS = r"""
-import time; t0 = time.perf_counter()
+import builtins, time; t0 = time.perf_counter()
+plain_import = builtins.__import__
 from explorer.cli.main import parse_args
+from explorer.cli.gui import plain_imports
 t1 = time.perf_counter()
 from explorer.ui.launch import show_launch_window
 from PySide6.QtWidgets import QApplication
 launch = show_launch_window(); t2 = time.perf_counter()
-import torch; t3 = time.perf_counter()
-from explorer.ui.app import make_session, start_loading
+with plain_imports(plain_import):  # as the app imports them (explorer.cli.gui)
+    import torch; t3 = time.perf_counter()
+    from explorer.ui.app import make_session, start_loading
 session = make_session(None, None, None, None, None)
 started = start_loading(session)  # as the app does: the models load while the window is imported and built
 from explorer.ui.window import MainWindow; t4 = time.perf_counter()

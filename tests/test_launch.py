@@ -172,3 +172,27 @@ def test_following_a_load_late_relays_only_its_newest_news():
     with pytest.raises(StopIteration) as stop:
         next(follow)
     assert stop.value.value == "done"  # an ended load: no news at all, its result at once
+
+
+def test_plain_imports_swaps_pysides_import_hook_for_the_block_only():
+    """The launch imports torch with Python's own import, not PySide6's hook (which reads each new module's source);
+    the hook is back after the block, also when an import in it fails."""
+    import builtins
+
+    from explorer.cli.gui import plain_imports
+
+    hook = builtins.__import__
+    seen = []
+
+    def plain(name, *args, **kwargs):
+        seen.append(name)
+        return hook(name, *args, **kwargs)
+
+    with plain_imports(plain):
+        import json  # noqa: F401
+
+        assert builtins.__import__ is plain
+    assert builtins.__import__ is hook and "json" in seen
+    with pytest.raises(ImportError), plain_imports(plain):
+        import explorer.no_such_module  # noqa: F401
+    assert builtins.__import__ is hook
