@@ -294,10 +294,11 @@ def test_a_cancelled_run_in_the_gui_worker_ends_every_rank(qtbot, demo_target):
     job = training_job(demo_target, settings_from_values(values), default_text())
     worker = Worker()
     with qtbot.waitSignal(worker.record, timeout=60000):
-        worker.start(job.records)
+        worker.start(job.records, stop=job.meta.stop)  # as the window starts a ddp run
     assert len(job.meta.pids) == 2 and all(alive(p) for p in job.meta.pids)
     with qtbot.waitSignal(worker.finished, timeout=30000):
         worker.cancel()
+    assert job.meta.stop.is_set()  # Cancel reached the ranks' launcher, not only the loop between records
     assert worker.cancelled and wait_gone(job.meta.pids, 5.0) == []
     # the job's own stop (what Cancel can set too): the ranks end within a poll, between training steps or not
     job = training_job(demo_target, settings_from_values(values), default_text())

@@ -40,7 +40,7 @@ class ViewRuns:
         self.player.reset()
         self._job_view = view
         self.say(f"running {view.name}…", view)
-        self.worker.start(job)
+        self.worker.start(job, stop=getattr(view.meta, "stop", None))  # a ddp run's ranks end at once
         total = view.job_values().get(EXPECTED_RECORDS.get(view.name, ""))
         if total:  # the bar fills as the steps come, instead of the full-looking busy stripes
             self.progress.setRange(0, total)
