@@ -4,6 +4,10 @@ window is built and its load follows that load, and a run's first step is drawn 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -15,7 +19,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from explorer.models.progress import Loading  # noqa: E402
 from explorer.session import Session  # noqa: E402
-from explorer.ui.views import VIEWS  # noqa: E402
+from explorer.ui.views import VIEW_ENTRIES, VIEWS, view_schema  # noqa: E402
 from explorer.ui.window import MainWindow  # noqa: E402
 
 
@@ -41,7 +45,7 @@ def click_tab(qtbot, win, name: str) -> None:
 
 def test_only_the_first_view_is_built_and_a_tab_builds_its_own_in_place(qtbot, window):
     assert built(window) == ["generate"]
-    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [c.title for c in VIEWS.values()]
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [e.title for e in VIEW_ENTRIES.values()]
     assert list(window.views) == list(VIEWS) and len(window.views) == len(VIEWS)
     click_tab(qtbot, window, "amp")
     assert built(window) == ["generate", "amp"]
@@ -57,6 +61,40 @@ def test_only_the_first_view_is_built_and_a_tab_builds_its_own_in_place(qtbot, w
     assert window.views["speculative"] is spec  # built once
     with pytest.raises(KeyError):
         window.views["nothing"]
+
+
+def test_each_view_is_registered_as_its_class_says():
+    """The registry's titles and schemas (the tabs and stand-in pages, no view imported) are the classes' own."""
+    assert list(VIEWS) == list(VIEW_ENTRIES) and "amp" in VIEWS and "nothing" not in VIEWS
+    for name, entry in VIEW_ENTRIES.items():
+        cls = VIEWS[name]
+        assert (cls.name, cls.title, cls.uses_draft) == (name, entry.title, entry.uses_draft)
+        assert cls.schema is view_schema(name)
+    assert view_schema("promptset").options["max_new"].default == 64 != view_schema("speculative").options["max_new"]
+    with pytest.raises(KeyError):
+        VIEWS["nothing"]
+
+
+def test_the_window_imports_only_its_first_view(tmp_path):
+    """Building the window imports the first tab's view module alone (the others' modules, their plots and engines,
+    on first showing) and not triton (imported when the Triton kernel first runs), though the panel lists it."""
+    code = (
+        "import importlib.util, json, sys\n"
+        "from explorer.ui.app import ensure_app\n"
+        "from explorer.session import Session\n"
+        "ensure_app(offscreen=True)\n"
+        "from explorer.ui.window import MainWindow\n"
+        "win = MainWindow(Session())\n"
+        "views = sorted({m.split('.')[3] for m in sys.modules if m.startswith('explorer.ui.views.')})\n"
+        "listed = [win.attention_combo.itemText(i) for i in range(win.attention_combo.count())]\n"
+        "print(json.dumps([views, 'triton' in sys.modules, listed, importlib.util.find_spec('triton') is not None]))\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    views, triton_imported, listed, triton_installed = json.loads(out.stdout.splitlines()[-1])
+    assert views == ["base", "controls", "generate"]
+    assert ("triton" in listed) == triton_installed and listed[0] == "sdpa"
 
 
 def test_the_panel_is_as_wide_before_the_views_are_built_as_after(qtbot, window):

@@ -66,6 +66,8 @@ SPECULATE = Schema(
 
 # The view: the command line's options and defaults (one default per option), without top-k and the Medusa tree.
 VIEW = SPECULATE.only([n for n in SPECULATE.options if n not in ("top_k", "medusa_tree")], "speculative view")
+# The prompt-set view: the speculative view's options, each prompt of the set decoding fewer new tokens.
+PROMPT_SET_VIEW = VIEW.only(list(VIEW.options), "prompt-set view", max_new=64)
 
 HEAD_KINDS = ("medusa", "eagle", "mtp")
 

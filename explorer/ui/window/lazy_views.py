@@ -5,10 +5,11 @@ the panel is laid out as wide as with every page built."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from PySide6.QtWidgets import QFormLayout, QWidget
 
+from ...options import Schema
 from ..views.base import View
 from ..views.controls import control
 
@@ -17,15 +18,15 @@ class LazyViews(Mapping[str, View]):
     """The views by name, in the tabs' order. ``views[name]`` builds a view not built yet (with ``build``);
     iterating gives the names without building; ``built()`` the views built so far."""
 
-    def __init__(self, classes: Mapping[str, type[View]], build: Callable[[str], View]):
-        self.classes = dict(classes)
+    def __init__(self, names: Iterable[str], build: Callable[[str], View]):
+        self.names = list(names)
         self._build = build
         self._built: dict[str, View] = {}
         self._building: set[str] = set()
 
     def __getitem__(self, name: str) -> View:
         if name not in self._built:
-            if name not in self.classes:
+            if name not in self.names:
                 raise KeyError(name)
             if name in self._building:
                 raise RuntimeError(f"the {name} view was asked for while it was being built")
@@ -37,10 +38,13 @@ class LazyViews(Mapping[str, View]):
         return self._built[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.classes)
+        return iter(self.names)
 
     def __len__(self) -> int:
-        return len(self.classes)
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names  # without building it
 
     def is_built(self, name: str) -> bool:
         return name in self._built
@@ -48,14 +52,14 @@ class LazyViews(Mapping[str, View]):
     def built(self) -> list[View]:
         """The views built so far, in the tabs' order (the window's theme, text size and model news reach only
         these; a view built later takes them as it is built)."""
-        return [self._built[n] for n in self.classes if n in self._built]
+        return [self._built[n] for n in self.names if n in self._built]
 
 
-def stand_in_page(cls: type[View]) -> QWidget:
-    """A page laid out as ``cls``'s settings page is (the base View's rows: one control per panel option of its
-    schema), holding the panel's size until the view is built. Never shown: the shown tab's view is built."""
+def stand_in_page(schema: Schema) -> QWidget:
+    """A page laid out as the settings page of a view of ``schema`` is (the base View's rows: one control per panel
+    option), holding the panel's size until the view is built. Never shown: the shown tab's view is built."""
     page = QWidget()
-    options = cls.schema.panel()
+    options = schema.panel()
     if options:
         form = QFormLayout(page)
         form.setContentsMargins(0, 0, 0, 0)

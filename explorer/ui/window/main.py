@@ -23,7 +23,7 @@ from ...errors import ExplorerError
 from ...session import Session
 from ..player import Player
 from ..theme import THEMES, apply_theme
-from ..views import VIEWS
+from ..views import VIEW_ENTRIES, VIEWS
 from ..views.base import View
 from ..worker import Worker, reserve_gui_core
 from .comfort import Comfort
@@ -86,12 +86,12 @@ class MainWindow(
     def _build_views(self) -> None:
         """The tabs over the stacked views and the player below them, which the views' signals drive. Only the
         first tab's view is built now; the others when first shown or asked for (see lazy_views)."""
-        self.views = LazyViews(VIEWS, self._build_view)
+        self.views = LazyViews(VIEW_ENTRIES, self._build_view)
         self.tabs = QTabBar(self)
         self.tabs.setExpanding(False)
         self.stack = QStackedWidget(self)
-        for cls in VIEWS.values():
-            self.tabs.addTab(cls.title)
+        for entry in VIEW_ENTRIES.values():  # the views' titles, no view imported (see views/__init__.py)
+            self.tabs.addTab(entry.title)
             self.stack.addWidget(QWidget())  # replaced by the view when it is built
         self.tabs.currentChanged.connect(self._on_tab)
         self.player = Player(self)

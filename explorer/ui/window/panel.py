@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from ...attention.backends import available_backends
 from ...models.checkpoint import DTYPES
 from ..kit import ElidedLabel, path_row
+from ..views import view_schema
 from ..views.controls import ChoiceBox
 from .lazy_views import stand_in_page
 
@@ -112,8 +113,8 @@ class ModelPanel:
         self.settings_box = QGroupBox("Settings")
         sv = QVBoxLayout(self.settings_box)
         self.settings_stack = QStackedWidget()
-        for cls in self.views.classes.values():
-            self.settings_stack.addWidget(stand_in_page(cls))
+        for name in self.views:
+            self.settings_stack.addWidget(stand_in_page(view_schema(name)))
         sv.addWidget(self.settings_stack)
         return self.settings_box
 

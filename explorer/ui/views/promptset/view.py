@@ -19,7 +19,7 @@ from ....session import Session
 from ....speculative import analysis
 from ....speculative.describe_runs import empty_header_html, header_html
 from ....speculative.job import replay_meta, resolve_auto
-from ....speculative.options import VIEW as SPECULATIVE_VIEW
+from ....speculative.options import PROMPT_SET_VIEW
 from ....speculative.promptsets import Prompt, read_prompt_set
 from ....speculative.runs import (
     Configuration,
@@ -54,7 +54,7 @@ class PromptSetView(View):
 
     name = "promptset"
     title = "Prompt set"
-    schema = SPECULATIVE_VIEW.only(list(SPECULATIVE_VIEW.options), "prompt-set view", max_new=64)
+    schema = PROMPT_SET_VIEW
     uses_draft = True
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
