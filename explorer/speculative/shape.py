@@ -49,6 +49,7 @@ PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the tar
 RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
+EXPLORE_WITHIN = 0.9  # explore a level deeper only while it is expected within 10% of the chosen shape
 KNOWN_DECISIONS = 6  # decisions at a depth after which its acceptance is known well enough to explore less
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
@@ -584,11 +585,20 @@ class ShapeChooser:
     def _explore_due(self, step: int, shape: Shape) -> bool:
         """Every EXPLORE_EVERY-th step while the level below the chosen one has few decisions, then a third as
         often (each exploring step costs a draft forward and a node that the choice said not to pay for)."""
-        if self._deeper(shape) is None:
+        if self._deeper(shape) is None or not self._deeper_may_pay(shape):
             return False
         known = self.acceptance.tried[min(shape.depth, MAX_DEPTH - 1)].sum() >= KNOWN_DECISIONS
         every = 3 * EXPLORE_EVERY if known else EXPLORE_EVERY
         return step % every == every - 1
+
+    def _deeper_may_pay(self, shape: Shape) -> bool:
+        """Whether one level deeper is expected within EXPLORE_WITHIN of the chosen shape's tokens per second (at
+        the latest choice): a level expected to pay clearly less is not worth a probe's draft forward and node."""
+        if shape.depth == 0 or not self._cands:
+            return True
+        deeper = [c for c in self._cands if c.shape.depth == shape.depth + 1 and c.shape.topk == shape.topk]
+        now = self._expected(shape, self._cands)
+        return bool(deeper) and max(c.rate() for c in deeper) >= EXPLORE_WITHIN * now.rate()
 
     def _deeper(self, shape: Shape) -> Shape | None:
         """One level deeper than ``shape`` (one more node on its best path), to measure what it would pay; None
