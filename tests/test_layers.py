@@ -121,7 +121,7 @@ def test_top_level_stays_small():
 UI_FILE_MAX_LINES = 600
 FUNCTION_MAX_LINES = 80
 # The Triton kernel is one program by design: split, it would cost registers and readability alike.
-LONG_FUNCTIONS_ALLOWED = {("kernels/flash_attention.py", "_flash_fwd"), ("kernels/flash_attention.py", "_kv_tiles")}
+LONG_FUNCTIONS_ALLOWED = {("kernels/flash_triton.py", "_flash_fwd"), ("kernels/flash_triton.py", "_kv_tiles")}
 def test_ui_rooms_stay_small():
     """Views are packages of panels: no file of the UI layer grows past a screenful of screenfuls."""
     big = [f"{p.relative_to(PACKAGE)}: {n} lines" for p in (PACKAGE / "ui").rglob("*.py")

@@ -2,7 +2,8 @@
 
 - ``sdpa``: torch's scaled_dot_product_attention (the default).
 - ``triton``: the FlashAttention-2 Triton kernel of :mod:`explorer.kernels.flash_attention` (compiled on a CUDA
-  GPU, run by Triton's interpreter on CPU: correct but slow). Listed only where triton imports.
+  GPU, run by Triton's interpreter on CPU: correct but slow). Listed only where triton is installed; triton is
+  imported when the backend is first chosen.
 - ``torch-tiled``: the same algorithm tile by tile in torch (:mod:`explorer.kernels.tiled_torch`).
 
 Both kernel backends take the model's arguments as they are: ``causal`` is bottom-right aligned in the model and
@@ -15,7 +16,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..errors import ExplorerError
-from ..kernels.flash_attention import flash_attention, triton_available
+from ..kernels.flash_attention import flash_attention, triton_available, triton_listed
 from ..kernels.tiled_torch import tiled_attention
 from ..models.decoder import AttentionFn, sdpa_attention
 
@@ -55,15 +56,16 @@ BACKENDS: dict[str, AttentionFn] = {
 
 
 def available_backends() -> list[str]:
-    """Names in BACKENDS that can run here ("triton" needs an importable triton)."""
-    return [name for name in BACKENDS if name != "triton" or triton_available()]
+    """Names in BACKENDS that can run here ("triton" needs triton, which is not imported for the list: the app's
+    panel lists them at launch; see triton_listed)."""
+    return [name for name in BACKENDS if name != "triton" or triton_listed()]
 
 
 def use_backend(model, name: str) -> None:
     """Make ``model`` (a CausalLM) compute attention with backend ``name``; refuse unknown or unavailable ones."""
     if name not in BACKENDS:
         raise ExplorerError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    if name not in available_backends():
+    if name == "triton" and not triton_available():  # triton imported now, with the kernel
         raise ExplorerError(f"attention backend {name!r} is not available here (triton is not installed)")
     model.attention = BACKENDS[name]
 

@@ -28,12 +28,13 @@ precision (not TF32) so that results match the fp32 reference; fp16/bf16 use the
 the input dtype before p·v, as FA2 does.
 
 Without CUDA the kernel runs in Triton's interpreter (numpy, one program after another): this module sets
-``TRITON_INTERPRET=1`` before importing triton when no GPU is present. The interpreter's ``tl.dot`` cannot
-multiply bfloat16, so in interpreted mode the kernel upcasts its tiles to float32 right after loading them. p is
-still rounded to the input dtype first, so the numbers are those of the GPU path (the interpreter's own
-float32 -> bfloat16 cast truncates, so there bfloat16 round-to-nearest is done with bit arithmetic). Where triton
-cannot be imported at all, this module still imports and :func:`attention_trace` uses the torch implementation
-in :mod:`explorer.kernels.tiled_torch`, which visits the same tiles in the same order.
+``TRITON_INTERPRET=1`` before triton is imported when no GPU is present (the kernel's Triton code, in
+:mod:`explorer.kernels.flash_triton`, is imported with triton the first time the kernel is asked for). The
+interpreter's ``tl.dot`` cannot multiply bfloat16, so in interpreted mode the kernel upcasts its tiles to float32
+right after loading them. p is still rounded to the input dtype first, so the numbers are those of the GPU path (the
+interpreter's own float32 -> bfloat16 cast truncates, so there bfloat16 round-to-nearest is done with bit
+arithmetic). Where triton cannot be imported at all, this module still imports and :func:`attention_trace` uses the
+torch implementation in :mod:`explorer.kernels.tiled_torch`, which visits the same tiles in the same order.
 
 Forward only: there is no backward kernel, so outputs carry no autograd history (use it under ``no_grad``).
 Trace memory is B·H·n_q_blocks·n_kv_blocks·BLOCK_M·12 bytes (about 0.8 MB per head at N=1024, 64×64 tiles).
@@ -41,7 +42,9 @@ Trace memory is B·H·n_q_blocks·n_kv_blocks·BLOCK_M·12 bytes (about 0.8 MB p
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,258 +55,59 @@ from .tiled_torch import LOG2E, FlashResult, cdiv, check_inputs, tiled_attention
 if not torch.cuda.is_available():  # must happen before triton is imported (it decides at @jit time)
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-try:
-    import triton
-    import triton.language as tl
-except Exception:  # noqa: BLE001 - any failure to import means "no triton here"
-    triton = None
-    tl = None
+__all__ = ["FlashResult", "attention_trace", "flash_attention", "runs_interpreted", "triton_available", "triton_listed"]
 
-__all__ = ["FlashResult", "attention_trace", "flash_attention", "runs_interpreted", "triton_available"]
+_UNTRIED = object()
+_kernel_code: Any = _UNTRIED  # explorer.kernels.flash_triton once imported, None where triton cannot be imported
+
+
+def _kernels() -> Any:
+    """The kernel's Triton code (explorer/kernels/flash_triton.py), imported on first use, with triton: not at this
+    module's import, which the app's launch pays for (the model's attention backends). None without triton."""
+    global _kernel_code
+    if _kernel_code is _UNTRIED:
+        try:
+            from . import flash_triton
+        except Exception:  # noqa: BLE001 - any failure to import means "no triton here"
+            flash_triton = None
+        _kernel_code = flash_triton
+    return _kernel_code
+
+
+def __getattr__(name: str) -> Any:
+    """``_flash_fwd`` (the jitted kernel, for benchmarks/gpu_check.py's ahead-of-time compile) and ``triton`` (None
+    without it), imported on first use as the kernel is."""
+    kernels = _kernels() if name in ("_flash_fwd", "triton") else None
+    if name == "triton":
+        return kernels and kernels.triton
+    if kernels is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return kernels._flash_fwd
 
 
 def triton_available() -> bool:
-    """True when triton imported and the kernel can run here: interpreted (no CUDA) or compiled for a CUDA GPU."""
-    return triton is not None and (runs_interpreted() or torch.cuda.is_available())
+    """True when triton imports and the kernel can run here: interpreted (no CUDA) or compiled for a CUDA GPU."""
+    return _kernels() is not None and (runs_interpreted() or torch.cuda.is_available())
+
+
+def triton_listed() -> bool:
+    """``triton_available`` as far as it can be told without importing triton (for lists of what can run, such as
+    the app's panel at launch): triton is installed and runs interpreted (no CUDA) or on CUDA. Exact once the
+    kernel was asked for; a triton that is installed but fails to import is refused when chosen."""
+    if _kernel_code is not _UNTRIED:
+        return triton_available()
+    interpreted = os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+    return importlib.util.find_spec("triton") is not None and (interpreted or torch.cuda.is_available())
 
 
 def runs_interpreted() -> bool:
     """True when the kernel runs in Triton's CPU interpreter rather than compiled for a GPU."""
-    if triton is None:
+    kernels = _kernels()
+    if kernels is None:
         return False
     from triton.runtime.interpreter import InterpretedFunction
 
-    return isinstance(_flash_fwd, InterpretedFunction)
-
-
-if triton is not None:
-
-    @triton.jit
-    def _round_to_bf16(x):
-        """float32 x rounded to the nearest bfloat16 (ties to even), kept in float32. Interpreter only: its own
-        float32 -> bfloat16 cast truncates, where a GPU rounds to nearest."""
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
-        return bits.to(tl.float32, bitcast=True)
-
-    @triton.jit
-    def _kv_tiles(
-        acc,
-        l_i,
-        m_i,
-        q,
-        k_base,
-        v_base,
-        mask_base,
-        tm_base,
-        tl_base,
-        ta_base,
-        state_base,
-        stride_ks,
-        stride_kd,
-        stride_vs,
-        stride_vd,
-        stride_mt,
-        stride_ms,
-        offs_m,
-        offs_n,
-        offs_d,
-        lo,
-        hi,
-        T,
-        S,
-        D,
-        qk_scale,
-        BLOCK_M: tl.constexpr,
-        BLOCK_N: tl.constexpr,
-        MASKED: tl.constexpr,
-        CAUSAL: tl.constexpr,
-        HAS_MASK: tl.constexpr,
-        TRACE: tl.constexpr,
-        UPCAST: tl.constexpr,
-        ROUND_BF16: tl.constexpr,
-        PRECISION: tl.constexpr,
-    ):
-        """KV tiles lo .. hi-1 for one Q tile. MASKED=False: every entry is known to be allowed (no mask code at
-        all); MASKED=True: the diagonal band / partial last tile / explicit mask."""
-        row_ok = offs_m < T
-        d_ok = offs_d < D
-        for nb in range(lo, hi):
-            cols = nb * BLOCK_N + offs_n
-            col_ok = cols < S
-            kt = tl.load(
-                k_base + cols[None, :] * stride_ks + offs_d[:, None] * stride_kd,
-                mask=col_ok[None, :] & d_ok[:, None],
-                other=0.0,
-            )  # [BLOCK_D, BLOCK_N]: K already transposed by the addressing
-            v = tl.load(
-                v_base + cols[:, None] * stride_vs + offs_d[None, :] * stride_vd,
-                mask=col_ok[:, None] & d_ok[None, :],
-                other=0.0,
-            )
-            if UPCAST:
-                kt = kt.to(tl.float32)
-            s = tl.dot(q, kt, input_precision=PRECISION) * qk_scale  # scaled scores in base-2 units
-            if MASKED:
-                allowed = col_ok[None, :] & (offs_m[:, None] >= 0)
-                if CAUSAL:
-                    allowed = allowed & (cols[None, :] <= (S - T) + offs_m[:, None])
-                if HAS_MASK:
-                    explicit = tl.load(
-                        mask_base + offs_m[:, None] * stride_mt + cols[None, :] * stride_ms,
-                        mask=row_ok[:, None] & col_ok[None, :],
-                        other=0,
-                    )
-                    allowed = allowed & (explicit != 0)
-                s = tl.where(allowed, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # FA2: scale by 0, not by -inf (no NaN)
-            alpha = tl.math.exp2(m_i - m_use)
-            p = tl.math.exp2(s - m_use[:, None])
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = acc * alpha[:, None]
-            if ROUND_BF16:
-                p_in = _round_to_bf16(p)
-            else:
-                p_in = p.to(v.dtype)  # round p to the input dtype, as the tensor-core path does
-                if UPCAST:
-                    p_in = p_in.to(tl.float32)
-            if UPCAST:
-                v = v.to(tl.float32)
-            acc = tl.dot(p_in, v, acc, input_precision=PRECISION)
-            m_i = m_new
-            if TRACE:
-                at = nb * BLOCK_M + tl.arange(0, BLOCK_M)
-                tl.store(tm_base + at, m_use * 0.6931471805599453, mask=row_ok)  # times ln 2: natural-log units
-                tl.store(tl_base + at, l_i, mask=row_ok)
-                tl.store(ta_base + at, alpha, mask=row_ok)
-                if MASKED:
-                    n_masked = tl.sum(tl.sum((row_ok[:, None] & col_ok[None, :] & ~allowed).to(tl.int32), 1), 0)
-                    tl.store(state_base + nb, (1 + (n_masked > 0).to(tl.int32)).to(tl.int8))
-                else:
-                    tl.store(state_base + nb, tl.full([], 1, tl.int8))
-        return acc, l_i, m_i
-
-    @triton.jit
-    def _flash_fwd(
-        Q,
-        K,
-        V,
-        Out,
-        LSE,
-        MASK,
-        TRACE_M,
-        TRACE_L,
-        TRACE_A,
-        TILE_STATE,
-        stride_qb,
-        stride_qh,
-        stride_qt,
-        stride_qd,
-        stride_kb,
-        stride_kh,
-        stride_ks,
-        stride_kd,
-        stride_vb,
-        stride_vh,
-        stride_vs,
-        stride_vd,
-        stride_ob,
-        stride_oh,
-        stride_ot,
-        stride_od,
-        stride_mb,
-        stride_mh,
-        stride_mt,
-        stride_ms,
-        H,
-        GROUP,
-        T,
-        S,
-        D,
-        N_Q_BLOCKS,
-        N_KV_BLOCKS,
-        qk_scale,
-        BLOCK_M: tl.constexpr,
-        BLOCK_N: tl.constexpr,
-        BLOCK_D: tl.constexpr,
-        CAUSAL: tl.constexpr,
-        HAS_MASK: tl.constexpr,
-        TRACE: tl.constexpr,
-        UPCAST: tl.constexpr,
-        ROUND_BF16: tl.constexpr,
-        PRECISION: tl.constexpr,
-    ):
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-        b = pid_bh // H
-        h = pid_bh % H
-        kvh = h // GROUP
-        start_m = pid_m * BLOCK_M
-        offs_m = start_m + tl.arange(0, BLOCK_M)
-        offs_n = tl.arange(0, BLOCK_N)
-        offs_d = tl.arange(0, BLOCK_D)
-        row_ok = offs_m < T
-        d_ok = offs_d < D
-
-        q = tl.load(
-            Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
-            mask=row_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )
-        if UPCAST:
-            q = q.to(tl.float32)
-        k_base = K + b * stride_kb + kvh * stride_kh
-        v_base = V + b * stride_vb + kvh * stride_vh
-        mask_base = MASK + b * stride_mb + h * stride_mh
-        tile_row = pid_bh * N_Q_BLOCKS + pid_m
-        trace_at = tile_row * N_KV_BLOCKS * BLOCK_M
-        tm_base, tl_base, ta_base = TRACE_M + trace_at, TRACE_L + trace_at, TRACE_A + trace_at
-        state_base = TILE_STATE + tile_row * N_KV_BLOCKS
-
-        # Loop bounds (see tiled_torch.tile_bounds): [0, n_full) needs no mask, [n_full, n_hi) is masked,
-        # tiles from n_hi on lie entirely above the causal diagonal and are never visited.
-        if CAUSAL:
-            last_row = tl.minimum(start_m + BLOCK_M, T) - 1
-            hi_keys = tl.minimum(tl.maximum(S - T + last_row + 1, 0), S)
-            full_keys = tl.minimum(tl.maximum(S - T + start_m + 1, 0), S)
-        else:
-            hi_keys = S
-            full_keys = S
-        n_hi = tl.cdiv(hi_keys, BLOCK_N)
-        if HAS_MASK:
-            n_full = 0
-        else:
-            n_full = full_keys // BLOCK_N
-
-        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-        l_i = tl.zeros([BLOCK_M], tl.float32)
-        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-        acc, l_i, m_i = _kv_tiles(
-            acc, l_i, m_i, q, k_base, v_base, mask_base, tm_base, tl_base, ta_base, state_base,
-            stride_ks, stride_kd, stride_vs, stride_vd, stride_mt, stride_ms,
-            offs_m, offs_n, offs_d, 0, n_full, T, S, D, qk_scale,
-            BLOCK_M, BLOCK_N, False, CAUSAL, HAS_MASK, TRACE, UPCAST, ROUND_BF16, PRECISION,
-        )  # fmt: skip
-        acc, l_i, m_i = _kv_tiles(
-            acc, l_i, m_i, q, k_base, v_base, mask_base, tm_base, tl_base, ta_base, state_base,
-            stride_ks, stride_kd, stride_vs, stride_vd, stride_mt, stride_ms,
-            offs_m, offs_n, offs_d, n_full, n_hi, T, S, D, qk_scale,
-            BLOCK_M, BLOCK_N, True, CAUSAL, HAS_MASK, TRACE, UPCAST, ROUND_BF16, PRECISION,
-        )  # fmt: skip
-
-        # A row that saw no key has l = 0 (and m = -inf): output 0 and LSE -inf, never 0/0 or log 0.
-        l_safe = tl.where(l_i == 0.0, 1.0, l_i)
-        o = acc / l_safe[:, None]
-        if ROUND_BF16:
-            o = _round_to_bf16(o)
-        tl.store(
-            Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
-            o.to(Out.dtype.element_ty),
-            mask=row_ok[:, None] & d_ok[None, :],
-        )
-        lse = tl.where(l_i == 0.0, float("-inf"), (m_i + tl.math.log2(l_safe)) * 0.6931471805599453)
-        tl.store(LSE + pid_bh * T + offs_m, lse, mask=row_ok)
+    return isinstance(kernels._flash_fwd, InterpretedFunction)
 
 
 def flash_attention(
@@ -324,7 +128,7 @@ def flash_attention(
     broadcastable to [B, H, T, S]; given together with ``causal`` both apply. ``scale`` defaults to 1/√D.
     ``trace=True`` compiles the TRACE variant and fills m, l, alpha and tile_state (see :class:`FlashResult`).
     """
-    if triton is None:
+    if _kernels() is None:
         raise RuntimeError("triton is not installed; use attention_trace(..., backend='torch')")
     scale, mask = check_inputs(q, k, v, mask, scale, block_m, block_n)
     interpreted = runs_interpreted()
@@ -400,14 +204,14 @@ def _launch(q, k, v, o, lse, mask_arg, mask_strides, tm, tl_, ta, ts, H, Hkv, T,
     )  # fmt: skip
     constants = kernel_constants(q.dtype, block_m, block_n, D, causal, has_mask, trace, interpreted)
     if interpreted:
-        _flash_fwd[(NQ, B * H)](*args, **constants)
+        _kernels()._flash_fwd[(NQ, B * H)](*args, **constants)
         return
     from triton.runtime.errors import OutOfResources
 
     refused = None
     for options in launch_options(D):
         try:  # triton checks the compiled kernel's shared memory against the device before it runs anything
-            _flash_fwd[(NQ, B * H)](*args, **constants, **options)
+            _kernels()._flash_fwd[(NQ, B * H)](*args, **constants, **options)
             return
         except OutOfResources as exc:
             if exc.name != "shared memory":
@@ -440,6 +244,6 @@ def attention_trace(
     if backend not in ("auto", "triton", "torch"):
         raise ValueError(f"backend must be 'auto', 'triton' or 'torch', got {backend!r}")
     if backend == "auto":
-        backend = "triton" if triton is not None and (q.is_cuda or runs_interpreted()) else "torch"
+        backend = "triton" if _kernels() is not None and (q.is_cuda or runs_interpreted()) else "torch"
     fn = flash_attention if backend == "triton" else tiled_attention
     return fn(q, k, v, causal=causal, mask=mask, scale=scale, block_m=block_m, block_n=block_n, trace=trace)
