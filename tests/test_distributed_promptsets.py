@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_ddp import wait_gone
 
 from explorer.distributed.launch import LaunchSpec, RankFailed, collect
 from explorer.errors import ExplorerError
@@ -22,21 +23,6 @@ from explorer.speculative import runs
 PROMPTS = [("add", "def add(a, b):\n    "), ("loop", "for i in range(10):\n    "),
            ("cls", "class Point:\n    def __init__(self, x, y):\n        "), ("sq", "def square(x):\n    "),
            ("imp", "import os\nimport "), ("ret", "    return ")]  # fmt: skip
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_gone(pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
 
 
 def comparable(path) -> list[dict]:
