@@ -50,6 +50,7 @@ RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the es
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
 EXPLORE_WITHIN = 0.9  # explore a level deeper only while it is expected within 10% of the chosen shape
+RECALL_CAP = 4  # decisions per depth and rank a run keeps from the last one (see ShapeChooser.recall)
 KNOWN_DECISIONS = 6  # decisions at a depth after which its acceptance is known well enough to explore less
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
@@ -545,8 +546,14 @@ class ShapeChooser:
         if kept is None:
             return
         acc, timings = kept
-        for name in ("conf_sum", "conf_n", "tried", "accepted"):
-            setattr(self.acceptance, name, getattr(acc, name) / 2)
+        # half weight, and at most RECALL_CAP decisions per cell: a new prompt's own decisions outweigh the last
+        # prompt's within a few steps (a predictable prompt had kept the next, unpredictable one at a chain of 3
+        # for 32 steps)
+        for count, total in (("tried", "accepted"), ("conf_n", "conf_sum")):
+            n = getattr(acc, count)
+            keep = np.minimum(0.5, RECALL_CAP / np.maximum(n, 1e-9))
+            setattr(self.acceptance, count, n * keep)
+            setattr(self.acceptance, total, getattr(acc, total) * keep)
         self._timings = {k: list(v) for k, v in timings.items()}  # aged: the last one was one step ago
         for name, attr in (("draft_forward", "draft_forward"), ("tree_forward", "tree_forward"),
                            ("draft_fixed", "draft_fixed"), ("overhead", "overhead")):  # fmt: skip
@@ -568,7 +575,7 @@ class ShapeChooser:
 
     def shape_for(self, step: int) -> tuple[Shape, bool]:
         """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
-        early = step in (1, 2, 4) and self.acceptance.tried[0].sum() < KNOWN_DECISIONS  # estimates still moving
+        early = step in (1, 2, 4)  # the estimates move most in a run's first steps (its own prompt's decisions)
         due = self.current is None or early or self._steps_since_choice >= RECHOOSE_EVERY
         if due:
             self._choose(step)
