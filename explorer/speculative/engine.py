@@ -51,7 +51,7 @@ from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
 from .costs import run_costs
 from .drafters import Draft, make_drafters
-from .heads import Heads, capture_features
+from .heads import Heads
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord, TargetOnly
 from .shape import NO_SPECULATION, make_chooser
 from .stats import SpecResult, compute_stats
@@ -88,11 +88,12 @@ def tree_mask(parent: list[int]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def verify(model, cache, root: int, tokens: list[int], parent: list[int]):
+def verify(model, cache, root: int, tokens: list[int], parent: list[int], features: list | None = None):
     """ONE target forward over [root, nodes...] appended to ``cache`` (whose length is the root's position).
 
     A chain runs causally; a tree gets :func:`tree_mask` and position ids ``root position + depth``.
-    Returns (logits [N + 1, V], mask or None, position ids [N + 1], node depths [N])."""
+    Returns (logits [N + 1, V], mask or None, position ids [N + 1], node depths [N]); ``features`` receives the
+    target's features [1, N + 1, d] when given."""
     n, start = len(tokens), cache.length
     depth = np.zeros(n, dtype=np.int64)
     for i, p in enumerate(parent):
@@ -100,11 +101,15 @@ def verify(model, cache, root: int, tokens: list[int], parent: list[int]):
     position_ids = start + np.concatenate([[0], depth])
     dev = model.lm_head.weight.device
     ids = torch.tensor([[root] + list(tokens)], device=dev)
-    if all(p == i - 1 for i, p in enumerate(parent)):
-        return model(ids, cache=cache)[0], None, position_ids, depth
-    mask = tree_mask(parent)
-    pos = torch.as_tensor(position_ids, device=dev)
-    return model(ids, position_ids=pos, cache=cache, mask=mask.to(dev))[0], mask, position_ids, depth
+    mask = pos = None
+    if not all(p == i - 1 for i, p in enumerate(parent)):
+        mask = tree_mask(parent)
+        pos = torch.as_tensor(position_ids, device=dev)
+    logits, feats = model(ids, position_ids=pos, cache=cache, mask=None if mask is None else mask.to(dev),
+                          features=True)  # fmt: skip
+    if features is not None:
+        features.append(feats)
+    return logits[0], mask, position_ids, depth
 
 
 def _node_depths(parent: list[int]) -> list[int]:
@@ -226,10 +231,9 @@ class Speculator:
         head = torch.tensor([prompt_ids[:-1]], device=target.device)
         if not head.shape[1]:
             return
-        with capture_features(target.model) as out:
-            target.model(head, cache=self.tcache, last_only=self.ecache is None, logits=False)
+        feats = target.model(head, cache=self.tcache, last_only=self.ecache is None, logits=False)
         if self.feats is not None:
-            self.feats[head.shape[1] - out[0].shape[1] : head.shape[1]] = out[0][0]
+            self.feats[head.shape[1] - feats.shape[1] : head.shape[1]] = feats[0]
         if self.ecache is not None and head.shape[1] > 1:
             # EAGLE's prefill, as the draft model's below: entries 0 .. n − 3 (feature t with token t + 1);
             # drafting adds the root's entry n − 2.
@@ -304,9 +308,9 @@ class Speculator:
     def _verify(self, root: int, draft: Draft) -> Verified:
         """ONE target forward over [root, nodes...]: the target's distributions after the root and each node."""
         t0 = time.perf_counter()
-        with capture_features(self.target.model) as feats_out:
-            logits, mask, position_ids, depth = verify(self.target.model, self.tcache, root, draft.tokens,
-                                                       draft.parent)  # fmt: skip
+        feats_out: list = []
+        logits, mask, position_ids, depth = verify(self.target.model, self.tcache, root, draft.tokens, draft.parent,
+                                                   feats_out)  # fmt: skip
         forward_seconds = time.perf_counter() - t0
         logits = logits[:, : self.vocab]
         dev = self.target.device
