@@ -1,6 +1,6 @@
 """The first window of a launch: shown as soon as Qt is up, before torch, pyqtgraph and the views are imported
 (seconds), where the app's window will open, saying what is being loaded; the app's window replaces it. Imports
-only Qt (explorer.ui.window imports the views, which import torch)."""
+only Qt (explorer.ui.window imports torch, pyqtgraph and the first tab's view)."""
 
 from __future__ import annotations
 
