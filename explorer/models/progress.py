@@ -65,7 +65,13 @@ class Loading:
     def __init__(self, load: Callable[[], Any]):
         self._news: queue.SimpleQueue = queue.SimpleQueue()
         self._outcome: dict[str, Any] = {}
-        threading.Thread(target=self._work, args=(load,), name="load", daemon=True).start()
+        self._thread = threading.Thread(target=self._work, args=(load,), name="load", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the load has ended (or ``timeout`` seconds): a process that leaves while a daemon thread runs
+        inside torch can abort at exit ("terminate called without an active exception") instead of exiting."""
+        self._thread.join(timeout)
 
     def _work(self, load: Callable[[], Any]) -> None:
         try:

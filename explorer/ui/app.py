@@ -48,15 +48,21 @@ def run_gui(session: Session, theme: str = "light", launch=None) -> int:
     from ..interrupt import deferred
 
     app = ensure_app()
-    with deferred():  # a signal while importing or building only sets a flag (see explorer.cli.gui), taken after
-        started = start_loading(session)  # the models load (mostly outside the GIL) while the window is built
-        from .window import MainWindow
+    started = None
+    try:
+        with deferred():  # a signal while importing or building only sets a flag (see explorer.cli.gui), taken after
+            started = start_loading(session)  # the models load (mostly outside the GIL) while the window is built
+            from .window import MainWindow
 
-        win = MainWindow(session, theme=theme)
-        win.show_on_screen()  # at most the screen's free area, at the size last left on this screen
-        if launch is not None:
-            launch.close()
-            launch.deleteLater()
+            win = MainWindow(session, theme=theme)
+            win.show_on_screen()  # at most the screen's free area, at the size last left on this screen
+            if launch is not None:
+                launch.close()
+                launch.deleteLater()
+    except BaseException:  # e.g. SIGTERM taken at the block's end: leave once the load is out of torch
+        if started is not None:
+            started[1].wait(60)
+        raise
     win.load_models(then_run=True, started=started)  # the demo pair (or --model/--draft) loads and runs at once
     return exec_until_signal(app, win.close)
 
