@@ -532,8 +532,8 @@ class ShapeChooser:
     memory_key: tuple | None = None  # where :meth:`remember` keeps what this run learnt for the next one
 
     def remember(self) -> None:
-        """Keep what the run learnt (acceptance counts at half weight, so that a new prompt moves them; the
-        timing windows) for this process's next run of the same target and drafter: the GUI's next Run, the
+        """Keep what the run learnt (its acceptance counts, which :meth:`recall` weighs down; the timing
+        windows) for this process's next run of the same target and drafter: the GUI's next Run, the
         timed pairs of explorer speculate. Only runs that learn from the clock remember (recordings and
         prompt-set runs must not depend on what ran before)."""
         if self.memory_key is not None:
@@ -555,10 +555,7 @@ class ShapeChooser:
             setattr(self.acceptance, count, n * keep)
             setattr(self.acceptance, total, getattr(acc, total) * keep)
         self._timings = {k: list(v) for k, v in timings.items()}  # aged: the last one was one step ago
-        for name, attr in (("draft_forward", "draft_forward"), ("tree_forward", "tree_forward"),
-                           ("draft_fixed", "draft_fixed"), ("overhead", "overhead")):  # fmt: skip
-            if timings.get(name):
-                setattr(self.costs, attr, float(min(e[1] for e in timings[name])))
+        self._apply_timings()
 
     @property
     def max_nodes(self) -> int:
