@@ -129,6 +129,29 @@ def test_greedy_stays_token_identical_with_every_choice(demo, method):
     assert "no speculation" in labels and len(labels) >= 2, labels
 
 
+@pytest.mark.parametrize("method,accept", [("chain", "sample"), ("medusa", "typical"), ("eagle", "greedy")])
+def test_steps_that_draft_nothing_decode_as_the_target_alone(demo, monkeypatch, method, accept):
+    """The fallback is plain decoding, draw for draw: sampled at temperature 0.8 / top-k 20 with one seed, a run
+    whose every step drafts nothing gives the target alone's tokens (it uses the random generator as it does)."""
+    target, draft, heads = demo
+    monkeypatch.setattr(ShapeChooser, "shape_for", lambda self, step: (NO_SPECULATION, False))
+    ids = target.encode("The three laws of motion are")
+    sampled = accept != "greedy"
+    temperature = 0.8 if sampled else 0.0
+    opt = SpecOptions(method=method, accept=accept, temperature=temperature, top_k=20 if sampled else None, seed=7,
+                      detail=True, stop_at_eos=False, **AUTO)  # fmt: skip
+    spec = Speculator(target, draft if method == "chain" else None, ids, 20, opt, heads.get(method), timing=False)
+    records = []
+    while not spec.done:
+        records.append(spec.step())
+    want = generate(target, ids, 20, temperature, 20 if sampled else None, seed=7, stop_at_eos=False)
+    assert spec.new_tokens == want and len(records) == 20
+    assert all(r.origins == ["bonus"] and not len(r.tree.tokens) and r.draft_calls == 0 for r in records)
+    assert [r.context_len for r in records] == list(range(len(ids), len(ids) + 20))
+    assert all(r.target_slots_kept == [r.context_len - 1] for r in records)
+    assert (records[0].tree.source is not None) == (method != "chain")
+
+
 def test_report_names_the_shape_and_its_neighbours(demo, monkeypatch):
     target, _, heads = demo
     monkeypatch.setitem(shape._CURVES, shape.curve_key(target), {**CPU, "key": "test", "cached": True})

@@ -76,6 +76,13 @@ def _compact(cache, prefix: int, slots: list[int]) -> None:
         cache.keep(list(range(prefix)) + slots)
 
 
+def _no_tree(heads: bool) -> DraftTree:
+    """The tree of a step that drafted nothing (heads' trees name each node's source: none here)."""
+    empty = np.zeros(0, dtype=np.int64)
+    return DraftTree(empty, empty.copy(), empty.copy(), np.zeros(0, dtype=np.float32), [],
+                     empty.copy() if heads else None)  # fmt: skip
+
+
 def tree_mask(parent: list[int]) -> torch.Tensor:
     """[N + 1, N + 1] bool over [root, nodes...]: each node sees the root, its ancestors and itself."""
     n = len(parent)
@@ -87,9 +94,10 @@ def tree_mask(parent: list[int]) -> torch.Tensor:
     return mask
 
 
-@torch.inference_mode()
 def verify(model, cache, root: int, tokens: list[int], parent: list[int], features: list | None = None):
     """ONE target forward over [root, nodes...] appended to ``cache`` (whose length is the root's position).
+    Not a torch.inference_mode function of its own: entering that mode costs a step about 70 µs on this CPU
+    (the step runs in it already).
 
     A chain runs causally; a tree gets :func:`tree_mask` and position ids ``root position + depth``.
     Returns (logits [N + 1, V], mask or None, position ids [N + 1], node depths [N]); ``features`` receives the
@@ -277,11 +285,10 @@ class Speculator:
             self.opt = self._shaped[self.shape]
         planned = self.opt.depth if self.chooser is None or self.shape.depth else 0
         depth = min(planned, remaining - 1)  # never draft past max_new_tokens
+        if depth <= 0:
+            return self._finish(self._plain_step(L, root, remaining), None)
         t0 = time.perf_counter()
-        if depth > 0:
-            draft = self.drafter.draft(depth)
-        else:
-            draft = Draft(source=[] if self.heads is not None else None)
+        draft = self.drafter.draft(depth)
         t1 = time.perf_counter()
         verified = self._verify(root, draft)
         walk = self._accept(draft, verified)
@@ -293,10 +300,45 @@ class Speculator:
         record.draft_seconds = (t1 - t0) + (t3 - t2)
         record.verify_seconds = t2 - t1 + (time.perf_counter() - t3)  # building this record is bookkeeping too
         record.forward_seconds = verified.forward_seconds
+        return self._finish(record, draft)
+
+    def _finish(self, record: StepRecord, draft: Draft | None) -> StepRecord:
         if self.chooser is not None:
             self.chooser.observe(draft, record)
             record.shape = self._shape_note()
         self.steps += 1
+        return record
+
+    def _plain_step(self, L: int, root: int, remaining: int) -> StepRecord:
+        """A step that drafts nothing is a decode step: one forward of the root, the target's argmax (or a draw
+        from its distribution) as the one new token. The general step's record without its walk; its few
+        operations keep the fallback to plain decoding as fast as the target alone."""
+        t0 = time.perf_counter()
+        ids = torch.tensor([[root]], device=self.target.device)
+        logits, feats = self.target.model(ids, cache=self.tcache, features=True)
+        t1 = time.perf_counter()
+        logits = logits[0, -1, : self.vocab]
+        argmax = int(logits.argmax())
+        opt = self.opt
+        if opt.accept == "sample" or (opt.accept == "typical" and opt.temperature > 0):
+            token = int(torch.multinomial(self.probs(logits), 1, generator=self.gen))
+        else:
+            token = argmax
+        done = (opt.stop_at_eos and token in self.target.eos_token_ids) or remaining <= 1
+        self.done = self.done or done
+        self.context.append(token)
+        if self.feats is not None:
+            self.feats[L] = feats[0, -1]
+        record = StepRecord(
+            step=self.steps, context_len=L + 1, root_token=root, tree=_no_tree(self.heads is not None),
+            p=np.zeros(0, dtype=np.float32),
+            target_argmax=np.array([argmax], dtype=np.int64), mask=None, position_ids=np.array([L], dtype=np.int64),
+            decisions=[], accepted=[], rejected=None, residual_top_ids=None, residual_top_probs=None,
+            residual_token=None, bonus_token=token, new_tokens=[token], origins=["bonus"],
+            target_slots_verified=self.tcache.length, target_slots_kept=[L],
+            draft_slots_kept=[], draft_calls=0, draft_seconds=0.0,
+            verify_seconds=time.perf_counter() - t0, forward_seconds=t1 - t0,
+        )  # fmt: skip
         return record
 
     def _shape_note(self) -> dict:
