@@ -36,12 +36,19 @@ ROOT = Path(__file__).resolve().parent.parent
 AUTO = dict(gamma=0, tree_depth=0, tree_topk=0, tree_budget=0, medusa_tree="")
 
 
-def held_out_prompts() -> list[str]:
-    """300 characters from the middle of each held-out source file, starting at a function."""
+def held_out_prompts(which: str = "bench") -> list[str]:
+    """300 characters from the middle of each held-out source file, starting at a function. ``check``: another
+    six, never looked at while the chooser was tuned (files of standard-library packages, which train-heads'
+    corpus of top-level modules leaves out), to confirm the defaults on prompts they were not tuned on."""
     stdlib = Path(inspect.getfile(json)).parent
     sources = [ROOT / "explorer" / "models" / "generate.py", ROOT / "explorer" / "session.py",
                Path(inspect.getfile(statistics)), stdlib / "__init__.py", stdlib / "decoder.py",
                stdlib / "encoder.py"]  # fmt: skip
+    if which == "check":
+        lib = stdlib.parent
+        sources = [lib / "email" / "message.py", lib / "http" / "client.py", lib / "urllib" / "parse.py",
+                   lib / "xml" / "dom" / "minidom.py", lib / "concurrent" / "futures" / "_base.py",
+                   lib / "importlib" / "metadata" / "__init__.py"]  # fmt: skip
     prompts = []
     for path in sources:
         text = path.read_text(encoding="utf-8")
@@ -77,6 +84,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=6, help="how many of the held-out prompts")
+    ap.add_argument("--prompt-set", choices=("bench", "check"), default="bench",
+                    help="check: six other held-out files, not looked at while tuning the chooser")  # fmt: skip
     ap.add_argument("--only", nargs="+", metavar="DRAFTER", help="chain tree eagle medusa mtp lookup")
     ap.add_argument("--json", metavar="FILE", help="also write every ratio to this JSON file")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a host shared with other "
@@ -112,7 +121,7 @@ def main() -> None:
     tokens_per_step = {key: [] for key in configs}
     shapes = {key: set() for key in configs}
     identical = {key: True for key in configs}
-    prompts = held_out_prompts()[: args.prompts]
+    prompts = held_out_prompts(args.prompt_set)[: args.prompts]
     for p, prompt in enumerate(prompts):
         ids = target.encode(prompt)
         ref = generate(target, ids, n, stop_at_eos=False)
@@ -150,7 +159,8 @@ def main() -> None:
 def report(configs, ratios, tokens_per_step, shapes, identical, load, args, n_prompts) -> None:
     print()
     print(f"demo target, fp32 CPU, {torch.get_num_threads()} threads, {n_prompts} held-out prompts × "
-          f"{args.new_tokens} tokens, greedy, {args.rounds} rounds; load average (1 min) while measuring: median "
+          f"{args.new_tokens} tokens ({args.prompt_set} set), greedy, {args.rounds} rounds; "
+          "load average (1 min) while measuring: median "
           f"{statistics.median(load):.2f} (min {min(load):.2f}, max {max(load):.2f}); "
           f"torch {torch.__version__}")  # fmt: skip
     print()

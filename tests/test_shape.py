@@ -95,6 +95,29 @@ def test_rejections_online_fall_back_to_plain_decoding_once():
     assert sum(probes) == 1  # (the first three probes came at plain steps 2, 4 and 8)
 
 
+def test_a_shape_that_no_longer_pays_is_left_without_the_switching_margin():
+    """SWITCH_GAIN keeps a shape against a slightly better one, not against plain decoding once the shape is
+    expected slower than it: a chain that became 5% slower than plain (within the 8% margin) gives way at once."""
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.9)), timing=False)
+    chooser.shape_for(0)
+    drafting = chooser.current
+    assert drafting.shape.depth >= 1
+    alone = shape.plain(chooser.costs)
+    # the current shape's expected rate falls to 95% of plain decoding's
+    slower = shape.Candidate(drafting.shape, 0.95 * alone.rate() * drafting.seconds, drafting.seconds)
+    chooser._expected = lambda s, cands: slower if s == drafting.shape else shape.plain(chooser.costs)
+    chooser.evaluate = lambda: (shape.plain(chooser.costs), [slower])
+    chooser._choose(8)
+    assert chooser.current.shape == NO_SPECULATION
+    kept = shape.Candidate(drafting.shape, 1.05 * alone.rate() * drafting.seconds, drafting.seconds)
+    chooser.current = kept  # one that still pays (5% over plain) stays against a 7% better shape
+    better = shape.Candidate(shape.chain_shape(drafting.shape.depth + 1), 1.07 * kept.tokens, kept.seconds)
+    chooser._expected = lambda s, cands: kept if s == kept.shape else better
+    chooser.evaluate = lambda: (better, [kept, better])
+    chooser._choose(16)
+    assert chooser.current.shape == kept.shape
+
+
 # ---------------------------------------------------------------------------------------------- the engine
 @pytest.fixture(scope="module")
 def demo():

@@ -47,6 +47,8 @@ CURVE_VERSION = 3  # 2: shape from ratios to the decode step timed beside each s
 SWITCH_GAIN = 1.08  # a new shape must be expected this much faster than the current one
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
 RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
+RECHOOSE_AFTER_MISSES = 2  # ... or sooner, after this many steps that accepted nothing (a prompt harder than the
+#   last one: MTP had kept its chain of 3 for 12 steps at a fifth of the acceptance that chose it)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
 EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
 EXPLORE_WITHIN = 0.95  # explore a level deeper only while it is expected within 5% of the chosen shape
@@ -252,6 +254,7 @@ class Costs:
     draft_fixed: float = 0.0
     overhead: float = 0.0  # bookkeeping seconds per step at ``overhead_nodes`` nodes
     overhead_nodes: float = 1.0
+    plain_overhead: float = 0.0  # a plain step's own (its record: no walk, no distributions, no compaction)
     observed: dict = field(default_factory=dict)  # (nodes, tree) -> fastest seconds of the run's recent forwards
     _tables: dict = field(default_factory=dict, repr=False)  # tree -> (observed it was built from, seconds by n)
 
@@ -468,10 +471,10 @@ def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candida
 
 
 def plain(costs: Costs) -> Candidate:
-    """Plain decoding in this engine: one token per decode step, plus the step's bookkeeping (a fallback still
-    records every step, so it runs slower than the target alone; weighing it at the bare decode step sent
-    marginal drafters to plain steps that cost more than the drafts did)."""
-    return Candidate(NO_SPECULATION, 1.0, costs.base + float(costs.bookkeeping(0)))
+    """Plain decoding in this engine: one token per decode step, plus a plain step's own bookkeeping (its record,
+    as timed in the run; the engine runs such a step as a decode step, not through the drafting steps'
+    bookkeeping, which weighed it 7% too slow and kept MTP at chains of 1 that paid 0.85x)."""
+    return Candidate(NO_SPECULATION, 1.0, costs.base + costs.plain_overhead)
 
 
 def best(cands: list[Candidate], costs: Costs) -> Candidate:
@@ -525,6 +528,7 @@ class ShapeChooser:
     changes: list[dict] = field(default_factory=list)
     fallback_note: str | None = None
     _steps_since_choice: int = 0
+    _misses: int = 0  # steps since the last choice whose first drafted node was rejected
     _plain_steps: int = 0
     _timings: dict = field(default_factory=dict)  # name -> the last WINDOW (step, seconds) observations
     _clock: int = 0  # steps observed (the age of a timing)
@@ -573,7 +577,8 @@ class ShapeChooser:
     def shape_for(self, step: int) -> tuple[Shape, bool]:
         """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
         early = step in (1, 2, 4)  # the estimates move most in a run's first steps (its own prompt's decisions)
-        due = self.current is None or early or self._steps_since_choice >= RECHOOSE_EVERY
+        due = (self.current is None or early or self._steps_since_choice >= RECHOOSE_EVERY
+               or self._misses >= RECHOOSE_AFTER_MISSES)  # fmt: skip
         if due:
             self._choose(step)
         self._steps_since_choice += 1
@@ -619,13 +624,16 @@ class ShapeChooser:
         return Shape(1, 1, 1)
 
     def _choose(self, step: int) -> None:
-        self._steps_since_choice = 0
+        self._steps_since_choice = self._misses = 0
         top, cands = self.evaluate()
         self._cands = cands  # what the choice saw: the report's figures
         cur = self.current
         if cur is not None:
             now = self._expected(cur.shape, cands)
-            if top.shape == cur.shape or top.rate() <= now.rate() * SWITCH_GAIN:
+            # SWITCH_GAIN keeps a shape against a slightly better one (no flapping), but not a shape that no longer
+            # pays: kept against plain decoding by 8%, MTP drafted chains expected (and measured) 7% slower
+            pays = cur.shape.depth == 0 or now.rate() > plain(self.costs).rate() * PAYS_MARGIN
+            if top.shape == cur.shape or (pays and top.rate() <= now.rate() * SWITCH_GAIN):
                 self.current = now
                 return
         if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
@@ -665,11 +673,13 @@ class ShapeChooser:
         n = len(tree.tokens)
         if self.timing and record.forward_seconds and not n:  # a plain step: the decode step's own time
             self._observe_forward((0, False), record.forward_seconds)
+            self._note("plain_overhead", record.verify_seconds - record.forward_seconds)
         if not n:
             return
         parent, depth = tree.parent.tolist(), tree.depth.tolist()
         ranks = draft.rank if getattr(draft, "rank", None) else sibling_ranks(parent)
         accepted = set(record.accepted)
+        self._misses += not accepted
         for i in range(n):
             if parent[i] < 0 or parent[i] in accepted:
                 self.acceptance.observe_decision(depth[i], ranks[i], i in accepted)
@@ -721,7 +731,7 @@ class ShapeChooser:
         must not be weighed against one timed once it was quiet."""
         if not self.timing:
             return
-        for cost in ("draft_fixed", "tree_forward", "draft_forward", "overhead"):
+        for cost in ("draft_fixed", "tree_forward", "draft_forward", "overhead", "plain_overhead"):
             seen = self._timings.get(cost)
             if seen is not None and len(seen) >= 3:
                 setattr(self.costs, cost, float(min(v for _, v, *_ in seen)))
