@@ -148,7 +148,8 @@ def test_greedy_stays_token_identical_with_every_choice(demo, method):
         labels |= {r.shape["label"] for r in records}
         if curve is steep:
             assert spec.chooser.fallback_note is not None
-            assert not any(len(r.tree.tokens) for r in records if not r.shape["probe"])
+            # (the first steps draft the cheapest shape until depth 1 has FALLBACK_AFTER decisions)
+            assert not any(len(r.tree.tokens) for r in records[shape.FALLBACK_AFTER + 1 :] if not r.shape["probe"])
     assert "no speculation" in labels and len(labels) >= 2, labels
 
 

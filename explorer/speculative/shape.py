@@ -47,6 +47,7 @@ CURVE_VERSION = 3  # 2: shape from ratios to the decode step timed beside each s
 SWITCH_GAIN = 1.08  # a new shape must be expected this much faster than the current one
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
 RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
+FALLBACK_AFTER = 3  # decisions at depth 1 before the chooser may stop drafting
 RECHOOSE_AFTER_MISSES = 2  # ... or sooner, after this many steps that accepted nothing (a prompt harder than the
 #   last one: MTP had kept its chain of 3 for 12 steps at a fifth of the acceptance that chose it)
 PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
@@ -54,6 +55,7 @@ EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acc
 EXPLORE_WITHIN = 0.95  # explore a level deeper only while it is expected within 5% of the chosen shape
 RECALL_CAP = 4  # decisions per depth and rank a run keeps from the last one (see ShapeChooser.recall)
 KNOWN_DECISIONS = 6  # decisions at a depth after which its acceptance is known well enough to explore less
+CONFIDENCE_WEIGHT = 2.0  # readings the prior counts for in the mean draft confidence
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
 STALE_AFTER = 24  # steps after which a node count's forwards no longer stand for it (the machine's load moves)
@@ -322,7 +324,9 @@ class Acceptance:
     def confidence(self) -> np.ndarray:
         """Mean draft confidence per cell; depths never drafted take the deepest drafted one's (else the prior)."""
         seen = self.conf_n > 0
-        conf = np.where(seen, self.conf_sum / np.maximum(self.conf_n, 1), self.prior)
+        # shrunk toward the prior by CONFIDENCE_WEIGHT readings: one draft's confidence alone had set every
+        # depth (the demo draft model's first top-1 of 0.2 on prompts where it was accepted 0.44-0.71 of the time)
+        conf = (self.conf_sum + CONFIDENCE_WEIGHT * self.prior) / (self.conf_n + CONFIDENCE_WEIGHT)
         deepest = np.flatnonzero(seen[:, 0])
         if len(deepest):
             d = deepest[-1]
@@ -343,7 +347,11 @@ class Acceptance:
         else:
             conf = self.confidence()
             expected = float((self.tried * conf).sum())
-            kappa = float(np.clip((self.accepted.sum() + 1) / (expected + 1), 0.05, 4.0)) if self.tried.sum() else 1.0
+            # κ counts the confidence as PRIOR_WEIGHT decisions too: with 1 a first rejected node scaled every
+            # depth by 0.59 (then the blend below counted that rejection again), and a draft model that paid 1.1x
+            # on the next prompts fell to plain decoding after its first step
+            kappa = (self.accepted.sum() + PRIOR_WEIGHT) / (expected + PRIOR_WEIGHT) if self.tried.sum() else 1.0
+            kappa = float(np.clip(kappa, 0.05, 4.0))
             prior = np.clip(kappa * conf, 0, 1)
         for r in range(RANKS):
             rate = None
@@ -529,6 +537,7 @@ class ShapeChooser:
     fallback_note: str | None = None
     _steps_since_choice: int = 0
     _misses: int = 0  # steps since the last choice whose first drafted node was rejected
+    _probed: bool = False  # a probe was drafted since the last choice
     _plain_steps: int = 0
     _timings: dict = field(default_factory=dict)  # name -> the last WINDOW (step, seconds) observations
     _clock: int = 0  # steps observed (the age of a timing)
@@ -577,15 +586,19 @@ class ShapeChooser:
     def shape_for(self, step: int) -> tuple[Shape, bool]:
         """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
         early = step in (1, 2, 4)  # the estimates move most in a run's first steps (its own prompt's decisions)
-        due = (self.current is None or early or self._steps_since_choice >= RECHOOSE_EVERY
-               or self._misses >= RECHOOSE_AFTER_MISSES)  # fmt: skip
+        # While decoding plainly only a probe brings news: no periodic choice without one (a Medusa choice costs
+        # half a millisecond, 4% of the plain steps between two)
+        periodic = self._steps_since_choice >= RECHOOSE_EVERY and (self.current.shape.depth or self._probed)
+        due = self.current is None or early or periodic or self._misses >= RECHOOSE_AFTER_MISSES
         if due:
             self._choose(step)
+            self._probed = False
         self._steps_since_choice += 1
         shape = self.current.shape
         if shape.depth == 0:
             self._plain_steps += 1
             if self._plain_steps in (2, 4, 8) or self._plain_steps % PROBE_EVERY == 0:  # soon, then now and then
+                self._probed = True
                 return (self._probe_shape(), True)
         elif self._explore_due(step, shape):
             return self._deeper(shape), True
@@ -627,6 +640,11 @@ class ShapeChooser:
         self._steps_since_choice = self._misses = 0
         top, cands = self.evaluate()
         self._cands = cands  # what the choice saw: the report's figures
+        if top.shape.depth == 0 and self.acceptance.tried[0].sum() < FALLBACK_AFTER:
+            # too little evidence to stop drafting: keep the cheapest shape until the first depth has a few
+            # decisions (one rejected first step had sent the demo draft model, under-confident at 0.1 where it
+            # was accepted half the time, to plain decoding for 30 steps)
+            top = min((c for c in cands if c.shape.depth == 1), key=lambda c: c.seconds, default=top)
         cur = self.current
         if cur is not None:
             now = self._expected(cur.shape, cands)
