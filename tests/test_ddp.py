@@ -104,7 +104,8 @@ def test_a_failed_rank_stops_every_rank_with_one_line(fault, words):
 
 
 LAUNCHER = """
-import sys
+import faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1)  # the test asks for the stacks when the launcher does not end
 from explorer.distributed.launch import LaunchSpec, run_ranks
 pids = []
 for msg in run_ranks("explorer.distributed.faults:fault_worker", {"rank": 0, "at_step": 2, "fault": "hang"},
@@ -115,15 +116,24 @@ for msg in run_ranks("explorer.distributed.faults:fault_worker", {"rank": 0, "at
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_no_rank_outlives_an_interrupted_or_killed_launcher(signum):
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]  # step 1 reported; rank 0 hangs at step 2
         assert len(pids) == 2 and all(alive(p) for p in pids)
         proc.send_signal(signum)
-        proc.wait(10)
+        try:
+            proc.wait(30)  # 0.6-1.2 s here, loaded or not; CI once saw no end within 10 s (not reproduced)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack, for the report
+            time.sleep(1.0)
+            proc.kill()
+            pytest.fail(f"the launcher did not end within 30 s of {signal.Signals(signum).name}; its stacks:\n"
+                        + proc.communicate(timeout=10)[1][-4000:])  # fmt: skip
         assert wait_gone(pids, 3.0) == []
     finally:
         proc.kill()
+        proc.communicate(timeout=10)
 
 
 def test_a_stop_from_another_thread_ends_every_rank_while_none_reports():
