@@ -29,3 +29,25 @@ def tiny_model() -> CausalLM:
     for p in m.parameters():
         p.data.normal_(0, 0.2)
     return m.eval()
+
+
+@pytest.fixture(autouse=True)
+def _qt_objects_die_between_tests():
+    """Widgets a test left to Python's cycle collector (a closed window in a reference cycle) are destroyed here,
+    between tests, not whenever a later allocation happens to trigger a collection: a collection that destroyed
+    one inside a later test's Qt event processing crashed the run (a segmentation fault in pytest-qt's
+    _process_events, after a GGUF test, once timings had shifted)."""
+    yield
+    import sys
+
+    if "PySide6.QtWidgets" not in sys.modules:
+        return
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    if QCoreApplication.instance() is None:
+        return
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
