@@ -91,8 +91,29 @@ def test_rejections_online_fall_back_to_plain_decoding_once():
     assert chooser.current.shape == NO_SPECULATION
     assert "no draft shape is expected to pay" in chooser.fallback_note
     assert [c["to"] for c in chooser.changes].count("no speculation") == 1
-    probes = [chooser.shape_for(s)[1] for s in range(40, 40 + shape.PROBE_EVERY)]
-    assert sum(probes) == 1  # (the first three probes came at plain steps 2, 4 and 8)
+
+
+def test_rejected_probes_come_ever_less_often_and_an_accepted_one_is_weighed_at_once():
+    """After a fallback the first probe comes at plain step 2; each rejected one doubles the wait (4, 8, 16, then
+    32 at most); an accepted probe makes the next step a choice."""
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.0)), timing=False)
+    for _ in range(shape.FALLBACK_AFTER):
+        chooser.acceptance.observe_decision(1, 0, False)
+    probes = []
+    for step in range(120):
+        s, probe = chooser.shape_for(step)
+        if probe:
+            probes.append(chooser._plain_steps)
+            chooser.probe_result(False)
+        else:
+            assert s == NO_SPECULATION
+    assert probes == [2, 6, 14, 30, 62, 94]
+    chosen = len(chooser._cands)
+    chooser.probe_result(True)
+    chooser._cands = []
+    chooser.shape_for(120)
+    assert chooser._cands  # a choice was made
+    assert chosen
 
 
 def test_a_shape_that_no_longer_pays_is_left_without_the_switching_margin():

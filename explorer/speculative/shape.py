@@ -21,6 +21,8 @@ Every shape is lossless: only how much is drafted changes, never how a draft is 
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
 import math
 import time
@@ -50,7 +52,10 @@ RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the es
 FALLBACK_AFTER = 3  # decisions at depth 1 before the chooser may stop drafting
 RECHOOSE_AFTER_MISSES = 2  # ... or sooner, after this many steps that accepted nothing (a prompt harder than the
 #   last one: MTP had kept its chain of 3 for 12 steps at a fifth of the acceptance that chose it)
-PROBE_EVERY = 16  # plain steps between one-token probes after a fallback (the first three come sooner)
+PROBE_FIRST = 2  # plain steps before the first one-token probe after a fallback; each rejected probe doubles
+PROBE_MAX_GAP = 32  # ... the wait before the next, up to this (an accepted one keeps it and is weighed at once)
+CONFIDENCE_READINGS = 16  # readings at depth 1 after which a draft's confidence is read every 4th step only (its
+#   top-k costs 0.1 ms, 2-3% of a demo step, and the mean no longer moves)
 EXPLORE_EVERY = 6  # every 6th step drafts one level deeper than chosen: its acceptance and cost, measured
 EXPLORE_WITHIN = 0.95  # explore a level deeper only while it is expected within 5% of the chosen shape
 RECALL_CAP = 4  # decisions per depth and rank a run keeps from the last one (see ShapeChooser.recall)
@@ -454,27 +459,35 @@ def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_dept
         return out
     if method == "medusa":
         return medusa_candidates(acc, costs, max_depth)
-    path = np.cumprod(acc[:max_depth, 0])
-    for d in depths:
-        tokens = 1 + float(path[:d].sum())
-        out.append(Candidate(chain_shape(d), tokens, float(costs.step(d, draft_forwards(method, chain_shape(d)),
-                                                                      False))))  # fmt: skip
-    return out
+    ds = np.asarray(list(depths))
+    tokens = 1 + np.cumsum(np.cumprod(acc[:max_depth, 0]))[ds - 1]
+    seconds = costs.step(ds, 0 if method == "lookup" else ds, False)  # (draft_forwards: one per depth)
+    return [Candidate(chain_shape(d), t, s) for d, t, s in zip(ds.tolist(), tokens.tolist(), seconds.tolist())]
 
 
 def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candidate]:
     """Medusa's static tree: every path of ranks (one head per depth) by its expected acceptance, best first (an
-    ancestor-closed order); one candidate per prefix of that order."""
-    paths: list[tuple[tuple[int, ...], float]] = [((), 1.0)]
-    for d in range(heads):
-        paths += [(p + (r,), s * float(acc[d, r])) for p, s in paths if len(p) == d for r in range(RANKS)]
-    ranked = sorted(paths[1:], key=lambda ps: (-ps[1], len(ps[0]), ps[0]))[:MAX_NODES]
-    out = []
-    for n in range(1, len(ranked) + 1):
-        chosen = tuple(sorted((p for p, _ in ranked[:n]), key=lambda c: (len(c), c)))
-        shape = Shape(max(len(c) for c in chosen), RANKS, n, chosen)
-        tokens = 1 + sum(s for _, s in ranked[:n])
-        out.append(Candidate(shape, tokens, float(costs.step(n, 1, shape.tree))))
+    ancestor-closed order: a path scores at most its parent, and ties go to the shorter); one candidate per prefix
+    of that order. Grown best-first from a heap (MAX_NODES pops, not the 4 + 16 + 64 + ... paths sorted), and each
+    prefix extends the last: a Medusa choice had cost 0.7 ms, a quarter of a target step."""
+    rates = acc[:heads, :RANKS].tolist()
+    frontier = [(-rates[0][r], 1, (r,)) for r in range(RANKS)] if heads else []  # (−score, length, path)
+    heapq.heapify(frontier)
+    sizes = np.arange(MAX_NODES + 1)
+    seconds = {tree: costs.step(sizes, 1, tree).tolist() for tree in (False, True)}
+    out: list[Candidate] = []
+    chosen: list[tuple[int, ...]] = []
+    tokens, depth = 1.0, 0
+    while frontier and len(out) < MAX_NODES:
+        neg, length, path = heapq.heappop(frontier)
+        if length < heads:
+            for r in range(RANKS):
+                heapq.heappush(frontier, (neg * rates[length][r], length + 1, path + (r,)))
+        bisect.insort(chosen, path, key=lambda c: (len(c), c))
+        tokens -= neg
+        depth = max(depth, length)
+        shape = Shape(depth, RANKS, len(chosen), tuple(chosen))
+        out.append(Candidate(shape, tokens, seconds[shape.tree][len(chosen)]))
     return out
 
 
@@ -538,7 +551,11 @@ class ShapeChooser:
     _steps_since_choice: int = 0
     _misses: int = 0  # steps since the last choice whose first drafted node was rejected
     _probed: bool = False  # a probe was drafted since the last choice
+    _probe_hit: bool = False  # the last probe was accepted: choose again before the next step
     _plain_steps: int = 0
+    _next_probe: int = PROBE_FIRST  # the plain step of the next probe
+    _probe_gap: int = PROBE_FIRST
+    _explore: Shape | None = None  # one level deeper than the chosen shape, where it may pay (set by each choice)
     _timings: dict = field(default_factory=dict)  # name -> the last WINDOW (step, seconds) observations
     _clock: int = 0  # steps observed (the age of a timing)
     _cands: list = field(default_factory=list)  # the candidates as the latest choice estimated them
@@ -586,30 +603,32 @@ class ShapeChooser:
     def shape_for(self, step: int) -> tuple[Shape, bool]:
         """The shape of step ``step`` (0-based) and whether it is a probe (one cheap draft after a fallback)."""
         early = step in (1, 2, 4)  # the estimates move most in a run's first steps (its own prompt's decisions)
-        # While decoding plainly only a probe brings news: no periodic choice without one (a Medusa choice costs
-        # half a millisecond, 4% of the plain steps between two)
+        # While decoding plainly only a probe brings news: no periodic choice without one (a choice costs 0.3-0.7
+        # ms in a run, a sixth of a demo step), and an accepted probe is weighed at once
         periodic = self._steps_since_choice >= RECHOOSE_EVERY and (self.current.shape.depth or self._probed)
-        due = self.current is None or early or periodic or self._misses >= RECHOOSE_AFTER_MISSES
+        due = self.current is None or early or periodic or self._misses >= RECHOOSE_AFTER_MISSES or self._probe_hit
         if due:
             self._choose(step)
-            self._probed = False
+            self._probed = self._probe_hit = False
         self._steps_since_choice += 1
         shape = self.current.shape
         if shape.depth == 0:
             self._plain_steps += 1
-            if self._plain_steps in (2, 4, 8) or self._plain_steps % PROBE_EVERY == 0:  # soon, then now and then
+            if self._plain_steps >= self._next_probe:
                 self._probed = True
+                self._next_probe = self._plain_steps + self._probe_gap  # (a rejection doubles the gap: observe)
                 return (self._probe_shape(), True)
-        elif self._explore_due(step, shape):
-            return self._deeper(shape), True
+        elif self._explore_due(step):
+            return self._explore, True
         return shape, False
 
-    def _explore_due(self, step: int, shape: Shape) -> bool:
+    def _explore_due(self, step: int) -> bool:
         """Every EXPLORE_EVERY-th step while the level below the chosen one has few decisions, then a third as
-        often (each exploring step costs a draft forward and a node that the choice said not to pay for)."""
-        if self._deeper(shape) is None or not self._deeper_may_pay(shape):
+        often (each exploring step costs a draft forward and a node that the choice said not to pay for); never
+        where that level is not expected to come within EXPLORE_WITHIN of the choice (``_explore`` None)."""
+        if self._explore is None:
             return False
-        known = self.acceptance.tried[min(shape.depth, MAX_DEPTH - 1)].sum() >= KNOWN_DECISIONS
+        known = self.acceptance.tried[min(self.current.shape.depth, MAX_DEPTH - 1)].sum() >= KNOWN_DECISIONS
         every = 3 * EXPLORE_EVERY if known else EXPLORE_EVERY
         return step % every == every - 1
 
@@ -621,6 +640,10 @@ class ShapeChooser:
         deeper = [c for c in self._cands if c.shape.depth == shape.depth + 1 and c.shape.topk == shape.topk]
         now = self._expected(shape, self._cands)
         return bool(deeper) and max(c.rate() for c in deeper) >= EXPLORE_WITHIN * now.rate()
+
+    def _explore_for(self, shape: Shape) -> None:
+        deeper = self._deeper(shape) if shape.depth else None
+        self._explore = deeper if deeper is not None and self._deeper_may_pay(shape) else None
 
     def _deeper(self, shape: Shape) -> Shape | None:
         """One level deeper than ``shape`` (one more node on its best path), to measure what it would pay; None
@@ -653,12 +676,16 @@ class ShapeChooser:
             pays = cur.shape.depth == 0 or now.rate() > plain(self.costs).rate() * PAYS_MARGIN
             if top.shape == cur.shape or (pays and top.rate() <= now.rate() * SWITCH_GAIN):
                 self.current = now
+                self._explore_for(now.shape)
                 return
         if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
             self.changes.append({"step": step + 1, "from": None if cur is None else cur.shape.label(),
                                  "to": top.shape.label(), "to_short": top.shape.short(),
                                  "from_short": None if cur is None else cur.shape.short(),
                                  "reason": self._why(top, cur, cands)})  # fmt: skip
+        self._explore_for(top.shape)
+        if top.shape.depth == 0:  # a fallback: the first probe comes soon again
+            self._next_probe, self._probe_gap = self._plain_steps + PROBE_FIRST, PROBE_FIRST
         if top.shape.depth == 0 and self.fallback_note is None:
             self.fallback_note = (f"step {step + 1}: no draft shape is expected to pay on this machine (best "
                                   f"{self._best_spec(cands)}); "
@@ -698,13 +725,25 @@ class ShapeChooser:
         ranks = draft.rank if getattr(draft, "rank", None) else sibling_ranks(parent)
         accepted = set(record.accepted)
         self._misses += not accepted
+        if self.current is not None and self.current.shape.depth == 0:  # a probe
+            self.probe_result(bool(accepted))
         for i in range(n):
             if parent[i] < 0 or parent[i] in accepted:
                 self.acceptance.observe_decision(depth[i], ranks[i], i in accepted)
-        if not self.acceptance.measured:  # a card stands in for the confidence (see Acceptance.table)
+        read = self.acceptance.conf_n[0, 0] < CONFIDENCE_READINGS or self._clock % 4 == 0
+        if read and not self.acceptance.measured:  # a card stands in for the confidence (see Acceptance.table)
             self._observe_confidence(draft, depth)
         if self.timing:
             self._observe_timing(record, n)
+
+    def probe_result(self, accepted: bool) -> None:
+        """An accepted probe is weighed at the next step (it alone can make drafting pay again); a rejected one
+        doubles the wait before the next probe, up to PROBE_MAX_GAP plain steps (each costs a draft forward and a
+        verified node: on a prompt the draft never matches, the old every-16th schedule cost 5% of a run)."""
+        self._probe_hit = accepted
+        if not accepted:
+            self._probe_gap = min(2 * self._probe_gap, PROBE_MAX_GAP)
+            self._next_probe = self._plain_steps + self._probe_gap
 
     def _observe_confidence(self, draft, depth: list[int]) -> None:
         seen: dict[int, int] = {}
