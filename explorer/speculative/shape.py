@@ -462,7 +462,8 @@ def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_dept
     ds = np.asarray(list(depths))
     tokens = 1 + np.cumsum(np.cumprod(acc[:max_depth, 0]))[ds - 1]
     seconds = costs.step(ds, 0 if method == "lookup" else ds, False)  # (draft_forwards: one per depth)
-    return [Candidate(chain_shape(d), t, s) for d, t, s in zip(ds.tolist(), tokens.tolist(), seconds.tolist())]
+    rows = zip(ds.tolist(), tokens.tolist(), seconds.tolist(), strict=True)
+    return [Candidate(chain_shape(d), t, s) for d, t, s in rows]
 
 
 def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candidate]:
