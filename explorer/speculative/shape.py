@@ -48,10 +48,15 @@ CURVE_CONTEXT = 64  # the prefix the cached curve is measured after
 CURVE_VERSION = 3  # 2: shape from ratios to the decode step timed beside each size; 3: 3 rows as 4, one mask
 SWITCH_GAIN = 1.08  # a new shape must be expected this much faster than the current one
 PAYS_MARGIN = 1.02  # speculation must be expected this much faster than the target alone
-RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most)
-FALLBACK_AFTER = 3  # decisions at depth 1 before the chooser may stop drafting
-RECHOOSE_AFTER_MISSES = 2  # ... or sooner, after this many steps that accepted nothing (a prompt harder than the
-#   last one: MTP had kept its chain of 3 for 12 steps at a fifth of the acceptance that chose it)
+RECHOOSE_EVERY = 8  # steps between choices (after steps 1, 2 and 4, when the estimates move most); each choice
+RECHOOSE_MAX = 32  # ... that keeps the shape doubles the wait, up to this (an EAGLE choice costs 0.7 ms in a run)
+FALLBACK_AFTER = 3  # decisions at depth 1 before the chooser may stop drafting ...
+FALLBACK_SURE = 8  # ... or this many while the cheapest shape is expected within FALLBACK_NEAR of plain decoding
+FALLBACK_NEAR = 0.95  # (a loss that small is not worth a fallback on thin evidence: Medusa's head 0, accepted a
+#   third of the time, often missed its first 4 drafts after a prompt cut mid-word and fell back where it paid 1.06x)
+RECHOOSE_AFTER_MISSES = 2  # ... or sooner, after this many steps that accepted nothing and twice the misses the
+#   choice expected (a prompt harder than the last one: MTP had kept its chain of 3 for 12 steps at a fifth of the
+#   acceptance that chose it; a chain of 1 accepted 60% of the time misses every 2.5 steps and is no news)
 PROBE_FIRST = 2  # plain steps before the first one-token probe after a fallback; each rejected probe doubles
 PROBE_MAX_GAP = 32  # ... the wait before the next, up to this (an accepted one keeps it and is weighed at once)
 CONFIDENCE_READINGS = 16  # readings at depth 1 after which a draft's confidence is read every 4th step only (its
@@ -425,20 +430,33 @@ def pool_scores(acc: np.ndarray, k: int, depth: int) -> list[tuple[int, float]]:
     return nodes
 
 
-def _best_budget(table: list[float], per: float, scores: list[float], depth: int, k: int, budget: int | None):
-    """The best node budget for a (depth, k) tree whose pool has path probabilities ``scores`` (best first): its
-    step costs ``table[n]`` (verifying n nodes, bookkeeping) plus ``depth`` draft forwards of ``per`` seconds.
-    Plain Python: a choice weighs 32 of these over at most 32 nodes, where numpy's per-call cost dominated."""
-    scores = scores[:MAX_NODES]
-    last = min(budget, len(scores)) if budget is not None else None
-    tokens, best = 1.0, None
-    for n, score in enumerate(scores, start=1):
-        tokens += score
-        seconds = table[n] + depth * per
-        if (last is None and (best is None or tokens * best[2] > best[1] * seconds)) or n == last:
-            best = (n, tokens, seconds)
-    n, tokens, seconds = best
-    return Candidate(Shape(depth, k, n), tokens, seconds)
+def _best_budgets(table: list[float], per: float, nodes: list, depths, k: int, budget: int | None) -> list:
+    """The best node budget of a (depth, k) tree for every depth in ``depths``: ``nodes`` is the pool's (depth,
+    path probability), best first; a tree of depth d keeps its best nodes no deeper than d (at most MAX_NODES), and
+    its step costs ``table[n]`` (verifying n nodes, bookkeeping) plus d draft forwards of ``per`` seconds. One pass
+    adds each node to every tree deep enough for it (a filter and a loop per depth had cost 0.25 ms a choice, about
+    1 ms in a run's cold caches). Plain Python: numpy's per-call cost dominated at these sizes."""
+    top = max(depths)
+    wanted = [d in depths for d in range(top + 1)]
+    count, tokens, best = [0] * (top + 1), [1.0] * (top + 1), [None] * (top + 1)
+    for dep, score in nodes:
+        for d in range(dep, top + 1):
+            if not wanted[d] or count[d] >= MAX_NODES:
+                continue
+            n = count[d] = count[d] + 1
+            t = tokens[d] = tokens[d] + score
+            seconds = table[n] + d * per
+            if budget is None:
+                b = best[d]
+                if b is None or t * b[2] > b[1] * seconds:
+                    best[d] = (n, t, seconds)
+            elif n == budget:
+                best[d] = (n, t, seconds)
+    out = []
+    for d in depths:
+        n, t, seconds = best[d] if best[d] is not None else (count[d], tokens[d], table[count[d]] + d * per)
+        out.append(Candidate(Shape(d, k, n), t, seconds))  # (a budget over the pool's size: all of it)
+    return out
 
 
 def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_depth: int = MAX_DEPTH) -> list:
@@ -453,9 +471,7 @@ def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_dept
         for k in widths:
             nodes = sorted(pool_scores(acc, k, max(depths)), key=lambda n: -n[1])
             per = costs.tree_forward if k > 1 else costs.draft_forward
-            for d in depths:
-                scores = [s for dep, s in nodes if dep <= d]
-                out.append(_best_budget(tables[k > 1], per, scores, d, k, fixed.get("budget")))
+            out += _best_budgets(tables[k > 1], per, nodes, depths, k, fixed.get("budget"))
         return out
     if method == "medusa":
         return medusa_candidates(acc, costs, max_depth)
@@ -551,12 +567,16 @@ class ShapeChooser:
     fallback_note: str | None = None
     _steps_since_choice: int = 0
     _misses: int = 0  # steps since the last choice whose first drafted node was rejected
+    _expected_misses: float = 0.0  # ... as many as the choice expected
+    _miss_rate: float = 0.0  # the chosen shape's expected chance that a step accepts nothing
+    _every: int = RECHOOSE_EVERY  # steps between periodic choices
     _probed: bool = False  # a probe was drafted since the last choice
     _probe_hit: bool = False  # the last probe was accepted: choose again before the next step
     _plain_steps: int = 0
     _next_probe: int = PROBE_FIRST  # the plain step of the next probe
     _probe_gap: int = PROBE_FIRST
     _explore: Shape | None = None  # one level deeper than the chosen shape, where it may pay (set by each choice)
+    _table: np.ndarray | None = None  # the acceptance table the latest choice saw
     _timings: dict = field(default_factory=dict)  # name -> the last WINDOW (step, seconds) observations
     _clock: int = 0  # steps observed (the age of a timing)
     _cands: list = field(default_factory=list)  # the candidates as the latest choice estimated them
@@ -598,7 +618,8 @@ class ShapeChooser:
 
     def evaluate(self) -> tuple[Candidate, list[Candidate]]:
         self._apply_timings()
-        cands = candidates(self.method, self.acceptance.table(), self.costs, self.fixed, self.max_depth)
+        self._table = self.acceptance.table()
+        cands = candidates(self.method, self._table, self.costs, self.fixed, self.max_depth)
         return best(cands, self.costs), cands
 
     def shape_for(self, step: int) -> tuple[Shape, bool]:
@@ -606,10 +627,14 @@ class ShapeChooser:
         early = step in (1, 2, 4)  # the estimates move most in a run's first steps (its own prompt's decisions)
         # While decoding plainly only a probe brings news: no periodic choice without one (a choice costs 0.3-0.7
         # ms in a run, a sixth of a demo step), and an accepted probe is weighed at once
-        periodic = self._steps_since_choice >= RECHOOSE_EVERY and (self.current.shape.depth or self._probed)
-        due = self.current is None or early or periodic or self._misses >= RECHOOSE_AFTER_MISSES or self._probe_hit
+        periodic = self._steps_since_choice >= self._every and (self.current.shape.depth or self._probed)
+        missed = self._misses >= max(RECHOOSE_AFTER_MISSES, 2 * self._expected_misses)
+        due = self.current is None or early or periodic or missed or self._probe_hit
         if due:
-            self._choose(step)
+            if self._choose(step):
+                self._every = RECHOOSE_EVERY
+            elif periodic:  # kept again: drift is slow here (misses still call a choice at once)
+                self._every = min(2 * self._every, RECHOOSE_MAX)
             self._probed = self._probe_hit = False
         self._steps_since_choice += 1
         shape = self.current.shape
@@ -660,15 +685,21 @@ class ShapeChooser:
             return Shape(1, RANKS, 1, ((0,),))
         return Shape(1, 1, 1)
 
-    def _choose(self, step: int) -> None:
+    def _choose(self, step: int) -> bool:
+        """Choose the shape of the steps from ``step`` on; whether it changed."""
         self._steps_since_choice = self._misses = 0
+        self._expected_misses = 0.0
         top, cands = self.evaluate()
         self._cands = cands  # what the choice saw: the report's figures
-        if top.shape.depth == 0 and self.acceptance.tried[0].sum() < FALLBACK_AFTER:
+        decided = self.acceptance.tried[0].sum()
+        if top.shape.depth == 0 and decided < FALLBACK_SURE:
             # too little evidence to stop drafting: keep the cheapest shape until the first depth has a few
             # decisions (one rejected first step had sent the demo draft model, under-confident at 0.1 where it
-            # was accepted half the time, to plain decoding for 30 steps)
-            top = min((c for c in cands if c.shape.depth == 1), key=lambda c: c.seconds, default=top)
+            # was accepted half the time, to plain decoding for 30 steps), more where it costs little
+            cheapest = min((c for c in cands if c.shape.depth == 1), key=lambda c: c.seconds, default=top)
+            near = cheapest.rate() >= FALLBACK_NEAR * plain(self.costs).rate()
+            if decided < FALLBACK_AFTER or near:
+                top = cheapest
         cur = self.current
         if cur is not None:
             now = self._expected(cur.shape, cands)
@@ -676,22 +707,30 @@ class ShapeChooser:
             # pays: kept against plain decoding by 8%, MTP drafted chains expected (and measured) 7% slower
             pays = cur.shape.depth == 0 or now.rate() > plain(self.costs).rate() * PAYS_MARGIN
             if top.shape == cur.shape or (pays and top.rate() <= now.rate() * SWITCH_GAIN):
-                self.current = now
-                self._explore_for(now.shape)
-                return
+                self._settle(now)
+                return False
         if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
             self.changes.append({"step": step + 1, "from": None if cur is None else cur.shape.label(),
                                  "to": top.shape.label(), "to_short": top.shape.short(),
                                  "from_short": None if cur is None else cur.shape.short(),
                                  "reason": self._why(top, cur, cands)})  # fmt: skip
-        self._explore_for(top.shape)
+        self._settle(top)
         if top.shape.depth == 0:  # a fallback: the first probe comes soon again
             self._next_probe, self._probe_gap = self._plain_steps + PROBE_FIRST, PROBE_FIRST
         if top.shape.depth == 0 and self.fallback_note is None:
             self.fallback_note = (f"step {step + 1}: no draft shape is expected to pay on this machine (best "
                                   f"{self._best_spec(cands)}); "
                                   "decoding with the target alone")  # fmt: skip
-        self.current = top
+        return True
+
+    def _settle(self, chosen: Candidate) -> None:
+        """Make ``chosen`` the current shape: what one level deeper would be explored with, and how often a step
+        of it is expected to accept nothing (its depth-1 nodes all rejected)."""
+        self.current = chosen
+        self._explore_for(chosen.shape)
+        s = chosen.shape
+        first = 0 if s.depth == 0 else (sum(len(p) == 1 for p in s.paths) if s.paths else min(s.topk, s.budget))
+        self._miss_rate = float(1 - min(self._table[0, : min(first, RANKS)].sum(), 1.0)) if first else 0.0
 
     def _expected(self, shape: Shape, cands: list[Candidate]) -> Candidate:
         """``shape``'s expected tokens and seconds among ``cands`` (plain decoding for none)."""
@@ -725,9 +764,11 @@ class ShapeChooser:
         parent, depth = tree.parent.tolist(), tree.depth.tolist()
         ranks = draft.rank if getattr(draft, "rank", None) else sibling_ranks(parent)
         accepted = set(record.accepted)
-        self._misses += not accepted
         if self.current is not None and self.current.shape.depth == 0:  # a probe
             self.probe_result(bool(accepted))
+        else:
+            self._misses += not accepted
+            self._expected_misses += self._miss_rate
         for i in range(n):
             if parent[i] < 0 or parent[i] in accepted:
                 self.acceptance.observe_decision(depth[i], ranks[i], i in accepted)
