@@ -57,6 +57,7 @@ FALLBACK_NEAR = 0.95  # (a loss that small is not worth a fallback on thin evide
 RECHOOSE_AFTER_MISSES = 2  # ... or sooner, after this many steps that accepted nothing and twice the misses the
 #   choice expected (a prompt harder than the last one: MTP had kept its chain of 3 for 12 steps at a fifth of the
 #   acceptance that chose it; a chain of 1 accepted 60% of the time misses every 2.5 steps and is no news)
+MISSES_OVER_EXPECTED = 2.0  # (the "twice")
 PROBE_FIRST = 2  # plain steps before the first one-token probe after a fallback; each rejected probe doubles
 PROBE_MAX_GAP = 32  # ... the wait before the next, up to this (an accepted one keeps it and is weighed at once)
 CONFIDENCE_READINGS = 16  # readings at depth 1 after which a draft's confidence is read every 4th step only (its
@@ -628,7 +629,7 @@ class ShapeChooser:
         # While decoding plainly only a probe brings news: no periodic choice without one (a choice costs 0.3-0.7
         # ms in a run, a sixth of a demo step), and an accepted probe is weighed at once
         periodic = self._steps_since_choice >= self._every and (self.current.shape.depth or self._probed)
-        missed = self._misses >= max(RECHOOSE_AFTER_MISSES, 2 * self._expected_misses)
+        missed = self._misses >= max(RECHOOSE_AFTER_MISSES, MISSES_OVER_EXPECTED * self._expected_misses)
         due = self.current is None or early or periodic or missed or self._probe_hit
         if due:
             if self._choose(step):
