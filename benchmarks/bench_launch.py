@@ -91,23 +91,39 @@ def first_step(env: dict) -> tuple[float, float, float]:
 
 
 def one_launch(env: dict) -> float:
+    """Seconds until the app's window is mapped; ends with one line (the app's own last line) where the app exits
+    before its window shows, e.g. when Qt's xcb plugin lacks a system library."""
     t0 = time.perf_counter()
-    app = subprocess.Popen([sys.executable, "-m", "explorer"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^explorer$"],
-                       env=env, capture_output=True, timeout=300, check=True)  # fmt: skip
-        shown = time.perf_counter() - t0
-    finally:
-        app.send_signal(signal.SIGTERM)
+    with tempfile.TemporaryFile("w+") as err:
+        app = subprocess.Popen([sys.executable, "-m", "explorer"], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        search = subprocess.Popen(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^explorer$"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
-            code = app.wait(60)
-        except subprocess.TimeoutExpired:
-            app.kill()  # never leave a deaf app behind
-            app.wait()
-            raise SystemExit("explorer did not exit within 60 s of SIGTERM") from None
-    if code != 128 + signal.SIGTERM:
-        raise SystemExit(f"explorer exited with {code} on SIGTERM, not 143")
+            while search.poll() is None and app.poll() is None and time.perf_counter() - t0 < 300:
+                time.sleep(0.01)
+            shown = time.perf_counter() - t0
+            if app.poll() is not None:
+                err.seek(0)
+                lines = err.read().strip().splitlines() or [f"exit code {app.returncode}"]
+                raise SystemExit(f"explorer exited before its window showed: {lines[-1]}")
+            if search.returncode is None:
+                raise SystemExit("explorer's window did not show within 300 s")
+            if search.returncode != 0:
+                raise SystemExit(f"xdotool could not search the display (exit {search.returncode})")
+        finally:
+            if search.poll() is None:
+                search.kill()
+                search.wait()
+            if app.poll() is None:
+                app.send_signal(signal.SIGTERM)
+                try:
+                    app.wait(60)
+                except subprocess.TimeoutExpired:
+                    app.kill()  # never leave a deaf app behind
+                    app.wait()
+                    raise SystemExit("explorer did not exit within 60 s of SIGTERM") from None
+    if app.returncode != 128 + signal.SIGTERM:
+        raise SystemExit(f"explorer exited with {app.returncode} on SIGTERM, not 143")
     return shown
 
 
