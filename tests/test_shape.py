@@ -116,6 +116,45 @@ def test_rejected_probes_come_ever_less_often_and_an_accepted_one_is_weighed_at_
     assert chosen
 
 
+def test_an_accepted_probe_drafts_again_for_a_few_decisions_of_its_own():
+    """Acceptance moves within a run: after a fallback an accepted probe brings back the cheapest shape (without
+    the switching margin) until FALLBACK_AFTER new decisions at depth 1 say it does not pay."""
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.0)), timing=False)
+    for _ in range(shape.FALLBACK_SURE):
+        chooser.acceptance.observe_decision(1, 0, False)
+    step = 0
+    while not chooser.shape_for(step)[1]:  # plain steps up to the first probe
+        step += 1
+    assert chooser.current.shape == NO_SPECULATION
+    chooser.acceptance.observe_decision(1, 0, True)
+    chooser.probe_result(True)
+    again = [chooser.shape_for(step + 1 + i)[0] for i in range(shape.FALLBACK_AFTER)]
+    assert all(s.depth == 1 for s in again), again
+    for _ in range(shape.FALLBACK_AFTER):
+        chooser.acceptance.observe_decision(1, 0, False)
+    chooser._misses = shape.RECHOOSE_AFTER_MISSES  # (as observe() counts them)
+    assert chooser.shape_for(step + 1 + shape.FALLBACK_AFTER)[0] == NO_SPECULATION
+
+
+def test_decisions_fade_and_recalled_ones_are_not_the_runs_own():
+    """Fading keeps a share of the counts so far (each plain step DECISIONS_KEEP); the next run recalls the last
+    one's timings and (weighed down) its acceptance, which does not count as its own evidence before a fallback."""
+    acc = Acceptance(acceptance(0.5))
+    acc.observe_decision(1, 0, False)
+    acc.fade(0.5)
+    assert acc.tried[0, 0] == 0.5 and acc.decided == 1
+    first = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.5)), memory_key=("test", 1))
+    for _ in range(10):
+        first.acceptance.observe_decision(1, 0, False)
+    first._note("draft_forward", 0.123)
+    first.remember()
+    nxt = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.0)), memory_key=("test", 1))
+    nxt.recall()
+    assert nxt.acceptance.tried[0, 0] == shape.RECALL_CAP and nxt.acceptance.decided == 0
+    assert nxt._timings["draft_forward"][-1][1] == 0.123
+    assert nxt.shape_for(0)[0].depth == 1  # nothing expected to pay, but no decision of its own yet: it drafts
+
+
 def test_a_shape_that_no_longer_pays_is_left_without_the_switching_margin():
     """SWITCH_GAIN keeps a shape against a slightly better one, not against plain decoding once the shape is
     expected slower than it: a chain that became 5% slower than plain (within the 8% margin) gives way at once."""

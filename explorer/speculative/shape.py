@@ -68,6 +68,7 @@ RECALL_CAP = 4  # decisions per depth and rank a run keeps from the last one (se
 KNOWN_DECISIONS = 6  # decisions at a depth after which its acceptance is known well enough to explore less
 CONFIDENCE_WEIGHT = 2.0  # readings the prior counts for in the mean draft confidence
 PRIOR_WEIGHT = 4.0  # pseudo-decisions the confidence estimate counts for against the run's own decisions
+DECISIONS_KEEP = 0.95  # each plain step keeps this share of the decisions counted so far (they fade)
 WINDOW = 9  # steps whose fastest timings the chooser uses (as the curve: a busy machine only ever adds time)
 STALE_AFTER = 24  # steps after which a node count's forwards no longer stand for it (the machine's load moves)
 NEUTRAL_PRIOR = (0.6, 0.1, 0.05, 0.03)  # before any draft was seen and without a model card: per rank
@@ -331,6 +332,7 @@ class Acceptance:
         self.conf_n = np.zeros((MAX_DEPTH, RANKS))
         self.tried = np.zeros((MAX_DEPTH, RANKS))
         self.accepted = np.zeros((MAX_DEPTH, RANKS))
+        self.decided = 0  # decisions at depth 1 observed here (neither recalled nor faded)
 
     def confidence(self) -> np.ndarray:
         """Mean draft confidence per cell; depths never drafted take the deepest drafted one's (else the prior)."""
@@ -376,6 +378,13 @@ class Acceptance:
         total = est.sum(axis=1, keepdims=True)
         return np.where(total > 1, est / np.maximum(total, 1e-9), est)
 
+    def fade(self, keep: float) -> None:
+        """Weigh the decisions counted so far by ``keep``: acceptance moves within a run (a draft that misses the
+        first dozen tokens of a prompt can match 0.7 of the rest once the text turns predictable), and the
+        rate that matters for the next step is the recent one."""
+        self.tried *= keep
+        self.accepted *= keep
+
     def observe_confidence(self, depth: int, top: list[float]) -> None:
         if 1 <= depth <= MAX_DEPTH:
             n = min(len(top), RANKS)
@@ -386,6 +395,7 @@ class Acceptance:
         if 1 <= depth <= MAX_DEPTH and rank < RANKS:
             self.tried[depth - 1, rank] += 1
             self.accepted[depth - 1, rank] += accepted
+            self.decided += depth == 1
 
 
 def card_prior(config: dict | None) -> np.ndarray:
@@ -574,6 +584,7 @@ class ShapeChooser:
     _probed: bool = False  # a probe was drafted since the last choice
     _probe_hit: bool = False  # the last probe was accepted: choose again before the next step
     _plain_steps: int = 0
+    _decided_from: int = 0  # the run's depth-1 decisions counted at its latest accepted probe
     _next_probe: int = PROBE_FIRST  # the plain step of the next probe
     _probe_gap: int = PROBE_FIRST
     _explore: Shape | None = None  # one level deeper than the chosen shape, where it may pay (set by each choice)
@@ -598,16 +609,16 @@ class ShapeChooser:
         if kept is None:
             return
         acc, timings = kept
+        self._timings = {k: list(v) for k, v in timings.items()}  # aged: the last one was one step ago
+        self._apply_timings()
         # half weight, and at most RECALL_CAP decisions per cell: a new prompt's own decisions outweigh the last
         # prompt's within a few steps (a predictable prompt had kept the next, unpredictable one at a chain of 3
-        # for 32 steps)
+        # for 32 steps); they do not count as the run's own before a fallback (Acceptance.decided)
         for count, total in (("tried", "accepted"), ("conf_n", "conf_sum")):
             n = getattr(acc, count)
             keep = np.minimum(0.5, RECALL_CAP / np.maximum(n, 1e-9))
             setattr(self.acceptance, count, n * keep)
             setattr(self.acceptance, total, getattr(acc, total) * keep)
-        self._timings = {k: list(v) for k, v in timings.items()}  # aged: the last one was one step ago
-        self._apply_timings()
 
     @property
     def max_nodes(self) -> int:
@@ -692,22 +703,29 @@ class ShapeChooser:
         self._expected_misses = 0.0
         top, cands = self.evaluate()
         self._cands = cands  # what the choice saw: the report's figures
-        decided = self.acceptance.tried[0].sum()
+        # this run's own decisions since it started or since an accepted probe: acceptance moves within a run,
+        # and a probe that hits after a fallback earns the cheapest shape a few steps of its own
+        if self._probe_hit:
+            self._decided_from = self.acceptance.decided
+        decided = self.acceptance.decided - self._decided_from
+        trial = False  # drafting again on thin evidence: no switching margin against plain decoding
         if top.shape.depth == 0 and decided < FALLBACK_SURE:
             # too little evidence to stop drafting: keep the cheapest shape until the first depth has a few
             # decisions (one rejected first step had sent the demo draft model, under-confident at 0.1 where it
             # was accepted half the time, to plain decoding for 30 steps), more where it costs little
             cheapest = min((c for c in cands if c.shape.depth == 1), key=lambda c: c.seconds, default=top)
-            near = cheapest.rate() >= FALLBACK_NEAR * plain(self.costs).rate()
-            if decided < FALLBACK_AFTER or near:
-                top = cheapest
+            alone = plain(self.costs)
+            near = cheapest.rate() >= FALLBACK_NEAR * alone.rate()
+            could = cheapest.seconds < (cheapest.shape.depth + 1) * alone.seconds  # pays were all its drafts accepted
+            if could and (decided < FALLBACK_AFTER or near):
+                top, trial = cheapest, True
         cur = self.current
         if cur is not None:
             now = self._expected(cur.shape, cands)
             # SWITCH_GAIN keeps a shape against a slightly better one (no flapping), but not a shape that no longer
             # pays: kept against plain decoding by 8%, MTP drafted chains expected (and measured) 7% slower
             pays = cur.shape.depth == 0 or now.rate() > plain(self.costs).rate() * PAYS_MARGIN
-            if top.shape == cur.shape or (pays and top.rate() <= now.rate() * SWITCH_GAIN):
+            if top.shape == cur.shape or (pays and not trial and top.rate() <= now.rate() * SWITCH_GAIN):
                 self._settle(now)
                 return False
         if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
@@ -757,6 +775,8 @@ class ShapeChooser:
         self._clock += 1
         tree = record.tree
         n = len(tree.tokens)
+        if not n:  # while it decodes plainly, the decisions that made it stop fade (see Acceptance.fade)
+            self.acceptance.fade(DECISIONS_KEEP)
         if self.timing and record.forward_seconds and not n:  # a plain step: the decode step's own time
             self._observe_forward((0, False), record.forward_seconds)
             self._note("plain_overhead", record.verify_seconds - record.forward_seconds)
@@ -765,7 +785,8 @@ class ShapeChooser:
         parent, depth = tree.parent.tolist(), tree.depth.tolist()
         ranks = draft.rank if getattr(draft, "rank", None) else sibling_ranks(parent)
         accepted = set(record.accepted)
-        if self.current is not None and self.current.shape.depth == 0:  # a probe
+        probe = self.current is not None and self.current.shape.depth == 0
+        if probe:
             self.probe_result(bool(accepted))
         else:
             self._misses += not accepted
@@ -777,7 +798,7 @@ class ShapeChooser:
         if read and not self.acceptance.measured:  # a card stands in for the confidence (see Acceptance.table)
             self._observe_confidence(draft, depth)
         if self.timing:
-            self._observe_timing(record, n)
+            self._observe_timing(record, n, probe)
 
     def probe_result(self, accepted: bool) -> None:
         """An accepted probe is weighed at the next step (it alone can make drafting pay again); a rejected one
@@ -800,13 +821,15 @@ class ShapeChooser:
         for i, t in zip(seen.values(), top, strict=True):
             self.acceptance.observe_confidence(depth[i], t)
 
-    def _observe_timing(self, record, nodes: int) -> None:
+    def _observe_timing(self, record, nodes: int, probe: bool = False) -> None:
         """Note the step's drafting (per forward), bookkeeping and verification forward; they become costs when the
-        next choice is made (:meth:`_apply_timings`), not every step."""
+        next choice is made (:meth:`_apply_timings`), not every step. A probe's drafting is not noted: its draft
+        first catches up on the tokens decoded plainly since the last one (1.6 ms a forward for the demo draft
+        against 1.0 ms while drafting), and probes alone would keep a fallback from ever ending."""
         tree = record.mask is not None
-        if self.method == "lookup":
+        if self.method == "lookup" and not probe:
             self._note("draft_fixed", record.draft_seconds)
-        elif record.draft_calls:
+        elif record.draft_calls and not probe:
             self._note("tree_forward" if tree else "draft_forward", record.draft_seconds / record.draft_calls)
         if record.forward_seconds:
             self._note("overhead", record.verify_seconds - record.forward_seconds)
