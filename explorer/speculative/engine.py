@@ -607,7 +607,7 @@ def run_speculation(
     base, pairs = None, []
     if compare:
         base = target_only(target, prompt_ids, max_new_tokens, opt)  # warm-up
-        pairs = _timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs)
+        pairs = timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs)
     stats = run.stats(base, pairs)
     stats["shape"] = run.shape
     if compare:
@@ -617,7 +617,7 @@ def run_speculation(
     return SpecResult(list(prompt_ids), new, text, run.steps, stats)
 
 
-def _timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs: int) -> list[tuple[float, float]]:
+def timed_pairs(target, draft, prompt_ids, max_new_tokens, opt, heads, runs: int) -> list[tuple[float, float]]:
     """``runs`` alternated (target-only seconds, speculative seconds) pairs, without the records' detail."""
     quiet = replace(opt, detail=False)
     pairs = []

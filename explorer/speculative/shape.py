@@ -775,12 +775,11 @@ class ShapeChooser:
         self._clock += 1
         tree = record.tree
         n = len(tree.tokens)
-        if not n:  # while it decodes plainly, the decisions that made it stop fade (see Acceptance.fade)
-            self.acceptance.fade(DECISIONS_KEEP)
         if self.timing and record.forward_seconds and not n:  # a plain step: the decode step's own time
             self._observe_forward((0, False), record.forward_seconds)
             self._note("plain_overhead", record.verify_seconds - record.forward_seconds)
-        if not n:
+        if not n:  # while it decodes plainly, the decisions that made it stop fade (see Acceptance.fade)
+            self.acceptance.fade(DECISIONS_KEEP)
             return
         parent, depth = tree.parent.tolist(), tree.depth.tolist()
         ranks = draft.rank if getattr(draft, "rank", None) else sibling_ranks(parent)
