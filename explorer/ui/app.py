@@ -59,12 +59,11 @@ def run_gui(session: Session, theme: str = "light", launch=None) -> int:
             if launch is not None:
                 launch.close()
                 launch.deleteLater()
-    except BaseException:  # e.g. SIGTERM taken at the block's end: leave once the load is out of torch
-        if started is not None:
+        win.load_models(then_run=True, started=started)  # the demo pair (or --model/--draft) loads and runs at once
+        return exec_until_signal(app, win.close)
+    finally:  # e.g. SIGTERM taken at the block's end or while the models still load: leave once the load is out of
+        if started is not None:  # torch (a daemon thread inside torch at exit aborts the process, see Loading.wait)
             started[1].wait(60)
-        raise
-    win.load_models(then_run=True, started=started)  # the demo pair (or --model/--draft) loads and runs at once
-    return exec_until_signal(app, win.close)
 
 
 def render_view(
