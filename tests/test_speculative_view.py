@@ -158,7 +158,7 @@ def test_where_it_pays_panel_shows_the_measured_curve_and_this_run_on_it(qtbot):
         assert list(need) == pytest.approx([costs["break_even_tokens_per_step"]])
         x_chain, y_chain = view.cost_verify.getData()
         assert x_chain[0] == 0 and y_chain[0] == pytest.approx(1.0)  # one token costs one target step
-        assert "pays above" in view.cost_text.text() and view._cost_cell.isVisible()
+        assert "pays above" in view.cost_text.text().lower() and view._cost_cell.isVisible()
         view.deterministic = True  # as when recording: no wall-clock figures
         view.show_step(view.current)
         assert view.cost_run.getData()[0] is None or len(view.cost_run.getData()[0]) == 0
@@ -195,10 +195,12 @@ def test_one_alpha_one_speedup_and_a_readable_where_it_pays(qtbot):
         plot = view.cost_plot.getPlotItem()
         assert plot.getAxis("left").labelText == describe.COSTS_AXIS_LEFT
         assert plot.getAxis("right").isVisible() and plot.getAxis("right").labelText == describe.COSTS_AXIS_RIGHT
-        assert "break-even" in view.costs_panel.legend.text() and "this run" in view.costs_panel.legend.text()
+        legend = _plain(view.costs_panel.legend.text())
+        assert "break-even" in legend and ("this run" in legend or "● run" in legend)  # in full or short words
         assert view.costs_panel.break_even.isVisible()
         assert view.costs_panel.break_even.value() == pytest.approx(meta.costs["break_even_tokens_per_step"])
-        assert "it pays above" in view.cost_text.text() and "target steps" in view.cost_text.text()
+        caption = view.cost_text.toolTip()  # the whole sentence, whether the panel shows it or its short words
+        assert "it pays above" in caption and "target steps" in caption
         assert "■ prompt" in view.text_legend.text() and "■ prompt" not in view.text.toHtml()
         assert view.text_legend.isVisible()
     finally:
@@ -222,9 +224,50 @@ def test_every_title_fits_its_plot_at_720p_zoomed_and_presenting(qtbot):
                 QApplication.processEvents()
             for plot in view.themed_plots():
                 label = plot.getPlotItem().titleLabel
-                left = plot.getAxis("left")
-                room = plot.width() - (left.width() if left.isVisible() else 0)
+                sides = [plot.getAxis(side) for side in ("left", "right")]
+                room = plot.width() - sum(axis.width() for axis in sides if axis.isVisible())
                 assert label.item.boundingRect().width() <= room, (presenting, zoom, plot.property("title"))
+    finally:
+        win.set_presentation(False)  # a later window in this process would size its panel at this text size
+        win.zoom(None)
+        win.close()
+        win.deleteLater()
+
+
+def _plain(html: str) -> str:
+    """Rich text as read: tags gone, non-breaking spaces and hyphens as plain ones."""
+    from PySide6.QtGui import QTextDocumentFragment
+
+    return QTextDocumentFragment.fromHtml(html).toPlainText().replace("\xa0", " ").replace("\u2011", "-")
+
+
+@pytest.mark.parametrize(("size", "short"), [((1280, 720), True), ((1920, 1080), False)])
+def test_where_it_pays_keeps_its_plot_at_720p_in_short_words(qtbot, size, short):
+    """Issue 23 item 10 at 1280x720: the legend (4 lines) and caption (7 lines, with auto's sentence) left the
+    where-it-pays plot 40 px; where the full words would squeeze it under CostsPanel.PLOT_MIN_LINES text lines they
+    give way to short ones (the whole sentence stays the caption's tooltip), and the plot and its right axis fit
+    the cell. At 1920x1080 the full words show."""
+    from PySide6.QtWidgets import QApplication
+
+    win = render_view(Session(), "speculative", size, settings={"max_new": 16})  # auto: the chooser's sentence too
+    view = win.views["speculative"]
+    try:
+        for _ in range(5):
+            QApplication.processEvents()
+        panel, plot = view.costs_panel, view.cost_plot
+        assert view.meta.shape is not None and "★ auto" in panel.caption.text()
+        line = panel.caption.fontMetrics().lineSpacing()
+        assert plot.height() >= panel.PLOT_MIN_LINES * line, plot.height()
+        assert plot.getViewBox().height() >= 0.5 * plot.height()  # the curves' own area, not axes and title alone
+        assert plot.getPlotItem().geometry().width() <= plot.width()  # the right axis inside the cell
+        caption, legend = _plain(panel.caption.text()), _plain(panel.legend.text())
+        full = _plain(panel.caption.toolTip())
+        assert "it pays above" in full and "★ auto" in full and "expected" in caption
+        if short:
+            assert caption.startswith("Pays above") and "bookkeeping" not in legend and "● run" in legend
+            assert len(caption) < 0.7 * len(full)
+        else:
+            assert caption == full and "bookkeeping" in legend and "this run" in legend
     finally:
         win.close()
         win.deleteLater()

@@ -135,9 +135,10 @@ def method_note(method_choice: str | None) -> str:
     return f" (auto{': ' + figures if figures else ''})"
 
 
-def choice_caption(report: dict | None, method_choice: str | None = None) -> str:
+def choice_caption(report: dict | None, method_choice: str | None = None, brief: bool = False) -> str:
     """What auto chose and why, short: the shape's expected tokens per step and speedup against its neighbours'
-    (the chooser's report, explorer/speculative/shape.py); "" for a fixed shape."""
+    (the chooser's report, explorer/speculative/shape.py); "" for a fixed shape. ``brief``: the shape and its
+    expected speedup alone, for a small panel."""
     if not report:
         return ""
     near = ", ".join(f"{name} {n['expected_speedup']:.2f}×" for name, n in report["neighbours"].items()
@@ -145,6 +146,9 @@ def choice_caption(report: dict | None, method_choice: str | None = None) -> str
     fell = report.get("fallback")  # "step N: no draft shape is expected to pay ...": the JSON has the whole note
     fallback = f" Plain decoding from {fell.split(':')[0]}: no shape was expected to pay." if fell else ""
     short = report["shape"].get("short") or report["shape"]["label"]
+    if brief:
+        fallback = f" Plain from {fell.split(':')[0]}." if fell else ""
+        return f"★ auto <b>{short}</b>: {report['expected_speedup']:.2f}× expected.{fallback}"
     return (
         f"★ auto <b>{short}</b>: {report['expected_tokens_per_step']:.2f} tok/step, "
         f"{report['expected_speedup']:.2f}× expected{f' ({near})' if near else ''}.{fallback}"
@@ -438,6 +442,7 @@ def position_head_titles(palette: Palette) -> list[str]:
         f"acceptance rate: {span(palette.bar, '■ by position')} {span(head, '■ by head')}",
         f"{span(palette.bar, '■ position')} {span(head, '■ head')}",
         f"{span(palette.bar, '■ pos')} {span(head, '■ head')}",
+        f"{span(palette.bar, '■pos')} {span(head, '■head')}",
     ]
 
 
@@ -459,14 +464,16 @@ COSTS_AXIS_LEFT = "cost (target steps)"
 COSTS_AXIS_RIGHT = "tokens per step"
 
 
-def costs_legend_html(palette: Palette, run_color: str, chosen: bool = False) -> str:
+def costs_legend_html(palette: Palette, run_color: str, chosen: bool = False, short: bool = False) -> str:
     """The where-it-pays plot's legend: its two curves, the break-even point and line, this run's dot, and with
-    ``chosen`` auto's shape (★) and its neighbours (◇), at their expected tokens per step."""
-    auto = f" &nbsp;{span(palette.accent, '★ auto shape ◇ neighbours')}" if chosen else ""
-    return (
-        f"{span(palette.bar, '━ verify')} &nbsp;{span(palette.accent, '━ + drafting, bookkeeping')} &nbsp;"
-        f"{span(palette.accent, '○ ┅ break-even')} &nbsp;{span(run_color, '● this run')}{auto}"
-    )
+    ``chosen`` auto's shape (★) and its neighbours (◇), at their expected tokens per step. ``short``: the same
+    marks in fewer words, for a small panel (the dashed line carries its own "break-even" label)."""
+    words = ("━ verify", "━ + drafting", "○ ┅ break-even", "● run", "★ auto", "◇ others") if short else (
+        "━ verify", "━ + drafting, bookkeeping", "○ ┅ break-even", "● this run", "★ auto shape", "◇ neighbours")
+    colors = (palette.bar, palette.accent, palette.accent, run_color, palette.accent, palette.accent)
+    entries = [span(color, word.replace(" ", "&nbsp;").replace("-", "&#8209;"))  # non-breaking space and hyphen
+               for color, word in zip(colors, words, strict=True)]  # fmt: skip
+    return " &nbsp;".join(entries if chosen else entries[:4])  # an entry wraps whole, never "pays / above"
 
 
 def choice_marks(report: dict | None) -> list[tuple[float, float]]:
@@ -497,6 +504,17 @@ def costs_caption(costs: dict, tree: bool, bookkeeping: float, palette: Palette)
     return (
         f"{span(palette.bar, verify)}, {span(palette.accent, more)}: it pays above <b>{need:.2f}</b> "
         f"tokens a step. {span(color, f'This run: <b>{have:.2f}</b>')} → {verdict} ({costs['model_speedup']:.2f}×)."
+    )
+
+
+def costs_caption_short(costs: dict, palette: Palette) -> str:
+    """costs_caption's verdict alone, for a small panel (the whole sentence is the panel's tooltip)."""
+    need, have = costs["break_even_tokens_per_step"], costs["measured_tokens_per_step"]
+    color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
+    verdict = "pays" if have >= need else "does not pay"
+    return (
+        f"{span(palette.accent, f'Pays above <b>{need:.2f}</b> tok/step')}; "
+        f"{span(color, f'run <b>{have:.2f}</b>')} → {verdict} ({costs['model_speedup']:.2f}×)."
     )
 
 

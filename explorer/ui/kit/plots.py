@@ -124,10 +124,10 @@ class TitleFitter:
 
     def fit(self, plot: pg.PlotWidget, variants: list[str]) -> str:
         """Show the first (rich-text) title of ``variants`` that fits ``plot``; returns the one shown."""
-        # The title is centred over the view box's column, which is the plot less its left axis (not the view
-        # box's own width: a long title widens that column, pushing the plot past its cell).
-        left = plot.getAxis("left")
-        room = plot.width() - (left.width() if left.isVisible() else 0) - 8
+        # The title is centred over the view box's column, which is the plot less its side axes (not the view
+        # box's own width: a long title widens that column, pushing the plot and its right axis past its cell).
+        sides = (plot.getAxis(side) for side in ("left", "right"))
+        room = plot.width() - sum(axis.width() for axis in sides if axis.isVisible()) - 3  # the layout's own 2 px
         label = plot.getPlotItem().titleLabel
         title = variants[-1]
         for variant in variants:  # measured as drawn (its HTML sets its own size), not estimated

@@ -41,6 +41,7 @@ class CostsPanel:
         self.plot.addItem(self.break_even)
         self.caption = QLabel(parent)
         self.caption.setWordWrap(True)
+        self._texts: list[tuple[str, str]] = []  # (legend, caption): in full, then in short words (fit)
 
     def render(self, costs: dict | None, note: str, theme: Theme, shape: dict | None = None, choice: str = "") -> None:
         """``costs``: explorer.speculative.costs.where_it_pays of the run (None: none to show, and ``note`` says
@@ -52,6 +53,8 @@ class CostsPanel:
         for axis in ("left", "bottom", "right"):
             self.plot.showAxis(axis, costs is not None)
         self.legend.setText("")
+        self.caption.setToolTip("")
+        self._texts = []
         self.break_even.setVisible(costs is not None)
         if costs is None:
             self.titles.fit(self.plot, describe.COSTS_EMPTY_TITLES)
@@ -84,8 +87,33 @@ class CostsPanel:
                                 pen=pg.mkPen(theme.accent, width=1.5))  # fmt: skip
             x_hi = float(min(max(x_hi, max(x for x, _ in marks) + 1), sizes[-1]))
             have = max(have, max(y for _, y in marks))
-        self.legend.setText(describe.costs_legend_html(theme, color, chosen=bool(marks)))
         self.plot.setXRange(0, x_hi, padding=0.02)
         self.plot.setYRange(0, max(float(step[sizes <= x_hi].max()), have, need) * 1.15, padding=0)
         self.titles.fit(self.plot, describe.COSTS_TITLES)
-        self.caption.setText(describe.costs_caption(costs, tree, extra, theme) + (f"<br>{choice}" if choice else ""))
+        full = describe.costs_caption(costs, tree, extra, theme) + (f"<br>{choice}" if choice else "")
+        brief = describe.choice_caption(shape, brief=True)
+        self._texts = [
+            (describe.costs_legend_html(theme, color, chosen=bool(marks)), full),
+            (describe.costs_legend_html(theme, color, chosen=bool(marks), short=True),
+             describe.costs_caption_short(costs, theme) + (f"<br>{brief}" if brief else "")),
+        ]  # fmt: skip
+        self.caption.setToolTip(full)  # the whole sentence, whichever one the panel has room for
+        self.fit()
+
+    PLOT_MIN_LINES = 9  # the plot's least height in text lines before legend and caption take their short words
+
+    def fit(self) -> None:
+        """The legend and caption in full where the plot keeps PLOT_MIN_LINES lines of height beside them, in short
+        words where it would not (at 1280x720 the full words took all but 40 px of the plot's cell)."""
+        cell = self.plot.parentWidget()
+        if not self._texts or cell is None:
+            return
+        width, spacing = cell.width(), cell.layout().spacing() if cell.layout() else 0
+        line = self.caption.fontMetrics().lineSpacing()
+        for legend, caption in self._texts:
+            self.legend.setText(legend)
+            self.caption.setText(caption)
+            texts = self.legend.heightForWidth(width) + max(self.caption.minimumHeight(),
+                                                             self.caption.heightForWidth(width))  # fmt: skip
+            if cell.height() - texts - 2 * spacing >= self.PLOT_MIN_LINES * line:
+                return

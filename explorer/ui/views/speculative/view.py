@@ -28,16 +28,25 @@ from .text import Header, TokenText
 from .tree import TreePanel
 
 
-def plot_cell(parent: QWidget, plot: QWidget, caption: QLabel | None, above: QLabel | None = None) -> QWidget:
-    """A grid cell: ``plot`` between a legend ``above`` it and its caption below (either may be None)."""
-    cell = QWidget(parent)
-    cv = QVBoxLayout(cell)
-    cv.setContentsMargins(0, 0, 0, 0)
-    cv.setSpacing(2)
-    for widget, stretch in ((above, 0), (plot, 1), (caption, 0)):
-        if widget is not None:
-            cv.addWidget(widget, stretch)
-    return cell
+class PlotCell(QWidget):
+    """A grid cell: ``plot`` between a legend ``above`` it and its caption below (either may be None);
+    ``on_resize`` hears each new size (a panel that fits its words to its room)."""
+
+    def __init__(self, parent: QWidget, plot: QWidget, caption: QLabel | None, above: QLabel | None = None,
+                 on_resize: Callable[[], None] | None = None):  # fmt: skip
+        super().__init__(parent)
+        self.on_resize = on_resize
+        cv = QVBoxLayout(self)
+        cv.setContentsMargins(0, 0, 0, 0)
+        cv.setSpacing(2)
+        for widget, stretch in ((above, 0), (plot, 1), (caption, 0)):
+            if widget is not None:
+                cv.addWidget(widget, stretch)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        if self.on_resize is not None:
+            self.on_resize()
 
 
 class SpeculativeView(View):
@@ -91,16 +100,18 @@ class SpeculativeView(View):
     def _lay_out(self) -> None:
         """Text and statistics left, the tree right of them; below the tree: costs, decision and mask."""
         self._grid = grid = QGridLayout()
-        grid.addWidget(plot_cell(self, self.text, None, above=self.text_legend), 0, 0, 1, 2)
+        grid.addWidget(PlotCell(self, self.text, None, above=self.text_legend), 0, 0, 1, 2)
         grid.addWidget(self.hist_plot, 1, 0)
         grid.addWidget(self.pos_plot, 1, 1)
         grid.addWidget(self.tree_plot, 0, 2, 1, 3)
         cells = ((self.cost_plot, self.cost_text), (self.decision_plot, self.decision_text),
                  (self.mask_plot, self.mask_text))  # fmt: skip
         for col, (plot, caption) in enumerate(cells, start=2):
-            cell = plot_cell(self, plot, caption, above=self.costs_panel.legend if plot is self.cost_plot else None)
+            costs = plot is self.cost_plot
+            cell = PlotCell(self, plot, caption, above=self.costs_panel.legend if costs else None,
+                            on_resize=self.costs_panel.fit if costs else None)  # fmt: skip
             grid.addWidget(cell, 1, col)
-            if plot is self.cost_plot:
+            if costs:
                 self._cost_cell = cell
         for col, stretch in enumerate((2, 2, 3, 3, 2)):
             grid.setColumnStretch(col, stretch)
@@ -227,7 +238,12 @@ class SpeculativeView(View):
         self._cost_cell.setVisible(visible)
         self._grid.setColumnStretch(2, 3 if visible else 0)  # hidden: its column gives its room away, no gap
 
+    TREE_MIN_SHARE = 0.36  # of the view's height, the least the tree's row keeps
+
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Where the panels' size hints add up to more than the view (presentation mode at 720 lines) Qt shares
+        the deficit by size hint, not by stretch: the bottom row's captions took 310 of 633 px and the tree 174."""
+        self._grid.setRowMinimumHeight(0, int(self.TREE_MIN_SHARE * event.size().height()))
         super().resizeEvent(event)
         self._place_costs()
 
