@@ -342,3 +342,37 @@ def test_the_cost_sweep_times_the_ring_and_all_reduce_on_real_ranks():
     assert results[1] == sweep  # the slowest rank's times: the same figures on every rank
     model = fit([sweep])
     assert model.points == 2 and model.alpha >= 0 and model.beta > 0
+
+
+@pytest.mark.parametrize(("size", "lines"), [((1400, 800), 3), ((900, 420), 1)])
+def test_ring_labels_stay_inside_their_panel(qtbot, ddp_run, size, lines):
+    """At 1280x720 in presentation mode the ranks' three-line labels ran past the ring panel's edges: the ring
+    scales so that every label fits, and where whole labels would shrink it to a dot they keep their last line."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+
+    from explorer.ui.theme import THEMES
+    from explorer.ui.views.ddp import DdpView
+
+    job, frames = ddp_run
+    view = DdpView(THEMES["light"])
+    qtbot.addWidget(view)
+    view.meta = job.meta
+    for frame in frames:
+        view.add_record(frame)
+    view.resize(*size)
+    view.show()
+    for _ in range(5):
+        QApplication.processEvents()
+    view.show_step(1)
+    view.grab()  # painted: the labels follow the range set
+    QApplication.processEvents()
+    ring = view.ring_panel
+    vb = ring.plot.getViewBox()
+    box = vb.mapRectToScene(vb.boundingRect())
+    labels = [item for item in ring.items if isinstance(item, pg.TextItem) and len(item.toPlainText()) > 2]  # not c0
+    assert len(labels) == 2
+    for item in labels:
+        rect = item.mapRectToScene(item.boundingRect())
+        assert box.adjusted(-1, -1, 1, 1).contains(rect), (item.toPlainText(), rect, box)
+        assert len(item.toPlainText().splitlines()) == lines

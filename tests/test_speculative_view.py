@@ -227,6 +227,8 @@ def test_every_title_fits_its_plot_at_720p_zoomed_and_presenting(qtbot):
                 sides = [plot.getAxis(side) for side in ("left", "right")]
                 room = plot.width() - sum(axis.width() for axis in sides if axis.isVisible())
                 assert label.item.boundingRect().width() <= room, (presenting, zoom, plot.property("title"))
+                points = QApplication.font().pointSizeF()  # titles at the text's size: presenting too, not 11 pt
+                assert label.opts["size"] == f"{points:.0f}pt", (presenting, zoom, label.opts["size"])
     finally:
         win.set_presentation(False)  # a later window in this process would size its panel at this text size
         win.zoom(None)

@@ -97,10 +97,13 @@ def theme_plot(plot: pg.PlotWidget, theme: Theme) -> None:
 
 
 def font_plot(plot: pg.PlotWidget, font: QFont) -> None:
-    """Plots do not inherit the application font: push it to the ticks and axis labels."""
+    """Plots do not inherit the application font: push it to the ticks, axis labels and title (pyqtgraph's title
+    stays 11 pt otherwise: small beside presentation mode's text)."""
     for axis in ("left", "bottom", "right"):
         plot.getAxis(axis).setStyle(tickFont=font)
         plot.getAxis(axis).label.setFont(font)
+    title = plot.getPlotItem().titleLabel
+    title.setText(title.text, size=f"{font.pointSizeF():.0f}pt")  # kept by later setText / setTitle calls
 
 
 def show_axes(plot: pg.PlotWidget, on: bool, axes: tuple[str, ...] = ("left", "bottom")) -> None:

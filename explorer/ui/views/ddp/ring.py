@@ -25,9 +25,12 @@ class RingPanel(StepPanel):
         self.chunks = pg.ScatterPlotItem(symbol="s", pxMode=False)
         self.plot.addItem(self.nodes)
         self.plot.addItem(self.chunks)
+        self._labels: list[tuple[pg.TextItem, tuple, tuple, str]] = []  # (item, pos, anchor, whole text)
+        self.plot.getViewBox().sigResized.connect(lambda *_: self._fit())
 
     def clear(self) -> None:
         super().clear()
+        self._labels = []
         self.nodes.setData([], [])
         self.chunks.setData([], [])
 
@@ -36,6 +39,45 @@ class RingPanel(StepPanel):
         item.setPos(*pos)
         self.plot.addItem(item)
         self.items.append(item)
+        self._labels.append((item, (float(pos[0]), float(pos[1])), anchor, text))
+
+    RING_MIN_PX = 24  # the ring's least radius: below it the labels may overflow rather than the ring vanish
+    RING_FULL_PX = 36  # below this radius the labels keep their last line alone (what the rank received)
+
+    def _fit(self) -> None:
+        """The ring as large as the panel allows with every label inside it: the labels keep their size in pixels
+        (three lines each, and larger in presentation mode) while the ring scales, so a fixed range let them run
+        past a small panel's edges. Where whole labels would leave the ring under RING_FULL_PX they keep their last
+        line (the rank is the circle's number, its rows are in the header's terms)."""
+        vb = self.plot.getViewBox()
+        if not self._labels or vb.width() <= 0 or vb.height() <= 0:
+            return
+        for item, _, _, text in self._labels:
+            item.setText(text)
+        scale = self._scale()
+        if scale < self.RING_FULL_PX:
+            for item, _, _, text in self._labels:
+                item.setText(text.split("\n")[-1])
+            scale = self._scale()
+        scale = max(self.RING_MIN_PX, scale)
+        half_w, half_h = vb.width() / 2 / scale, vb.height() / 2 / scale
+        vb.setRange(xRange=(-half_w, half_w), yRange=(-half_h, half_h), padding=0)
+
+    def _scale(self) -> float:
+        """The largest pixels per ring unit (radius 1) at which the rank circles and every label fit the panel."""
+        vb = self.plot.getViewBox()
+        half_w, half_h = vb.width() / 2, vb.height() / 2
+        limits = [min(half_w, half_h) / (1 + NODE_SIZE)]
+        for item, (x, y), (ax, ay), _ in self._labels:
+            rect = item.textItem.boundingRect()
+            w, h = rect.width(), rect.height()
+            # pixel extents from the label's point: right/left of it, above/below it (data y points up)
+            for coord, half, ahead, behind in ((x, half_w, (1 - ax) * w, ax * w), (y, half_h, ay * h, (1 - ay) * h)):
+                if coord > 0:
+                    limits.append((half - ahead) / coord)
+                elif coord < 0:
+                    limits.append((half - behind) / -coord)
+        return min(limits)
 
     def show(self, f: RingFrame) -> None:
         self.clear()
@@ -75,5 +117,4 @@ class RingPanel(StepPanel):
             brushes.append(pg.mkBrush(color))
             self._text(m.label, mid * 0.7, (0.5, 0.5), color)  # inside the ring, beside its chunk
         self.chunks.setData(cx, cy, size=size * 0.5, brush=brushes, pen=pg.mkPen(theme.text))
-        self.plot.setXRange(-2.1, 2.1, padding=0)
-        self.plot.setYRange(-2.4, 2.4, padding=0)
+        self._fit()

@@ -63,9 +63,6 @@ class GenerateView(View):
         """Plots do not inherit the application font: push it (font scaling, presentation mode)."""
         self.text.apply_font(font)
         super().apply_font(font)
-        for plot in self.themed_plots():
-            label = plot.getPlotItem().titleLabel
-            label.setText(label.text, size=f"{font.pointSizeF():.0f}pt")
         self.trend.title_pt = font.pointSizeF()
         self.trend.set_title(self.theme)
         self.bars.apply_font(font)
