@@ -102,6 +102,9 @@ def font_plot(plot: pg.PlotWidget, font: QFont) -> None:
     for axis in ("left", "bottom", "right"):
         plot.getAxis(axis).setStyle(tickFont=font)
         plot.getAxis(axis).label.setFont(font)
+    bottom = plot.getAxis("bottom")  # a line of text high: pyqtgraph measures a label's ink, cutting "g" and "p"
+    bottom.textHeight = QFontMetrics(font).height()
+    bottom._updateHeight()
     title = plot.getPlotItem().titleLabel
     title.setText(title.text, size=f"{font.pointSizeF():.0f}pt")  # kept by later setText / setTitle calls
 
@@ -124,6 +127,8 @@ class TitleFitter:
     def follow(self, plot: pg.PlotWidget) -> None:
         """Refit ``plot``'s title when its size changes (the first render may come before the final layout)."""
         plot.getViewBox().sigResized.connect(lambda *_: self.refit(plot))
+        for side in ("left", "right"):  # an axis widened by its drawn tick labels leaves the title less room
+            plot.getAxis(side).geometryChanged.connect(lambda: self.refit(plot))
 
     def fit(self, plot: pg.PlotWidget, variants: list[str]) -> str:
         """Show the first (rich-text) title of ``variants`` that fits ``plot``; returns the one shown."""

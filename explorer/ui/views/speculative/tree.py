@@ -112,7 +112,7 @@ class TreePanel:
         self._draw_nodes(r, xs, ys, selected, theme)
         fm = QFontMetrics(self.font)
         vb = self.plot.getViewBox()
-        w_px, h_px = max(vb.width(), 120.0), max(vb.height(), 80.0)
+        w_px, h_px = max(vb.width(), 120.0), max(vb.height(), 40.0)  # floors for a plot not laid out yet
         root_text = fm.elidedText(describe.root_label(root[0]), Qt.TextElideMode.ElideLeft, int(w_px / 4))
         frame = self._frame(xs, ys, fm, fm.horizontalAdvance(root_text), w_px, h_px)
         self.nodes.setSize(frame.node_px)
