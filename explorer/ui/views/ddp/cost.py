@@ -46,19 +46,19 @@ class CostPanel(StepPanel):
         else:
             curves = describe.model_curves(fitted, n, SIZES)
             for name in describe.ALGORITHMS:
-                label = "ring (model; ● measured)" if name == "ring" else f"{name} (model)"
+                label = "ring (model; measured: ● ring ▼ all_reduce)" if name == "ring" else f"{name} (model)"
                 self._curve(SIZES, curves[name] * 1e3, label, pen=pg.mkPen(colors[name], width=2, style=STYLES[name]))
             c = meta.cost
             self._curve(c["sizes"], np.array(c["ring"]) * 1e3, None, pen=None, symbol="o",
                         symbolBrush=theme.bar, symbolPen=theme.text, symbolSize=8)  # fmt: skip
-            self._curve(c["sizes"], np.array(c["all_reduce"]) * 1e3, "dist.all_reduce (measured)", pen=None,
+            self._curve(c["sizes"], np.array(c["all_reduce"]) * 1e3, None, pen=None,
                         symbol="t", symbolBrush=theme.accent, symbolPen=theme.text, symbolSize=8)  # fmt: skip
             self.titles.fit(self.plot, describe.cost_titles(fitted, n, bucket_bytes))
             values = [*c["ring"], *c["all_reduce"], *(v for a in curves.values() for v in a)]
             lo, hi = min(v for v in values if v > 0) * 1e3, max(values) * 1e3
             top = np.log10(hi * 40)  # room above the curves for the legend; at least two decades (minor log labels)
             self.plot.setYRange(min(np.log10(lo * 0.5), top - 2), top, padding=0)
-            self.plot.setLabel("left", "ms")  # the ▼ in the legend: an axis this short cut "ms (▼ dist.all_reduce)"
+            self.plot.setLabel("left", "ms")  # ▼ in the legend's first row (a short axis cut "ms (▼ dist.all_reduce)")
         line = pg.InfiniteLine(pos=np.log10(max(bucket_bytes, 1.0)), angle=90,
                                pen=pg.mkPen(theme.muted, style=Qt.PenStyle.DashLine))  # fmt: skip
         self.plot.addItem(line)
