@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QWidget
 
@@ -146,6 +147,9 @@ class TitleFitter:
         plot.setProperty("title", title)
         plot.setTitle(title, color=self.color)
         self._variants[plot] = variants
+        item = plot.getPlotItem()
+        if item.geometry().width() > plot.width():  # grown to a longer title's minimum once: back to the plot's size
+            item.setGeometry(QRectF(0, 0, plot.width(), plot.height()))
         return title
 
     def refit(self, plot: pg.PlotWidget) -> None:
