@@ -235,7 +235,7 @@ def quiet_timing(target, draft, prompt_ids: list[int], max_new: int, options: Sp
     ``pairs`` alternated pairs (the streamed run was the warm-up), the pair of median speedup. While a run streams
     its steps the view draws them on the GUI thread, whose share of the interpreter lock slows the speculative
     side alone (the demo's EAGLE read 0.79x in the view against 1.18-1.27x in explorer speculate), and one pair
-    on a noisy machine swung 0.71-1.10x where the median of three held 1.04-1.06x."""
+    on a noisy machine swung 0.71-1.10x where the median of three held 0.90-1.08x (explorer speculate 0.90-1.06x)."""
     timed = sorted(timed_pairs(target, draft, prompt_ids, max_new, options, heads, pairs), key=lambda p: p[0] / p[1])
     base_seconds, seconds = timed[len(timed) // 2]
     return replace(base, seconds=base_seconds), seconds
