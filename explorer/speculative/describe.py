@@ -490,14 +490,20 @@ def choice_marks(report: dict | None) -> list[tuple[float, float]]:
     return out
 
 
+def _verdict(costs: dict) -> tuple[float, float, str, str]:
+    """(break-even tokens per step, the run's, the run's colour, "pays" or "does not pay")."""
+    need, have = costs["break_even_tokens_per_step"], costs["measured_tokens_per_step"]
+    pays = have >= need
+    return need, have, ORIGIN_COLORS["accepted" if pays else "corrected"], "pays" if pays else "does not pay"
+
+
 def costs_caption(costs: dict, tree: bool, bookkeeping: float, palette: Palette) -> str:
     """The where-it-pays sentence in plain words, in the curves' colours: what checking the run's drafts costs
     in plain target steps, what a whole step costs with drafting and bookkeeping (the tokens it must yield to
     pay: break-even), and what this run's steps yielded."""
-    nodes, need, have = costs["nodes_per_step"], costs["break_even_tokens_per_step"], costs["measured_tokens_per_step"]
-    color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
+    nodes = costs["nodes_per_step"]
+    need, have, color, verdict = _verdict(costs)
     shape = "tree" if tree else "chain"
-    verdict = "pays" if have >= need else "does not pay"
     extra = costs["draft_cost_per_token"] * nodes + bookkeeping
     verify = f"Checking {nodes:.1f} drafts ({shape}) costs {costs['verify_cost_ratio']:.2f} target steps"
     more = f"drafting and bookkeeping {extra:.2f} more"
@@ -509,9 +515,7 @@ def costs_caption(costs: dict, tree: bool, bookkeeping: float, palette: Palette)
 
 def costs_caption_short(costs: dict, palette: Palette) -> str:
     """costs_caption's verdict alone, for a small panel (the whole sentence is the panel's tooltip)."""
-    need, have = costs["break_even_tokens_per_step"], costs["measured_tokens_per_step"]
-    color = ORIGIN_COLORS["accepted"] if have >= need else ORIGIN_COLORS["corrected"]
-    verdict = "pays" if have >= need else "does not pay"
+    need, have, color, verdict = _verdict(costs)
     return (
         f"{span(palette.accent, f'Pays above <b>{need:.2f}</b> tok/step')}; "
         f"{span(color, f'run <b>{have:.2f}</b>')} → {verdict} ({costs['model_speedup']:.2f}×)."
