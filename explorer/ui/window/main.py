@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from ...errors import ExplorerError
 from ...session import Session
 from ..player import Player
-from ..theme import THEMES, apply_theme, set_font_scale
+from ..theme import THEMES, apply_theme
 from ..views import VIEW_ENTRIES, VIEWS
 from ..views.base import View
 from ..worker import Worker, reserve_gui_core
@@ -50,7 +50,6 @@ class MainWindow(
         self.theme = THEMES[theme]
         self.font_scale = 1.0
         self.presenting = False
-        set_font_scale(QApplication.instance(), self.font_scale)  # built at its own size, not an earlier window's zoom
         self.error_box: QMessageBox | None = None
         self.last_error: str | None = None
         self._job_view: View | None = None
