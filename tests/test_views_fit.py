@@ -30,14 +30,19 @@ def session():
 
 @pytest.mark.parametrize("view", list(SMALL))
 def test_every_plot_stays_inside_its_widget_and_titles_follow_the_text(qtbot, session, view):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
     win = render_view(session, view, (1280, 720), settings=SMALL[view])
     v = win.views[view]
+    win.activateWindow()
     try:
         for size in ((1280, 720), (1920, 1080)):
             for presenting in (False, True):
-                win.set_presentation(presenting)
+                if win.presenting != presenting:
+                    QTest.keyClick(win, Qt.Key.Key_F11)  # the key a teacher presses
+                    qtbot.waitUntil(lambda p=presenting: win.presenting == p)
                 win.resize(*size)
                 for _ in range(3):
                     win.grab()  # painting measures tick labels and widens axes: the layout follows
