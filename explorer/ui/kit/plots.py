@@ -128,8 +128,6 @@ class TitleFitter:
     def follow(self, plot: pg.PlotWidget) -> None:
         """Refit ``plot``'s title when its size changes (the first render may come before the final layout)."""
         plot.getViewBox().sigResized.connect(lambda *_: self.refit(plot))
-        for side in ("left", "right"):  # an axis widened by its drawn tick labels leaves the title less room
-            plot.getAxis(side).geometryChanged.connect(lambda: self.refit(plot))
 
     def fit(self, plot: pg.PlotWidget, variants: list[str]) -> str:
         """Show the first (rich-text) title of ``variants`` that fits ``plot``; returns the one shown."""
