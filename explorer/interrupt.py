@@ -41,6 +41,14 @@ def check() -> None:
         raise _exception(signum)
 
 
+def take_pending() -> int | None:
+    """The signal a :func:`deferred` block is holding (``None`` if none), now taken over by the caller: the GUI's
+    event loop, whose own handlers start inside the launch's deferred block so that no signal falls between."""
+    global _pending
+    signum, _pending = _pending, None
+    return signum
+
+
 @contextmanager
 def deferred() -> Iterator[None]:
     """Within this block a signal only sets a flag; :func:`check` (and the block's end) raise it."""

@@ -83,3 +83,42 @@ def test_sigterm_while_the_app_starts_ends_it_with_143(tmp_path, delay):
             proc.wait()
     assert proc.returncode == 143, stderr
     assert "Traceback" not in stderr and "error" not in stderr, stderr
+
+
+def test_a_signal_held_by_the_launch_is_the_event_loops_first_wake(qapp):
+    """SIGTERM between the launch's deferred block and the loop's own handlers raised while the load job's thread
+    ran (Qt then aborted the process at exit): the loop's handlers start inside the block and take what it held."""
+    from explorer.interrupt import deferred, interrupts
+    from explorer.ui.qapp import exec_until_signal
+
+    closed = []
+    with interrupts(), deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the Python handler runs: it only sets the flag
+        code = exec_until_signal(qapp, lambda: closed.append(True))
+    assert (code, closed) == (143, [True])
+
+
+def test_a_job_that_outlives_the_windows_wait_is_joined_before_the_app_leaves(qtbot):
+    """The window waits 5 s for its job when it closes; a job still inside a load after that is kept, not
+    destroyed while running, and :meth:`Worker.finish` joins it (the app calls it before leaving)."""
+    import threading
+
+    from explorer.ui.worker import Worker
+
+    release, started = threading.Event(), threading.Event()
+
+    def job():
+        started.set()
+        release.wait(5)  # a load: no record to stop between
+        yield 1
+
+    worker = Worker()
+    worker.start(job)
+    assert started.wait(5)
+    worker.cancel_and_wait(10)
+    assert not worker.running and len(worker._outliving) == 1
+    thread = worker._outliving[0][0]
+    threading.Timer(0.2, release.set).start()
+    worker.finish(5000)
+    assert thread.isFinished() and worker._outliving == []

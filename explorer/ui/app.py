@@ -48,9 +48,12 @@ def run_gui(session: Session, theme: str = "light", launch=None) -> int:
     from ..interrupt import deferred
 
     app = ensure_app()
-    started = None
+    started = win = None
     try:
-        with deferred():  # a signal while importing or building only sets a flag (see explorer.cli.gui), taken after
+        # A signal while importing or building only sets a flag (see explorer.cli.gui); the event loop's own
+        # handlers take over inside the block, so that none falls between (raised there, after the load job had
+        # started its thread, it left a running QThread to be destroyed at exit: Qt aborts the process).
+        with deferred():
             started = start_loading(session)  # the models load (mostly outside the GIL) while the window is built
             from .window import MainWindow
 
@@ -59,10 +62,12 @@ def run_gui(session: Session, theme: str = "light", launch=None) -> int:
             if launch is not None:
                 launch.close()
                 launch.deleteLater()
-        win.load_models(then_run=True, started=started)  # the demo pair (or --model/--draft) loads and runs at once
-        return exec_until_signal(app, win.close)
-    finally:  # e.g. SIGTERM taken at the block's end or while the models still load: leave once the load is out of
-        if started is not None:  # torch (a daemon thread inside torch at exit aborts the process, see Loading.wait)
+            win.load_models(then_run=True, started=started)  # the demo pair (or --model/--draft) loads and runs
+            return exec_until_signal(app, win.close)
+    finally:  # leave once the window's job and the load are out of torch and Qt (a thread still running at exit
+        if win is not None:  # aborts the process: Qt's "QThread: Destroyed while thread is still running")
+            win.worker.finish(60000)
+        if started is not None:  # a daemon thread inside torch at exit aborts it too (see Loading.wait)
             started[1].wait(60)
 
 

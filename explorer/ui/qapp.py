@@ -27,11 +27,14 @@ def exec_until_signal(app, before_exit) -> int:
     """``app.exec()`` that Ctrl-C and SIGTERM end cleanly: the signal only wakes the event loop (a wake-up fd
     watched by a socket notifier), which then calls ``before_exit`` (close the window: the worker is cancelled, a
     recording's partial file removed) and leaves with 128 + the signal (130 for Ctrl-C, 143 for SIGTERM). A Python
-    exception raised by a signal inside a Qt override would be printed and swallowed by PySide instead."""
+    exception raised by a signal inside a Qt override would be printed and swallowed by PySide instead. Called
+    inside :func:`explorer.interrupt.deferred`, a signal the block held is taken as the loop's first wake."""
     import signal
     import socket
 
     from PySide6.QtCore import QSocketNotifier
+
+    from ..interrupt import take_pending
 
     wake_read, wake_write = socket.socketpair()
     for s in (wake_read, wake_write):
@@ -54,6 +57,9 @@ def exec_until_signal(app, before_exit) -> int:
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.signal(s, lambda *_: None) for s in signals}  # the C handler writes to the wake-up fd
     previous_fd = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
+    held = take_pending()
+    if held is not None:
+        wake_write.send(bytes([held]))
     try:
         return app.exec()
     finally:

@@ -82,6 +82,7 @@ class Worker(QObject):
         super().__init__(parent)
         self._thread: QThread | None = None
         self._runner: _Runner | None = None
+        self._outliving: list[tuple[QThread, _Runner | None]] = []  # threads that outlived a wait, kept alive
         self._cancel = threading.Event()
         self._number = 0  # the current job's number; signals of older jobs are ignored
         self.cancelled = False
@@ -121,15 +122,28 @@ class Worker(QObject):
         self._cancel.set()
         self._stop_thread(timeout_ms)
 
+    def finish(self, timeout_ms: int = 60000) -> None:
+        """Cancel the job and wait for every thread this worker started, also those that outlived an earlier
+        wait: before the process leaves (a QThread destroyed while running aborts it)."""
+        self.cancel_and_wait(timeout_ms)
+        for thread, _ in self._outliving:
+            thread.wait(timeout_ms)
+        self._outliving.clear()
+
     def _stop_thread(self, timeout_ms: int = 30000) -> None:
         thread, runner = self._thread, self._runner
         self._thread = self._runner = None
         if thread is not None:
             thread.quit()
-            thread.wait(timeout_ms)
-            thread.deleteLater()
-        if runner is not None:
-            runner.deleteLater()
+            if thread.wait(timeout_ms):
+                thread.deleteLater()
+                if runner is not None:
+                    runner.deleteLater()
+            else:  # still inside the job (e.g. a load): kept, not destroyed while running (see finish)
+                self._outliving.append((thread, runner))
+                thread.finished.connect(thread.deleteLater)
+                if runner is not None:
+                    thread.finished.connect(runner.deleteLater)
         self.busy.emit(False)
 
     def _on_record(self, number: int, item: Any) -> None:
