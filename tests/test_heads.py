@@ -390,3 +390,24 @@ def test_lookup_falls_back_on_a_tree_of_heads_wider_than_its_chain():
         steps.append(spec.step())
     assert any(len(s.tree.tokens) > opt.gamma for s in steps)  # the fallback's trees were verified
     assert spec.new_tokens == generate(target, prompt, 24, stop_at_eos=False)
+
+
+@pytest.mark.parametrize("kind", ["mtp", "eagle"])
+def test_lookup_sampling_with_a_heads_fallback_preserves_target_distribution(kind):
+    """Where no n-gram matches, prompt lookup's heads draft, and a sampled MTP chain is accepted against its q (not
+    as a deterministic candidate, which skews the distribution): 5k draws of the first new token, χ²."""
+    target = tiny_target(5, vocab=12, std=0.6)
+    heads = random_heads(kind, target, std=0.5, seed=3)
+    prompt = [3, 1, 4, 0, 5, 9, 2, 6, 7]  # the last token appears nowhere before: no continuation, the heads draft
+    opt = SpecOptions(method="lookup", gamma=2, tree_depth=2, tree_topk=3, tree_budget=6, accept="sample",
+                      temperature=1.0, detail=False, seed=1)  # fmt: skip
+    spec = Speculator(target, None, prompt, 3, opt, heads)
+    with torch.inference_mode():
+        p = next_token_probs(target.model(torch.tensor([prompt]))[0, -1], 1.0, None).double().numpy()
+    n, counts = 5000, np.zeros(12)
+    for _ in range(n):
+        record = spec.step()
+        assert len(record.tree.tokens) > 0  # the heads drafted
+        counts[record.new_tokens[0]] += 1
+        spec.rewind(len(prompt))
+    assert chi2_pvalue(counts, p) > 1e-3

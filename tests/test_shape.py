@@ -3,6 +3,7 @@ than a climbing (CPU-like) one, acceptance 0 gets no speculation, every choice k
 plain greedy and speculative sampling lossless (χ²), the curve's cache is JSON keyed by what it depends on."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from explorer.models.generate import generate, next_token_probs
 from explorer.speculative import shape
 from explorer.speculative.engine import Speculator, TimedSpeculation
 from explorer.speculative.heads import load_heads
+from explorer.speculative.lookup_first import LOOKUP_RETRY_EVERY, LookupFirst
 from explorer.speculative.records import SpecOptions
 from explorer.speculative.shape import (
     NO_SPECULATION,
@@ -314,7 +316,8 @@ def test_the_view_words_say_what_was_chosen_and_where_it_changed():
     assert describe.shape_text(steps[4]).startswith("shape (auto) → <b>chain 2</b>, was chain 3: 2.30 tok/step")
     assert describe.shape_text(steps[0]) == "shape (auto) chain 3 · "
     assert describe.method_note("auto: eagle, the heads expected to pay most here (eagle 1.86×, mtp 1.35×)") == (
-        " (auto: eagle 1.86×, mtp 1.35×)")
+        " (auto: eagle 1.86×, mtp 1.35×)"
+    )
     assert describe.choice_caption(None) == "" and describe.method_note(None) == ""
 
 
@@ -332,3 +335,63 @@ def test_speculate_json_says_which_method_and_shape_auto_chose(capsys, monkeypat
     assert stats["shape"]["mode"] == "auto" and stats["shape"]["curve"]["cached"] is False
     assert {"deeper", "chain", "no speculation"} <= set(stats["shape"]["neighbours"])
     assert (tmp_path / "verify-costs.json").is_file()
+
+
+class StubChooser:
+    """A ShapeChooser's face: a fixed shape and expected rate; counts what it was asked and shown."""
+
+    def __init__(self, method: str, shape, rate: float):
+        self.method, self.shape, self.changes, self.fallback_note = method, shape, [], None
+        self.current = SimpleNamespace(rate=lambda: rate, shape=shape)
+        self.asked, self.seen = [], []
+        self.max_nodes = 8
+
+    def shape_for(self, step):
+        self.asked.append(step)
+        return self.shape, False
+
+    def observe(self, draft, record):
+        self.seen.append(record)
+
+
+def test_lookup_first_drafts_with_the_drafter_expected_to_pay_more():
+    """A continuation goes to lookup when its rate is at least the heads', else to the heads (and every
+    LOOKUP_RETRY_EVERY-th skipped one to lookup anyway); a step without one always to the heads; each chooser
+    observes only its own steps."""
+    matched = [True]
+    lookup, heads = StubChooser("lookup", shape.chain_shape(3), 2.0), StubChooser("eagle", shape.Shape(3, 2, 6), 1.0)
+    both = LookupFirst(lookup, heads, lambda: matched[0])
+    assert both.shape_for(0) == (shape.chain_shape(3), False) and both.method == "lookup"
+    both.observe(None, "step 0")
+    matched[0] = False
+    assert both.shape_for(1) == (shape.Shape(3, 2, 6), False) and both.method == "eagle"
+    both.observe(None, "step 1")
+    assert lookup.seen == ["step 0"] and heads.seen == ["step 1"]
+    matched[0] = True
+    lookup.current = SimpleNamespace(rate=lambda: 0.5, shape=lookup.shape)  # the heads now pay more
+    methods = []
+    for step in range(2, 2 + 2 * LOOKUP_RETRY_EVERY + 2):
+        both.shape_for(step)
+        methods.append(both.method)
+    assert methods.count("lookup") == 2 and methods[LOOKUP_RETRY_EVERY] == "lookup"
+    assert both.steps == {"lookup": 3, "eagle": len(methods) - 1}
+    assert heads.asked == list(range(len(heads.asked)))  # each chooser counts its own steps
+
+
+def test_lookup_with_heads_weighs_both_and_stays_token_identical(demo):
+    """The demo target with its EAGLE heads on a prompt that repeats itself and then doesn't: both drafters draft,
+    each step's note names its drafter, the report says how many each drafted, greedy equals the target's."""
+    target, _, heads = demo
+    prompt = "def add(a, b):\n    return a + b\n\n\ndef add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    "
+    ids = target.encode(prompt)
+    opt = SpecOptions(method="lookup", detail=False, **AUTO)
+    spec = Speculator(target, None, ids, 32, opt, heads["eagle"], curve=CPU, timing=False)
+    records = []
+    while not spec.done:
+        records.append(spec.step())
+    assert spec.new_tokens == generate(target, ids, 32)
+    drafters = {r.shape["drafter"] for r in records}
+    assert drafters == {"lookup", "eagle"}, drafters
+    report = spec.chooser.report()
+    assert sum(report["drafters"]["steps"].values()) == len(records)
+    assert report["lookup"]["mode"] == "auto" and report["shape"]["depth"] >= 0

@@ -50,8 +50,9 @@ from ..models.checkpoint import LoadedModel
 from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
 from .costs import run_costs
-from .drafters import Draft, make_drafters
+from .drafters import Draft, lookup_continuation, make_drafters
 from .heads import Heads
+from .lookup_first import LookupFirst
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord, TargetOnly
 from .shape import NO_SPECULATION, make_chooser
 from .stats import SpecResult, compute_stats
@@ -197,13 +198,18 @@ class Speculator:
         self.heads = heads if opt.method in (*HEAD_METHODS, "lookup") else None
         self.target, self.draft = target, draft
         own_heads = self.heads if opt.method in HEAD_METHODS else None
+        self.context = list(prompt_ids)
         self.chooser = make_chooser(opt, target, draft, own_heads, curve, timing)
+        if self.chooser is not None and opt.method == "lookup" and self.heads is not None:
+            # lookup with heads: each step with a continuation drafts with the one expected to pay more
+            heads_chooser = make_chooser(replace(opt, method=self.heads.kind), target, None, self.heads, curve, timing)
+            if heads_chooser is not None:
+                self.chooser = LookupFirst(self.chooser, heads_chooser, self._matched)
+        self.drafter, self.heads_drafter = make_drafters(self)  # (the method as asked)
         self.shape, self.probe = NO_SPECULATION, False
-        self._shaped: dict = {}  # shape -> the options it drafts with (made once per shape)
+        self._shaped: dict = {}  # (drafter, shape) -> the options it drafts with (made once per shape)
         if self.chooser is not None:
-            self.shape, self.probe = self.chooser.shape_for(0)
-            self.opt = self.shape.options(opt)
-        self.drafter, self.heads_drafter = make_drafters(self)
+            self._next_shape(0)
         self._choose = {"greedy": self._choose_greedy, "typical": self._choose_typical,
                         "sample": self._choose_sample}[opt.accept]  # fmt: skip
         if draft is not None and target.tokenizer is not None and draft.tokenizer is not None:
@@ -213,7 +219,6 @@ class Speculator:
         # common part.
         self.vocab = min(target.config.vocab_size, draft.config.vocab_size if draft else target.config.vocab_size)
         self.n_prompt, self.max_new_tokens = len(prompt_ids), max_new_tokens
-        self.context = list(prompt_ids)
         self.steps = 0
         self.done = max_new_tokens <= 0
         self.gen = torch.Generator(device=target.device)
@@ -279,16 +284,14 @@ class Speculator:
         root = self.context[-1]
         remaining = self.max_new_tokens - len(self.new_tokens)
         if self.chooser is not None and self.steps:
-            self.shape, self.probe = self.chooser.shape_for(self.steps)
-            if self.shape not in self._shaped:
-                self._shaped[self.shape] = self.shape.options(self.asked)
-            self.opt = self._shaped[self.shape]
+            self._next_shape(self.steps)
         planned = self.opt.depth if self.chooser is None or self.shape.depth else 0
         depth = min(planned, remaining - 1)  # never draft past max_new_tokens
         if depth <= 0:
             return self._finish(self._plain_step(L, root, remaining), None)
         t0 = time.perf_counter()
-        draft = self.drafter.draft(depth)
+        drafter = self.heads_drafter if self.opt.method in HEAD_METHODS else self.drafter
+        draft = drafter.draft(depth)
         t1 = time.perf_counter()
         verified = self._verify(root, draft)
         walk = self._accept(draft, verified)
@@ -301,6 +304,19 @@ class Speculator:
         record.verify_seconds = t2 - t1 + (time.perf_counter() - t3)  # building this record is bookkeeping too
         record.forward_seconds = verified.forward_seconds
         return self._finish(record, draft)
+
+    def _next_shape(self, step: int) -> None:
+        """The chooser's shape for ``step`` and the options it drafts with (with lookup first, the drafter's own)."""
+        self.shape, self.probe = self.chooser.shape_for(step)
+        method = getattr(self.chooser, "method", self.asked.method)
+        key = (method, self.shape)
+        if key not in self._shaped:
+            self._shaped[key] = self.shape.options(replace(self.asked, method=method))
+        self.opt = self._shaped[key]
+
+    def _matched(self) -> bool:
+        """Whether prompt lookup has a continuation for the next step."""
+        return bool(lookup_continuation(self.context, self.asked.lookup_ngram, 1))
 
     def _finish(self, record: StepRecord, draft: Draft | None) -> StepRecord:
         if self.chooser is not None:
@@ -345,7 +361,10 @@ class Speculator:
         """The shape this step drafted with, and why it changed here (the chooser's reason) if it did."""
         changes = self.chooser.changes
         change = changes[-1] if changes and changes[-1]["step"] == self.steps + 1 else None
-        return {**self.shape.as_dict(), "probe": self.probe, "change": change}
+        note = {**self.shape.as_dict(), "probe": self.probe, "change": change}
+        if isinstance(self.chooser, LookupFirst):
+            note["drafter"] = self.chooser.method
+        return note
 
     def _verify(self, root: int, draft: Draft) -> Verified:
         """ONE target forward over [root, nodes...]: the target's distributions after the root and each node."""
