@@ -392,8 +392,7 @@ def test_lookup_falls_back_on_a_tree_of_heads_wider_than_its_chain():
     assert spec.new_tokens == generate(target, prompt, 24, stop_at_eos=False)
 
 
-@pytest.mark.parametrize("kind", ["mtp", "eagle"])
-def test_lookup_sampling_with_a_heads_fallback_preserves_target_distribution(kind):
+def test_lookup_sampling_with_a_heads_fallback_preserves_target_distribution(kind="mtp"):
     """Where no n-gram matches, prompt lookup's heads draft, and a sampled MTP chain is accepted against its q (not
     as a deterministic candidate, which skews the distribution): 5k draws of the first new token, χ²."""
     target = tiny_target(5, vocab=12, std=0.6)
