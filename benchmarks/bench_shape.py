@@ -103,16 +103,18 @@ def main() -> None:
           f"one-token step {1000 * curve['base_seconds']:.2f} ms; 4 / 8 / 16 tokens "
           + " / ".join(f"{curve['chain_seconds'][curve['sizes'].index(n)] / curve['base_seconds']:.2f}"
                        for n in (4, 8, 16)) + " steps (chain)", flush=True)  # fmt: skip
-    method, why = choose_method(SpecOptions(), target, heads, draft, curve)
+    method, why, lookup_kind = choose_method(SpecOptions(), target, heads, draft, curve)
     print(f"default method: {why}", flush=True)
     configs = {(d, name): o for d, shapes in grid().items() if not args.only or d in args.only
                for name, o in shapes.items()}  # fmt: skip
-    configs[("default", f"auto → {method}")] = replace(configs.get((method, "auto")) or grid()[method]["auto"])
+    default = f"auto → {method}" + (f" first, else {lookup_kind}" if lookup_kind else "")
+    configs[("default", default)] = replace(configs.get((method, "auto")) or grid()[method]["auto"])
     n = args.new_tokens
 
     def runner(key):
         o = configs[key]
-        h = heads.get(o.method) if o.method in heads else (heads.get("mtp") if o.method == "lookup" else None)
+        lookup_heads = heads.get(lookup_kind if key[0] == "default" and lookup_kind else "mtp")  # lookup's besides
+        h = heads.get(o.method) if o.method in heads else (lookup_heads if o.method == "lookup" else None)
         d = draft if o.method in ("chain", "tree") else None
         return lambda ids: TimedSpeculation(target, d, ids, n, o, h).run()
 

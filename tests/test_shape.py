@@ -3,6 +3,7 @@ than a climbing (CPU-like) one, acceptance 0 gets no speculation, every choice k
 plain greedy and speculative sampling lossless (χ²), the curve's cache is JSON keyed by what it depends on."""
 
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -318,11 +319,17 @@ def test_the_view_words_say_what_was_chosen_and_where_it_changed():
     assert describe.method_note("auto: eagle, the heads expected to pay most here (eagle 1.86×, mtp 1.35×)") == (
         " (auto: eagle 1.86×, mtp 1.35×)"
     )
+    first = "auto: prompt lookup first, else the eagle heads, expected to pay most here (eagle 1.86×, mtp 1.35×)"
+    assert describe.method_note(first) == " (auto: lookup first, else eagle; eagle 1.86×, mtp 1.35×)"
+    assert describe.shape_text(SimpleNamespace(shape={"short": "chain 2", "drafter": "lookup"})).startswith(
+        "shape (auto, lookup) chain 2"
+    )
     assert describe.choice_caption(None) == "" and describe.method_note(None) == ""
 
 
 def test_speculate_json_says_which_method_and_shape_auto_chose(capsys, monkeypatch, tmp_path):
-    """No flags: the demo target's heads expected to pay most (with the figures), the shape and its neighbours."""
+    """No flags: prompt lookup first, with the demo target's heads expected to pay most (with the figures) where
+    it is not expected to pay more; the shape and its neighbours, and the steps each drafted."""
     from explorer.cli.main import main
 
     monkeypatch.setenv("EXPLORER_CACHE", str(tmp_path))
@@ -330,8 +337,11 @@ def test_speculate_json_says_which_method_and_shape_auto_chose(capsys, monkeypat
     assert main(["speculate", "--max-new-tokens", "8", "--runs", "1", "--json", "--no-steps"]) == 0
     out = capsys.readouterr()
     stats = json.loads(out.out)["stats"]
-    assert stats["method"] in ("eagle", "medusa", "mtp")
-    assert stats["method_choice"].startswith(f"auto: {stats['method']}, the heads expected to pay most here (")
+    assert stats["method"] == "lookup"
+    assert re.match(r"auto: prompt lookup first, else the (eagle|medusa|mtp) heads, expected to pay most here \(",
+                    stats["method_choice"])  # fmt: skip
+    kind = stats["method_choice"].split(" heads")[0].rsplit(" ", 1)[1]
+    assert set(stats["shape"]["drafters"]["steps"]) == {"lookup", kind, "lookup 1-gram"}
     assert stats["shape"]["mode"] == "auto" and stats["shape"]["curve"]["cached"] is False
     assert {"deeper", "chain", "no speculation"} <= set(stats["shape"]["neighbours"])
     assert (tmp_path / "verify-costs.json").is_file()
@@ -376,6 +386,25 @@ def test_lookup_first_drafts_with_the_drafter_expected_to_pay_more():
     assert methods.count("lookup") == 2 and methods[LOOKUP_RETRY_EVERY] == "lookup"
     assert both.steps == {"lookup": 3, "eagle": len(methods) - 1}
     assert heads.asked == list(range(len(heads.asked)))  # each chooser counts its own steps
+
+
+def test_lookup_first_gives_one_token_matches_a_chooser_of_their_own():
+    """After a one-token match the continuation is weighed by the 1-gram chooser (its own, lower, acceptance):
+    the heads draft there, while a three-token match's continuation goes to lookup."""
+    n = [3]
+    lookup, heads = StubChooser("lookup", shape.chain_shape(3), 2.0), StubChooser("eagle", shape.Shape(3, 2, 6), 1.0)
+    short = StubChooser("lookup", shape.chain_shape(1), 0.9)
+    both = LookupFirst(lookup, heads, lambda: n[0], short)
+    assert both.shape_for(0) == (shape.chain_shape(3), False) and both.method == "lookup"
+    n[0] = 1
+    assert both.shape_for(1) == (shape.Shape(3, 2, 6), False) and both.method == "eagle"
+    both.observe(None, "step 1")
+    assert short.asked == [0] and heads.seen == ["step 1"] and not short.seen
+    short.current = SimpleNamespace(rate=lambda: 1.5, shape=short.shape)
+    assert both.shape_for(2) == (shape.chain_shape(1), False) and both.method == "lookup"
+    both.observe(None, "step 2")
+    assert short.seen == ["step 2"] and not lookup.seen
+    assert both.steps == {"lookup": 1, "eagle": 1, "lookup 1-gram": 1}
 
 
 def test_lookup_with_heads_weighs_both_and_stays_token_identical(demo):

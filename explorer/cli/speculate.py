@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     chosen = None
     if method == "auto" or args.remeasure_costs:  # explorer/speculative/shape.py: the method expected to pay most
         # (under torchrun rank 0 alone measures and chooses: explorer/distributed/torchrun_set.py)
-        method, chosen = first_rank_decides(lambda: auto_method(args, method, o), args.device)
+        method, chosen, lookup_heads = first_rank_decides(lambda: auto_method(args, method, o), args.device)
+        if lookup_heads and not args.heads:  # auto: prompt lookup first, these heads where it does not pay more
+            args.heads = lookup_heads
     if prompt_set:  # a prompt set: explorer/cli/open.py
         from .open import speculate_set
 
@@ -142,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def auto_method(args: argparse.Namespace, method: str, values: dict) -> tuple[str, str | None]:
-    """``auto``: the heads found beside the target expected to pay most here, else the draft model's chain, else
-    prompt lookup (explorer/speculative/shape.py, choose_method), and why; ``--remeasure-costs`` measures this
-    machine's verification-cost curve again first."""
+def auto_method(args: argparse.Namespace, method: str, values: dict) -> tuple[str, str | None, str | None]:
+    """``auto``: prompt lookup first with the heads found beside the target expected to pay most here, else the
+    draft model's chain, else prompt lookup alone (explorer/speculative/shape.py, choose_method), why, and the
+    directory of those heads (None: none); ``--remeasure-costs`` measures this machine's verification-cost curve
+    again first."""
     from ..models.checkpoint import default_model_dirs, load_model
     from ..speculative.heads import find_heads, load_heads
     from ..speculative.records import SpecOptions
@@ -155,11 +158,13 @@ def auto_method(args: argparse.Namespace, method: str, values: dict) -> tuple[st
     target = load_model(args.model or dirs["target"], dtype=args.dtype, device=check_device(args.device))
     curve = curve_for(target, remeasure=args.remeasure_costs)
     if method != "auto":
-        return method, None
-    heads = {kind: load_heads(path, target) for kind, path in find_heads(target.path).items()}
+        return method, None, None
+    found = find_heads(target.path)
+    heads = {kind: load_heads(path, target) for kind, path in found.items()}
     has_draft = bool(args.draft) or not args.model  # the demo pair's draft goes with the demo target
     options = SpecOptions.from_values(values, method="eagle")
-    return choose_method(options, target, heads, True if has_draft else None, curve)
+    method, why, kind = choose_method(options, target, heads, True if has_draft else None, curve)
+    return method, why, str(found[kind]) if kind else None
 
 
 def print_shape(chosen: str | None, report: dict | None) -> None:

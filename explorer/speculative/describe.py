@@ -10,6 +10,7 @@ Colours come in as a palette (the UI theme has these attributes) or are the fixe
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -115,10 +116,11 @@ def shape_text(r: StepRecord) -> str:
     probe = " (a probe)" if r.shape.get("probe") else ""
     change = r.shape.get("change")
     short = r.shape.get("short") or r.shape["label"]
+    auto = f"(auto, {r.shape['drafter']})" if r.shape.get("drafter") else "(auto)"  # lookup first: who drafted
     if change and change.get("from"):
         was = change.get("from_short") or change["from"]
-        return f"shape (auto) → <b>{short}</b>, was {was}: {change['reason']}{probe} · "
-    return f"shape (auto) {short}{probe} · "
+        return f"shape {auto} → <b>{short}</b>, was {was}: {change['reason']}{probe} · "
+    return f"shape {auto} {short}{probe} · "
 
 
 def shape_changes(records: Sequence[StepRecord]) -> list[tuple[int, str]]:
@@ -132,6 +134,9 @@ def method_note(method_choice: str | None) -> str:
     if not method_choice:
         return ""
     figures = method_choice[method_choice.find("(") + 1 : method_choice.rfind(")")] if "(" in method_choice else ""
+    first = re.search(r"prompt lookup first, else the (\w+) heads", method_choice)
+    if first:  # lookup first, heads where it is not expected to pay more
+        return f" (auto: lookup first, else {first.group(1)}; {figures})"
     return f" (auto{': ' + figures if figures else ''})"
 
 

@@ -454,6 +454,13 @@ class TreePool:
 def lookup_continuation(context: list[int], n_max: int, length: int) -> list[int]:
     """Prompt lookup: the tokens that followed the latest earlier occurrence of the context's last n-gram
     (longest n first, n_max down to 1); empty when there is none."""
+    n, start = lookup_match(context, n_max)
+    return context[start : start + length] if n else []
+
+
+def lookup_match(context: list[int], n_max: int) -> tuple[int, int]:
+    """The longest n <= n_max whose last n-gram occurred earlier in the context (0 if none), and where the tokens
+    after its latest earlier occurrence start."""
     arr = np.asarray(context, dtype=np.int64)
     size = len(arr)
     for n in range(min(n_max, size - 1), 0, -1):
@@ -461,6 +468,5 @@ def lookup_continuation(context: list[int], n_max: int, length: int) -> list[int
         windows = np.lib.stride_tricks.sliding_window_view(arr[: size - 1], n)  # starts 0 .. size - 1 - n
         hits = np.flatnonzero((windows == suffix).all(axis=1))
         if len(hits):
-            start = int(hits[-1]) + n
-            return arr[start : start + length].tolist()
-    return []
+            return n, int(hits[-1]) + n
+    return 0, 0

@@ -50,12 +50,14 @@ from ..models.checkpoint import LoadedModel
 from ..models.generate import check_length, generate, next_token_probs
 from ..session import check_same_tokenizer
 from .costs import run_costs
-from .drafters import Draft, lookup_continuation, make_drafters
+from .drafters import Draft, lookup_match, make_drafters
 from .heads import Heads
-from .lookup_first import LookupFirst
+from .lookup_first import SHORT, LookupFirst
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord, TargetOnly
 from .shape import NO_SPECULATION, make_chooser
 from .stats import SpecResult, compute_stats
+
+SPLIT_ONE_GRAM = True  # lookup with heads: its 1-gram matches learn their own acceptance (lookup_first.py)
 
 
 def _top(probs: torch.Tensor, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +206,8 @@ class Speculator:
             # lookup with heads: each step with a continuation drafts with the one expected to pay more
             heads_chooser = make_chooser(replace(opt, method=self.heads.kind), target, None, self.heads, curve, timing)
             if heads_chooser is not None:
-                self.chooser = LookupFirst(self.chooser, heads_chooser, self._matched)
+                short = make_chooser(opt, target, None, None, curve, timing, tag=SHORT) if SPLIT_ONE_GRAM else None
+                self.chooser = LookupFirst(self.chooser, heads_chooser, self._matched, short)
         self.drafter, self.heads_drafter = make_drafters(self)  # (the method as asked)
         self.shape, self.probe = NO_SPECULATION, False
         self._shaped: dict = {}  # (drafter, shape) -> the options it drafts with (made once per shape)
@@ -314,9 +317,9 @@ class Speculator:
             self._shaped[key] = self.shape.options(replace(self.asked, method=method))
         self.opt = self._shaped[key]
 
-    def _matched(self) -> bool:
-        """Whether prompt lookup has a continuation for the next step."""
-        return bool(lookup_continuation(self.context, self.asked.lookup_ngram, 1))
+    def _matched(self) -> int:
+        """The n-gram prompt lookup matched for the next step (0: no continuation)."""
+        return lookup_match(self.context, self.asked.lookup_ngram)[0]
 
     def _finish(self, record: StepRecord, draft: Draft | None) -> StepRecord:
         if self.chooser is not None:

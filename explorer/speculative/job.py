@@ -140,22 +140,23 @@ def runnable_method(method: str, problems: dict[str, str | None]) -> str:
     return next((m for m in HEAD_PREFERENCE if problems[m] is None), "lookup")
 
 
-def auto_method(session: Session, options: SpecOptions) -> tuple[str, str]:
-    """What ``auto`` drafts with on the session's models: the heads found that are expected to pay most on this
-    machine, else the draft model's chain, else prompt lookup (explorer/speculative/shape.py), and why."""
+def auto_method(session: Session, options: SpecOptions) -> tuple[str, str, str | None]:
+    """What ``auto`` drafts with on the session's models: prompt lookup first with the heads found that are
+    expected to pay most on this machine, else the draft model's chain, else prompt lookup alone
+    (explorer/speculative/shape.py), why, and the kind of those heads (None: none)."""
     problems = method_problems(session)
     heads = {kind: session.heads_for(kind) for kind in HEAD_METHODS if problems[kind] is None}
     return choose_method(options, session.target, heads, session.draft)
 
 
-def resolve_auto(session: Session, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with method ``auto`` replaced by what it drafts with on the session's models (auto_method): a
-    prompt-set run names its configurations' real methods (their heads, the run file's header), as
-    ``explorer speculate --prompts`` does."""
+def resolve_auto(session: Session, values: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``values`` with method ``auto`` replaced by what it drafts with on the session's models (auto_method), and
+    the kind of heads prompt lookup drafts with besides (None: none): a prompt-set run names its configurations'
+    real methods (their heads, the run file's header), as ``explorer speculate --prompts`` does."""
     if values.get("method") != "auto":
-        return values
-    method, _why = auto_method(session, SpecOptions.from_values(values, method="eagle"))
-    return {**values, "method": method}
+        return values, None
+    method, _why, kind = auto_method(session, SpecOptions.from_values(values, method="eagle"))
+    return {**values, "method": method}, kind
 
 
 RECORDING_SHAPE = {"gamma": 3, "tree_depth": 4, "tree_topk": 3, "tree_budget": 12, "medusa_tree": "tuned"}
@@ -194,12 +195,13 @@ def speculation_job(session: Session, values: dict[str, Any], *, deterministic: 
     curves across runs (see :func:`~explorer.speculative.costs.run_costs`)."""
     target, draft, prompt_ids = session.target, session.draft, session.prompt_ids()
     options = effective_options(values)
-    method_choice = None
+    method_choice, lookup_kind = None, None
     if deterministic:  # a recording: the same video on any machine, so nothing chosen from this machine's costs
         options, method_choice = recording_options(session, options)
     elif options.method == "auto":
-        options.method, method_choice = auto_method(session, options)
-    heads = session.heads_for(options.method)  # draft heads on the target (medusa, eagle, mtp), else None
+        options.method, method_choice, lookup_kind = auto_method(session, options)
+    # draft heads on the target (medusa, eagle, mtp; prompt lookup's where auto gave it some), else None
+    heads = session.heads_for(lookup_kind or options.method)
     options.check(draft is not None, heads.kind if heads is not None else None)
     max_new = int(values["max_new"])
     meta = SpecRunMeta(

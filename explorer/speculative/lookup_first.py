@@ -17,45 +17,59 @@ from collections.abc import Callable
 from .shape import Candidate, Shape, ShapeChooser
 
 LOOKUP_RETRY_EVERY = 8
+SHORT = "lookup 1-gram"  # the chooser of the continuations after a one-token match (see LookupFirst)
 
 
 class LookupFirst:
-    """The shape chooser of ``--method lookup`` with heads: two :class:`ShapeChooser` (lookup's and the heads'),
-    the same interface as one; :attr:`method` is the drafter of the latest step ("lookup" or the heads' kind)."""
+    """The shape chooser of ``--method lookup`` with heads: lookup's :class:`ShapeChooser` and the heads', the same
+    interface as one. A continuation found after a match of one token alone is a far weaker guess than one after
+    two or three (any repeated token matches): with ``short``, those steps have a chooser of their own, with its
+    own acceptance. :attr:`method` is the drafter of the latest step ("lookup" or the heads' kind)."""
 
-    def __init__(self, lookup: ShapeChooser, heads: ShapeChooser, matched: Callable[[], bool]):
-        self.lookup, self.heads, self.matched = lookup, heads, matched
+    def __init__(self, lookup: ShapeChooser, heads: ShapeChooser, matched: Callable[[], int],
+                 short: ShapeChooser | None = None):  # fmt: skip
         self.kind = heads.method
+        self.choosers = {"lookup": lookup, self.kind: heads, **({SHORT: short} if short is not None else {})}
+        self.matched = matched  # the length of the n-gram lookup matched for the next step (0: none)
         self.method = "lookup"
-        self.changes: list[dict] = []  # both choosers' changes, at the run's step, each naming its drafter
-        self.steps = {"lookup": 0, self.kind: 0}  # the steps each drafted
-        self._asked = {"lookup": 0, self.kind: 0}  # each chooser's own step count (the shapes it was asked for)
+        self._name = "lookup"  # the chooser of the latest step
+        self.changes: list[dict] = []  # every chooser's changes, at the run's step, each naming its drafter
+        self.steps = dict.fromkeys(self.choosers, 0)  # the steps each drafted
+        self._asked = dict.fromkeys(self.choosers, 0)  # each chooser's own step count (the shapes it was asked for)
         self._skipped = 0  # continuations skipped in a row because the heads were expected to pay more
 
     @property
+    def lookup(self) -> ShapeChooser:
+        return self.choosers["lookup"]
+
+    @property
+    def heads(self) -> ShapeChooser:
+        return self.choosers[self.kind]
+
+    @property
     def max_nodes(self) -> int:
-        return max(self.lookup.max_nodes, self.heads.max_nodes)
+        return max(c.max_nodes for c in self.choosers.values())
 
     @property
     def fallback_note(self) -> str | None:
         """Why the run decodes with the target alone (the heads' note; they draft what lookup does not)."""
         return self.heads.fallback_note
 
-    def _chooser(self, name: str) -> ShapeChooser:
-        return self.lookup if name == "lookup" else self.heads
-
     def shape_for(self, step: int) -> tuple[Shape, bool]:
-        if self.matched():
-            shape, probe = self._ask("lookup", step)
-            if shape.depth and (probe or self._skipped >= LOOKUP_RETRY_EVERY or self._lookup_pays()):
+        n = self.matched()
+        if n:
+            name = SHORT if n == 1 and SHORT in self.choosers else "lookup"
+            shape, probe = self._ask(name, step)
+            pays = self._rate(self.choosers[name]) >= self._rate(self.heads)
+            if shape.depth and (probe or self._skipped >= LOOKUP_RETRY_EVERY or pays):
                 self._skipped = 0
-                return self._use("lookup", shape, probe)
+                return self._use(name, shape, probe)
             self._skipped += bool(shape.depth)
         shape, probe = self._ask(self.kind, step)
         return self._use(self.kind, shape, probe)
 
     def _ask(self, name: str, step: int) -> tuple[Shape, bool]:
-        chooser = self._chooser(name)
+        chooser = self.choosers[name]
         seen = len(chooser.changes)
         out = chooser.shape_for(self._asked[name])
         self._asked[name] += 1
@@ -63,7 +77,8 @@ class LookupFirst:
         return out
 
     def _use(self, name: str, shape: Shape, probe: bool) -> tuple[Shape, bool]:
-        self.method = name
+        self._name = name
+        self.method = self.kind if name == self.kind else "lookup"
         self.steps[name] += 1
         return shape, probe
 
@@ -71,23 +86,21 @@ class LookupFirst:
         current: Candidate = chooser.current if chooser.current is not None else chooser.evaluate()[0]
         return current.rate()
 
-    def _lookup_pays(self) -> bool:
-        return self._rate(self.lookup) >= self._rate(self.heads)
-
     def observe(self, draft, record) -> None:
-        self._chooser(self.method).observe(draft, record)
+        self.choosers[self._name].observe(draft, record)
 
     def remember(self) -> None:
-        self.lookup.remember()
-        self.heads.remember()
+        for chooser in self.choosers.values():
+            chooser.remember()
 
     def report(self) -> dict:
-        """The heads' report (the shape of the steps without a continuation), the changes of both at the run's
-        steps, and lookup's report under "lookup"; the steps each drafted."""
+        """The heads' report (the shape of the steps without a continuation), the changes of all at the run's
+        steps, lookup's report under "lookup" (and "lookup 1-gram"); the steps each drafted."""
         out = self.heads.report()
-        lookup = self.lookup.report()
         out["changes"] = self.changes
-        out["lookup"] = {k: v for k, v in lookup.items() if k != "changes"}
+        for name, chooser in self.choosers.items():
+            if name != self.kind:
+                out[name] = {k: v for k, v in chooser.report().items() if k != "changes"}
         out["drafters"] = {"lookup first": f"lookup where a continuation is expected to pay more, else {self.kind}",
                            "steps": dict(self.steps)}  # fmt: skip
         return out

@@ -145,9 +145,12 @@ class PromptSetView(View):
         target, draft = session.target, session.draft
         prompts_file = self.prompts_edit.text().strip()
         prompts = read_prompt_set(prompts_file)
-        configs = [replace(c, values=resolve_auto(session, c.values)) for c in self.configurations()]
+        asked = self.configurations()
+        resolved = [resolve_auto(session, c.values) for c in asked]
+        configs = [replace(c, values=values) for c, (values, _) in zip(asked, resolved, strict=True)]
         check_configurations([c for c in configs if not c.uses_heads], has_draft=draft is not None)
-        heads = heads_for_configurations(session, configs)
+        lookup_kind = next((kind for _, kind in resolved if kind), None)  # auto: lookup first, with these heads
+        heads = heads_for_configurations(session, configs, lookup_kind=lookup_kind)
         check_configurations(configs, has_draft=draft is not None, heads=heads)
         system = session.system or None
         encoding = {"chat": session.chat, "system": system, "ignore_eos": session.ignore_eos}
