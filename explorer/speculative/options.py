@@ -6,7 +6,7 @@ from ..models.options import SEED, TEMPERATURE, TOP_K
 from ..options import Option, Schema
 
 METHODS = ("chain", "tree", "lookup", "medusa", "eagle", "mtp")
-# "auto": the method expected to pay most on the loaded model (explorer/speculative/shape.py, choose_method)
+# "auto": lookup first with the heads expected to pay most, else chain or lookup (shape.py, choose_method)
 METHOD_CHOICES = ("auto", *METHODS)
 HEAD_METHODS = ("medusa", "eagle", "mtp")  # drafted by heads on the target itself (explorer/speculative/heads.py)
 ACCEPT_RULES = ("greedy", "sample", "typical")
@@ -36,7 +36,8 @@ def _tree_problem(text: str) -> str | None:
 SPECULATE = Schema(
     "speculate",
     [
-        Option("method", str, "auto", "drafting; auto: the heads that pay most, else chain or lookup",
+        Option("method", str, "auto", "drafting; auto: lookup first, else the heads that pay most; without heads "
+               "chain or lookup",
                choices=METHOD_CHOICES, label="Drafting",
                default_help="lookup with --lookup, the heads' kind with --heads, tree with a tree option, else "
                "auto"),  # fmt: skip
