@@ -57,8 +57,6 @@ from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord,
 from .shape import NO_SPECULATION, make_chooser
 from .stats import SpecResult, compute_stats
 
-SPLIT_ONE_GRAM = True  # lookup with heads: its 1-gram matches learn their own acceptance (lookup_first.py)
-
 
 def _top(probs: torch.Tensor, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
     v, i = torch.topk(probs, min(n, probs.shape[-1]))
@@ -206,7 +204,7 @@ class Speculator:
             # lookup with heads: each step with a continuation drafts with the one expected to pay more
             heads_chooser = make_chooser(replace(opt, method=self.heads.kind), target, None, self.heads, curve, timing)
             if heads_chooser is not None:
-                short = make_chooser(opt, target, None, None, curve, timing, tag=SHORT) if SPLIT_ONE_GRAM else None
+                short = make_chooser(opt, target, None, None, curve, timing, tag=SHORT)  # 1-gram continuations
                 self.chooser = LookupFirst(self.chooser, heads_chooser, self._matched, short)
         self.drafter, self.heads_drafter = make_drafters(self)  # (the method as asked)
         self.shape, self.probe = NO_SPECULATION, False

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .shape import Candidate, Shape, ShapeChooser
+from .shape import Shape, ShapeChooser
 
 LOOKUP_RETRY_EVERY = 8
 SHORT = "lookup 1-gram"  # the chooser of the continuations after a one-token match (see LookupFirst)
@@ -37,6 +37,7 @@ class LookupFirst:
         self.steps = dict.fromkeys(self.choosers, 0)  # the steps each drafted
         self._asked = dict.fromkeys(self.choosers, 0)  # each chooser's own step count (the shapes it was asked for)
         self._skipped = 0  # continuations skipped in a row because the heads were expected to pay more
+        self._first_rates: dict[str, float] = {}  # a chooser's expected rate before its first choice
 
     @property
     def lookup(self) -> ShapeChooser:
@@ -60,7 +61,7 @@ class LookupFirst:
         if n:
             name = SHORT if n == 1 and SHORT in self.choosers else "lookup"
             shape, probe = self._ask(name, step)
-            pays = self._rate(self.choosers[name]) >= self._rate(self.heads)
+            pays = self._rate(name) >= self._rate(self.kind)
             if shape.depth and (probe or self._skipped >= LOOKUP_RETRY_EVERY or pays):
                 self._skipped = 0
                 return self._use(name, shape, probe)
@@ -82,9 +83,15 @@ class LookupFirst:
         self.steps[name] += 1
         return shape, probe
 
-    def _rate(self, chooser: ShapeChooser) -> float:
-        current: Candidate = chooser.current if chooser.current is not None else chooser.evaluate()[0]
-        return current.rate()
+    def _rate(self, name: str) -> float:
+        """``name``'s chooser's expected tokens per second at its latest choice (before its first one, its best
+        shape's from the priors, evaluated once: a choice costs a twentieth of a demo step)."""
+        chooser = self.choosers[name]
+        if chooser.current is not None:
+            return chooser.current.rate()
+        if name not in self._first_rates:
+            self._first_rates[name] = chooser.evaluate()[0].rate()
+        return self._first_rates[name]
 
     def observe(self, draft, record) -> None:
         self.choosers[self._name].observe(draft, record)
