@@ -320,7 +320,8 @@ def test_the_view_words_say_what_was_chosen_and_where_it_changed():
         " (auto: eagle 1.86×, mtp 1.35×)"
     )
     first = "auto: prompt lookup first, else the eagle heads, expected to pay most here (eagle 1.86×, mtp 1.35×)"
-    assert describe.method_note(first) == " (auto: lookup first, else eagle; eagle 1.86×, mtp 1.35×)"
+    assert describe.method_note(first) == ", else eagle (auto: eagle 1.86×, mtp 1.35×)"
+    assert describe.method_note(first.replace(")", ", medusa 1.01×)")) == ", else eagle (auto: eagle 1.86×, mtp 1.35×)"
     assert describe.shape_text(SimpleNamespace(shape={"short": "chain 2", "drafter": "lookup"})).startswith(
         "shape (auto, lookup) chain 2"
     )

@@ -130,13 +130,14 @@ def shape_changes(records: Sequence[StepRecord]) -> list[tuple[int, str]]:
 
 
 def method_note(method_choice: str | None) -> str:
-    """ "(auto: eagle 1.93×, medusa 1.36×)": what auto's method was expected to pay against the others; ""."""
+    """ "(auto: eagle 1.93×, medusa 1.36×)": what auto's method was expected to pay against the others (lookup first:
+    ", else eagle (auto: eagle 1.93×, medusa 1.36×)", after "lookup drafting"); ""."""
     if not method_choice:
         return ""
     figures = method_choice[method_choice.find("(") + 1 : method_choice.rfind(")")] if "(" in method_choice else ""
     first = re.search(r"prompt lookup first, else the (\w+) heads", method_choice)
-    if first:  # lookup first, heads where it is not expected to pay more
-        return f" (auto: lookup first, else {first.group(1)}; {figures})"
+    if first:  # lookup first, the heads where it is not expected to pay more: theirs and the runner-up's figures
+        return f", else {first.group(1)} (auto: {', '.join(figures.split(', ')[:2])})"  # (the header fits 720p)
     return f" (auto{': ' + figures if figures else ''})"
 
 
