@@ -309,7 +309,7 @@ class Speculator:
     def _next_shape(self, step: int) -> None:
         """The chooser's shape for ``step`` and the options it drafts with (with lookup first, the drafter's own)."""
         self.shape, self.probe = self.chooser.shape_for(step)
-        method = getattr(self.chooser, "method", self.asked.method)
+        method = self.chooser.method  # (lookup first: the step's drafter; else the method as asked)
         key = (method, self.shape)
         if key not in self._shaped:
             self._shaped[key] = self.shape.options(replace(self.asked, method=method))

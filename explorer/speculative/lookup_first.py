@@ -40,10 +40,6 @@ class LookupFirst:
         self._first_rates: dict[str, float] = {}  # a chooser's expected rate before its first choice
 
     @property
-    def lookup(self) -> ShapeChooser:
-        return self.choosers["lookup"]
-
-    @property
     def heads(self) -> ShapeChooser:
         return self.choosers[self.kind]
 
