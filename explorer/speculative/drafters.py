@@ -37,6 +37,8 @@ class Speculator(Protocol):
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor: ...
 
+    def lookup_match(self, n_max: int) -> tuple[int, int]: ...  # lookup_match on the context, once per context
+
 
 @dataclass
 class Draft:
@@ -151,7 +153,7 @@ class LookupDrafter(Drafter):
         return max(self.spec.opt.max_nodes, self.fallback.max_nodes if self.fallback is not None else 0)
 
     def draft(self, depth: int) -> Draft:
-        tokens = lookup_continuation(self.spec.context, self.spec.opt.lookup_ngram, depth)
+        tokens = continuation(self.spec.context, self.spec.lookup_match(self.spec.opt.lookup_ngram), depth)
         if not tokens and self.fallback is not None:
             return self.fallback.draft(depth)
         return Draft.chain(tokens, [1.0] * len(tokens), [None] * len(tokens))
@@ -454,7 +456,12 @@ class TreePool:
 def lookup_continuation(context: list[int], n_max: int, length: int) -> list[int]:
     """Prompt lookup: the tokens that followed the latest earlier occurrence of the context's last n-gram
     (longest n first, n_max down to 1); empty when there is none."""
-    n, start = lookup_match(context, n_max)
+    return continuation(context, lookup_match(context, n_max), length)
+
+
+def continuation(context: list[int], match: tuple[int, int], length: int) -> list[int]:
+    """The ``length`` tokens after a :func:`lookup_match` ``match`` (empty when nothing matched)."""
+    n, start = match
     return context[start : start + length] if n else []
 
 

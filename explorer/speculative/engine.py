@@ -199,6 +199,7 @@ class Speculator:
         self.target, self.draft = target, draft
         own_heads = self.heads if opt.method in HEAD_METHODS else None
         self.context = list(prompt_ids)
+        self._match: tuple = (None, (0, 0))  # (context length, n-gram limit) and lookup_match's answer for them
         self.chooser = make_chooser(opt, target, draft, own_heads, curve, timing)
         if self.chooser is not None and opt.method == "lookup" and self.heads is not None:
             # lookup with heads: each step with a continuation drafts with the one expected to pay more
@@ -264,6 +265,7 @@ class Speculator:
         if not self.n_prompt <= length <= len(self.context):
             raise ValueError(f"cannot rewind to {length} tokens")
         del self.context[length:]
+        self._match = (None, (0, 0))
         self.tcache.truncate(length - 1)
         if self.dcache is not None:
             self.dcache.truncate(min(self.dcache.length, length - 1))
@@ -317,7 +319,15 @@ class Speculator:
 
     def _matched(self) -> int:
         """The n-gram prompt lookup matched for the next step (0: no continuation)."""
-        return lookup_match(self.context, self.asked.lookup_ngram)[0]
+        return self.lookup_match(self.asked.lookup_ngram)[0]
+
+    def lookup_match(self, n_max: int) -> tuple[int, int]:
+        """lookup_match on the context, scanned once per context: with lookup first the chooser asks for the match
+        (which drafter) and then lookup drafts from it. The context only grows between rewinds, which forget it."""
+        key = (len(self.context), n_max)
+        if self._match[0] != key:
+            self._match = (key, lookup_match(self.context, n_max))
+        return self._match[1]
 
     def _finish(self, record: StepRecord, draft: Draft | None) -> StepRecord:
         if self.chooser is not None:
