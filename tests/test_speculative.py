@@ -12,7 +12,7 @@ from explorer.errors import ExplorerError
 from explorer.models.checkpoint import LoadedModel, default_model_dirs, load_model
 from explorer.models.decoder import CausalLM, ModelConfig
 from explorer.models.generate import generate, next_token_probs
-from explorer.speculative.drafters import lookup_continuation
+from explorer.speculative.drafters import lookup_continuation, lookup_match
 from explorer.speculative.engine import Speculator, run_speculation, speculate, verify
 from explorer.speculative.records import SpecOptions, TargetOnly
 from explorer.speculative.stats import first_divergence, theoretical_speedup
@@ -250,6 +250,19 @@ def test_helpers():
     assert first_divergence([1, 2, 3], [1, 2, 3]) is None
     assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
     assert theoretical_speedup(0.8, 5, 0.05) == pytest.approx(2.95, abs=0.01)  # ANCHORS' worked example
+
+
+def test_the_lookup_match_is_kept_per_context_and_forgotten_on_rewind(random_pair):
+    """Lookup first asks for the match to choose a drafter, then lookup drafts from it: one scan per context. A
+    rewind changes the context under an equal length, so it must not answer from before."""
+    target, _ = random_pair
+    spec = Speculator(target, None, [5, 6, 7, 9, 5, 6, 7], 8, SpecOptions(method="lookup", detail=False))
+    assert spec.lookup_match(3) == lookup_match(spec.context, 3) == (3, 3)
+    spec.context.append(9)
+    assert spec.lookup_match(3) == (3, 4)  # a longer context: scanned again (5 6 7 9 came before)
+    spec.rewind(7)
+    spec.context.append(8)  # the same length as before the rewind, another last token
+    assert spec.lookup_match(3) == lookup_match(spec.context, 3) == (0, 0)
 
 
 def test_a_chain_step_costs_gamma_draft_forwards(pair):
