@@ -181,6 +181,25 @@ def test_a_shape_that_no_longer_pays_is_left_without_the_switching_margin():
     assert chooser.current.shape == kept.shape
 
 
+@pytest.mark.parametrize("method", ["eagle", "medusa"])
+def test_the_current_shape_is_weighed_where_the_candidates_leave_it_out(method):
+    """A tree's candidates are each depth and width's best budget (Medusa's, prefixes of a best-first order): after
+    the acceptance moves, the current shape may be none of them. It is then weighed from the table, not read as
+    plain decoding (1.00x), which had dropped EAGLE's chain of 3 for a chain of 1 at its next choice."""
+    chooser = ShapeChooser(method, costs(CPU), Acceptance(acceptance(0.8)), timing=False)
+    chooser.shape_for(0)
+    cur = chooser.current
+    assert cur.shape.depth >= 2
+    others = [c for c in chooser._cands if c.shape != cur.shape]
+    again = chooser._expected(cur.shape, others)
+    assert again.shape == cur.shape
+    assert again.tokens == pytest.approx(cur.tokens) and again.seconds == pytest.approx(cur.seconds)
+    chooser.evaluate = lambda: (max(others, key=shape.Candidate.rate), others)
+    chooser._choose(8)
+    assert chooser.current.shape == cur.shape  # kept: the others are not expected SWITCH_GAIN faster
+    assert not chooser.changes[1:]
+
+
 # ---------------------------------------------------------------------------------------------- the engine
 @pytest.fixture(scope="module")
 def demo():

@@ -493,6 +493,24 @@ def candidates(method: str, acc: np.ndarray, costs: Costs, fixed: dict, max_dept
     return [Candidate(chain_shape(d), t, s) for d, t, s in rows]
 
 
+def candidate_for(method: str, shape: Shape, acc: np.ndarray, costs: Costs) -> Candidate | None:
+    """``shape``'s expected tokens and seconds, for a shape :func:`candidates` may leave out: a tree's other
+    budgets than its depth and width's best, a Medusa tree that is no prefix of the best-first order (the current
+    shape, after the acceptance moved; None for a chain, every depth of which is a candidate)."""
+    if shape.paths is not None:
+        rates = acc[:, :RANKS]
+        tokens = 1 + sum(float(np.prod([rates[i, r] for i, r in enumerate(path)])) for path in shape.paths)
+        return Candidate(shape, tokens, float(costs.step(len(shape.paths), 1, shape.tree)))
+    if method not in TREE_METHODS:
+        return None
+    k = shape.topk
+    table = costs.step(np.arange(MAX_NODES + 1), 0, k > 1).tolist()
+    nodes = sorted(pool_scores(acc, k, shape.depth), key=lambda n: -n[1])
+    per = costs.tree_forward if k > 1 else costs.draft_forward
+    found = _best_budgets(table, per, nodes, [shape.depth], k, shape.budget)[0]
+    return replace(found, shape=shape)
+
+
 def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candidate]:
     """Medusa's static tree: every path of ranks (one head per depth) by its expected acceptance, best first (an
     ancestor-closed order: a path scores at most its parent, and ties go to the shorter); one candidate per prefix
@@ -752,10 +770,14 @@ class ShapeChooser:
         self._miss_rate = float(1 - min(self._table[0, : min(first, RANKS)].sum(), 1.0)) if first else 0.0
 
     def _expected(self, shape: Shape, cands: list[Candidate]) -> Candidate:
-        """``shape``'s expected tokens and seconds among ``cands`` (plain decoding for none)."""
+        """``shape``'s expected tokens and seconds among ``cands``, else from the latest table (a tree's best budget
+        may have moved: the current shape had read as plain decoding, 1.00x, and was dropped at once)."""
         if shape.depth == 0:
             return plain(self.costs)
-        return next((c for c in cands if c.shape == shape), plain(self.costs))
+        found = next((c for c in cands if c.shape == shape), None)
+        if found is None and self._table is not None:  # (a tree's best budget moved: the shape is no candidate)
+            found = candidate_for(self.method, shape, self._table, self.costs)
+        return found if found is not None else plain(self.costs)
 
     def _best_spec(self, cands: list[Candidate]) -> str:
         c = max(cands, key=Candidate.rate)
