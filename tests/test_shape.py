@@ -181,6 +181,47 @@ def test_a_shape_that_no_longer_pays_is_left_without_the_switching_margin():
     assert chooser.current.shape == kept.shape
 
 
+def test_a_paying_shape_is_not_cut_shallower_on_a_few_early_decisions():
+    """A prompt's first tokens are its hardest: until FALLBACK_SURE decisions at depth 1 of its own, a shape that
+    still pays is kept against a shallower one, however much better the early misses make that one look; with
+    enough decisions the shallower one is taken."""
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.9)), timing=False)
+    chooser.shape_for(0)
+    deep = chooser.current
+    assert deep.shape.depth >= 2
+    alone = shape.plain(chooser.costs)
+    paying = shape.Candidate(deep.shape, 1.2 * alone.rate() * deep.seconds, deep.seconds)
+    shallow = shape.Candidate(shape.chain_shape(1), 1.5 * alone.rate() * deep.seconds, deep.seconds)
+    chooser._expected = lambda s, cands: paying if s == deep.shape else shallow
+    chooser.evaluate = lambda: (shallow, [paying, shallow])
+    for _ in range(shape.FALLBACK_SURE - 1):
+        chooser.acceptance.observe_decision(1, 0, False)
+    chooser._choose(4)
+    assert chooser.current.shape == deep.shape
+    chooser.acceptance.observe_decision(1, 0, False)
+    chooser._choose(8)
+    assert chooser.current.shape == shape.chain_shape(1)
+
+
+def test_an_undecided_deeper_level_is_explored_at_the_rate_of_the_level_above():
+    """One level deeper than the choice is explored where it may pay. A level with few decisions is weighed at the
+    rate of the level above it: with depth 2 guessed at 0.05 from no decisions a chain of 2 is still explored, while
+    with KNOWN_DECISIONS of them at that rate it is not (two early rejections had kept EAGLE at a chain of 1)."""
+    table = acceptance(0.8)
+    table[1:, 0] = 0.05
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(table), max_depth=4, timing=False)
+    chooser.shape_for(0)
+    assert chooser.current.shape == shape.chain_shape(1)
+    assert chooser._explore == shape.chain_shape(2)
+    known = ShapeChooser("chain", costs(CPU), Acceptance(table), max_depth=4, timing=False)
+    known.acceptance.tried[:, 0] = shape.KNOWN_DECISIONS
+    known.acceptance.accepted[0, 0] = 0.8 * shape.KNOWN_DECISIONS
+    known.acceptance.accepted[1:, 0] = 0.05 * shape.KNOWN_DECISIONS
+    known.shape_for(0)
+    assert known.current.shape == shape.chain_shape(1)
+    assert known._explore is None
+
+
 @pytest.mark.parametrize("method", ["eagle", "medusa"])
 def test_the_current_shape_is_weighed_where_the_candidates_leave_it_out(method):
     """A tree's candidates are each depth and width's best budget (Medusa's, prefixes of a best-first order): after
