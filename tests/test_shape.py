@@ -158,25 +158,35 @@ def test_decisions_fade_and_recalled_ones_are_not_the_runs_own():
     assert nxt.shape_for(0)[0].depth == 1  # nothing expected to pay, but no decision of its own yet: it drafts
 
 
+def drafting_chooser():
+    """A chain chooser that chose a chain of 2 or more, and plain decoding's candidate."""
+    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.9)), timing=False)
+    chooser.shape_for(0)
+    assert chooser.current.shape.depth >= 2
+    return chooser, shape.plain(chooser.costs)
+
+
+def expect(chooser, current, other) -> None:
+    """Make the chooser's next choice see ``current`` (the shape in use) against ``other`` (its best candidate)."""
+    chooser.current = current
+    chooser._expected = lambda s, cands: current if s == current.shape else other
+    chooser.evaluate = lambda: (other, [current, other])
+
+
 def test_a_shape_that_no_longer_pays_is_left_without_the_switching_margin():
     """SWITCH_GAIN keeps a shape against a slightly better one, not against plain decoding once the shape is
     expected slower than it: a chain that became 5% slower than plain (within the 8% margin) gives way at once."""
-    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.9)), timing=False)
-    chooser.shape_for(0)
+    chooser, alone = drafting_chooser()
     drafting = chooser.current
-    assert drafting.shape.depth >= 1
-    alone = shape.plain(chooser.costs)
     # the current shape's expected rate falls to 95% of plain decoding's
     slower = shape.Candidate(drafting.shape, 0.95 * alone.rate() * drafting.seconds, drafting.seconds)
-    chooser._expected = lambda s, cands: slower if s == drafting.shape else shape.plain(chooser.costs)
-    chooser.evaluate = lambda: (shape.plain(chooser.costs), [slower])
+    expect(chooser, slower, alone)
     chooser._choose(8)
     assert chooser.current.shape == NO_SPECULATION
     kept = shape.Candidate(drafting.shape, 1.05 * alone.rate() * drafting.seconds, drafting.seconds)
-    chooser.current = kept  # one that still pays (5% over plain) stays against a 7% better shape
-    better = shape.Candidate(shape.chain_shape(drafting.shape.depth + 1), 1.07 * kept.tokens, kept.seconds)
-    chooser._expected = lambda s, cands: kept if s == kept.shape else better
-    chooser.evaluate = lambda: (better, [kept, better])
+    # one that still pays (5% over plain) stays against a 7% better shape
+    expect(chooser, kept, shape.Candidate(shape.chain_shape(drafting.shape.depth + 1), 1.07 * kept.tokens,
+                                          kept.seconds))  # fmt: skip
     chooser._choose(16)
     assert chooser.current.shape == kept.shape
 
@@ -185,15 +195,10 @@ def test_a_paying_shape_is_not_cut_shallower_on_a_few_early_decisions():
     """A prompt's first tokens are its hardest: until FALLBACK_SURE decisions at depth 1 of its own, a shape that
     still pays is kept against a shallower one, however much better the early misses make that one look; with
     enough decisions the shallower one is taken."""
-    chooser = ShapeChooser("chain", costs(CPU), Acceptance(acceptance(0.9)), timing=False)
-    chooser.shape_for(0)
+    chooser, alone = drafting_chooser()
     deep = chooser.current
-    assert deep.shape.depth >= 2
-    alone = shape.plain(chooser.costs)
     paying = shape.Candidate(deep.shape, 1.2 * alone.rate() * deep.seconds, deep.seconds)
-    shallow = shape.Candidate(shape.chain_shape(1), 1.5 * alone.rate() * deep.seconds, deep.seconds)
-    chooser._expected = lambda s, cands: paying if s == deep.shape else shallow
-    chooser.evaluate = lambda: (shallow, [paying, shallow])
+    expect(chooser, paying, shape.Candidate(shape.chain_shape(1), 1.5 * alone.rate() * deep.seconds, deep.seconds))
     for _ in range(shape.FALLBACK_SURE - 1):
         chooser.acceptance.observe_decision(1, 0, False)
     chooser._choose(4)
