@@ -762,8 +762,8 @@ class ShapeChooser:
             # its hardest (cut mid-line), and EAGLE's chain of 3, cut to a chain of 1 after two missed first
             # steps, explored its depth 2 too rarely to come back (1.30x where the chain of 3 gave 1.46x)
             thin = decided < FALLBACK_SURE and 0 < top.shape.depth < cur.shape.depth
-            better = top.rate() <= now.rate() * SWITCH_GAIN or thin
-            if top.shape == cur.shape or (pays and not trial and better):
+            keep = top.rate() <= now.rate() * SWITCH_GAIN or thin
+            if top.shape == cur.shape or (pays and not trial and keep):
                 self._settle(now)
                 return False
         if cur is None or top.shape.label() != cur.shape.label():  # (equal labels: the same drafts)
