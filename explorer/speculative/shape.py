@@ -710,7 +710,8 @@ class ShapeChooser:
             return False
         guess = self._table.copy()
         guess[level] = guess[level - 1]
-        return within(candidates(self.method, guess, self.costs, self.fixed, self.max_depth))
+        only = {**self.fixed, "depth": shape.depth + 1, "topk": shape.topk}  # (the level's candidates alone)
+        return within(candidates(self.method, guess, self.costs, only, self.max_depth))
 
     def _explore_for(self, shape: Shape) -> None:
         deeper = self._deeper(shape) if shape.depth else None
