@@ -705,8 +705,8 @@ class ShapeChooser:
 
         if within(self._cands):
             return True
-        level = shape.depth  # the deeper level's row in the table
-        if self._table is None or level >= MAX_DEPTH or self.acceptance.tried[level].sum() >= KNOWN_DECISIONS:
+        level = shape.depth  # the deeper level's row (one exists: _deeper checked the depth; _cands set _table)
+        if self.acceptance.tried[level].sum() >= KNOWN_DECISIONS:
             return False
         guess = self._table.copy()
         guess[level] = guess[level - 1]
