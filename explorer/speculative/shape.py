@@ -114,11 +114,16 @@ class Shape:
         return "none" if self.depth == 0 else label
 
     def as_dict(self) -> dict:
-        out = {"depth": self.depth, "topk": self.topk, "budget": self.nodes, "label": self.label(),
-               "short": self.short()}  # fmt: skip
-        if self.paths is not None:
-            out["medusa_tree"] = format_choices(list(self.paths))
-        return out
+        """A copy of the shape's dict, made once per shape: every step's record carries one (spelling a Medusa
+        tree's paths each step cost a run 0.8 ms, a third of a percent of it)."""
+        made = self.__dict__.get("_as_dict")
+        if made is None:
+            made = {"depth": self.depth, "topk": self.topk, "budget": self.nodes, "label": self.label(),
+                    "short": self.short()}  # fmt: skip
+            if self.paths is not None:
+                made["medusa_tree"] = format_choices(list(self.paths))
+            object.__setattr__(self, "_as_dict", made)  # (not a field: equality and hashing ignore it)
+        return dict(made)
 
     def options(self, base: SpecOptions) -> SpecOptions:
         """``base`` with this shape's numbers (what the drafters read)."""
@@ -514,26 +519,42 @@ def candidate_for(method: str, shape: Shape, acc: np.ndarray, costs: Costs) -> C
 def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candidate]:
     """Medusa's static tree: every path of ranks (one head per depth) by its expected acceptance, best first (an
     ancestor-closed order: a path scores at most its parent, and ties go to the shorter); one candidate per prefix
-    of that order. Grown best-first from a heap (MAX_NODES pops, not the 4 + 16 + 64 + ... paths sorted), and each
-    prefix extends the last: a Medusa choice had cost 0.7 ms, a quarter of a target step."""
+    of that order. Grown best-first from a heap (not the 4 + 16 + 64 + ... paths sorted), each prefix extending the
+    last, and only while a longer prefix could still beat the best so far: none can hold more expected tokens than
+    all paths together (1 + the sum over depths of the product of each head's acceptance over its ranks), nor
+    verify faster than the cheapest of the larger node counts. On this CPU's curve that stops after about 5 of
+    the 32 prefixes; on a flat (GPU) curve it grows all of them. (A Medusa choice had cost 0.7 ms in a run, a
+    quarter of a target step, then 0.25 ms with all 32 prefixes.)"""
     rates = acc[:heads, :RANKS].tolist()
     frontier = [(-rates[0][r], 1, (r,)) for r in range(RANKS)] if heads else []  # (−score, length, path)
     heapq.heapify(frontier)
     sizes = np.arange(MAX_NODES + 1)
     seconds = {tree: costs.step(sizes, 1, tree).tolist() for tree in (False, True)}
+    floor = [min(a, b) for a, b in zip(seconds[False], seconds[True], strict=True)]
+    for n in range(MAX_NODES - 1, -1, -1):  # the least seconds of n nodes or more
+        floor[n] = min(floor[n], floor[n + 1])
+    everything, reach = 1.0, 1.0  # expected tokens of the tree of all paths
+    for row in rates:
+        reach *= sum(row)
+        everything += reach
     out: list[Candidate] = []
     chosen: list[tuple[int, ...]] = []
-    tokens, depth = 1.0, 0
-    while frontier and len(out) < MAX_NODES:
+    order: list[tuple[int, tuple[int, ...]]] = []  # chosen's sort keys (length, path), kept beside it
+    tokens, depth, top = 1.0, 0, 0.0
+    while frontier and len(out) < MAX_NODES and everything > top * floor[len(out) + 1]:
         neg, length, path = heapq.heappop(frontier)
         if length < heads:
+            row = rates[length]
             for r in range(RANKS):
-                heapq.heappush(frontier, (neg * rates[length][r], length + 1, path + (r,)))
-        bisect.insort(chosen, path, key=lambda c: (len(c), c))
+                heapq.heappush(frontier, (neg * row[r], length + 1, path + (r,)))
+        at = bisect.bisect(order, (length, path))  # (a key function here was half a choice's time)
+        order.insert(at, (length, path))
+        chosen.insert(at, path)
         tokens -= neg
         depth = max(depth, length)
         shape = Shape(depth, RANKS, len(chosen), tuple(chosen))
         out.append(Candidate(shape, tokens, seconds[shape.tree][len(chosen)]))
+        top = max(top, out[-1].rate())
     return out
 
 
@@ -607,7 +628,7 @@ class ShapeChooser:
     _probe_gap: int = PROBE_FIRST
     _explore: Shape | None = None  # one level deeper than the chosen shape, where it may pay (set by each choice)
     _table: np.ndarray | None = None  # the acceptance table the latest choice saw
-    _timings: dict = field(default_factory=dict)  # name -> the last WINDOW (step, seconds) observations
+    _timings: dict = field(default_factory=dict)  # cost name or (nodes, tree) -> the last WINDOW (step, seconds)
     _clock: int = 0  # steps observed (the age of a timing)
     _cands: list = field(default_factory=list)  # the candidates as the latest choice estimated them
     memory_key: tuple | None = None  # where :meth:`remember` keeps what this run learnt for the next one
@@ -618,7 +639,7 @@ class ShapeChooser:
         timed pairs of explorer speculate. Only runs that learn from the clock remember (recordings and
         prompt-set runs must not depend on what ran before)."""
         if self.memory_key is not None:
-            aged = {k: [(t - self._clock, *rest) for t, *rest in seen] for k, seen in self._timings.items()}
+            aged = {k: [(t - self._clock, v) for t, v in seen] for k, seen in self._timings.items()}
             _MEMORY[self.memory_key] = (self.acceptance, aged)
 
     def recall(self) -> None:
@@ -879,11 +900,13 @@ class ShapeChooser:
             self._observe_forward((nodes, tree and nodes > 1), record.forward_seconds)
 
     def _observe_forward(self, key: tuple[int, bool], seconds: float) -> None:
-        self._note(f"forward {key}", seconds, key)
+        self._note(key, seconds)
 
-    def _note(self, name: str, value: float, key: tuple | None = None) -> None:
+    def _note(self, name: str | tuple[int, bool], value: float) -> None:
+        """One timing of ``name``: a cost (its attribute of :class:`Costs`) or a verification forward's
+        (nodes, tree)."""
         seen = self._timings.setdefault(name, [])
-        seen.append((self._clock, value) if key is None else (self._clock, value, key))
+        seen.append((self._clock, value))
         if len(seen) > WINDOW:
             del seen[0]
 
@@ -899,13 +922,13 @@ class ShapeChooser:
         for cost in ("draft_fixed", "tree_forward", "draft_forward", "overhead", "plain_overhead"):
             seen = self._timings.get(cost)
             if seen is not None and len(seen) >= 3:
-                setattr(self.costs, cost, float(min(v for _, v, *_ in seen)))
+                setattr(self.costs, cost, float(min(v for _, v in seen)))
         self.costs.observed.clear()
         for name, seen in self._timings.items():
-            if name.startswith("forward"):
-                recent = [v for t, v, *_ in seen if self._clock - t < STALE_AFTER]
+            if isinstance(name, tuple):  # a verification forward's (nodes, tree)
+                recent = [v for t, v in seen if self._clock - t < STALE_AFTER]
                 if len(recent) >= 3:
-                    self.costs.observed[tuple(seen[-1][2])] = min(recent)
+                    self.costs.observed[name] = min(recent)
 
     def report(self) -> dict:
         """JSON-ready: the shape in use, why (its expected tokens and time per step against its neighbours, as the
