@@ -350,6 +350,13 @@ def test_loaded_heads_multiply_through_float16_copies_on_the_cpu():
     result = run_speculation(target, None, [5, 17, 3, 88], 30, OPTIONS["eagle"], heads=heads, runs=1)
     assert result.token_ids == generate(target, [5, 17, 3, 88], 30, stop_at_eos=False)
     assert not for_inference(random_heads("mtp", target).module, half=False).half_weights
+    medusa = random_heads("medusa", target)  # no draft vocabulary: the whole one's rows, copied to float16 too
+    for_inference(medusa.module)
+    spec = Speculator(target, None, [5, 17, 3, 88], 20, OPTIONS["medusa"], medusa)
+    rows = spec.heads_drafter.lm_head()
+    assert rows.dtype == torch.float16 and torch.equal(rows, target.model.lm_head.weight.half())
+    result = run_speculation(target, None, [5, 17, 3, 88], 30, OPTIONS["medusa"], heads=medusa, runs=1)
+    assert result.token_ids == generate(target, [5, 17, 3, 88], 30, stop_at_eos=False)
 
 
 def test_eagle_one_entry_forward_equals_its_forward():

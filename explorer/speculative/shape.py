@@ -264,8 +264,8 @@ class Costs:
     """What a step costs besides acceptance: the curve, seconds per draft forward (chain-like and tree steps),
     a fixed drafting cost per step (prompt lookup's search), and the step's bookkeeping. The run's own verification
     forwards correct the curve: ``observed`` holds the fastest of the recent forwards per node count (used where
-    there are three within STALE_AFTER steps), and their ratio to the curve scales it elsewhere; every timing is a
-    fastest one, as the curve's, so that they compare in one unit."""
+    there are three within STALE_AFTER steps), and their difference from the curve shifts it elsewhere; every
+    timing is a fastest one, as the curve's, so that they compare in one unit."""
 
     curve: dict
     draft_forward: float  # seconds per draft forward of a chain-like step (one node per forward)
@@ -281,14 +281,18 @@ class Costs:
     def base(self) -> float:
         return float(self.verify(0, False))
 
-    def scale(self, nodes=0):
-        """How much slower the run's own forwards are than the curve, at ``nodes`` (int or array): the ratio at
-        the node counts seen, interpolated between them and held beyond (the curve may have been measured on a
-        quieter or a busier machine, or with other threads); 1 before any."""
+    def offset(self, nodes=0):
+        """How many seconds the run's own forwards take beyond the curve, at ``nodes`` (int or array): the
+        difference at the node counts seen, interpolated between them and held beyond; 0 before any. A difference,
+        not a ratio: in a run the target's forward follows the drafter's, which has pushed the target's weights out
+        of the caches, and streaming them back costs about the same whatever the node count (EAGLE's fixed chains
+        of 1 / 2 / 3 / 4 on the demo target: 1.30 / 1.23 / 1.22 / 1.09 ms over a curve of 2.9-4.2 ms, ratios 1.45 /
+        1.34 / 1.34 / 1.26). Scaled by its ratio at 1 node, the curve had weighed a chain of 3's forward 8% slower
+        than it ran, and EAGLE, started at a chain of 1, never tried the chain of 3 that paid 12% more."""
         if not self.observed:
-            return np.ones(np.shape(nodes)) if np.ndim(nodes) else 1.0
-        seen = sorted((n, s / float(self.curve_seconds(n, t))) for (n, t), s in self.observed.items())
-        return np.interp(nodes, [n for n, _ in seen], [r for _, r in seen])
+            return np.zeros(np.shape(nodes)) if np.ndim(nodes) else 0.0
+        seen = sorted((n, s - float(self.curve_seconds(n, t))) for (n, t), s in self.observed.items())
+        return np.interp(nodes, [n for n, _ in seen], [d for _, d in seen])
 
     def curve_seconds(self, nodes, tree: bool) -> np.ndarray:
         c = self.curve
@@ -302,7 +306,7 @@ class Costs:
         built = self._tables.get(tree)
         if built is None or built[0] != key:
             sizes = np.arange(MAX_NODES + 1)
-            table = self.curve_seconds(sizes, tree) * self.scale(sizes)
+            table = self.curve_seconds(sizes, tree) + self.offset(sizes)
             for (n, t), seconds in self.observed.items():
                 if n <= MAX_NODES and t == (tree and n > 1):
                     table[n] = seconds
@@ -915,7 +919,7 @@ class ShapeChooser:
         curve's unit measures (its fastest rounds), free of the stalls of a shared machine. Each replaces its prior
         from its third timing on (a run's first step runs cold: one slow step must not end speculation). A node
         count's forwards replace the curve there only with 3 in the last STALE_AFTER steps; older ones leave it
-        (the curve, scaled by the recent ones, stands for them): a node count timed while the machine was busy
+        (the curve, shifted by the recent ones, stands for them): a node count timed while the machine was busy
         must not be weighed against one timed once it was quiet."""
         if not self.timing:
             return
@@ -948,7 +952,7 @@ class ShapeChooser:
             "acceptance": np.round(self.acceptance.table(), 4).tolist(),
             "costs": {
                 "target_step_ms": 1000 * base,
-                "curve_scale": float(self.costs.scale(0)),
+                "curve_offset_ms": 1000 * float(self.costs.offset(0)),
                 "draft_forward_ms": 1000 * self.costs.draft_forward,
                 "tree_draft_forward_ms": 1000 * self.costs.tree_forward,
                 "bookkeeping_ms": 1000 * self.costs.overhead,
