@@ -64,6 +64,34 @@ def test_a_flat_curve_gets_a_bigger_medusa_tree_and_a_longer_chain():
     assert gpu.depth > cpu.depth >= 1
 
 
+
+def test_medusa_candidates_stop_where_no_longer_prefix_can_win_and_keep_the_best():
+    """Grown only while a longer prefix could still beat the best so far: a few on this CPU's curve, all 32 on a
+    flat one, and the chosen tree the same as with every prefix grown."""
+    acc = acceptance(0.4, 0.05)
+    steep, flat = shape.medusa_candidates(acc, costs(CPU), 4), shape.medusa_candidates(acc, costs(GPU), 4)
+    assert len(steep) < 10 and len(flat) == shape.MAX_NODES
+    for cands in (steep, flat):
+        assert [c.shape.nodes for c in cands] == list(range(1, len(cands) + 1))
+    grown = []  # every prefix, from the flat curve's order (the same order: it depends on acceptance alone)
+    for c in flat:
+        seconds = float(costs(CPU).step(c.shape.nodes, 1, c.shape.tree))
+        grown.append(shape.Candidate(c.shape, c.tokens, seconds))
+    assert best(steep, costs(CPU)).shape == best(grown, costs(CPU)).shape
+
+
+def test_the_runs_own_forwards_shift_the_curve_by_their_difference():
+    """A run's forward at 1 node, 1.5 ms over the curve, moves every node count by 1.5 ms (the cold weights'
+    cost, the same at any count), not by the ratio; two counts seen: interpolated between them, held beyond."""
+    c = costs(CPU)
+    curve = c.verify(np.arange(9), False).copy()
+    c.observed[(1, False)] = curve[1] + 0.0015
+    np.testing.assert_allclose(c.verify(np.arange(9), False), curve + 0.0015)
+    c.observed[(5, False)] = curve[5] + 0.0005
+    shifted = c.verify(np.arange(9), False)
+    np.testing.assert_allclose(shifted[[0, 1, 3, 5, 8]] - curve[[0, 1, 3, 5, 8]], [0.0015, 0.0015, 0.001, 0.0005,
+                                                                                   0.0005])  # fmt: skip
+
 @pytest.mark.parametrize("method", ["chain", "tree", "eagle", "medusa", "mtp", "lookup"])
 def test_acceptance_zero_means_no_speculation(method):
     zero = acceptance(0.0, 0.0)
