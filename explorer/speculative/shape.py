@@ -526,7 +526,7 @@ def medusa_candidates(acc: np.ndarray, costs: Costs, heads: int) -> list[Candida
     of that order. Grown best-first from a heap (not the 4 + 16 + 64 + ... paths sorted), each prefix extending the
     last, and only while a longer prefix could still beat the best so far: none can hold more expected tokens than
     all paths together (1 + the sum over depths of the product of each head's acceptance over its ranks), nor
-    verify faster than the cheapest of the larger node counts. On this CPU's curve that stops after about 5 of
+    verify faster than the cheapest of the larger node counts. On this CPU's curve that stops after a few of
     the 32 prefixes; on a flat (GPU) curve it grows all of them. (A Medusa choice had cost 0.7 ms in a run, a
     quarter of a target step, then 0.25 ms with all 32 prefixes.)"""
     rates = acc[:heads, :RANKS].tolist()
