@@ -64,7 +64,6 @@ def test_a_flat_curve_gets_a_bigger_medusa_tree_and_a_longer_chain():
     assert gpu.depth > cpu.depth >= 1
 
 
-
 def test_medusa_candidates_stop_where_no_longer_prefix_can_win_and_keep_the_best():
     """Grown only while a longer prefix could still beat the best so far: a few on this CPU's curve, all 32 on a
     flat one, and the chosen tree the same as with every prefix grown."""
@@ -91,6 +90,7 @@ def test_the_runs_own_forwards_shift_the_curve_by_their_difference():
     shifted = c.verify(np.arange(9), False)
     np.testing.assert_allclose(shifted[[0, 1, 3, 5, 8]] - curve[[0, 1, 3, 5, 8]], [0.0015, 0.0015, 0.001, 0.0005,
                                                                                    0.0005])  # fmt: skip
+
 
 @pytest.mark.parametrize("method", ["chain", "tree", "eagle", "medusa", "mtp", "lookup"])
 def test_acceptance_zero_means_no_speculation(method):
