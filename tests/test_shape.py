@@ -16,7 +16,7 @@ from explorer.models.generate import generate, next_token_probs
 from explorer.speculative import shape
 from explorer.speculative.engine import Speculator, TimedSpeculation
 from explorer.speculative.heads import load_heads
-from explorer.speculative.lookup_first import LOOKUP_RETRY_EVERY, LookupFirst
+from explorer.speculative.lookup_first import AFTER_LOOKUP, LOOKUP_RETRY_EVERY, LookupFirst
 from explorer.speculative.records import SpecOptions
 from explorer.speculative.shape import (
     NO_SPECULATION,
@@ -307,6 +307,21 @@ def test_greedy_stays_token_identical_with_every_choice(demo, method):
             # (the first steps draft the cheapest shape until depth 1 has FALLBACK_AFTER decisions)
             assert not any(len(r.tree.tokens) for r in records[shape.FALLBACK_AFTER + 1 :] if not r.shape["probe"])
     assert "no speculation" in labels and len(labels) >= 2, labels
+
+
+def test_heads_drafting_after_lookup_remember_apart_from_the_heads_own_runs(demo, monkeypatch):
+    """Lookup first drafts with the heads only where lookup found nothing (text the heads accept less): what its
+    heads chooser learnt is kept under its own key, and an EAGLE run of the same heads recalls none of it."""
+    target, _, heads = demo
+    monkeypatch.setattr(shape, "_MEMORY", {})
+    ids = target.encode("def read_config(path):\n    with open(path) as f:\n        ")
+    TimedSpeculation(target, None, ids, 12, SpecOptions(method="lookup", detail=False, **AUTO), heads["eagle"],
+                     curve=CPU).run()  # fmt: skip
+    tags = {key[1:2] + key[-1:] for key in shape._MEMORY}
+    assert ("eagle", AFTER_LOOKUP) in tags and ("eagle", "") not in tags, tags
+    spec = Speculator(target, None, ids, 4, SpecOptions(method="eagle", detail=False, **AUTO), heads["eagle"],
+                      curve=CPU)  # fmt: skip
+    assert spec.chooser.acceptance.tried.sum() == 0 and not spec.chooser._timings
 
 
 @pytest.mark.parametrize("method,accept", [("chain", "sample"), ("medusa", "typical"), ("eagle", "greedy")])

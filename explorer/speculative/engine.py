@@ -52,7 +52,7 @@ from ..session import check_same_tokenizer
 from .costs import run_costs
 from .drafters import Draft, lookup_match, make_drafters
 from .heads import Heads
-from .lookup_first import SHORT, LookupFirst
+from .lookup_first import AFTER_LOOKUP, SHORT, LookupFirst
 from .records import HEAD_METHODS, Decision, DraftTree, SpecOptions, StepRecord, TargetOnly
 from .shape import NO_SPECULATION, make_chooser
 from .stats import SpecResult, compute_stats
@@ -203,7 +203,8 @@ class Speculator:
         self.chooser = make_chooser(opt, target, draft, own_heads, curve, timing)
         if self.chooser is not None and opt.method == "lookup" and self.heads is not None:
             # lookup with heads: each step with a continuation drafts with the one expected to pay more
-            heads_chooser = make_chooser(replace(opt, method=self.heads.kind), target, None, self.heads, curve, timing)
+            heads_chooser = make_chooser(replace(opt, method=self.heads.kind), target, None, self.heads, curve, timing,
+                                         tag=AFTER_LOOKUP)
             if heads_chooser is not None:
                 short = make_chooser(opt, target, None, None, curve, timing, tag=SHORT)  # 1-gram continuations
                 self.chooser = LookupFirst(self.chooser, heads_chooser, self._matched, short)
