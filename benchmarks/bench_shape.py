@@ -6,7 +6,8 @@ excluded from train-heads' corpus of top-level stdlib modules). Per prompt: ever
 (and to check it token-identical to target-only greedy), then ``--rounds`` rounds; each round times target-only and
 every configuration once, in an order rotated round by round, so that each configuration's ratio (target-only
 time / its time) is measured side by side with its own baseline. Reported: the median ratio over prompts × rounds
-with min–max, and per drafter whether auto is within 10% of the best fixed shape (ratio of medians).
+with min–max, and per drafter whether auto is within 10% of the best fixed shape (ratio of medians; and paired,
+the median over prompts × rounds of the best fixed shape's time over auto's in the same round).
 
     python benchmarks/bench_shape.py [--new-tokens 64] [--rounds 3] [--only eagle chain]
 """
@@ -120,6 +121,7 @@ def main() -> None:
 
     runners = {key: runner(key) for key in configs}
     ratios = {key: [] for key in configs}
+    seconds = {key: [] for key in configs}  # (auto against a fixed shape, paired: the same prompt and round)
     tokens_per_step = {key: [] for key in configs}
     shapes = {key: set() for key in configs}
     identical = {key: True for key in configs}
@@ -151,14 +153,15 @@ def main() -> None:
             for key, (i, secs) in times.items():
                 base = min(t_base, key=lambda bt: abs(bt[0] - i))[1]  # the nearest baseline in time
                 ratios[key].append(base / secs)
+                seconds[key].append(secs)
             load.append(os.getloadavg()[0])
         print(f"prompt {p + 1}/{len(prompts)} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
-    report(configs, ratios, tokens_per_step, shapes, identical, load, args, len(prompts))
+    report(configs, ratios, seconds, tokens_per_step, shapes, identical, load, args, len(prompts))
     if args.json:
         Path(args.json).write_text(json.dumps({" / ".join(k): v for k, v in ratios.items()}, indent=1))
 
 
-def report(configs, ratios, tokens_per_step, shapes, identical, load, args, n_prompts) -> None:
+def report(configs, ratios, seconds, tokens_per_step, shapes, identical, load, args, n_prompts) -> None:
     print()
     print(f"demo target, fp32 CPU, {torch.get_num_threads()} threads, {n_prompts} held-out prompts × "
           f"{args.new_tokens} tokens ({args.prompt_set} set), greedy, {args.rounds} rounds; "
@@ -187,8 +190,14 @@ def report(configs, ratios, tokens_per_step, shapes, identical, load, args, n_pr
         auto = med[(drafter, "auto")]
         verdict = "within 10%" if auto >= 0.9 * fixed[best] else "NOT within 10%"
         pays = "" if fixed[best] < 1.0 or auto >= 1.0 else " — default below 1.0× where a fixed shape pays"
+        # the same comparison run by run: the best fixed shape's time over auto's in the same prompt and round
+        # (each run's nearest baseline, shared by several configurations, drops out: one slow baseline had lifted
+        # a fixed shape's median ratio by 0.1-0.2)
+        paired = sorted(f / a for f, a in zip(seconds[(drafter, best)], seconds[(drafter, "auto")], strict=True))
+        q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
         print(f"{drafter}: auto {auto:.2f}× vs best fixed {best} {fixed[best]:.2f}× → {auto / fixed[best]:.0%} "
-              f"({verdict}){pays}")  # fmt: skip
+              f"({verdict}); paired run by run {statistics.median(paired):.0%} (quartiles {q[0]:.0%}–{q[2]:.0%})"
+              f"{pays}")  # fmt: skip
     for (d, name), v in med.items():
         if d == "default":
             print(f"default (no flags): {name} {v:.2f}× target-only")
