@@ -33,6 +33,12 @@ def _handler(signum, frame) -> None:
         raise _exception(signum)
 
 
+def ending(signum, frame) -> None:
+    """The SIGTERM handler of a process already on its way out with its own error (rank 0 naming a failed rank,
+    when torchrun's SIGTERM for the same failure lands meanwhile): the error stays the line the process prints.
+    :func:`interrupts` leaves it in place when its block ends."""
+
+
 def check() -> None:
     """Raise the interruption a signal asked for while deferred."""
     global _pending
@@ -63,7 +69,8 @@ def deferred() -> Iterator[None]:
 
 @contextmanager
 def interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM raise for the duration (main thread only; the previous handlers come back after)."""
+    """SIGINT and SIGTERM raise for the duration (main thread only; the previous handlers come back after, except
+    :func:`ending`, installed inside)."""
     global _pending
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -74,4 +81,5 @@ def interrupts() -> Iterator[None]:
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            if signal.getsignal(s) is not ending:
+                signal.signal(s, h)

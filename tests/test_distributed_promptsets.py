@@ -167,6 +167,40 @@ def test_torchrun_writes_the_one_process_file_and_resumes_after_a_killed_rank(tm
     assert not differences(comparable("two.jsonl"), one)
 
 
+def test_torchrun_sigterm_while_rank_0_reports_a_failed_rank_leaves_that_report(monkeypatch):
+    """torchrun sees the dead rank too and sends rank 0 SIGTERM: landing after rank 0's merge has raised the failure
+    (its handler gone), it must not turn the one line naming the rank into a bare exit 143 (seen once in CI)."""
+    import queue
+    from types import SimpleNamespace
+
+    from explorer.distributed import torchrun_set
+    from explorer.interrupt import Terminated, interrupts
+
+    failure = RankFailed("rank 1 is gone (its connection closed: the process died or was killed) at step 1", 1, 1)
+
+    class FailedInbox:  # rank 1's receiving thread has already seen its connection close
+        def __init__(self, shard, world):
+            self.failure, self.threads, self.active, self.results = failure, [], True, queue.Queue()
+            self.results.put(None)
+
+    monkeypatch.setattr(torchrun_set, "_Inbox", FailedInbox)
+    shard = SimpleNamespace(pairs=[(0, 0), (1, 0)], dealt=[[], [(0, 0), (1, 0)]])
+    outer = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(RankFailed) as info, interrupts():
+            try:
+                list(torchrun_set._merge(shard, None, 2))
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # torchrun's, while the failure is on its way out
+        assert info.value is failure
+        os.kill(os.getpid(), signal.SIGTERM)  # and after: the process ends with the failure's exit code
+        time.sleep(0.01)
+    except Terminated:
+        pytest.fail("torchrun's SIGTERM replaced the report of the failed rank")
+    finally:
+        signal.signal(signal.SIGTERM, outer)
+
+
 def test_torchrun_and_launch_errors_are_one_line(tmp_path, monkeypatch, capsys):
     from explorer.cli.main import main
 

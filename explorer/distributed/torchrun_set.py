@@ -303,5 +303,9 @@ def _merge(shard: _Shard, writer, world: int) -> Iterator[Any]:
             t.join(5)
     finally:
         inbox.active = False
+        if raised:  # a rank's failure on its way out: torchrun's SIGTERM for it must not replace its line
+            from ..interrupt import ending
+
+            previous[signal.SIGTERM] = ending
         for s, h in previous.items():
             signal.signal(s, h)
