@@ -29,6 +29,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..errors import ExplorerError
+from ..interrupt import Terminated, ending
 from .launch import RankFailed, torchrun_env
 from .promptsets import deal, result_of, result_payload, shared_curve
 from .wire import all_gather_json, broadcast_json, recv_json, send_json
@@ -258,8 +259,6 @@ def _merge(shard: _Shard, writer, world: int) -> Iterator[Any]:
             while inbox.failure is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             if inbox.failure is None:
-                from ..interrupt import Terminated
-
                 raise Terminated()
         if inbox.failure is not None and not raised:
             raised.append(True)
@@ -304,8 +303,6 @@ def _merge(shard: _Shard, writer, world: int) -> Iterator[Any]:
     finally:
         inbox.active = False
         if raised:  # a rank's failure on its way out: torchrun's SIGTERM for it must not replace its line
-            from ..interrupt import ending
-
             previous[signal.SIGTERM] = ending
         for s, h in previous.items():
             signal.signal(s, h)
